@@ -1,0 +1,695 @@
+//! The deploy configuration: one TOML file at the repository root (`deploy.toml`).
+//!
+//! Parsing is strict (`deny_unknown_fields`); every error names the file, the line and
+//! column, and what was expected. Environment variables override what CI must set
+//! (see [`Overrides`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// Default file name of the configuration, at the repository root.
+pub const CONFIG_FILE: &str = "deploy.toml";
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Path of the file it was read from.
+    pub path: PathBuf,
+    /// Directory that relative paths in the file are resolved against (the file's directory).
+    pub root: PathBuf,
+    pub region: String,
+    pub application: String,
+    /// AWS account id; when unset, deploy stages ask STS.
+    pub account: Option<String>,
+    /// Registry host override (else `<account>.dkr.ecr.<region>.amazonaws.com`).
+    pub registry: Option<String>,
+    pub bundle: BundleSettings,
+    pub vars: BTreeMap<String, String>,
+    pub images: BTreeMap<String, ImageSpec>,
+    pub environments: BTreeMap<String, EnvironmentSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    region: String,
+    application: String,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    registry: Option<String>,
+    #[serde(default)]
+    bundle: BundleSettings,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    images: BTreeMap<String, Spanned<ImageSpec>>,
+    environments: BTreeMap<String, Spanned<EnvironmentSpec>>,
+}
+
+/// Where the bundle's inputs are and where its outputs go, relative to the config's directory.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BundleSettings {
+    pub template: PathBuf,
+    pub ebextensions: PathBuf,
+    pub platform: PathBuf,
+    pub ebignore: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+impl Default for BundleSettings {
+    fn default() -> Self {
+        Self {
+            template: "Dockerrun.template.json".into(),
+            ebextensions: ".ebextensions".into(),
+            platform: ".platform".into(),
+            ebignore: ".ebignore".into(),
+            out_dir: "target/deploy".into(),
+        }
+    }
+}
+
+/// An image the template refers to as `${image.NAME}`.
+///
+/// With `build`, this repository builds it and pushes it to the account's ECR repository
+/// `repository`, tagged with the release name. Without, it is external: `repository` (a
+/// repository in the account's ECR, or a full reference with a registry host) at `tag`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub repository: String,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub build: Option<BuildSpec>,
+}
+
+impl ImageSpec {
+    /// True when the repository names its own registry host (`host[:port]/path`).
+    pub fn has_registry_host(&self) -> bool {
+        match self.repository.split_once('/') {
+            Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
+            None => false,
+        }
+    }
+}
+
+/// How to build an image of this repository.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// Build context directory, relative to the config's directory.
+    pub context: PathBuf,
+    /// Dockerfile, relative to the config's directory (default: `<context>/Dockerfile`).
+    #[serde(default)]
+    pub dockerfile: Option<PathBuf>,
+    /// Target stage of a multi-stage Dockerfile.
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    #[serde(default = "default_platform")]
+    pub platform: String,
+}
+
+fn default_platform() -> String {
+    "linux/amd64".into()
+}
+
+/// Where an environment runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// AWS Elastic Beanstalk.
+    #[default]
+    Aws,
+    /// The local Docker Engine.
+    Local,
+}
+
+/// One deploy environment (`[environments.NAME]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    #[serde(default)]
+    pub target: Target,
+    /// The Elastic Beanstalk environment name (required for `target = "aws"`).
+    #[serde(default)]
+    pub eb_environment: Option<String>,
+    /// S3 bucket for bundles; else the EB storage location (`CreateStorageLocation`).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Base URL of the deployed application; else `http://<environment CNAME>`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Values for `${var.NAME}`, over the top-level `[vars]`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Lowest enhanced-health status that counts as healthy.
+    #[serde(default)]
+    pub health_threshold: HealthThreshold,
+    /// Redeploy the previous version when the deploy or verify fails.
+    #[serde(default = "yes")]
+    pub rollback: bool,
+    /// Checks run by the verify stage, in order.
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Deadlines of the waiting stages.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    #[serde(deserialize_with = "de_duration")]
+    pub deploy: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub version: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub lock_wait: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub verify: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            deploy: Duration::from_secs(30 * 60),
+            version: Duration::from_secs(10 * 60),
+            lock_wait: Duration::from_secs(10 * 60),
+            verify: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// Enhanced health statuses, best first, as EB reports them.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum HealthThreshold {
+    #[default]
+    Ok,
+    Info,
+    Warning,
+}
+
+/// A check of the verify stage (`[[environments.NAME.checks]]`), told apart by `kind`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CheckSpec {
+    /// GET a URL; expect a status and a JSON body.
+    Http {
+        /// Full URL; else the environment URL joined with `path`.
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default = "default_health_path")]
+        path: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default = "default_status")]
+        expect_status: u16,
+        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+        #[serde(default = "yes")]
+        required: bool,
+    },
+    /// PING a Redis server (`redis://` or `rediss://…?ssl_cert_reqs=none`).
+    Redis {
+        /// Name of the environment variable that holds the URL (it may carry a password).
+        url_env: String,
+        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+        #[serde(default = "yes")]
+        required: bool,
+    },
+    /// Ping Celery workers over the Redis broker and check their queues.
+    Celery {
+        /// Name of the environment variable that holds the broker URL.
+        broker_url_env: String,
+        #[serde(default = "one")]
+        min_workers: usize,
+        #[serde(default)]
+        queues: Vec<String>,
+        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+        #[serde(default = "yes")]
+        required: bool,
+    },
+    /// Ask Flower's API about the workers (for runners outside the VPC).
+    Flower {
+        /// Flower's base URL; else `<environment URL>:5555`.
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default = "default_flower_user_env")]
+        user_env: String,
+        #[serde(default = "default_flower_password_env")]
+        password_env: String,
+        #[serde(default = "one")]
+        min_workers: usize,
+        #[serde(default)]
+        queues: Vec<String>,
+        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+        #[serde(default = "yes")]
+        required: bool,
+    },
+}
+
+impl CheckSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckSpec::Http { .. } => "http",
+            CheckSpec::Redis { .. } => "redis",
+            CheckSpec::Celery { .. } => "celery",
+            CheckSpec::Flower { .. } => "flower",
+        }
+    }
+}
+
+/// The path the verify stage checks when none is configured: DRF's API root.
+pub const DEFAULT_HEALTH_PATH: &str = "/api/v2/";
+
+fn default_health_path() -> String {
+    DEFAULT_HEALTH_PATH.into()
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn one() -> usize {
+    1
+}
+fn default_flower_user_env() -> String {
+    "FLOWER_USER".into()
+}
+fn default_flower_password_env() -> String {
+    "FLOWER_PASSWORD".into()
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} ({e}): expected a string such as \"90s\", \"5m\" or \"1h 30m\""
+        ))
+    })
+}
+
+/// Values that CI sets through the environment, over the file's.
+///
+/// | variable | overrides |
+/// |---|---|
+/// | `DEPLOY_REGION` (else `AWS_REGION`) | `region` |
+/// | `DEPLOY_ACCOUNT` | `account` |
+/// | `DEPLOY_REGISTRY` | `registry` |
+/// | `DEPLOY_BUCKET` | the selected environment's `bucket` |
+/// | `DEPLOY_URL` | the selected environment's `url` |
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub registry: Option<String>,
+    pub bucket: Option<String>,
+    pub url: Option<String>,
+}
+
+impl Overrides {
+    /// Reads the documented variables; empty values count as unset.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            region: var("DEPLOY_REGION").or_else(|| var("AWS_REGION")),
+            account: var("DEPLOY_ACCOUNT"),
+            registry: var("DEPLOY_REGISTRY"),
+            bucket: var("DEPLOY_BUCKET"),
+            url: var("DEPLOY_URL"),
+        }
+    }
+}
+
+/// A configuration error: which file, where, and what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {}: {source}\n  hint: run from the repository root, or pass --config PATH", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", location(path, *line, *column))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("unknown environment {name:?} in {}; known environments: {}", path.display(), known.join(", "))]
+    UnknownEnvironment {
+        path: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+}
+
+fn location(path: &Path, line: usize, column: usize) -> String {
+    if line == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}:{line}:{column}", path.display())
+    }
+}
+
+/// 1-based line and column of a byte offset in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, column)
+}
+
+impl Config {
+    /// Reads and validates the file at `path`, then applies `overrides`.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(path, &text)?;
+        config.apply(overrides);
+        Ok(config)
+    }
+
+    /// Parses and validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            let mut message = e.message().trim_end().to_string();
+            if message.starts_with("missing field") {
+                message.push_str(&format!("\n  hint: {}", SHAPE_HINT));
+            }
+            invalid(offset, message)
+        })?;
+
+        if file.region.trim().is_empty() {
+            return Err(invalid(0, "`region` is empty: expected an AWS region such as \"us-west-2\"".into()));
+        }
+        for (name, spanned) in &file.images {
+            let image = spanned.get_ref();
+            let at = spanned.span().start;
+            if !valid_name(name) {
+                return Err(invalid(at, format!("image name {name:?} must be letters, digits, '-' or '_' (it is used as ${{image.{name}}})")));
+            }
+            match (&image.build, &image.tag) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(at, format!("images.{name}: `tag` is set on an image this repository builds; built images are tagged with the release name: remove `tag`")));
+                }
+                (Some(_), None) if image.has_registry_host() => {
+                    return Err(invalid(at, format!("images.{name}: a built image is pushed to the account's ECR: `repository` must be a repository name without a registry host, not {:?}", image.repository)));
+                }
+                (None, None) => {
+                    return Err(invalid(at, format!("images.{name}: an external image needs `tag` (or a `build` table if this repository builds it)")));
+                }
+                _ => {}
+            }
+            if image.repository.trim().is_empty() || image.repository.contains(char::is_whitespace) {
+                return Err(invalid(at, format!("images.{name}: `repository` must be a non-empty repository name without spaces")));
+            }
+        }
+        if file.environments.is_empty() {
+            return Err(invalid(0, "no environments: add at least one [environments.NAME] table".into()));
+        }
+        for (name, spanned) in &file.environments {
+            let env = spanned.get_ref();
+            let at = spanned.span().start;
+            if env.target == Target::Aws && env.eb_environment.as_deref().is_none_or(str::is_empty) {
+                return Err(invalid(at, format!("environments.{name}: `eb_environment` (the Elastic Beanstalk environment name) is required when target = \"aws\"")));
+            }
+            for (i, check) in env.checks.iter().enumerate() {
+                if let CheckSpec::Http { path: p, url: None, .. } = check {
+                    if !p.starts_with('/') {
+                        return Err(invalid(at, format!("environments.{name}.checks[{i}]: `path` must start with '/', got {p:?}")));
+                    }
+                }
+            }
+        }
+
+        let root = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Ok(Config {
+            path: path.to_path_buf(),
+            root,
+            region: file.region,
+            application: file.application,
+            account: file.account,
+            registry: file.registry,
+            bundle: file.bundle,
+            vars: file.vars,
+            images: file.images.into_iter().map(|(k, v)| (k, v.into_inner())).collect(),
+            environments: file
+                .environments
+                .into_iter()
+                .map(|(k, v)| (k, v.into_inner()))
+                .collect(),
+        })
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = &o.region {
+            self.region = v.clone();
+        }
+        if let Some(v) = &o.account {
+            self.account = Some(v.clone());
+        }
+        if let Some(v) = &o.registry {
+            self.registry = Some(v.clone());
+        }
+        for env in self.environments.values_mut() {
+            if let Some(v) = &o.bucket {
+                env.bucket = Some(v.clone());
+            }
+            if let Some(v) = &o.url {
+                env.url = Some(v.clone());
+            }
+        }
+    }
+
+    /// The environment called `name`, or an error that lists the known ones.
+    pub fn environment(&self, name: &str) -> Result<&EnvironmentSpec, ConfigError> {
+        self.environments
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownEnvironment {
+                path: self.path.clone(),
+                name: name.to_string(),
+                known: self.environments.keys().cloned().collect(),
+            })
+    }
+
+    /// A path from the file, resolved against the config's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.root.join(p)
+        }
+    }
+
+    /// The images this repository builds.
+    pub fn built_images(&self) -> impl Iterator<Item = (&str, &ImageSpec, &BuildSpec)> {
+        self.images
+            .iter()
+            .filter_map(|(n, i)| i.build.as_ref().map(|b| (n.as_str(), i, b)))
+    }
+
+    /// The images this repository does not build.
+    pub fn external_images(&self) -> impl Iterator<Item = (&str, &ImageSpec)> {
+        self.images
+            .iter()
+            .filter(|(_, i)| i.build.is_none())
+            .map(|(n, i)| (n.as_str(), i))
+    }
+
+    /// The account's registry host: the override, else ECR's host (`None` without an account).
+    pub fn registry_host(&self) -> Option<String> {
+        self.registry.clone().or_else(|| {
+            self.account
+                .as_ref()
+                .map(|a| format!("{a}.dkr.ecr.{}.amazonaws.com", self.region))
+        })
+    }
+
+    /// Values for `${var.NAME}` in environment `env`: top-level `[vars]`, then the environment's.
+    pub fn vars_for(&self, env: &EnvironmentSpec) -> BTreeMap<String, String> {
+        let mut vars = self.vars.clone();
+        vars.extend(env.vars.clone());
+        vars
+    }
+}
+
+const SHAPE_HINT: &str = "expected at least `region`, `application`, `[images.NAME]` with `repository` (and `build` or `tag`), and `[environments.NAME]`; see the README's configuration reference";
+
+/// Names used in placeholders: ASCII letters, digits, `-` and `_`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Target::Aws => "aws",
+            Target::Local => "local",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+region = "us-west-2"
+application = "antenna"
+
+[images.backend]
+repository = "antenna-backend"
+build = { context = "." }
+
+[images.ml]
+repository = "ml-backend-minimal"
+tag = "v1"
+
+[environments.staging]
+eb_environment = "antenna-staging"
+
+[[environments.staging.checks]]
+kind = "http"
+headers = { "X-Forwarded-Proto" = "https" }
+timeout = "90s"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("deploy.toml"), text)
+    }
+
+    #[test]
+    fn minimal_file_parses_with_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let env = c.environment("staging").unwrap();
+        assert_eq!(env.target, Target::Aws);
+        assert!(env.rollback);
+        assert_eq!(env.timeouts.deploy, Duration::from_secs(1800));
+        match &env.checks[0] {
+            CheckSpec::Http { path, timeout, expect_status, .. } => {
+                assert_eq!(path, "/api/v2/");
+                assert_eq!(*timeout, Duration::from_secs(90));
+                assert_eq!(*expect_status, 200);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(c.built_images().count(), 1);
+        assert_eq!(c.bundle.template, PathBuf::from("Dockerrun.template.json"));
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_column() {
+        let text = MINIMAL.replace("eb_environment", "eb_enviroment");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("deploy.toml:14:1: unknown field `eb_enviroment`"), "{err}");
+        assert!(err.contains("expected one of"), "{err}");
+    }
+
+    #[test]
+    fn unknown_check_field_is_rejected() {
+        let text = MINIMAL.replace("timeout = \"90s\"", "timout = \"90s\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `timout`"), "{err}");
+        assert!(err.starts_with("deploy.toml:16:"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_explains_the_shape() {
+        let text = MINIMAL.replace("\"90s\"", "\"ninety\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("invalid duration \"ninety\""), "{err}");
+        assert!(err.contains("expected a string such as"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_names_position() {
+        let err = parse("region = \"x\"\napplication = \n").unwrap_err().to_string();
+        assert!(err.starts_with("deploy.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn built_image_with_tag_is_an_error() {
+        let text = MINIMAL.replace("build = { context = \".\" }", "build = { context = \".\" }\ntag = \"x\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("deploy.toml:5:"), "{err}");
+        assert!(err.contains("images.backend: `tag` is set on an image this repository builds"), "{err}");
+    }
+
+    #[test]
+    fn external_image_needs_a_tag() {
+        let text = MINIMAL.replace("tag = \"v1\"\n", "");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("images.ml: an external image needs `tag`"), "{err}");
+    }
+
+    #[test]
+    fn aws_environment_needs_eb_name() {
+        let text = MINIMAL.replace("eb_environment = \"antenna-staging\"\n", "");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("environments.staging: `eb_environment`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_environment_lists_known_ones() {
+        let c = parse(MINIMAL).unwrap();
+        let err = c.environment("prod").unwrap_err().to_string();
+        assert_eq!(err, "unknown environment \"prod\" in deploy.toml; known environments: staging");
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.apply(&Overrides {
+            region: Some("eu-west-1".into()),
+            account: Some("123456789012".into()),
+            bucket: Some("b".into()),
+            ..Default::default()
+        });
+        assert_eq!(c.region, "eu-west-1");
+        assert_eq!(c.registry_host().unwrap(), "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(c.environments["staging"].bucket.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,10 @@
+//! Build, bundle and deploy Antenna to AWS Elastic Beanstalk.
+//!
+//! The `xtask` binary is a thin CLI over this library: each command builds a typed request
+//! and calls one function here. Stages are data ([`stages::Stage`]); the I/O boundaries
+//! (Docker Engine, AWS, GitHub, HTTP, Redis) are the only places with traits.
+
+pub mod aws;
+pub mod config;
+pub mod release;
+pub mod stages;
