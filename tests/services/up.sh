@@ -9,6 +9,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export SERVICES_DIR="${SERVICES_DIR:-$root/target/test-services}"
 export VENV="${TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/antenna-pipeline/venv}"
+# Every port is PORT_BASE + an offset, so that several checkouts can run their services at once.
+# Offsets: 1 moto; 2-9 registry and Docker; 10-19 Redis, Celery, Flower; 20-29 EB; 30-39 local target.
+export PORT_BASE="${PORT_BASE:-15000}"
 
 "$here/down.sh" >/dev/null 2>&1 || true
 rm -rf "$SERVICES_DIR"
@@ -70,6 +73,9 @@ wait_port() {
     sleep 0.1
   done
 }
+
+# port OFFSET: prints PORT_BASE + OFFSET.
+port() { echo $((PORT_BASE + $1)); }
 
 # export_env KEY VALUE: makes KEY=VALUE visible to the tests.
 export_env() {
