@@ -8,3 +8,7 @@ pub mod aws;
 pub mod config;
 pub mod release;
 pub mod stages;
+pub mod bundle;
+pub mod dockerrun;
+pub mod lint;
+pub mod template;
