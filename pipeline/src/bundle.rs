@@ -114,7 +114,13 @@ pub struct InputFile {
 pub fn make_bundle(req: &BundleRequest) -> Result<Bundle> {
     let config = req.config;
     let env = config.environment(&req.env_name)?;
-    let ctx = RenderContext::for_environment(config, &req.env_name, env, &req.release, req.account.as_deref());
+    let ctx = RenderContext::for_environment(
+        config,
+        &req.env_name,
+        env,
+        &req.release,
+        req.account.as_deref(),
+    );
     let inputs = collect_inputs(config)?;
     let (rendered, report) = lint_inputs(config, env, &ctx, &inputs)?;
     if report.errors() > 0 {
@@ -179,8 +185,14 @@ pub fn lint_inputs(
         }
         Err(e) => {
             report.extend(e.problems.into_iter().map(|p| {
-                lint::Finding::new(lint::DR_PARSE, &p.file, "", p.message, "fix the template, then run `cargo xtask render` again")
-                    .at((p.line, p.column))
+                lint::Finding::new(
+                    lint::DR_PARSE,
+                    &p.file,
+                    "",
+                    p.message,
+                    "fix the template, then run `cargo xtask render` again",
+                )
+                .at((p.line, p.column))
             }));
             None
         }
@@ -193,7 +205,11 @@ pub fn lint_inputs(
         if f.path.starts_with(&ebext_dir) && f.name.ends_with(".config") {
             let text = std::fs::read_to_string(&f.path)
                 .with_context(|| format!("cannot read {}", f.path.display()))?;
-            report.extend(lint::lint_ebextension(&f.path, &text, verify_path.as_deref()));
+            report.extend(lint::lint_ebextension(
+                &f.path,
+                &text,
+                verify_path.as_deref(),
+            ));
         }
         if f.path.starts_with(&platform_dir) {
             hooks.push((f.path.clone(), f.mode));
@@ -207,8 +223,12 @@ pub fn lint_inputs(
 /// The path the environment's first HTTP check requests, when it has one.
 pub fn verify_path(env: &EnvironmentSpec) -> Option<String> {
     env.checks.iter().find_map(|c| match c {
-        CheckSpec::Http { url: None, path, .. } => Some(path.clone()),
-        CheckSpec::Http { url: Some(u), .. } => url::Url::parse(u).ok().map(|u| u.path().to_string()),
+        CheckSpec::Http {
+            url: None, path, ..
+        } => Some(path.clone()),
+        CheckSpec::Http { url: Some(u), .. } => {
+            url::Url::parse(u).ok().map(|u| u.path().to_string())
+        }
         _ => None,
     })
 }
@@ -237,7 +257,12 @@ pub fn collect_inputs(config: &Config) -> Result<Vec<InputFile>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, root: &Path, ignore: &ignore::gitignore::Gitignore, out: &mut Vec<InputFile>) -> Result<()> {
+fn walk(
+    dir: &Path,
+    root: &Path,
+    ignore: &ignore::gitignore::Gitignore,
+    out: &mut Vec<InputFile>,
+) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .collect::<Result<_, _>>()
@@ -245,9 +270,13 @@ fn walk(dir: &Path, root: &Path, ignore: &ignore::gitignore::Gitignore, out: &mu
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path);
-        if ignore.matched_path_or_any_parents(rel, meta.is_dir()).is_ignore() {
+        if ignore
+            .matched_path_or_any_parents(rel, meta.is_dir())
+            .is_ignore()
+        {
             tracing::debug!("{} is excluded by .ebignore", rel.display());
             continue;
         }
@@ -259,7 +288,11 @@ fn walk(dir: &Path, root: &Path, ignore: &ignore::gitignore::Gitignore, out: &mu
                 .map(|c| c.as_os_str().to_string_lossy())
                 .collect::<Vec<_>>()
                 .join("/");
-            let mode = if meta.permissions().mode() & 0o100 != 0 { 0o755 } else { 0o644 };
+            let mode = if meta.permissions().mode() & 0o100 != 0 {
+                0o755
+            } else {
+                0o644
+            };
             out.push(InputFile { name, path, mode });
         }
     }
@@ -278,7 +311,8 @@ pub fn zip_bundle(dockerrun: &str, inputs: &[InputFile]) -> Result<Vec<u8>> {
     zip.start_file(DOCKERRUN, base.unix_permissions(0o644))?;
     zip.write_all(dockerrun.as_bytes())?;
     for f in inputs {
-        let data = std::fs::read(&f.path).with_context(|| format!("cannot read {}", f.path.display()))?;
+        let data =
+            std::fs::read(&f.path).with_context(|| format!("cannot read {}", f.path.display()))?;
         zip.start_file(f.name.as_str(), base.unix_permissions(f.mode))?;
         zip.write_all(&data)?;
     }
@@ -290,5 +324,29 @@ pub fn zip_bundle(dockerrun: &str, inputs: &[InputFile]) -> Result<Vec<u8>> {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
+}
+
+/// The account to render with: the configuration's (or DEPLOY_ACCOUNT), else STS's for AWS
+/// environments; `None` when neither answers (rendering then says what to set).
+pub async fn account_for(config: &Config, env: &EnvironmentSpec) -> Option<String> {
+    if config.account.is_some() || env.target == crate::config::Target::Local {
+        return config.account.clone();
+    }
+    let aws = crate::aws::Aws::load(&config.region).await;
+    let sts = tokio::time::timeout(std::time::Duration::from_secs(20), aws.account(None)).await;
+    match sts {
+        Ok(Ok(a)) => Some(a),
+        Ok(Err(e)) => {
+            tracing::debug!("{e:#}");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                "STS GetCallerIdentity did not answer within 20 s: set `account` or DEPLOY_ACCOUNT"
+            );
+            None
+        }
+    }
 }

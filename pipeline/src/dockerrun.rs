@@ -288,7 +288,11 @@ mod tests {
         let v = json!({"AWSEBDockerrunVersion": 2, "containerDefinitions": [{"name": "a"}, {"name": "b", "memory": "lots"}]});
         let err = Dockerrun::from_value(v).unwrap_err();
         assert_eq!(err.path, "containerDefinitions[1].memory");
-        assert!(err.message.contains("invalid type: string \"lots\""), "{}", err.message);
+        assert!(
+            err.message.contains("invalid type: string \"lots\""),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -304,9 +308,15 @@ mod tests {
         });
         let d = Dockerrun::from_value(v).unwrap();
         let c = &d.container_definitions[0];
-        assert_eq!(c.secrets[0].value_from, "arn:aws:secretsmanager:us-west-2:1:secret:db");
+        assert_eq!(
+            c.secrets[0].value_from,
+            "arn:aws:secretsmanager:us-west-2:1:secret:db"
+        );
         assert_eq!(c.depends_on[0].condition, "START");
-        assert_eq!(c.entry_point.as_deref(), Some(&["/entrypoint".to_string()][..]));
+        assert_eq!(
+            c.entry_point.as_deref(),
+            Some(&["/entrypoint".to_string()][..])
+        );
         assert!(d.unknown.is_empty() && c.unknown.is_empty());
     }
 }

@@ -56,9 +56,10 @@ impl RenderContext {
             Some(a) => ctx.set("account", a),
             None => ctx.unset("account", no_account),
         }
-        let registry = config.registry.clone().or_else(|| {
-            account.map(|a| format!("{a}.dkr.ecr.{}.amazonaws.com", config.region))
-        });
+        let registry = config
+            .registry
+            .clone()
+            .or_else(|| account.map(|a| format!("{a}.dkr.ecr.{}.amazonaws.com", config.region)));
         match &registry {
             Some(r) => ctx.set("registry", r),
             None => ctx.unset("registry", no_account),
@@ -83,7 +84,8 @@ impl RenderContext {
 
     /// Marks `name` as known but without a value, and why.
     pub fn unset(&mut self, name: &str, reason: &str) {
-        self.values.insert(name.to_string(), Err(reason.to_string()));
+        self.values
+            .insert(name.to_string(), Err(reason.to_string()));
     }
 
     pub fn get(&self, name: &str) -> Option<&Result<String, String>> {
@@ -128,7 +130,14 @@ pub struct TemplateProblem {
 impl fmt::Display for TemplateProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
         } else {
             write!(f, "{}: {}", self.file.display(), self.message)
         }
@@ -144,7 +153,11 @@ pub struct RenderError {
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "cannot render the template ({n} problem{}):", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "cannot render the template ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             write!(f, "\n  {p}")?;
         }
@@ -223,7 +236,11 @@ pub fn render(path: &Path, text: &str, ctx: &RenderContext) -> Result<Rendered, 
     let dockerrun = Dockerrun::from_value(value).map_err(|e| {
         let (line, column) = crate::lint::locate(text, &e.path);
         RenderError {
-            problems: vec![problem(line, column, format!("`{}`: {}", e.path, e.message))],
+            problems: vec![problem(
+                line,
+                column,
+                format!("`{}`: {}", e.path, e.message),
+            )],
         }
     })?;
     let json = dockerrun.to_pretty_json();
@@ -238,11 +255,7 @@ pub fn render(path: &Path, text: &str, ctx: &RenderContext) -> Result<Rendered, 
 /// (name → message).
 fn substitute(value: &mut Value, ctx: &RenderContext, problems: &mut BTreeMap<String, String>) {
     match value {
-        Value::String(s) => {
-            if s.contains('$') {
-                *s = substitute_str(s, ctx, problems);
-            }
-        }
+        Value::String(s) if s.contains('$') => *s = substitute_str(s, ctx, problems),
         Value::Array(items) => items.iter_mut().for_each(|v| substitute(v, ctx, problems)),
         Value::Object(map) => map.values_mut().for_each(|v| substitute(v, ctx, problems)),
         _ => {}
@@ -265,14 +278,14 @@ fn substitute_str(s: &str, ctx: &RenderContext, problems: &mut BTreeMap<String, 
                     match ctx.get(name) {
                         Some(Ok(v)) => out.push_str(v),
                         Some(Err(reason)) => {
-                            problems
-                                .entry(name.to_string())
-                                .or_insert_with(|| format!("placeholder ${{{name}}} is unset: {reason}"));
+                            problems.entry(name.to_string()).or_insert_with(|| {
+                                format!("placeholder ${{{name}}} is unset: {reason}")
+                            });
                         }
                         None => {
-                            problems.entry(name.to_string()).or_insert_with(|| {
-                                unknown_message(name, ctx)
-                            });
+                            problems
+                                .entry(name.to_string())
+                                .or_insert_with(|| unknown_message(name, ctx));
                         }
                     }
                     rest = &body[end + 1..];
@@ -355,7 +368,10 @@ mod tests {
 
     fn ctx() -> RenderContext {
         let mut c = RenderContext::default();
-        c.set("image.backend", "1.dkr.ecr.us-west-2.amazonaws.com/antenna:v1");
+        c.set(
+            "image.backend",
+            "1.dkr.ecr.us-west-2.amazonaws.com/antenna:v1",
+        );
         c.set("release", "v1");
         c.set("var.MODE", "prod");
         c.unset("account", "the AWS account is unknown");
@@ -374,58 +390,126 @@ mod tests {
     fn substitutes_in_strings_and_keeps_literals() {
         let r = render(Path::new("t.json"), T, &ctx()).unwrap();
         let c = &r.dockerrun.container_definitions[0];
-        assert_eq!(c.image.as_deref(), Some("1.dkr.ecr.us-west-2.amazonaws.com/antenna:v1"));
+        assert_eq!(
+            c.image.as_deref(),
+            Some("1.dkr.ecr.us-west-2.amazonaws.com/antenna:v1")
+        );
         assert_eq!(c.environment[0].value, "prod-${literal}");
         assert!(r.json.ends_with("}\n"));
     }
 
     #[test]
     fn unknown_and_unset_placeholders_name_their_lines() {
-        let t = T.replace("${var.MODE}", "${var.NOPE}").replace("\"memory\": 512", "\"memory\": 512, \"user\": \"${account}\"");
+        let t = T.replace("${var.MODE}", "${var.NOPE}").replace(
+            "\"memory\": 512",
+            "\"memory\": 512, \"user\": \"${account}\"",
+        );
         let err = render(Path::new("t.json"), &t, &ctx()).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("cannot render the template (2 problems):"), "{text}");
-        assert!(text.contains("t.json:4:77: placeholder ${account} is unset: the AWS account is unknown"), "{text}");
-        assert!(text.contains("t.json:5:49: unknown placeholder ${var.NOPE}: add `NOPE = \"…\"` under [vars]"), "{text}");
+        assert!(
+            text.starts_with("cannot render the template (2 problems):"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "t.json:4:77: placeholder ${account} is unset: the AWS account is unknown"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "t.json:5:49: unknown placeholder ${var.NOPE}: add `NOPE = \"…\"` under [vars]"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
     fn unknown_image_lists_known_images() {
         let t = T.replace("${image.backend}", "${image.frontend}");
-        let err = render(Path::new("t.json"), &t, &ctx()).unwrap_err().to_string();
+        let err = render(Path::new("t.json"), &t, &ctx())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown placeholder ${image.frontend}: no image \"frontend\" in the configuration's [images]; known: backend"), "{err}");
     }
 
     #[test]
     fn placeholder_in_a_key_is_an_error() {
         let t = T.replace("\"memory\": 512", "\"memory\": 512,\n\"${var.MODE}\": 1");
-        let err = render(Path::new("t.json"), &t, &ctx()).unwrap_err().to_string();
-        assert!(err.contains("t.json:5:2: placeholder ${var.MODE} is in an object key"), "{err}");
+        let err = render(Path::new("t.json"), &t, &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.json:5:2: placeholder ${var.MODE} is in an object key"),
+            "{err}"
+        );
     }
 
     #[test]
     fn malformed_json_has_position() {
-        let err = render(Path::new("t.json"), "{\n  \"a\": ,\n}", &ctx()).unwrap_err().to_string();
-        assert!(err.contains("t.json:2:8: invalid JSON: expected value"), "{err}");
+        let err = render(Path::new("t.json"), "{\n  \"a\": ,\n}", &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.json:2:8: invalid JSON: expected value"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_field_type_names_path_and_line() {
         let t = T.replace("\"memory\": 512", "\"memory\": \"512\"");
-        let err = render(Path::new("t.json"), &t, &ctx()).unwrap_err().to_string();
+        let err = render(Path::new("t.json"), &t, &ctx())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("t.json:4:"), "{err}");
-        assert!(err.contains("`containerDefinitions[0].memory`: invalid type: string \"512\", expected u64"), "{err}");
+        assert!(
+            err.contains(
+                "`containerDefinitions[0].memory`: invalid type: string \"512\", expected u64"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn image_references_per_target() {
-        let built = ImageSpec { repository: "antenna".into(), tag: None, build: Some(crate::config::BuildSpec { context: ".".into(), dockerfile: None, target: None, args: Default::default(), platform: "linux/amd64".into() }) };
-        let ext = ImageSpec { repository: "ml".into(), tag: Some("v2".into()), build: None };
-        let hosted = ImageSpec { repository: "registry.example.org/x/y".into(), tag: Some("3".into()), build: None };
-        assert_eq!(image_reference(&built, Target::Aws, Some("r.io"), "v1").unwrap(), "r.io/antenna:v1");
-        assert_eq!(image_reference(&built, Target::Local, None, "v1").unwrap(), "antenna:v1");
-        assert_eq!(image_reference(&ext, Target::Aws, Some("r.io"), "v1").unwrap(), "r.io/ml:v2");
+        let built = ImageSpec {
+            repository: "antenna".into(),
+            tag: None,
+            build: Some(crate::config::BuildSpec {
+                context: ".".into(),
+                dockerfile: None,
+                target: None,
+                args: Default::default(),
+                platform: "linux/amd64".into(),
+            }),
+        };
+        let ext = ImageSpec {
+            repository: "ml".into(),
+            tag: Some("v2".into()),
+            build: None,
+        };
+        let hosted = ImageSpec {
+            repository: "registry.example.org/x/y".into(),
+            tag: Some("3".into()),
+            build: None,
+        };
+        assert_eq!(
+            image_reference(&built, Target::Aws, Some("r.io"), "v1").unwrap(),
+            "r.io/antenna:v1"
+        );
+        assert_eq!(
+            image_reference(&built, Target::Local, None, "v1").unwrap(),
+            "antenna:v1"
+        );
+        assert_eq!(
+            image_reference(&ext, Target::Aws, Some("r.io"), "v1").unwrap(),
+            "r.io/ml:v2"
+        );
         assert_eq!(image_reference(&ext, Target::Aws, None, "v1"), None);
-        assert_eq!(image_reference(&hosted, Target::Aws, None, "v1").unwrap(), "registry.example.org/x/y:3");
+        assert_eq!(
+            image_reference(&hosted, Target::Aws, None, "v1").unwrap(),
+            "registry.example.org/x/y:3"
+        );
     }
 }

@@ -26,19 +26,32 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
         );
     }
     for key in d.unknown.keys() {
-        push(DR_UNKNOWN, key.clone(), format!("unknown top-level field `{key}` (kept in the output)"), "check the spelling against the Dockerrun v2 reference; EB may reject or ignore it");
+        push(
+            DR_UNKNOWN,
+            key.clone(),
+            format!("unknown top-level field `{key}` (kept in the output)"),
+            "check the spelling against the Dockerrun v2 reference; EB may reject or ignore it",
+        );
     }
 
     let names: BTreeSet<&str> = d.names().collect();
     let mut seen = BTreeMap::<&str, usize>::new();
     let mut host_ports = BTreeMap::<(i64, String), String>::new();
     if d.container_definitions.is_empty() {
-        push(DR_ESSENTIAL, "containerDefinitions".into(), "no containers: containerDefinitions is empty".into(), "add at least one container definition");
+        push(
+            DR_ESSENTIAL,
+            "containerDefinitions".into(),
+            "no containers: containerDefinitions is empty".into(),
+            "add at least one container definition",
+        );
     } else if !d.container_definitions.iter().any(|c| c.is_essential()) {
         push(DR_ESSENTIAL, "containerDefinitions".into(), "no container is essential: every container sets \"essential\": false".into(), "mark the main container (django) \"essential\": true so that ECS restarts the task when it stops");
     }
     let declared_volumes: BTreeSet<&str> = d.volumes.iter().map(|v| v.name.as_str()).collect();
-    let uses_secrets = d.container_definitions.iter().any(|c| !c.secrets.is_empty());
+    let uses_secrets = d
+        .container_definitions
+        .iter()
+        .any(|c| !c.secrets.is_empty());
     if uses_secrets && d.execution_role_arn.is_none() {
         push(DR_SECRETS_ARN, "containerDefinitions".into(), "containers use `secrets` but there is no top-level executionRoleArn".into(), "add \"executionRoleArn\" with a role that may read those secrets (secretsmanager:GetSecretValue / ssm:GetParameters)");
     }
@@ -47,20 +60,44 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
         let base = format!("containerDefinitions[{i}]");
         let who = c.display_name(i);
         match c.name.as_deref() {
-            None | Some("") => push(DR_NAME, base.clone(), format!("container {who} has no name"), "add \"name\": a unique name other containers can link to"),
+            None | Some("") => push(
+                DR_NAME,
+                base.clone(),
+                format!("container {who} has no name"),
+                "add \"name\": a unique name other containers can link to",
+            ),
             Some(n) => {
                 if let Some(first) = seen.insert(n, i) {
-                    push(DR_NAME, format!("{base}.name"), format!("container name `{n}` is used twice (containers {first} and {i})"), "give each container a unique name");
+                    push(
+                        DR_NAME,
+                        format!("{base}.name"),
+                        format!("container name `{n}` is used twice (containers {first} and {i})"),
+                        "give each container a unique name",
+                    );
                 }
             }
         }
         match c.image.as_deref() {
-            None | Some("") => push(DR_IMAGE, base.clone(), format!("container `{who}` has no image"), "add \"image\": a full reference such as ${image.backend}"),
+            None | Some("") => push(
+                DR_IMAGE,
+                base.clone(),
+                format!("container `{who}` has no image"),
+                "add \"image\": a full reference such as ${image.backend}",
+            ),
             Some(image) => match ImageRef::parse(image) {
-                Err(why) => push(DR_IMAGE_REF, format!("{base}.image"), format!("container `{who}`: image {image:?} is not a valid reference: {why}"), "use [REGISTRY/]REPOSITORY[:TAG][@DIGEST] in lowercase"),
+                Err(why) => push(
+                    DR_IMAGE_REF,
+                    format!("{base}.image"),
+                    format!("container `{who}`: image {image:?} is not a valid reference: {why}"),
+                    "use [REGISTRY/]REPOSITORY[:TAG][@DIGEST] in lowercase",
+                ),
                 Ok(r) => {
                     if r.digest.is_none() && r.tag.as_deref().is_none_or(|t| t == "latest") {
-                        let what = if r.tag.is_none() { "has no tag" } else { "uses the tag latest" };
+                        let what = if r.tag.is_none() {
+                            "has no tag"
+                        } else {
+                            "uses the tag latest"
+                        };
                         push(DR_IMAGE_TAG, format!("{base}.image"), format!("container `{who}`: image {image:?} {what}, so a redeploy may run another image"), "pin a release tag (or a digest)");
                     }
                 }
@@ -74,12 +111,25 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
             if !names.contains(target) {
                 push(DR_LINKS, format!("{base}.links[{j}]"), format!("container `{who}` links to `{target}`, which is not a container of this file"), &format!("known containers: {}", join(&names)));
             } else if c.name.as_deref() == Some(target) {
-                push(DR_LINKS, format!("{base}.links[{j}]"), format!("container `{who}` links to itself"), "remove the link");
+                push(
+                    DR_LINKS,
+                    format!("{base}.links[{j}]"),
+                    format!("container `{who}` links to itself"),
+                    "remove the link",
+                );
             }
         }
         for (j, dep) in c.depends_on.iter().enumerate() {
             if !names.contains(dep.container_name.as_str()) {
-                push(DR_DEPENDS_ON, format!("{base}.dependsOn[{j}].containerName"), format!("container `{who}` depends on `{}`, which is not a container of this file", dep.container_name), &format!("known containers: {}", join(&names)));
+                push(
+                    DR_DEPENDS_ON,
+                    format!("{base}.dependsOn[{j}].containerName"),
+                    format!(
+                        "container `{who}` depends on `{}`, which is not a container of this file",
+                        dep.container_name
+                    ),
+                    &format!("known containers: {}", join(&names)),
+                );
             }
             if !DEPENDS_ON_CONDITIONS.contains(&dep.condition.as_str()) {
                 push(DR_DEPENDS_ON, format!("{base}.dependsOn[{j}].condition"), format!("container `{who}`: dependsOn condition {:?} is not one of {}", dep.condition, DEPENDS_ON_CONDITIONS.join(", ")), "use START, COMPLETE, SUCCESS or HEALTHY (HEALTHY needs a healthCheck on the other container)");
@@ -99,16 +149,42 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
             let field = format!("{base}.portMappings[{j}]");
             match pm.container_port {
                 Some(p) if (1..=65535).contains(&p) => {}
-                Some(p) => push(DR_PORT_RANGE, format!("{field}.containerPort"), format!("container `{who}`: containerPort {p} is outside 1-65535"), "use the port the process listens on"),
-                None => push(DR_PORT_RANGE, field.clone(), format!("container `{who}`: a port mapping has no containerPort"), "add \"containerPort\""),
+                Some(p) => push(
+                    DR_PORT_RANGE,
+                    format!("{field}.containerPort"),
+                    format!("container `{who}`: containerPort {p} is outside 1-65535"),
+                    "use the port the process listens on",
+                ),
+                None => push(
+                    DR_PORT_RANGE,
+                    field.clone(),
+                    format!("container `{who}`: a port mapping has no containerPort"),
+                    "add \"containerPort\"",
+                ),
             }
             if let Some(h) = pm.host_port {
                 if !(1..=65535).contains(&h) {
-                    push(DR_PORT_RANGE, format!("{field}.hostPort"), format!("container `{who}`: hostPort {h} is outside 1-65535"), "use a port between 1 and 65535");
+                    push(
+                        DR_PORT_RANGE,
+                        format!("{field}.hostPort"),
+                        format!("container `{who}`: hostPort {h} is outside 1-65535"),
+                        "use a port between 1 and 65535",
+                    );
                 } else {
-                    let proto = pm.protocol.clone().unwrap_or_else(|| "tcp".into()).to_ascii_lowercase();
+                    let proto = pm
+                        .protocol
+                        .clone()
+                        .unwrap_or_else(|| "tcp".into())
+                        .to_ascii_lowercase();
                     if let Some(other) = host_ports.insert((h, proto.clone()), who.clone()) {
-                        push(DR_HOST_PORT, format!("{field}.hostPort"), format!("host port {h}/{proto} is mapped by both `{other}` and `{who}`"), "map each host port once; change one hostPort");
+                        push(
+                            DR_HOST_PORT,
+                            format!("{field}.hostPort"),
+                            format!(
+                                "host port {h}/{proto} is mapped by both `{other}` and `{who}`"
+                            ),
+                            "map each host port once; change one hostPort",
+                        );
                     }
                 }
             }
@@ -124,14 +200,28 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
             }
         }
         for key in c.unknown.keys() {
-            push(DR_UNKNOWN, format!("{base}.{key}"), format!("container `{who}`: unknown field `{key}` (kept in the output)"), "check the spelling against ECS's container definition reference");
+            push(
+                DR_UNKNOWN,
+                format!("{base}.{key}"),
+                format!("container `{who}`: unknown field `{key}` (kept in the output)"),
+                "check the spelling against ECS's container definition reference",
+            );
         }
     }
 
     if let Some(cycle) = depends_on_cycle(d) {
         let first = cycle[0].clone();
-        let i = d.container_definitions.iter().position(|c| c.name.as_deref() == Some(&first)).unwrap_or(0);
-        push(DR_CYCLE, format!("containerDefinitions[{i}].dependsOn"), format!("dependsOn has a cycle: {}", cycle.join(" -> ")), "remove one of these dependencies: ECS cannot start any container of a cycle");
+        let i = d
+            .container_definitions
+            .iter()
+            .position(|c| c.name.as_deref() == Some(&first))
+            .unwrap_or(0);
+        push(
+            DR_CYCLE,
+            format!("containerDefinitions[{i}].dependsOn"),
+            format!("dependsOn has a cycle: {}", cycle.join(" -> ")),
+            "remove one of these dependencies: ECS cannot start any container of a cycle",
+        );
     }
     out
 }
@@ -145,12 +235,25 @@ fn depends_on_cycle(d: &Dockerrun) -> Option<Vec<String>> {
     let edges: BTreeMap<&str, Vec<&str>> = d
         .container_definitions
         .iter()
-        .filter_map(|c| Some((c.name.as_deref()?, c.depends_on.iter().map(|x| x.container_name.as_str()).collect())))
+        .filter_map(|c| {
+            Some((
+                c.name.as_deref()?,
+                c.depends_on
+                    .iter()
+                    .map(|x| x.container_name.as_str())
+                    .collect(),
+            ))
+        })
         .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done
     let mut state = BTreeMap::<&str, u8>::new();
     let mut stack = Vec::new();
-    fn visit<'a>(n: &'a str, edges: &BTreeMap<&'a str, Vec<&'a str>>, state: &mut BTreeMap<&'a str, u8>, stack: &mut Vec<&'a str>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        n: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        state: &mut BTreeMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
         match state.get(n) {
             Some(1) => {
                 let from = stack.iter().position(|s| *s == n).unwrap_or(0);

@@ -34,24 +34,60 @@ pub fn lint_ebextension(file: &Path, text: &str, verify_path: Option<&str>) -> V
             let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            out.push(Finding::new(EX_PARSE, file, "", format!("invalid YAML/JSON: {msg}"), "fix the syntax; YAML is indentation-sensitive (use spaces, not tabs)").at(at));
+            out.push(
+                Finding::new(
+                    EX_PARSE,
+                    file,
+                    "",
+                    format!("invalid YAML/JSON: {msg}"),
+                    "fix the syntax; YAML is indentation-sensitive (use spaces, not tabs)",
+                )
+                .at(at),
+            );
             return out;
         }
     };
     let Value::Mapping(top) = doc else {
         if !doc.is_null() {
-            out.push(Finding::new(EX_PARSE, file, "", "the file is not a mapping of keys such as option_settings", "start with top-level keys such as `option_settings:`").at((1, 1)));
+            out.push(
+                Finding::new(
+                    EX_PARSE,
+                    file,
+                    "",
+                    "the file is not a mapping of keys such as option_settings",
+                    "start with top-level keys such as `option_settings:`",
+                )
+                .at((1, 1)),
+            );
         }
         return out;
     };
     for (key, value) in &top {
         let Some(key) = key.as_str() else {
-            out.push(Finding::new(EX_KEYS, file, "", format!("top-level key {key:?} is not a string"), "use one of the known keys").at((1, 1)));
+            out.push(
+                Finding::new(
+                    EX_KEYS,
+                    file,
+                    "",
+                    format!("top-level key {key:?} is not a string"),
+                    "use one of the known keys",
+                )
+                .at((1, 1)),
+            );
             continue;
         };
         let at = key_position(text, key, 0);
         if !KNOWN_KEYS.contains(&key) {
-            out.push(Finding::new(EX_KEYS, file, key, format!("unknown top-level key `{key}`"), format!("known keys: {}", KNOWN_KEYS.join(", "))).at(at));
+            out.push(
+                Finding::new(
+                    EX_KEYS,
+                    file,
+                    key,
+                    format!("unknown top-level key `{key}`"),
+                    format!("known keys: {}", KNOWN_KEYS.join(", ")),
+                )
+                .at(at),
+            );
             continue;
         }
         match key {
@@ -70,7 +106,13 @@ struct Setting<'a> {
     value: &'a Value,
 }
 
-fn options(file: &Path, text: &str, value: &Value, verify_path: Option<&str>, out: &mut Vec<Finding>) {
+fn options(
+    file: &Path,
+    text: &str,
+    value: &Value,
+    verify_path: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
     let at = key_position(text, "option_settings", 0);
     let shape_hint = "write either `namespace: {OptionName: value}` maps, or a list of `- namespace: …\\n  option_name: …\\n  value: …`";
     let mut settings = Vec::new();
@@ -81,11 +123,26 @@ fn options(file: &Path, text: &str, value: &Value, verify_path: Option<&str>, ou
                 match opts {
                     Value::Mapping(opts) => {
                         for (name, v) in opts {
-                            settings.push(Setting { namespace: ns.clone(), option: name.as_str().unwrap_or_default().to_string(), value: v });
+                            settings.push(Setting {
+                                namespace: ns.clone(),
+                                option: name.as_str().unwrap_or_default().to_string(),
+                                value: v,
+                            });
                         }
                     }
                     Value::Null => {}
-                    _ => out.push(Finding::new(EX_OPTIONS, file, format!("option_settings.{ns}"), format!("option_settings.{ns} must be a mapping of option names to values"), shape_hint).at(key_position(text, &ns, 0))),
+                    _ => out.push(
+                        Finding::new(
+                            EX_OPTIONS,
+                            file,
+                            format!("option_settings.{ns}"),
+                            format!(
+                                "option_settings.{ns} must be a mapping of option names to values"
+                            ),
+                            shape_hint,
+                        )
+                        .at(key_position(text, &ns, 0)),
+                    ),
                 }
             }
         }
@@ -98,20 +155,50 @@ fn options(file: &Path, text: &str, value: &Value, verify_path: Option<&str>, ou
                 let get = |k: &str| m.get(Value::from(k));
                 for k in m.keys().filter_map(Value::as_str) {
                     if !["namespace", "option_name", "value", "resource_name"].contains(&k) {
-                        out.push(Finding::new(EX_OPTIONS, file, format!("option_settings[{i}].{k}"), format!("option_settings[{i}] has an unknown key `{k}`"), "use namespace, option_name, value (and resource_name)").at(key_position(text, k, 0)));
+                        out.push(
+                            Finding::new(
+                                EX_OPTIONS,
+                                file,
+                                format!("option_settings[{i}].{k}"),
+                                format!("option_settings[{i}] has an unknown key `{k}`"),
+                                "use namespace, option_name, value (and resource_name)",
+                            )
+                            .at(key_position(text, k, 0)),
+                        );
                     }
                 }
                 match (get("option_name").and_then(Value::as_str), get("value")) {
                     (Some(name), Some(v)) => settings.push(Setting {
-                        namespace: get("namespace").and_then(Value::as_str).unwrap_or(ENV_NAMESPACE).to_string(),
+                        namespace: get("namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or(ENV_NAMESPACE)
+                            .to_string(),
                         option: name.to_string(),
                         value: v,
                     }),
-                    _ => out.push(Finding::new(EX_OPTIONS, file, format!("option_settings[{i}]"), format!("option_settings[{i}] needs option_name and value"), shape_hint).at(at)),
+                    _ => out.push(
+                        Finding::new(
+                            EX_OPTIONS,
+                            file,
+                            format!("option_settings[{i}]"),
+                            format!("option_settings[{i}] needs option_name and value"),
+                            shape_hint,
+                        )
+                        .at(at),
+                    ),
                 }
             }
         }
-        _ => out.push(Finding::new(EX_OPTIONS, file, "option_settings", "option_settings must be a mapping of namespaces or a list of settings", shape_hint).at(at)),
+        _ => out.push(
+            Finding::new(
+                EX_OPTIONS,
+                file,
+                "option_settings",
+                "option_settings must be a mapping of namespaces or a list of settings",
+                shape_hint,
+            )
+            .at(at),
+        ),
     }
     for s in settings {
         let field = format!("option_settings.{}.{}", s.namespace, s.option);
@@ -124,7 +211,19 @@ fn options(file: &Path, text: &str, value: &Value, verify_path: Option<&str>, ou
             _ => None,
         };
         let Some(scalar) = scalar else {
-            out.push(Finding::new(EX_OPTIONS, file, field, format!("option {} in {} must be a single value, not a list or mapping", s.option, s.namespace), "quote the value as one string").at(pos));
+            out.push(
+                Finding::new(
+                    EX_OPTIONS,
+                    file,
+                    field,
+                    format!(
+                        "option {} in {} must be a single value, not a list or mapping",
+                        s.option, s.namespace
+                    ),
+                    "quote the value as one string",
+                )
+                .at(pos),
+            );
             continue;
         };
         if s.namespace == ENV_NAMESPACE {
@@ -132,8 +231,11 @@ fn options(file: &Path, text: &str, value: &Value, verify_path: Option<&str>, ou
                 out.push(Finding::new(EX_SECRET, file, field.clone(), format!("environment property `{}` looks like a secret ({why}); it would be stored in the bundle", s.option), "remove it from the file and set it on the environment (console or `aws elasticbeanstalk update-environment`), or use a Secrets Manager reference").at(pos));
             }
         }
-        let is_health = (s.option == "HealthCheckPath" && s.namespace.starts_with("aws:elasticbeanstalk:environment:process"))
-            || (s.option == "Application Healthcheck URL" && s.namespace == "aws:elasticbeanstalk:application");
+        let is_health = (s.option == "HealthCheckPath"
+            && s.namespace
+                .starts_with("aws:elasticbeanstalk:environment:process"))
+            || (s.option == "Application Healthcheck URL"
+                && s.namespace == "aws:elasticbeanstalk:application");
         if let (true, Some(expected)) = (is_health, verify_path) {
             if scalar != expected {
                 out.push(Finding::new(EX_HEALTH, file, field, format!("{} is {scalar:?} but the verify stage checks {expected:?}", s.option), "use the same path in both, so that EB's health and our verify agree (Antenna: /api/v2/)").at(pos));
@@ -149,12 +251,19 @@ fn container_commands(file: &Path, text: &str, value: &Value, out: &mut Vec<Find
     for (name, body) in cmds {
         let name = name.as_str().unwrap_or_default();
         let command = match body {
-            Value::Mapping(m) => m.get(Value::from("command")).cloned().unwrap_or(Value::Null),
+            Value::Mapping(m) => m
+                .get(Value::from("command"))
+                .cloned()
+                .unwrap_or(Value::Null),
             other => other.clone(),
         };
         let text_of = |v: &Value| match v {
             Value::String(s) => s.clone(),
-            Value::Sequence(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
+            Value::Sequence(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
             _ => String::new(),
         };
         let cmd = text_of(&command);
@@ -182,7 +291,11 @@ fn key_position(text: &str, key: &str, _from_line: usize) -> (usize, usize) {
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start().trim_start_matches("- ");
         let indent = line.len() - trimmed.len();
-        for candidate in [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")] {
+        for candidate in [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ] {
             if trimmed.starts_with(&candidate) {
                 return (i + 1, indent + 1);
             }

@@ -23,8 +23,11 @@ impl ImageRef {
                 let (algo, hex) = d
                     .split_once(':')
                     .ok_or_else(|| format!("digest {d:?} is not ALGORITHM:HEX"))?;
-                if algo.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                    return Err(format!("digest {d:?} is not ALGORITHM:HEX (for example sha256:<64 hex digits>)"));
+                if algo.is_empty() || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit())
+                {
+                    return Err(format!(
+                        "digest {d:?} is not ALGORITHM:HEX (for example sha256:<64 hex digits>)"
+                    ));
                 }
                 (n, Some(d.to_string()))
             }
@@ -39,8 +42,11 @@ impl ImageRef {
         if let Some(t) = tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                && t.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !ok {
                 return Err(format!("tag {t:?} is not valid: letters, digits, '_', '.', '-' (at most 128, not starting with '.' or '-')"));
             }
@@ -55,7 +61,8 @@ impl ImageRef {
         };
         for p in &parts {
             let ok = !p.is_empty()
-                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
                 && p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                 && p.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
             if !ok {
@@ -77,8 +84,12 @@ mod tests {
 
     #[test]
     fn parses_common_forms() {
-        let r = ImageRef::parse("123.dkr.ecr.us-west-2.amazonaws.com/antenna-backend:v1.2").unwrap();
-        assert_eq!(r.registry.as_deref(), Some("123.dkr.ecr.us-west-2.amazonaws.com"));
+        let r =
+            ImageRef::parse("123.dkr.ecr.us-west-2.amazonaws.com/antenna-backend:v1.2").unwrap();
+        assert_eq!(
+            r.registry.as_deref(),
+            Some("123.dkr.ecr.us-west-2.amazonaws.com")
+        );
         assert_eq!(r.repository, "antenna-backend");
         assert_eq!(r.tag.as_deref(), Some("v1.2"));
         let r = ImageRef::parse("localhost:5000/a/b").unwrap();
@@ -90,9 +101,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_ones() {
-        assert!(ImageRef::parse("Antenna:v1").unwrap_err().contains("repository component \"Antenna\""));
-        assert!(ImageRef::parse("a:").unwrap_err().contains("tag \"\" is not valid"));
+        assert!(ImageRef::parse("Antenna:v1")
+            .unwrap_err()
+            .contains("repository component \"Antenna\""));
+        assert!(ImageRef::parse("a:")
+            .unwrap_err()
+            .contains("tag \"\" is not valid"));
         assert!(ImageRef::parse("a b").is_err());
-        assert!(ImageRef::parse("a@sha256:zz").unwrap_err().contains("digest"));
+        assert!(ImageRef::parse("a@sha256:zz")
+            .unwrap_err()
+            .contains("digest"));
     }
 }

@@ -10,6 +10,8 @@ use serde::Serialize;
 mod dockerrun;
 mod ebext;
 pub mod image_ref;
+#[cfg(test)]
+mod rule_tests;
 pub mod secrets;
 
 pub use dockerrun::lint_dockerrun;
@@ -94,7 +96,13 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(rule: Rule, file: &Path, field: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn new(
+        rule: Rule,
+        file: &Path,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Finding {
             rule: rule.id,
             name: rule.name,
@@ -121,7 +129,11 @@ impl fmt::Display for Finding {
         if self.line > 0 {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
-        write!(f, ": {} {}[{}]: {}", self.severity, self.rule, self.name, self.message)?;
+        write!(
+            f,
+            ": {} {}[{}]: {}",
+            self.severity, self.rule, self.name, self.message
+        )?;
         if !self.hint.is_empty() {
             write!(f, "\n    hint: {}", self.hint)?;
         }
@@ -141,17 +153,24 @@ impl Report {
     }
 
     pub fn errors(&self) -> usize {
-        self.findings.iter().filter(|f| f.severity == Severity::Error).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
     }
 
     pub fn warnings(&self) -> usize {
-        self.findings.iter().filter(|f| f.severity == Severity::Warning).count()
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count()
     }
 
     /// Sorted by file, position and rule, for stable output.
     pub fn sort(&mut self) {
-        self.findings
-            .sort_by(|a, b| (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule)));
+        self.findings.sort_by(|a, b| {
+            (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule))
+        });
     }
 
     /// Human text: one finding a paragraph, then a count.
@@ -161,7 +180,11 @@ impl Report {
             out.push_str(&f.to_string());
             out.push('\n');
         }
-        out.push_str(&format!("{} error(s), {} warning(s)\n", self.errors(), self.warnings()));
+        out.push_str(&format!(
+            "{} error(s), {} warning(s)\n",
+            self.errors(),
+            self.warnings()
+        ));
         out
     }
 }
@@ -171,7 +194,10 @@ impl Report {
 /// position of the closest existing parent.
 pub fn locate(text: &str, path: &str) -> (usize, usize) {
     let want = split_path(path);
-    let mut scanner = Scanner { bytes: text.as_bytes(), pos: 0 };
+    let mut scanner = Scanner {
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
     let mut best = None;
     scanner.value(&mut Vec::new(), &want, &mut best, None);
     best.map_or((0, 0), |(_, offset)| crate::config::line_col(text, offset))
@@ -218,10 +244,19 @@ impl Scanner<'_> {
     }
 
     /// Scans one value; `mark` is the position to report for it (its key inside an object).
-    fn value(&mut self, at: &mut Vec<Seg>, want: &[Seg], best: &mut Option<(usize, usize)>, mark: Option<usize>) {
+    fn value(
+        &mut self,
+        at: &mut Vec<Seg>,
+        want: &[Seg],
+        best: &mut Option<(usize, usize)>,
+        mark: Option<usize>,
+    ) {
         self.ws();
         let mark = mark.unwrap_or(self.pos);
-        if at.len() <= want.len() && want[..at.len()] == at[..] && best.is_none_or(|(d, _)| at.len() > d) {
+        if at.len() <= want.len()
+            && want[..at.len()] == at[..]
+            && best.is_none_or(|(d, _)| at.len() > d)
+        {
             *best = Some((at.len(), mark));
         }
         match self.bytes.get(self.pos) {
@@ -304,6 +339,47 @@ impl Scanner<'_> {
             }
         }
         String::new()
+    }
+}
+
+/// Lints one file given by hand: a rendered `Dockerrun.aws.json` (JSON) or an
+/// `.ebextensions` `.config` (YAML or JSON), told apart by name, then by content.
+pub fn lint_file(path: &Path, verify_path: Option<&str>) -> std::io::Result<Vec<Finding>> {
+    let text = std::fs::read_to_string(path)?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let is_config = name.ends_with(".config") || name.ends_with(".yaml") || name.ends_with(".yml");
+    if is_config {
+        return Ok(lint_ebextension(path, &text, verify_path));
+    }
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(vec![Finding::new(
+                DR_PARSE,
+                path,
+                "",
+                format!("invalid JSON: {e}"),
+                "fix the syntax",
+            )
+            .at((e.line(), e.column()))]);
+        }
+    };
+    match crate::dockerrun::Dockerrun::from_value(value) {
+        Ok(d) => Ok(lint_dockerrun(path, &text, &d)),
+        Err(e) => {
+            let at = locate(&text, &e.path);
+            Ok(vec![Finding::new(
+                DR_PARSE,
+                path,
+                e.path.clone(),
+                format!("`{}`: {}", e.path, e.message),
+                "fix the field's type",
+            )
+            .at(at)])
+        }
     }
 }
 

@@ -75,25 +75,49 @@ mod tests {
 
     #[test]
     fn names_and_values() {
-        assert_eq!(secret_reason("DJANGO_SECRET_KEY", "x").unwrap(), "its name contains SECRET");
-        assert_eq!(secret_reason("POSTGRES_PASSWORD", "x").unwrap(), "its name ends with PASSWORD");
-        assert_eq!(secret_reason("AWS_ACCESS_KEY_ID", "x").unwrap(), "its name ends with _KEY");
-        assert_eq!(secret_reason("GITHUB_TOKEN", "x").unwrap(), "its name contains TOKEN");
-        assert_eq!(secret_reason("SENTRY_DSN", "https://k@o.example/1").unwrap(), "it is a DSN");
+        assert_eq!(
+            secret_reason("DJANGO_SECRET_KEY", "x").unwrap(),
+            "its name contains SECRET"
+        );
+        assert_eq!(
+            secret_reason("POSTGRES_PASSWORD", "x").unwrap(),
+            "its name ends with PASSWORD"
+        );
+        assert_eq!(
+            secret_reason("AWS_ACCESS_KEY_ID", "x").unwrap(),
+            "its name ends with _KEY"
+        );
+        assert_eq!(
+            secret_reason("GITHUB_TOKEN", "x").unwrap(),
+            "its name contains TOKEN"
+        );
+        assert_eq!(
+            secret_reason("SENTRY_DSN", "https://k@o.example/1").unwrap(),
+            "it is a DSN"
+        );
         assert_eq!(
             secret_reason("DATABASE_URL", "postgres://u:p@db:5432/x").unwrap(),
             "its value is a URL with a password"
         );
         assert_eq!(secret_reason("POSTGRES_PASSWORD", ""), None);
-        assert_eq!(secret_reason("REDIS_URL", "rediss://cache:6379/0?ssl_cert_reqs=none"), None);
+        assert_eq!(
+            secret_reason("REDIS_URL", "rediss://cache:6379/0?ssl_cert_reqs=none"),
+            None
+        );
         assert_eq!(secret_reason("USE_DOCKER", "yes"), None);
-        assert_eq!(secret_reason("DJANGO_SETTINGS_MODULE", "config.settings.production"), None);
+        assert_eq!(
+            secret_reason("DJANGO_SETTINGS_MODULE", "config.settings.production"),
+            None
+        );
     }
 
     #[test]
     fn masking() {
         assert_eq!(mask_url("redis://:pw@h:6379/0"), "redis://:****@h:6379/0");
-        assert_eq!(mask_url("postgres://u:p@db/x?a=b"), "postgres://u:****@db/x?a=b");
+        assert_eq!(
+            mask_url("postgres://u:p@db/x?a=b"),
+            "postgres://u:****@db/x?a=b"
+        );
         assert_eq!(mask_url("https://tok@h/x"), "https://****@h/x");
         assert_eq!(mask_url("http://h/x"), "http://h/x");
     }
