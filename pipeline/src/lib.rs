@@ -8,3 +8,4 @@ pub mod aws;
 pub mod config;
 pub mod release;
 pub mod stages;
+pub mod verify;
