@@ -161,17 +161,28 @@ impl Check {
         env_name: &str,
         base_url_override: Option<&str>,
     ) -> Result<Vec<Check>> {
-        let env = config.environment(env_name)?;
-        let base = base_url_override.or(env.url.as_deref());
         let lookup = |name: &str| std::env::var(name).ok();
-        env.checks
+        Self::for_environment_with(config, env_name, base_url_override, &lookup)
+    }
+
+    /// [`Check::for_environment`], with variables looked up by `env` instead of the process
+    /// environment.
+    pub fn for_environment_with(
+        config: &Config,
+        env_name: &str,
+        base_url_override: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Check>> {
+        let spec = config.environment(env_name)?;
+        let base = base_url_override.or(spec.url.as_deref());
+        spec.checks
             .iter()
             .enumerate()
-            .map(|(i, spec)| {
-                Check::from_spec(spec, base, &lookup).with_context(|| {
+            .map(|(i, check)| {
+                Check::from_spec(check, base, env).with_context(|| {
                     format!(
                         "environments.{env_name}.checks[{i}] ({}) in {}",
-                        spec.kind(),
+                        check.kind(),
                         config.path.display()
                     )
                 })
