@@ -567,7 +567,7 @@ async fn flower_with_the_right_credentials_sees_the_workers() {
 
     let o = run_one(
         None,
-        &flower_toml(&url, 1, &["antenna", "ml_results"], "2s"),
+        &flower_toml(&url, 1, &["antenna", "ml_results"], "6s"),
         &vars,
     )
     .await;
@@ -646,7 +646,7 @@ async fn flower_tells_online_from_offline_workers() {
     // Flower learns of the stop from the worker's offline event (or its missed heartbeats).
     let deadline = Instant::now() + Duration::from_secs(30);
     let o = loop {
-        let o = run_one(None, &flower_toml(&url, 1, &["antenna"], "1s"), &vars).await;
+        let o = run_one(None, &flower_toml(&url, 1, &["antenna"], "5s"), &vars).await;
         if o.verdict != Verdict::Pass || Instant::now() > deadline {
             break o;
         }

@@ -32,7 +32,7 @@ struct Replies {
 
 impl CeleryCheck {
     pub(crate) async fn attempt(&self, left: Duration) -> Attempt {
-        let mut conn = match RedisConn::connect(&self.broker).await {
+        let mut conn = match RedisConn::connect(&self.broker, left).await {
             Ok(c) => c,
             Err(e) if e.is_unreachable() => {
                 return Attempt::unreachable(format!("broker: {}", e.describe(&self.broker)))

@@ -113,43 +113,64 @@ impl FlowerCheck {
     }
 
     pub(crate) async fn attempt(&self, left: Duration) -> Attempt {
-        // `refresh=1` makes Flower ask the workers live; `status=1` says which ones are online
-        // (after a worker stops, `refresh=1` may still return its cached data).
-        let workers = match self.get("refresh=1", left).await {
-            Ok(v) => v,
-            Err(a) => return a,
-        };
+        // `status=1` says which workers are online (from their heartbeats, at once);
+        // `refresh=1` makes Flower ask them live for their queues (it waits about 1 s, and
+        // after a worker stops it may still return that worker's cached data).
+        let until = std::time::Instant::now() + left;
         let status = match self.get("status=1", left).await {
-            Ok(v) => v,
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Attempt::fail(
+                    "Flower's /api/workers did not answer a JSON object: is this Flower?",
+                )
+            }
             Err(a) => return a,
-        };
-        let (Value::Object(workers), Value::Object(status)) = (workers, status) else {
-            return Attempt::fail(
-                "Flower's /api/workers did not answer a JSON object: is this Flower?",
-            );
         };
         let online: Vec<&String> = status
             .iter()
             .filter(|(_, up)| up.as_bool() == Some(true))
             .map(|(w, _)| w)
             .collect();
-        let offline: Vec<&String> = status
+        let offline: Vec<&str> = status
             .iter()
             .filter(|(_, up)| up.as_bool() != Some(true))
-            .map(|(w, _)| w)
+            .map(|(w, _)| w.as_str())
             .collect();
         let offline_note = if offline.is_empty() {
             String::new()
         } else {
-            format!(
-                "; offline: {}",
-                offline
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("; offline: {}", offline.join(", "))
         };
+        if online.len() < self.min_workers {
+            let names: Vec<&str> = online.iter().map(|w| w.as_str()).collect();
+            let names = if names.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", names.join(", "))
+            };
+            return Attempt::fail(format!(
+                "{} of at least {} worker(s) online{names}{offline_note}",
+                online.len(),
+                self.min_workers
+            ));
+        }
+        if self.queues.is_empty() {
+            let names: Vec<&str> = online.iter().map(|w| w.as_str()).collect();
+            return Attempt::pass(format!(
+                "{} online: {}{offline_note}",
+                online.len(),
+                names.join(", ")
+            ));
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let workers =
+            match self.get("refresh=1", left).await {
+                Ok(Value::Object(map)) => map,
+                Ok(_) => return Attempt::fail(
+                    "Flower's /api/workers?refresh=1 did not answer a JSON object: is this Flower?",
+                ),
+                Err(a) => return a,
+            };
         let queues_of = |w: &str| -> Vec<String> {
             workers
                 .get(w)
@@ -159,27 +180,9 @@ impl FlowerCheck {
         };
         let who = online
             .iter()
-            .map(|w| {
-                if self.queues.is_empty() {
-                    w.to_string()
-                } else {
-                    format!("{w} [{}]", queues_of(w).join(", "))
-                }
-            })
+            .map(|w| format!("{w} [{}]", queues_of(w).join(", ")))
             .collect::<Vec<_>>()
             .join(", ");
-        if online.len() < self.min_workers {
-            return Attempt::fail(format!(
-                "{} of at least {} worker(s) online{}{offline_note}",
-                online.len(),
-                self.min_workers,
-                if who.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {who}")
-                }
-            ));
-        }
         let consumed: BTreeMap<&str, Vec<String>> =
             online.iter().map(|w| (w.as_str(), queues_of(w))).collect();
         let unconsumed: Vec<&str> = self
@@ -222,7 +225,12 @@ impl FlowerCheck {
                     root_cause(&e)
                 )))
             }
-            Err(e) if e.is_timeout() => return Err(Attempt::fail("connected to Flower, but it did not answer in time")),
+            Err(e) if e.is_timeout() => {
+                return Err(Attempt::fail(format!(
+                    "connected to Flower, but /api/workers?{query} did not answer within {} (refresh=1 waits for every worker's reply)",
+                    super::report::human_duration(left)
+                )))
+            }
             Err(e) => return Err(Attempt::unreachable(format!("request to Flower failed: {}", root_cause(&e)))),
         };
         let status = response.status();

@@ -339,7 +339,9 @@ where
         let latency = t0.elapsed();
         let now = Instant::now();
         let wait = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
-        if last.verdict == Verdict::Pass || !last.retry || now + wait >= deadline {
+        // Stop when done, or when what is left would not fit another attempt as long as this
+        // one (a cut-off attempt would only report the deadline, not what is wrong).
+        if last.verdict == Verdict::Pass || !last.retry || now + wait + latency >= deadline {
             return Tried {
                 last,
                 attempts,

@@ -249,15 +249,26 @@ pub struct RedisConn {
 const MAX_BULK: usize = 64 << 20;
 
 impl RedisConn {
-    /// Connects, negotiates TLS for `rediss://`, authenticates, selects the database.
-    pub async fn connect(url: &RedisUrl) -> Result<Self, RedisError> {
+    /// Connects, negotiates TLS for `rediss://`, authenticates, selects the database; the
+    /// TCP connection and the TLS handshake each get at most `budget`.
+    pub async fn connect(url: &RedisUrl, budget: Duration) -> Result<Self, RedisError> {
         let addr = url.addr();
-        let tcp = TcpStream::connect(&addr)
-            .await
-            .map_err(|source| RedisError::Connect {
+        let within = human(budget);
+        let tcp = match tokio::time::timeout(budget, TcpStream::connect(&addr)).await {
+            Ok(r) => r.map_err(|source| RedisError::Connect {
                 addr: addr.clone(),
                 source,
-            })?;
+            })?,
+            Err(_) => {
+                return Err(RedisError::Connect {
+                    addr: addr.clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no answer within {within}"),
+                    ),
+                })
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let (stream, verified): (Pin<Box<dyn Stream>>, _) = match url.tls {
             None => (Box::pin(tcp), None),
@@ -270,10 +281,19 @@ impl RedisConn {
                             url.host
                         ))
                     })?;
-                let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| tls_error(&addr, e))?;
+                let handshake =
+                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+                let tls = match tokio::time::timeout(budget, handshake).await {
+                    Ok(r) => r.map_err(|e| tls_error(&addr, e))?,
+                    Err(_) => {
+                        return Err(RedisError::Tls {
+                            addr: addr.clone(),
+                            reason: format!(
+                            "the server accepted the connection but said nothing within {within}"
+                        ),
+                        })
+                    }
+                };
                 (Box::pin(tls), Some(reqs == CertReqs::Required))
             }
         };
@@ -392,6 +412,10 @@ impl RedisConn {
             })
         })
     }
+}
+
+fn human(d: Duration) -> String {
+    super::report::human_duration(d)
 }
 
 fn not_redis(line: &[u8]) -> RedisError {
@@ -549,8 +573,8 @@ pub struct RedisCheck {
 }
 
 impl RedisCheck {
-    pub(crate) async fn attempt(&self, _left: Duration) -> Attempt {
-        match self.ping().await {
+    pub(crate) async fn attempt(&self, left: Duration) -> Attempt {
+        match self.ping(left).await {
             Ok(detail) => Attempt::pass(detail),
             Err(e) if e.is_unreachable() => Attempt::unreachable(e.describe(&self.url)),
             Err(
@@ -561,8 +585,8 @@ impl RedisCheck {
         }
     }
 
-    async fn ping(&self) -> Result<String, RedisError> {
-        let mut conn = RedisConn::connect(&self.url).await?;
+    async fn ping(&self, left: Duration) -> Result<String, RedisError> {
+        let mut conn = RedisConn::connect(&self.url, left).await?;
         let pong = conn.call(&[b"PING"]).await?;
         if pong.text().as_deref() != Some("PONG") {
             return Err(RedisError::Protocol(format!(
