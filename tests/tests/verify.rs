@@ -783,3 +783,128 @@ impl Drop for CeleryProcess {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------- the command
+
+/// Runs `cargo xtask [--json] verify --env t [extra]` against a configuration in a temporary
+/// directory; returns the exit status, stdout and stderr.
+async fn xtask_verify(
+    checks_toml: &str,
+    url: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "region = \"us-west-2\"\napplication = \"antenna\"\n\n[images.backend]\nrepository = \"antenna-backend\"\nbuild = {{ context = \".\" }}\n\n[environments.t]\ntarget = \"local\"\nurl = \"{url}\"\n\n{checks_toml}"
+    );
+    std::fs::write(dir.path().join("deploy.toml"), text).unwrap();
+    let mut cmd = integration::xtask();
+    cmd.arg("--config")
+        .arg(dir.path().join("deploy.toml"))
+        .arg("--json")
+        .args(["verify", "--env", "t"])
+        .args(extra);
+    cmd.env_remove("DEPLOY_URL");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn command_prints_the_table_and_json_and_exits_zero_when_all_pass() {
+    let server = django().await;
+    let broker = services::env("CELERY_BROKER_URL");
+    let checks = format!(
+        "[[environments.t.checks]]\nkind = \"http\"\nheaders = {{ Host = \"antenna.example.org\", \"X-Forwarded-Proto\" = \"https\" }}\ntimeout = \"5s\"\n\n\
+         [[environments.t.checks]]\n{}",
+        celery_toml(2, &["antenna", "jobs"], "10s")
+    );
+    // The configured URL leads nowhere: --url wins over it.
+    let (ok, stdout, stderr) = xtask_verify(
+        &checks,
+        "http://127.0.0.1:9",
+        &["--url", &server.uri()],
+        &[("BROKER", &broker)],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["checks"][0]["check"], "http");
+    assert_eq!(
+        json["checks"][0]["target"],
+        format!("{}/api/v2/", server.uri())
+    );
+    assert_eq!(json["checks"][1]["verdict"], "pass");
+    assert!(stderr.contains("CHECK   TARGET"), "{stderr}");
+    assert!(
+        stderr.contains("2 workers answered: w1@verify [antenna, jobs], w2@verify [antenna]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("verify: all 2 required checks passed"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn command_fails_on_a_required_check_and_masks_the_password() {
+    let server = django().await;
+    let password = services::env("REDIS_AUTH_PASSWORD");
+    let wrong = services::env("REDIS_AUTH_URL").replacen("redis://", "redis://:wrong-secret@", 1);
+    let checks = "[[environments.t.checks]]\nkind = \"http\"\ntimeout = \"5s\"\n\n\
+                  [[environments.t.checks]]\nkind = \"redis\"\nurl_env = \"R\"\ntimeout = \"2s\"\n";
+    let (ok, stdout, stderr) = xtask_verify(checks, &server.uri(), &[], &[("R", &wrong)]).await;
+    assert!(!ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["passed"], false);
+    assert_eq!(json["checks"][0]["verdict"], "fail");
+    assert!(json["checks"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("DJANGO_ALLOWED_HOSTS"));
+    assert_eq!(json["checks"][1]["verdict"], "fail");
+    assert!(json["checks"][1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("WRONGPASS"));
+    assert!(
+        stderr.contains("error: verify of t failed: http (fail), redis (fail)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("redis://:***@127.0.0.1:"), "{stderr}");
+    for secret in ["wrong-secret", password.as_str()] {
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} leaked:\n{stderr}\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn command_names_the_missing_variable() {
+    let (ok, stdout, stderr) = xtask_verify(
+        "[[environments.t.checks]]\nkind = \"celery\"\nbroker_url_env = \"VERIFY_TEST_UNSET_BROKER\"\n",
+        "http://127.0.0.1:9",
+        &[],
+        &[],
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("environments.t.checks[0] (celery) in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the celery check needs the Celery broker URL (redis://… or rediss://…) in the environment variable VERIFY_TEST_UNSET_BROKER, which is not set"),
+        "{stderr}"
+    );
+}
