@@ -876,7 +876,9 @@ async fn command_fails_on_a_required_check_and_masks_the_password() {
         .unwrap()
         .contains("WRONGPASS"));
     assert!(
-        stderr.contains("error: verify of t failed: http (fail), redis (fail)"),
+        stderr.contains(
+            "error: verify of t failed: http (fail), redis (fail) (details in the table above)"
+        ),
         "{stderr}"
     );
     assert!(stderr.contains("redis://:***@127.0.0.1:"), "{stderr}");

@@ -50,7 +50,11 @@ impl VerifyCmd {
                 .failures()
                 .map(|c| format!("{} ({})", c.check, c.verdict))
                 .collect();
-            bail!("verify of {} failed: {}", self.env, failed.join(", "));
+            bail!(
+                "verify of {} failed: {} (details in the table above)",
+                self.env,
+                failed.join(", ")
+            );
         }
         Ok(())
     }

@@ -257,6 +257,18 @@ impl Check {
     }
 }
 
+/// The verify stage in one call: builds the checks of environment `env_name` (against
+/// `base_url_override`, else the environment's `url`) and runs them. The deploy stage decides
+/// on rollback from [`VerifyReport::passed`].
+pub async fn verify_environment(
+    config: &Config,
+    env_name: &str,
+    base_url_override: Option<&str>,
+) -> Result<VerifyReport> {
+    let checks = Check::for_environment(config, env_name, base_url_override)?;
+    Ok(run(&checks).await)
+}
+
 /// Runs every check concurrently and collects their outcomes, in the order given.
 pub async fn run(checks: &[Check]) -> VerifyReport {
     let outcomes = futures_util::future::join_all(checks.iter().map(Check::run)).await;
