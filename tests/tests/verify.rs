@@ -513,6 +513,39 @@ async fn celery_stopped_worker_fails_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn celery_hung_worker_fails_within_the_timeout() {
+    let broker = format!("{}/{}", services::env("REDIS_URL"), DB_CELERY_HUNG);
+    let name = format!("{}@verify", services::unique("hung"));
+    let worker = CeleryProcess::worker(&broker, &name, "antenna");
+    let o = run_celery(&broker, 1, &["antenna"], "60s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &[&format!("1 worker answered: {name} [antenna]")],
+    );
+
+    // SIGSTOP: still subscribed to the mailbox, but it never answers.
+    worker.signal("STOP");
+    let start = Instant::now();
+    let o = run_celery(&broker, 1, &["antenna"], "3s").await;
+    let took = start.elapsed();
+    worker.signal("CONT");
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "no worker answered the ping within",
+            "1 client(s) subscribed to /4.celery.pidbox",
+            "a stuck or killed worker?",
+        ],
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with a 3 s timeout"
+    );
+}
+
+#[tokio::test]
 async fn celery_broker_nothing_listening_is_unreachable() {
     let o = run_celery(
         &format!("redis://127.0.0.1:{}/1", free_port()),
@@ -701,12 +734,13 @@ async fn report_of_several_checks_fails_on_a_required_one_only() {
     assert_eq!(json["checks"][1]["verdict"], "unreachable");
 }
 
-// ---------------------------------------------------------------- helpers
+// ---------------------------------------------------------------- support
 
 /// Redis database numbers of the tests that run their own Celery processes (the shared
 /// workers use db 1), so that stopping one disturbs no other test.
 const DB_CELERY_STOP: u32 = 2;
 const DB_FLOWER: u32 = 3;
+const DB_CELERY_HUNG: u32 = 4;
 
 /// A port nothing listens on (bound, then released).
 fn free_port() -> u16 {
@@ -770,10 +804,16 @@ impl CeleryProcess {
 
     /// SIGTERM: a warm shutdown; the worker says goodbye (worker-offline event).
     fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        self.signal("TERM");
         let _ = self.child.wait();
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {} failed", self.child.id());
     }
 }
 

@@ -173,19 +173,23 @@ impl Check {
         base_url_override: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<Check>> {
-        let spec = config.environment(env_name)?;
-        let base = base_url_override.or(spec.url.as_deref());
-        spec.checks
+        let environment = config.environment(env_name)?;
+        let base = base_url_override.or(environment.url.as_deref());
+        let stage_deadline = environment.timeouts.verify;
+        environment
+            .checks
             .iter()
             .enumerate()
-            .map(|(i, check)| {
-                Check::from_spec(check, base, env).with_context(|| {
+            .map(|(i, spec)| {
+                let mut check = Check::from_spec(spec, base, env).with_context(|| {
                     format!(
                         "environments.{env_name}.checks[{i}] ({}) in {}",
-                        check.kind(),
+                        spec.kind(),
                         config.path.display()
                     )
-                })
+                })?;
+                check.cap_timeout(stage_deadline);
+                Ok(check)
             })
             .collect()
     }
@@ -216,6 +220,17 @@ impl Check {
             Check::Celery(c) => c.timeout,
             Check::Flower(c) => c.timeout,
         }
+    }
+
+    /// Shortens the check's timeout to `limit` (the stage's `timeouts.verify`) if it is longer.
+    pub fn cap_timeout(&mut self, limit: Duration) {
+        let t = match self {
+            Check::Http(c) => &mut c.timeout,
+            Check::Redis(c) => &mut c.timeout,
+            Check::Celery(c) => &mut c.timeout,
+            Check::Flower(c) => &mut c.timeout,
+        };
+        *t = (*t).min(limit);
     }
 
     pub fn required(&self) -> bool {
@@ -546,6 +561,36 @@ mod tests {
             flower.target(),
             "http://u:***@env.example.com:5555/api/workers"
         );
+    }
+
+    #[test]
+    fn the_stage_timeout_caps_every_check() {
+        let text = r#"
+region = "us-west-2"
+application = "antenna"
+[images.backend]
+repository = "antenna-backend"
+build = { context = "." }
+[environments.t]
+target = "local"
+url = "http://h"
+timeouts = { verify = "30s" }
+[[environments.t.checks]]
+kind = "http"
+timeout = "10m"
+[[environments.t.checks]]
+kind = "http"
+path = "/health/"
+timeout = "10s"
+"#;
+        let config = Config::parse(std::path::Path::new("deploy.toml"), text).unwrap();
+        let checks = Check::for_environment_with(&config, "t", None, &env_of(&[])).unwrap();
+        assert_eq!(checks[0].timeout(), Duration::from_secs(30));
+        assert_eq!(checks[1].timeout(), Duration::from_secs(10));
+        assert_eq!(checks[1].target(), "http://h/health/");
+        let checks =
+            Check::for_environment_with(&config, "t", Some("https://other"), &env_of(&[])).unwrap();
+        assert_eq!(checks[0].target(), "https://other/api/v2/");
     }
 
     #[test]
