@@ -546,6 +546,20 @@ async fn celery_hung_worker_fails_within_the_timeout() {
 }
 
 #[tokio::test]
+async fn celery_over_a_tls_broker_finds_no_worker_on_an_empty_database() {
+    let broker = format!(
+        "{}/{DB_EMPTY}?ssl_cert_reqs=none",
+        services::env("REDIS_TLS_URL")
+    );
+    let o = run_celery(&broker, 1, &["antenna"], "1s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[&format!("no worker listens on the broker (PUBLISH /{DB_EMPTY}.celery.pidbox reached 0 clients)"), "are the Celery workers running"],
+    );
+}
+
+#[tokio::test]
 async fn celery_broker_nothing_listening_is_unreachable() {
     let o = run_celery(
         &format!("redis://127.0.0.1:{}/1", free_port()),
@@ -741,6 +755,8 @@ async fn report_of_several_checks_fails_on_a_required_one_only() {
 const DB_CELERY_STOP: u32 = 2;
 const DB_FLOWER: u32 = 3;
 const DB_CELERY_HUNG: u32 = 4;
+/// A database no worker uses.
+const DB_EMPTY: u32 = 9;
 
 /// A port nothing listens on (bound, then released).
 fn free_port() -> u16 {

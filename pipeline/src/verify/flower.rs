@@ -222,7 +222,7 @@ impl FlowerCheck {
             Err(e) if e.is_connect() => {
                 return Err(Attempt::unreachable(format!(
                     "cannot connect to Flower: {}; hint: Flower listens on port {FLOWER_PORT} of the instance: is it open to this runner (security group)?",
-                    root_cause(&e)
+                    super::http::root_cause(&e)
                 )))
             }
             Err(e) if e.is_timeout() => {
@@ -231,7 +231,7 @@ impl FlowerCheck {
                     super::report::human_duration(left)
                 )))
             }
-            Err(e) => return Err(Attempt::unreachable(format!("request to Flower failed: {}", root_cause(&e)))),
+            Err(e) => return Err(Attempt::unreachable(format!("request to Flower failed: {}", super::http::root_cause(&e)))),
         };
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED {
@@ -254,16 +254,6 @@ impl FlowerCheck {
             ))
         })
     }
-}
-
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cause = e.to_string();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    cause
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl HttpCheck {
         let per_attempt = ATTEMPT_TIMEOUT.min(left);
         let response = match self.client.get(&self.url).timeout(per_attempt).send().await {
             Ok(r) => r,
-            Err(e) => return request_error(&e, per_attempt),
+            Err(e) => return request_error(&e, &self.url, per_attempt).await,
         };
         let status = response.status();
         let location = response
@@ -164,23 +164,50 @@ impl HttpCheck {
     }
 }
 
-fn request_error(e: &reqwest::Error, per_attempt: Duration) -> Attempt {
-    let mut cause = String::new();
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+async fn request_error(e: &reqwest::Error, url: &str, per_attempt: Duration) -> Attempt {
+    let cause = root_cause(e);
+    if e.is_connect() {
+        Attempt::unreachable(format!("cannot connect: {cause}"))
+    } else if e.is_timeout() {
+        // The request's deadline may end during the TCP connect (a host that drops packets):
+        // try the port once more to tell "could not reach" from "reached, but no answer".
+        let within = super::report::human_duration(per_attempt);
+        if tcp_reachable(url).await {
+            Attempt::fail(format!(
+                "connected, but no answer within {within}: the application is slow or stuck"
+            ))
+        } else {
+            Attempt::unreachable(format!("cannot connect: no answer within {within}"))
+        }
+    } else {
+        Attempt::unreachable(format!("request failed: {cause}"))
+    }
+}
+
+/// Whether a TCP connection to `url`'s host and port opens within half a second.
+async fn tcp_reachable(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let connect = tokio::net::TcpStream::connect((host, port));
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+pub(super) fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e.to_string();
+    let mut source = e.source();
     while let Some(s) = source {
         cause = s.to_string();
         source = s.source();
     }
-    if e.is_connect() {
-        Attempt::unreachable(format!("cannot connect: {cause}"))
-    } else if e.is_timeout() {
-        Attempt::fail(format!(
-            "connected, but no answer within {}: the application is slow or stuck",
-            super::report::human_duration(per_attempt)
-        ))
-    } else {
-        Attempt::unreachable(format!("request failed: {e}: {cause}"))
-    }
+    cause
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

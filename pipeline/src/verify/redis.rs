@@ -471,11 +471,7 @@ fn tls_config(
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth(),
         CertReqs::Required => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
+            let mut roots = public_roots().clone();
             if let Some(path) = ca_file {
                 use rustls::pki_types::pem::PemObject;
                 let certs =
@@ -512,6 +508,22 @@ fn tls_config(
         }
     };
     Ok(config)
+}
+
+/// The Mozilla roots and the system's, loaded once.
+fn public_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(
+            "TLS roots: {} Mozilla, {added} from the system",
+            webpki_roots::TLS_SERVER_ROOTS.len()
+        );
+        roots
+    })
 }
 
 /// `ssl_cert_reqs=none`: any certificate is accepted (the handshake signatures are still
