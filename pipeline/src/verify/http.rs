@@ -167,7 +167,9 @@ impl HttpCheck {
 async fn request_error(e: &reqwest::Error, url: &str, per_attempt: Duration) -> Attempt {
     let cause = root_cause(e);
     if e.is_connect() {
-        Attempt::unreachable(format!("cannot connect: {cause}"))
+        Attempt::unreachable(format!(
+            "cannot connect: {cause}; hint: is the environment up, and is the URL right (`url`, DEPLOY_URL or --url)?"
+        ))
     } else if e.is_timeout() {
         // The request's deadline may end during the TCP connect (a host that drops packets):
         // try the port once more to tell "could not reach" from "reached, but no answer".

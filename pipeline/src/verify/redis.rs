@@ -201,6 +201,9 @@ impl RedisError {
             RedisError::Io(_) | RedisError::Protocol(_) if url.tls.is_none() => {
                 Some("if the server requires TLS (in-transit encryption), use rediss://")
             }
+            RedisError::Connect { .. } => Some(
+                "is Redis running, and reachable from here? ElastiCache answers only inside its VPC: from outside, use the flower check",
+            ),
             RedisError::Auth(_) => Some("check the password in the URL (redis://:PASSWORD@HOST:PORT)"),
             _ => None,
         }
