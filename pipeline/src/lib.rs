@@ -12,3 +12,4 @@ pub mod lint;
 pub mod release;
 pub mod stages;
 pub mod template;
+pub mod verify;

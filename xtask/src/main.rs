@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod test;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Verify(verify::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Verify(cmd) => cmd.run(&global).await,
         }
     });
     match result {
