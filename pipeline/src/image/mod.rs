@@ -320,13 +320,28 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
             }
             tracing::info!("pushing {repo}:{tag}");
             let pushed = engine_ref.push(&repo, &tag, &auth, req.retry).await?;
-            report.bytes_sent += pushed.bytes_sent;
+            let manifest = registry
+                .manifest(&image.repository, &tag)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "{repo}:{tag} is missing from the registry {} right after its push",
+                        auth.registry
+                    )
+                })?;
+            // The engine reports no progress for small layers: when every layer was
+            // uploaded, the pushed manifest's sizes are the exact count.
+            let bytes = match manifest_size(&manifest.body) {
+                Some(total) if pushed.layers_existing == 0 && pushed.layers_pushed > 0 => total,
+                _ => pushed.bytes_sent,
+            };
+            report.bytes_sent += bytes;
             report.layers_pushed += pushed.layers_pushed;
             report.layers_existing += pushed.layers_existing;
             if tag == *release {
                 report.digest = pushed.digest.clone();
             }
-            record_in_ecr(&ecr, &registry, &image.repository, &tag).await?;
+            record_in_ecr(&ecr, &image.repository, &tag, &manifest).await?;
         }
         report.outcome = Outcome::Pushed;
         report.duration_ms = one.elapsed().as_millis() as u64;
@@ -504,19 +519,13 @@ async fn existing_revision(
 /// Makes ECR's API know `repository:tag` after a push (see the module documentation).
 async fn record_in_ecr(
     ecr: &aws_sdk_ecr::Client,
-    registry: &registry::Registry,
     repository: &str,
     tag: &str,
+    manifest: &registry::Manifest,
 ) -> Result<()> {
     if ecr::find_tag(ecr, repository, tag).await?.is_some() {
         return Ok(());
     }
-    let manifest = registry.manifest(repository, tag).await?.with_context(|| {
-        format!(
-            "{}/{repository}:{tag} is missing from the registry right after its push",
-            registry.host()
-        )
-    })?;
     ecr::record(ecr, repository, tag, &manifest.body, &manifest.media_type).await?;
     tracing::debug!("recorded {repository}:{tag} in ECR's API");
     Ok(())
@@ -576,6 +585,18 @@ async fn check_external(
     })
 }
 
+/// Config plus layer sizes of an image manifest.
+fn manifest_size(body: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let config = v["config"]["size"].as_u64()?;
+    let layers = v["layers"]
+        .as_array()?
+        .iter()
+        .filter_map(|l| l["size"].as_u64())
+        .sum::<u64>();
+    Some(config + layers)
+}
+
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
@@ -631,6 +652,13 @@ mod tests {
         assert_eq!(l[LABEL_VERSION], "v2");
         assert_eq!(l[LABEL_SOURCE], "https://github.com/org/repo");
         assert!(l[LABEL_CREATED].ends_with('Z'), "{}", l[LABEL_CREATED]);
+    }
+
+    #[test]
+    fn manifest_sizes_add_up() {
+        let m = r#"{"config":{"size":10},"layers":[{"size":5},{"size":7}]}"#;
+        assert_eq!(manifest_size(m), Some(22));
+        assert_eq!(manifest_size(r#"{"manifests":[]}"#), None);
     }
 
     #[test]
