@@ -368,6 +368,10 @@ impl Engine {
                     pushed.layers_existing += 1;
                     tracing::info!("layer already in the registry");
                 }
+                s if s.starts_with("Mounted from ") => {
+                    pushed.layers_existing += 1;
+                    tracing::info!("layer {}", s.to_lowercase());
+                }
                 s if s.contains("digest: sha256:") => {
                     pushed.digest = s
                         .split_whitespace()

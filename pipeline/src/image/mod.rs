@@ -256,9 +256,16 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
     for (name, image, build) in req.config.built_images() {
         let one = Instant::now();
         let repo = format!("{}/{}", auth.registry, image.repository);
-        ecr::ensure_repository(&ecr, &image.repository, req.create_repository, req.dry_run).await?;
+        let created =
+            ecr::ensure_repository(&ecr, &image.repository, req.create_repository, req.dry_run)
+                .await?;
         let release = &req.release.name;
-        if let Some(existing) = ecr::find_tag(&ecr, &image.repository, release).await? {
+        let existing = if created {
+            None
+        } else {
+            ecr::find_tag(&ecr, &image.repository, release).await?
+        };
+        if let Some(existing) = existing {
             let revision =
                 existing_revision(&registry, &image.repository, release, &existing).await;
             if revision.as_deref() == Some(req.release.commit.as_str()) && !req.release.dirty {
@@ -336,9 +343,10 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
                 _ => pushed.bytes_sent,
             };
             report.bytes_sent += bytes;
-            report.layers_pushed += pushed.layers_pushed;
-            report.layers_existing += pushed.layers_existing;
+            // Layers are counted once, for the release tag; further tags reuse them.
             if tag == *release {
+                report.layers_pushed = pushed.layers_pushed;
+                report.layers_existing = pushed.layers_existing;
                 report.digest = pushed.digest.clone();
             }
             record_in_ecr(&ecr, &image.repository, &tag, &manifest).await?;
