@@ -6,5 +6,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod deploy;
+pub mod eb;
 pub mod release;
 pub mod stages;
