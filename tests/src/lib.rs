@@ -19,6 +19,7 @@ pub mod services {
     }
 }
 
+pub mod deploy_world;
 pub mod eb_emulator;
 
 /// AWS clients for tests, built explicitly (never from the process environment, since tests

@@ -584,21 +584,14 @@ async fn wait_for(
         if !fresh.is_empty() {
             poller.reset();
         }
-        for e in &fresh {
-            let severity = e.severity().map_or("INFO", |s| s.as_str());
-            let message = e.message().unwrap_or_default();
-            tracing::info!("{name}: {severity} {message}");
-            events.push(format!("{severity} {message}"));
-            if let Some(t) = e.event_date().and_then(|d| SystemTime::try_from(*d).ok()) {
-                since = since.max(t);
-            }
-            if is_failure_event(severity, message) {
-                return Ok(done(
-                    Verdict::Failed,
-                    format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{message}\""),
-                    &events,
-                ));
-            }
+        if let Some(text) = absorb(name, &fresh, &mut events, &mut since) {
+            return Ok(done(
+                Verdict::Failed,
+                format!(
+                    "the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""
+                ),
+                &events,
+            ));
         }
         // 2. The environment itself.
         let env = describe_env(eb, req).await?;
@@ -615,6 +608,11 @@ async fn wait_for(
         if is_ready(&env) {
             let running = env.version_label().unwrap_or("no version");
             if running != label {
+                // EB went back; its failure event may have come after our last look.
+                let late = new_events(eb, req, request_id, since, &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                    return Ok(done(Verdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
+                }
                 return Ok(done(
                     Verdict::Failed,
                     format!("the deploy of {label} to {name} failed: the environment is Ready but runs {running}; EB went back to it (see the events above or in the EB console)"),
@@ -672,6 +670,28 @@ async fn wait_for(
         }
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Streams `fresh` events to the user and the outcome; the text of the first failure event.
+fn absorb(
+    name: &str,
+    fresh: &[EventDescription],
+    events: &mut Vec<String>,
+    since: &mut SystemTime,
+) -> Option<String> {
+    for e in fresh {
+        let severity = e.severity().map_or("INFO", |s| s.as_str());
+        let message = e.message().unwrap_or_default();
+        tracing::info!("{name}: {severity} {message}");
+        events.push(format!("{severity} {message}"));
+        if let Some(t) = e.event_date().and_then(|d| SystemTime::try_from(*d).ok()) {
+            *since = (*since).max(t);
+        }
+        if is_failure_event(severity, message) {
+            return Some(message.to_string());
+        }
+    }
+    None
 }
 
 async fn new_events(

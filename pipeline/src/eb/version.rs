@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use aws_sdk_elasticbeanstalk::types::{
-    ApplicationVersionDescription, ApplicationVersionStatus, S3Location,
-};
+use aws_sdk_elasticbeanstalk::types::{ApplicationVersionDescription, S3Location};
 
 use super::{Eb, Poller};
 
@@ -156,13 +154,18 @@ async fn wait_processed(eb: &Eb, req: &VersionRequest<'_>) -> Result<String> {
                     req.label
                 )
             })?;
-        match v.status() {
-            Some(ApplicationVersionStatus::Processed) => return Ok("PROCESSED".into()),
-            Some(ApplicationVersionStatus::Unprocessed) => {
+        // EB answers upper case ("PROCESSED") while the SDK's enum is camel case: compare
+        // case-insensitively.
+        let status = v
+            .status()
+            .map_or("UNKNOWN".to_string(), |s| s.as_str().to_ascii_uppercase());
+        match status.as_str() {
+            "PROCESSED" => return Ok(status),
+            "UNPROCESSED" => {
                 tracing::warn!("version: {} exists but was created without processing; EB checks it during the deploy", req.label);
-                return Ok("UNPROCESSED".into());
+                return Ok(status);
             }
-            Some(ApplicationVersionStatus::Failed) => {
+            "FAILED" => {
                 let why = failure_message(eb, req).await;
                 bail!(
                     "Elastic Beanstalk could not process the application version {} (s3://{}/{}): {why}\n  \
@@ -172,8 +175,7 @@ async fn wait_processed(eb: &Eb, req: &VersionRequest<'_>) -> Result<String> {
                     req.key
                 );
             }
-            other => {
-                let status = other.map_or("unknown", |s| s.as_str());
+            _ => {
                 if tokio::time::Instant::now() >= deadline {
                     bail!(
                         "the application version {} is still {status} after {}: EB may still finish it; \

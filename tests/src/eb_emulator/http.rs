@@ -18,6 +18,7 @@ pub(crate) async fn serve(listener: TcpListener, handler: Handler) {
 }
 
 async fn connection(stream: TcpStream, handler: Handler) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -68,8 +69,9 @@ async fn connection(stream: TcpStream, handler: Handler) -> std::io::Result<()> 
             if close { "Connection: close\r\n" } else { "" }
         );
         let stream = reader.get_mut();
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body.as_bytes()).await?;
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body.as_bytes());
+        stream.write_all(&out).await?;
         stream.flush().await?;
         if close {
             return Ok(());

@@ -130,6 +130,8 @@ struct State {
     running: BTreeMap<String, Running>,
     /// When the last step of the last script ran, per environment.
     finished: BTreeMap<String, Instant>,
+    /// Every script end, in order: (environment, when).
+    finish_log: Vec<(String, Instant)>,
     latency: Duration,
     processing_delay: Duration,
     request_counter: u64,
@@ -333,6 +335,18 @@ impl EbEmulator {
         })
     }
 
+    /// When each script played on `environment` ended, in order.
+    pub fn finishes(&self, environment: &str) -> Vec<Instant> {
+        self.with(|s| {
+            s.advance(Instant::now());
+            s.finish_log
+                .iter()
+                .filter(|(e, _)| e == environment)
+                .map(|(_, t)| *t)
+                .collect()
+        })
+    }
+
     /// The events recorded so far, oldest first.
     pub fn events(&self) -> Vec<Event> {
         self.with(|s| s.events.clone())
@@ -432,6 +446,7 @@ impl State {
                     let last = run.script.steps.last().map_or(Duration::ZERO, |s| s.at);
                     self.running.remove(&name);
                     self.finished.insert(name.clone(), started + last);
+                    self.finish_log.push((name.clone(), started + last));
                     break;
                 };
                 if run.started + step.at > now {
