@@ -189,6 +189,12 @@ struct BundleFile {
     sha256: String,
 }
 
+/// A duration such as "90s", "10m" or "1h 30m" (for `--lock-wait` and `--deadline`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?} ({e}): expected a value such as \"90s\", \"10m\" or \"1h 30m\""))
+}
+
 /// The sha256 of a file, in hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path)

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod deploy;
 mod test;
 
 #[derive(Parser, Debug)]
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Deploy(deploy::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Deploy(cmd) => cmd.run(&global).await,
         }
     });
     match result {
