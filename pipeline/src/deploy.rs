@@ -55,6 +55,8 @@ pub struct RunRequest {
     pub release: Release,
     /// A bundle zip built earlier (skips render and bundle).
     pub bundle: Option<PathBuf>,
+    /// The AWS account for `${account}` when rendering (else the configuration's).
+    pub account: Option<String>,
     /// The version label to deploy when no bundle is at hand (`--only deploy`).
     pub label: Option<String>,
     pub dry_run: bool,
@@ -187,6 +189,22 @@ impl RunReport {
 struct BundleFile {
     path: PathBuf,
     sha256: String,
+    size: u64,
+    /// False in a dry run: computed, not on disk.
+    written: bool,
+}
+
+impl BundleFile {
+    fn from_path(path: &Path) -> Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            sha256: sha256_file(path)?,
+            size: std::fs::metadata(path)
+                .with_context(|| format!("cannot read the bundle {}", path.display()))?
+                .len(),
+            written: true,
+        })
+    }
 }
 
 /// A duration such as "90s", "10m" or "1h 30m" (for `--lock-wait` and `--deadline`).
@@ -220,6 +238,8 @@ struct Ctx<'a> {
     eb_env: String,
     state_dir: PathBuf,
     bundle: Option<BundleFile>,
+    /// True when the bundle came from `--bundle`.
+    given_bundle: bool,
     label: Option<String>,
     uploaded: Option<eb::Uploaded>,
     deploy: Option<DeployOutcome>,
@@ -242,10 +262,7 @@ pub async fn run(
     }
     let eb_env = spec.eb_environment.clone().unwrap_or_default();
     let bundle = match &req.bundle {
-        Some(p) => Some(BundleFile {
-            path: p.clone(),
-            sha256: sha256_file(p)?,
-        }),
+        Some(p) => Some(BundleFile::from_path(p)?),
         None => None,
     };
     let label = req.label.clone().or_else(|| {
@@ -259,6 +276,7 @@ pub async fn run(
         clients,
         eb_env,
         state_dir: req.config.resolve(&req.config.bundle.out_dir),
+        given_bundle: bundle.is_some(),
         bundle,
         label,
         uploaded: None,
@@ -360,11 +378,13 @@ async fn run_stage(
         }
     };
     match stage {
-        Stage::Build | Stage::Push | Stage::Render | Stage::Bundle if ctx.bundle.is_some() => Ok((
+        Stage::Build | Stage::Push | Stage::Render | Stage::Bundle if ctx.given_bundle => Ok((
             Outcome::Skipped,
             format!(
                 "--bundle {} given{}",
-                ctx.bundle.as_ref().unwrap().path.display(),
+                ctx.bundle
+                    .as_ref()
+                    .map_or(String::new(), |b| b.path.display().to_string()),
                 if matches!(stage, Stage::Build | Stage::Push) {
                     ": its images are expected in the registry already"
                 } else {
@@ -376,11 +396,55 @@ async fn run_stage(
             Outcome::NotAvailable,
             "image build and push are not part of this build of the pipeline".into(),
         )),
-        Stage::Render | Stage::Bundle => Ok((
-            Outcome::NotAvailable,
-            "rendering and bundling are not part of this build of the pipeline: pass --bundle PATH"
-                .into(),
-        )),
+        Stage::Render | Stage::Bundle => {
+            // Render and lint always run without writing; the bundle stage writes the zip.
+            // The zip is reproducible, so both compute the same sha256 and label.
+            let write = stage == Stage::Bundle && !req.dry_run;
+            let b = crate::bundle::make_bundle(
+                &crate::bundle::BundleRequest::new(
+                    &req.config,
+                    &req.environment,
+                    req.release.clone(),
+                )
+                .with_account(req.account.clone())
+                .with_dry_run(!write),
+            )?;
+            let warnings = b.lint.warnings();
+            ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
+            ctx.bundle = Some(BundleFile {
+                path: b.path.clone(),
+                sha256: b.sha256.clone(),
+                size: b.size,
+                written: b.written,
+            });
+            Ok(match stage {
+                Stage::Render => (
+                    Outcome::Done,
+                    format!(
+                        "{} rendered and linted ({warnings} warning(s))",
+                        crate::bundle::DOCKERRUN
+                    ),
+                ),
+                _ if write => (
+                    Outcome::Done,
+                    format!(
+                        "{} ({} bytes, {})",
+                        b.path.display(),
+                        b.size,
+                        b.version_label
+                    ),
+                ),
+                _ => (
+                    Outcome::Planned,
+                    format!(
+                        "would write {} ({} bytes, {})",
+                        b.path.display(),
+                        b.size,
+                        b.version_label
+                    ),
+                ),
+            })
+        }
         Stage::Upload => {
             let Some(bundle) = ctx.bundle.clone() else {
                 bail!(
@@ -398,7 +462,8 @@ async fn run_stage(
                     label: &label,
                     path: &bundle.path,
                     sha256: &bundle.sha256,
-                    dry_run: req.dry_run,
+                    size: bundle.size,
+                    dry_run: req.dry_run || !bundle.written,
                 },
             )
             .await?;

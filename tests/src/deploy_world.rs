@@ -78,12 +78,21 @@ impl World {
     }
 
     pub async fn with_dockerrun(dockerrun: &str) -> Self {
+        Self::named(
+            &services::unique("antenna"),
+            &services::unique("antenna-staging"),
+            dockerrun,
+        )
+        .await
+    }
+
+    /// A world with fixed names (each world has its own emulator, so names never collide).
+    pub async fn named(application: &str, environment: &str, dockerrun: &str) -> Self {
+        let (application, environment) = (application.to_string(), environment.to_string());
         let s3 = aws::s3(&services::env("MOTO_ENDPOINT"));
         let bucket = services::unique("bundles");
         aws::create_bucket(&s3, &bucket).await;
         let emu = EbEmulator::start(s3.clone(), &bucket).await;
-        let application = services::unique("antenna");
-        let environment = services::unique("antenna-staging");
         emu.add_environment(&application, &environment, Some("v0"), 2);
         emu.add_version(
             &application,
@@ -152,6 +161,7 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             environment: "staging".into(),
             release: Release::fixed("v1.0.0", "0123456789abcdef0123456789abcdef01234567"),
             bundle: Some(self.bundle.clone()),
+            account: None,
             label: None,
             dry_run: false,
             selection: Selection::default(),

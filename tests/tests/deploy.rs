@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integration::deploy_world::{FixedVerify, Settings, World};
+use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
 use integration::eb_emulator::{Fault, Script, Step, Which};
 use pipeline::deploy::{Outcome, RunReport};
 use pipeline::eb::Verdict;
@@ -688,4 +688,59 @@ async fn only_deploy_with_a_label() {
     assert_eq!(verdict(&r), Verdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec!["v2".to_string()]);
     assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
+}
+
+#[tokio::test]
+async fn whole_pipeline_from_the_repository_template() {
+    // The repository's own inputs, rendered, linted, zipped, uploaded to EB's storage
+    // location, processed by the emulator's Dockerrun checks and deployed.
+    let w = World::named("antenna", "antenna-staging", GOOD_DOCKERRUN).await;
+    let root = integration::workspace_root();
+    for rel in [
+        "deploy.toml",
+        "Dockerrun.template.json",
+        ".ebextensions/00_setup.config",
+        ".platform/hooks/postdeploy/01_migrate.sh",
+    ] {
+        let to = w.dir.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(rel), &to).unwrap();
+    }
+    let config =
+        pipeline::config::Config::load(&w.dir.path().join("deploy.toml"), &Default::default())
+            .unwrap();
+    let mut req = w.request(&Settings::default());
+    req.config = config;
+    req.bundle = None;
+    req.account = Some("123456789012".into());
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    let label = r.label.clone().unwrap();
+    assert!(label.starts_with("v1.0.0-"), "{label}");
+    assert_eq!(
+        stage(&r, "render").output,
+        "Dockerrun.aws.json rendered and linted (0 warning(s))"
+    );
+    assert_eq!(stage(&r, "bundle").outcome, Outcome::Done);
+    assert_eq!(stage(&r, "build").outcome, Outcome::NotAvailable);
+    let zip = w.dir.path().join("target/deploy/staging/deploy.zip");
+    assert!(
+        stage(&r, "bundle")
+            .output
+            .starts_with(&zip.display().to_string()),
+        "{}",
+        stage(&r, "bundle").output
+    );
+    // No bucket configured: EB's storage location, which the emulator names.
+    assert_eq!(
+        stage(&r, "upload").output,
+        format!("s3://{}/antenna/{label}.zip", w.bucket)
+    );
+    assert_eq!(w.emu.calls_of("CreateStorageLocation").len(), 1);
+    assert_eq!(
+        w.emu.version("antenna", &label).unwrap().status,
+        "PROCESSED"
+    );
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(w.deployed_labels(), vec![label]);
 }

@@ -100,8 +100,20 @@ impl Cmd {
         };
         let config = global.load_config()?;
         let release = Release::detect(&config.root, args.release.as_deref())?;
+        let aws = pipeline::aws::Aws::load(&config.region).await;
+        let renders = args.bundle.is_none()
+            && [Stage::Render, Stage::Bundle]
+                .iter()
+                .any(|s| opts.selection.includes(*s));
+        // `${account}` in the template: the configured account, else STS (only when rendering).
+        let account = if renders {
+            Some(aws.account(config.account.as_deref()).await?)
+        } else {
+            None
+        };
         let request = RunRequest {
             environment: args.env,
+            account,
             release,
             bundle: args.bundle,
             label: opts.label,
@@ -113,7 +125,6 @@ impl Cmd {
             pacing: Pacing::default(),
             config,
         };
-        let aws = pipeline::aws::Aws::load(&request.config.region).await;
         let clients = Clients::from_aws(&aws);
         let report = tokio::select! {
             r = pipeline::deploy::run(&request, &clients, None) => r?,

@@ -26,6 +26,7 @@ pub struct UploadRequest<'a> {
     pub label: &'a str,
     pub path: &'a Path,
     pub sha256: &'a str,
+    pub size: u64,
     pub dry_run: bool,
 }
 
