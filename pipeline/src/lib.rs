@@ -6,5 +6,6 @@
 
 pub mod aws;
 pub mod config;
+pub mod local;
 pub mod release;
 pub mod stages;
