@@ -9,10 +9,15 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod local;
 mod test;
 
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", about = "Build, bundle and deploy Antenna to AWS Elastic Beanstalk", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, bundle and deploy Antenna to AWS Elastic Beanstalk",
+    version
+)]
 struct Cli {
     /// The deploy configuration.
     #[arg(long, global = true, env = "DEPLOY_CONFIG", default_value = pipeline::config::CONFIG_FILE)]
@@ -31,6 +36,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Local(local::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -72,6 +79,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Local(cmd) => cmd.run(&global).await,
         }
     });
     match result {

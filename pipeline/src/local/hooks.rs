@@ -11,8 +11,11 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the hook directory {}", dir.display()))?;
     let mut hooks = Vec::new();
-    for entry in std::fs::read_dir(dir)
+    for entry in std::fs::read_dir(&dir)
         .with_context(|| format!("cannot read the hook directory {}", dir.display()))?
     {
         let path = entry?.path();
