@@ -5,7 +5,11 @@
 //! (Docker Engine, AWS, GitHub, HTTP, Redis) are the only places with traits.
 
 pub mod aws;
+pub mod bundle;
 pub mod config;
+pub mod dockerrun;
+pub mod lint;
 pub mod local;
 pub mod release;
 pub mod stages;
+pub mod template;

@@ -94,8 +94,8 @@ fn main() -> ExitCode {
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "info",
-        1 => "info,pipeline=debug",
+        0 => "info,aws_config=error,aws_smithy_runtime=error,aws_runtime=error",
+        1 => "info,pipeline=debug,aws_config=warn",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
