@@ -533,18 +533,33 @@ timeout = "20s"
     let done = local::deploy_local(&config, "dev", &options)
         .await
         .expect("the local deploy works");
+    assert_eq!(done.bundle, dir.path().join("target/deploy/dev/deploy.zip"));
+    assert!(
+        done.bundle.is_file(),
+        "the bundle that would go to EB is written"
+    );
+    let for_eb =
+        std::fs::read_to_string(dir.path().join("target/deploy/dev/Dockerrun.aws.json")).unwrap();
+    assert!(
+        for_eb.contains("\"image\": \"ml-backend-minimal:v0.1.0\""),
+        "{for_eb}"
+    );
     assert_eq!(
         done.dockerrun,
-        dir.path().join("target/deploy/dev/Dockerrun.aws.json")
+        dir.path().join("target/deploy/dev/Dockerrun.local.json")
     );
-    let written = std::fs::read_to_string(&done.dockerrun).unwrap();
+    let ran = std::fs::read_to_string(&done.dockerrun).unwrap();
     assert!(
-        written.contains("\"image\": \"pipeline-local-test-demo:latest\""),
-        "{written}"
+        ran.contains("\"image\": \"pipeline-local-test-demo:latest\""),
+        "{ran}"
     );
     assert!(
-        !written.contains("ml-backend-minimal"),
-        "the stand-in replaced the external image: {written}"
+        !ran.contains("ml-backend-minimal"),
+        "the stand-in replaced the external image: {ran}"
+    );
+    assert!(
+        ran.contains("\"/start-ml-backend\""),
+        "the stand-in's command: {ran}"
     );
     assert!(
         done.version_label.starts_with("latest-"),

@@ -9,12 +9,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use serde::Serialize;
-use sha2::Digest;
-
+use crate::bundle;
 use crate::config::{CheckSpec, Config, Target};
 use crate::release::Release;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
 
 pub mod engine;
 mod hooks;
@@ -24,6 +23,9 @@ pub mod run;
 
 pub use engine::ContainerState;
 pub use run::{down, logs, status, DownReport, HttpProbe, RunReport, RunRequest};
+
+/// The file the local run uses when stand-ins changed the bundle's `Dockerrun.aws.json`.
+pub const LOCAL_DOCKERRUN: &str = "Dockerrun.local.json";
 
 /// Options of a local deploy, beyond the configuration.
 #[derive(Debug, Clone, Default)]
@@ -43,7 +45,10 @@ pub struct LocalOptions {
 pub struct LocalDeployment {
     pub release: String,
     pub version_label: String,
-    /// The rendered file, under the bundle output directory.
+    /// The bundle that would go to EB (`deploy.zip`).
+    pub bundle: PathBuf,
+    /// The file that ran: the bundle's `Dockerrun.aws.json`, or `Dockerrun.local.json` next to
+    /// it when the environment has image stand-ins.
     pub dockerrun: PathBuf,
     /// Built images: name → local reference.
     pub images: std::collections::BTreeMap<String, String>,
@@ -101,16 +106,28 @@ pub async fn deploy_local(
         }
     }
 
-    let rendered = prepare::render(config, env_name, &release.name, &images)?;
-    let sha = hex::encode(sha2::Sha256::digest(rendered.as_bytes()));
-    let version_label = release.version_label(&sha);
-    let out_dir = config.resolve(&config.bundle.out_dir).join(env_name);
-    let dockerrun = out_dir.join("Dockerrun.aws.json");
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("cannot create {}", out_dir.display()))?;
-    std::fs::write(&dockerrun, &rendered)
-        .with_context(|| format!("cannot write {}", dockerrun.display()))?;
-    tracing::info!("rendered {} (version {version_label})", dockerrun.display());
+    // The same bundle as for EB (rendered, linted, zipped under target/), then the stand-ins.
+    let bundle = bundle::make_bundle(
+        &bundle::BundleRequest::new(config, env_name, release.clone())
+            .with_dry_run(options.dry_run),
+    )?;
+    let version_label = bundle.version_label.clone();
+    let out_dir = bundle.path.parent().map(PathBuf::from).unwrap_or_default();
+    let (dockerrun, text) =
+        match prepare::apply_stand_ins(config, env, &release.name, &bundle.dockerrun)? {
+            Some(text) => (out_dir.join(LOCAL_DOCKERRUN), text),
+            None => (out_dir.join(bundle::DOCKERRUN), bundle.dockerrun.clone()),
+        };
+    if !options.dry_run {
+        std::fs::write(&dockerrun, &text)
+            .with_context(|| format!("cannot write {}", dockerrun.display()))?;
+        tracing::info!(
+            "bundle {} (version {version_label}); running {}",
+            bundle.path.display(),
+            dockerrun.display()
+        );
+    }
+    let rendered = text;
 
     let mut req = RunRequest::new(
         &stack,
@@ -158,6 +175,7 @@ pub async fn deploy_local(
         return Ok(LocalDeployment {
             release: release.name,
             version_label,
+            bundle: bundle.path.clone(),
             dockerrun,
             images,
             run: None,
@@ -167,6 +185,7 @@ pub async fn deploy_local(
     Ok(LocalDeployment {
         release: release.name,
         version_label,
+        bundle: bundle.path,
         dockerrun,
         images,
         run: Some(report),

@@ -2,12 +2,13 @@
 //! render the template for the local environment.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::config::{Config, EnvironmentSpec};
+use crate::config::{Config, EnvironmentSpec, Target};
+use crate::template;
 
 use super::engine::Engine;
 
@@ -130,131 +131,93 @@ pub async fn build_images(
     Ok(built)
 }
 
-/// Applies the environment's image stand-ins to the template: a container whose image is
-/// `${image.X}`, with X replaced by Y, runs `${image.Y}`, and gets the stand-in's command
-/// when it sets none.
-pub fn apply_image_overrides(template: &mut Value, env: &EnvironmentSpec) {
-    let Some(defs) = template
+/// Applies the environment's image stand-ins to a rendered Dockerrun file: a container that
+/// runs image X, replaced by Y in `[environments.NAME.images]`, runs Y's local reference
+/// instead, with the stand-in's `command` when it sets none. Returns the new text, or `None`
+/// when nothing was replaced.
+pub fn apply_stand_ins(
+    config: &Config,
+    env: &EnvironmentSpec,
+    release: &str,
+    rendered: &str,
+) -> Result<Option<String>> {
+    if env.images.is_empty() {
+        return Ok(None);
+    }
+    let reference = |name: &str| -> Result<String> {
+        let image = config.images.get(name).with_context(|| {
+            format!("no image {name:?} in [images] of {}", config.path.display())
+        })?;
+        Ok(
+            template::image_reference(image, Target::Local, None, release)
+                .unwrap_or_else(|| local_reference(&image.repository, release)),
+        )
+    };
+    let mut by_reference = BTreeMap::new();
+    for (replaced, stand_in) in &env.images {
+        by_reference.insert(
+            reference(replaced)?,
+            (reference(&stand_in.image)?, stand_in.command.clone()),
+        );
+    }
+    let mut doc: Value = serde_json::from_str(rendered)
+        .context("the rendered Dockerrun.aws.json is not valid JSON")?;
+    let mut changed = false;
+    for def in doc
         .get_mut("containerDefinitions")
         .and_then(Value::as_array_mut)
-    else {
-        return;
-    };
-    for def in defs {
+        .into_iter()
+        .flatten()
+    {
         let Some(image) = def.get("image").and_then(Value::as_str) else {
             continue;
         };
-        let Some(name) = image
-            .strip_prefix("${image.")
-            .and_then(|s| s.strip_suffix('}'))
-        else {
+        let Some((new_image, command)) = by_reference.get(image) else {
             continue;
         };
-        let Some(stand_in) = env.images.get(name) else {
-            continue;
-        };
-        def["image"] = Value::String(format!("${{image.{}}}", stand_in.image));
+        def["image"] = Value::String(new_image.clone());
         let has_command = def.get("command").is_some_and(|c| !c.is_null());
-        if let (false, Some(command)) = (has_command, &stand_in.command) {
+        if let (false, Some(command)) = (has_command, command) {
             def["command"] = Value::from(command.clone());
         }
+        changed = true;
     }
-}
-
-/// Renders the template for a local environment: stand-ins applied, `${image.NAME}` →
-/// local references of built images (external ones keep `<repository>:<tag>`), `${release}`,
-/// `${account}` (the configured one, else `000000000000`), `${region}`, `${var.NAME}`.
-pub fn render(
-    config: &Config,
-    env_name: &str,
-    release: &str,
-    built: &BTreeMap<String, String>,
-) -> Result<String> {
-    let env = config.environment(env_name)?;
-    let path = config.resolve(&config.bundle.template);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the template {}", path.display()))?;
-    let mut doc: Value = serde_json::from_str(&text)
-        .with_context(|| format!("the template {} is not valid JSON", path.display()))?;
-    apply_image_overrides(&mut doc, env);
-    let vars = config.vars_for(env);
-    let mut values: BTreeMap<String, String> = BTreeMap::new();
-    for (name, image) in &config.images {
-        let reference = built
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| match &image.tag {
-                Some(tag) => format!("{}:{tag}", image.repository),
-                None => local_reference(&image.repository, release),
-            });
-        values.insert(format!("image.{name}"), reference);
-    }
-    for (k, v) in vars {
-        values.insert(format!("var.{k}"), v);
-    }
-    values.insert("release".into(), release.to_string());
-    values.insert(
-        "account".into(),
-        config
-            .account
-            .clone()
-            .unwrap_or_else(|| "000000000000".into()),
-    );
-    values.insert("region".into(), config.region.clone());
-    substitute(&mut doc, &values, &path)?;
-    Ok(serde_json::to_string_pretty(&doc)? + "\n")
-}
-
-fn substitute(v: &mut Value, values: &BTreeMap<String, String>, path: &Path) -> Result<()> {
-    match v {
-        Value::String(s) => {
-            let mut out = String::new();
-            let mut rest = s.as_str();
-            while let Some(start) = rest.find("${") {
-                out.push_str(&rest[..start]);
-                let after = &rest[start + 2..];
-                let end = after.find('}').with_context(|| {
-                    format!("{}: unclosed placeholder in {s:?}", path.display())
-                })?;
-                let key = &after[..end];
-                let value = values.get(key).with_context(|| {
-                    format!(
-                        "{}: unknown placeholder ${{{key}}}: define it in deploy.toml ([vars] for var.NAME, [images] for image.NAME)",
-                        path.display()
-                    )
-                })?;
-                out.push_str(value);
-                rest = &after[end + 1..];
-            }
-            out.push_str(rest);
-            *s = out;
-        }
-        Value::Array(items) => {
-            for i in items {
-                substitute(i, values, path)?;
-            }
-        }
-        Value::Object(map) => {
-            for (_, i) in map.iter_mut() {
-                substitute(i, values, path)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+    Ok(
+        changed
+            .then(|| serde_json::to_string_pretty(&doc).expect("a JSON value serializes") + "\n"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
-    fn renders_the_repository_template_for_local() {
+    fn stand_ins_replace_external_images_of_the_repository_template() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let config = Config::load(&root.join("deploy.toml"), &Default::default()).unwrap();
-        let built = BTreeMap::from([("backend".to_string(), "antenna-backend:v1".to_string())]);
-        let text = render(&config, "local", "v1", &built).unwrap();
-        let plan = super::super::plan::Plan::parse("Dockerrun.aws.json", &text, 8000).unwrap();
+        let bundle = crate::bundle::make_bundle(
+            &crate::bundle::BundleRequest::new(
+                &config,
+                "local",
+                crate::release::Release::fixed("v1", "abc"),
+            )
+            .with_dry_run(true),
+        )
+        .unwrap();
+        assert!(
+            bundle.dockerrun.contains("ml-backend-minimal:v0.1.0"),
+            "{}",
+            bundle.dockerrun
+        );
+        let env = config.environment("local").unwrap();
+        let text = apply_stand_ins(&config, env, "v1", &bundle.dockerrun)
+            .unwrap()
+            .unwrap();
+        let plan =
+            super::super::plan::Plan::parse("Dockerrun.aws.json", &text, env.host_port_offset)
+                .unwrap();
         let images: Vec<&str> = plan.images().into_iter().map(|(i, _)| i).collect();
         assert_eq!(
             images,
@@ -276,18 +239,11 @@ mod tests {
         assert!(django
             .environment
             .contains(&("RELEASE".to_string(), "v1".to_string())));
-        assert!(django.environment.contains(&(
-            "DJANGO_SETTINGS_MODULE".to_string(),
-            "config.settings.production".to_string()
-        )));
-    }
 
-    #[test]
-    fn unknown_placeholder_names_the_file() {
-        let mut v = serde_json::json!({"a": ["x ${var.NOPE} y"]});
-        let err = substitute(&mut v, &BTreeMap::new(), Path::new("t.json"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "t.json: unknown placeholder ${var.NOPE}: define it in deploy.toml ([vars] for var.NAME, [images] for image.NAME)");
+        let staging = config.environment("staging").unwrap();
+        assert_eq!(
+            apply_stand_ins(&config, staging, "v1", &bundle.dockerrun).unwrap(),
+            None
+        );
     }
 }
