@@ -11,7 +11,7 @@
 //! | `start-celerybeat` | logs a beat every `$BEAT_INTERVAL` seconds (default 30) |
 //! | `start-flower` | HTTP on `0.0.0.0:$FLOWER_PORT` (default 5555): `/healthcheck` → `OK` |
 //! | `start-ml-backend` | HTTP on `0.0.0.0:$ML_PORT` (default 2000): `/livez`, `/info` |
-//! | `sleep N` | sleeps N seconds (the awscli helper's `sleep 9999999`) |
+//! | `sleep N` | sleeps N seconds (the awscli container's `sleep 9999999`) |
 //! | `python manage.py migrate --noinput` | prints what a migration run prints, exits 0 |
 //! | `check URL` | GET `http://HOST:PORT/PATH`; exit 0 on 200 (for container health checks) |
 //! | `fail [CODE] [MESSAGE…]` | prints MESSAGE on stderr and exits with CODE (default 1) |
@@ -163,7 +163,7 @@ fn manage(args: &[String]) -> Result<u8, String> {
             Ok(0)
         }
         ["manage.py", "check", ..] => {
-            println!("System check identified no issues (0 silenced).");
+            println!("System check passed (0 silenced).");
             Ok(0)
         }
         _ => Err(format!(

@@ -57,7 +57,7 @@ fn port(n: u16) -> u16 {
 }
 
 /// A stack like Antenna's: web (essential, published), worker (essential, linked to ml),
-/// ml (not essential), helper (`sleep`). `web_command` replaces web's `/start`.
+/// ml (not essential), awscli (`sleep`). `web_command` replaces web's `/start`.
 fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> String {
     serde_json::json!({
         "AWSEBDockerrunVersion": 2,
@@ -75,7 +75,7 @@ fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> Str
                 "environment": [{"name": "CELERY_QUEUES", "value": "antenna,jobs,ml_results"}]
             },
             {"name": "ml", "image": image, "essential": false, "memory": 64, "command": ["/start-ml-backend"]},
-            {"name": "helper", "image": image, "essential": false, "memoryReservation": 32, "command": ["sleep", "9999999"]}
+            {"name": "awscli", "image": image, "essential": false, "memoryReservation": 32, "command": ["sleep", "9999999"]}
         ]
     })
     .to_string()
@@ -167,7 +167,7 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
     let names: Vec<&str> = v1.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["ml", "web", "worker", "helper"],
+        ["ml", "web", "worker", "awscli"],
         "ml starts before the containers linking to it"
     );
     let web = v1.containers.iter().find(|c| c.name == "web").unwrap();

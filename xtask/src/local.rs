@@ -84,6 +84,9 @@ impl Cmd {
                             .map(|v| format!("; verified: {v}"))
                             .unwrap_or_default()
                     );
+                    if !run.replaced.is_empty() {
+                        tracing::info!("replaced version(s): {}", run.replaced.join(", "));
+                    }
                     for c in &run.containers {
                         tracing::info!("  {:<20} {:<8} {}", c.name, c.status, c.ports.join(" "));
                     }

@@ -53,6 +53,17 @@ pub struct ContainerState {
     pub health: Option<String>,
     /// `127.0.0.1:HOST->CONTAINER/tcp` for each published port.
     pub ports: Vec<String>,
+    /// Creation time (RFC 3339) as the engine reports it.
+    pub created: String,
+}
+
+/// RFC 3339 with nanoseconds, as Docker writes it (trailing zeros trimmed), made sortable.
+fn sortable_time(t: &str) -> String {
+    let t = t.trim_end_matches('Z');
+    match t.split_once('.') {
+        Some((secs, frac)) => format!("{secs}.{frac:0<9}"),
+        None => format!("{t}.000000000"),
+    }
 }
 
 impl Engine {
@@ -309,7 +320,7 @@ impl Engine {
     /// The containers carrying `label=value`, stopped ones included, oldest first.
     pub async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerState>> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
-        let mut list = self
+        let list = self
             .docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
@@ -318,7 +329,6 @@ impl Engine {
             }))
             .await
             .with_context(|| format!("cannot list containers on {}", self.host))?;
-        list.sort_by_key(|c| c.created.unwrap_or_default());
         let mut out = Vec::new();
         for c in list {
             let Some(id) = c.id else { continue };
@@ -326,6 +336,7 @@ impl Engine {
                 out.push(state);
             }
         }
+        out.sort_by_key(|c| sortable_time(&c.created));
         Ok(out)
     }
 
@@ -365,6 +376,7 @@ impl Engine {
         }
         ports.sort();
         Ok(Some(ContainerState {
+            created: info.created.clone().unwrap_or_default(),
             id: info.id.unwrap_or_else(|| id.to_string()),
             docker_name: info
                 .name
