@@ -514,7 +514,7 @@ timeout = "20s"
     std::fs::write(
         dir.path().join("Dockerrun.template.json"),
         r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
-  {"name": "django", "image": "${image.backend}", "essential": true, "memory": 128, "command": ["/start"],
+  {"name": "api", "image": "${image.backend}", "essential": true, "memory": 128, "command": ["/start"],
    "portMappings": [{"hostPort": 80, "containerPort": 5000}], "links": ["ml"],
    "environment": [{"name": "RELEASE", "value": "${release}"}, {"name": "DJANGO_SECURE_SSL_REDIRECT", "value": "true"}]},
   {"name": "ml", "image": "${image.ml}", "essential": false, "memory": 64}
@@ -596,4 +596,138 @@ timeout = "20s"
             .starts_with("unknown environment \"nope\""),
         "{other}"
     );
+}
+
+/// The commands through the real binary, with the repository's own postdeploy hook.
+#[tokio::test]
+async fn xtask_local_up_status_logs_down() {
+    use std::os::unix::fs::PermissionsExt;
+    let image = demo_image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = port(7);
+    let app = services::unique("localcli");
+    let config = dir.path().join("deploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"region = "us-west-2"
+application = "{app}"
+
+[images.backend]
+repository = "pipeline-local-test-demo"
+build = {{ context = "demo" }}
+
+[environments.dev]
+target = "local"
+url = "http://127.0.0.1:{port}"
+
+[[environments.dev.checks]]
+kind = "http"
+timeout = "20s"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerrun.template.json"),
+        format!(
+            r#"{{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+  {{"name": "django", "image": "${{image.backend}}", "essential": true, "memory": 128, "command": ["/start"],
+   "portMappings": [{{"hostPort": {port}, "containerPort": 5000}}],
+   "environment": [{{"name": "RELEASE", "value": "${{release}}"}}]}},
+  {{"name": "celeryworker", "image": "${{image.backend}}", "essential": true, "memory": 128, "command": ["/start-celeryworker"]}}
+]}}"#
+        ),
+    )
+    .unwrap();
+    let hooks = dir.path().join(".platform/hooks/postdeploy");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let hook = hooks.join("01_migrate.sh");
+    std::fs::copy(
+        repo_root().join(".platform/hooks/postdeploy/01_migrate.sh"),
+        &hook,
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _cleanup = Cleanup(format!("{app}-dev"));
+    assert_eq!(image, "pipeline-local-test-demo:latest");
+
+    let run = |args: &[&str]| {
+        let out = integration::xtask()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    let (ok, _, err) = run(&[
+        "local",
+        "up",
+        "--env",
+        "dev",
+        "--no-build",
+        "--release",
+        "latest",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("01_migrate.sh:   No migrations to apply."),
+        "the repository's hook ran: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "verified: GET http://127.0.0.1:{port}/api/v2/ → 200"
+        )),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(&["--json", "local", "status", "--env", "dev"]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["django", "celeryworker"]);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["running"] == true),
+        "{status}"
+    );
+
+    let (ok, out, err) = run(&["local", "logs", "django", "--env", "dev", "--tail", "20"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("--- django ({app}-dev-django-")),
+        "{out}"
+    );
+    assert!(
+        out.contains("django listening on 0.0.0.0:5000 (release latest)"),
+        "{out}"
+    );
+
+    let (ok, _, err) = run(&["local", "logs", "nginx", "--env", "dev"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("error: no container \"nginx\" in the local stack {app}-dev; it has: django, celeryworker")),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(&["--json", "local", "down", "--env", "dev"]);
+    assert!(ok, "{err}");
+    let down: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(down["containers"].as_array().unwrap().len(), 2, "{down}");
+    assert_eq!(down["network_removed"], true);
+    assert!(stack_containers(&format!("{app}-dev")).await.is_empty());
 }
