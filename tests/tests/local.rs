@@ -731,3 +731,48 @@ timeout = "20s"
     assert_eq!(down["network_removed"], true);
     assert!(stack_containers(&format!("{app}-dev")).await.is_empty());
 }
+
+/// A version that runs but fails the check (a Host the settings do not allow) is rolled back,
+/// with the essential containers' logs.
+#[tokio::test]
+async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(8);
+    local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect("v1 deploys");
+
+    let text = dockerrun(image, port, "v2", &["/start"]).replace(
+        r#"{"name":"RELEASE","value":"v2"}"#,
+        r#"{"name":"RELEASE","value":"v2"},{"name":"DJANGO_ALLOWED_HOSTS","value":"api.example.org"}"#,
+    );
+    assert!(text.contains("DJANGO_ALLOWED_HOSTS"), "{text}");
+    let mut req = request(&stack, "v2", text, port);
+    req.probe.as_mut().unwrap().timeout = Duration::from_secs(2);
+    let err = format!(
+        "{:#}",
+        local::run::run(&req).await.expect_err("v2 answers 400")
+    );
+    assert!(
+        err.contains(&format!("failed: verify: GET http://127.0.0.1:{port}/api/v2/ answered 400 (expected 200) after 2s")),
+        "{err}"
+    );
+    assert!(err.contains("--- logs of web ("), "{err}");
+    assert!(
+        err.contains("GET /api/v2/ 400"),
+        "the web container's log shows the refused request: {err}"
+    );
+    assert!(err.contains("--- logs of worker ("), "{err}");
+    assert!(
+        err.ends_with("the previous version v1 runs again (4 container(s) restarted)"),
+        "{err}"
+    );
+    assert_eq!(answering_release(port).await, "v1");
+}
