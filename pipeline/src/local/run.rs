@@ -209,7 +209,13 @@ pub async fn run(req: &RunRequest) -> Result<RunReport> {
         engine.stop(&c.id).await?;
     }
 
-    match bring_up(&engine, req, &created).await {
+    // Ctrl-C while the new version comes up rolls back like a failure: the previous version
+    // runs again rather than staying stopped.
+    let outcome = tokio::select! {
+        outcome = bring_up(&engine, req, &created) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(Failure::new("interrupted (Ctrl-C) before the new version was up", Vec::new())),
+    };
+    match outcome {
         Ok((hooks, verified)) => {
             let mut replaced: Vec<String> = Vec::new();
             for c in &previous {
