@@ -72,26 +72,7 @@ impl Cmd {
                     skip_build: a.no_build,
                     dry_run: a.dry_run,
                 };
-                let done = local::deploy_local(&config, &a.stack.env, &options).await?;
-                if let Some(run) = &done.run {
-                    tracing::info!(
-                        "local stack {} runs version {} ({} containers){}",
-                        run.stack,
-                        run.version,
-                        run.containers.len(),
-                        run.verified
-                            .as_ref()
-                            .map(|v| format!("; verified: {v}"))
-                            .unwrap_or_default()
-                    );
-                    if !run.replaced.is_empty() {
-                        tracing::info!("replaced version(s): {}", run.replaced.join(", "));
-                    }
-                    for c in &run.containers {
-                        tracing::info!("  {:<20} {:<8} {}", c.name, c.status, c.ports.join(" "));
-                    }
-                }
-                global.emit_json(&done)
+                up(global, &config, &a.stack.env, &options).await
             }
             LocalCmd::Status(a) => {
                 let stack = local::stack_name(&config, &a.env);
@@ -156,4 +137,34 @@ impl Cmd {
             }
         }
     }
+}
+
+/// `local up`, and `deploy --env NAME` for an environment with `target = "local"`: build,
+/// bundle, run on the local engine, verify; a summary on stderr, the result as JSON with `--json`.
+pub async fn up(
+    global: &Global,
+    config: &pipeline::config::Config,
+    env: &str,
+    options: &LocalOptions,
+) -> Result<()> {
+    let done = local::deploy_local(config, env, options).await?;
+    if let Some(run) = &done.run {
+        tracing::info!(
+            "local stack {} runs version {} ({} containers){}",
+            run.stack,
+            run.version,
+            run.containers.len(),
+            run.verified
+                .as_ref()
+                .map(|v| format!("; verified: {v}"))
+                .unwrap_or_default()
+        );
+        if !run.replaced.is_empty() {
+            tracing::info!("replaced version(s): {}", run.replaced.join(", "));
+        }
+        for c in &run.containers {
+            tracing::info!("  {:<20} {:<8} {}", c.name, c.status, c.ports.join(" "));
+        }
+    }
+    global.emit_json(&done)
 }
