@@ -12,11 +12,7 @@ mod bundle;
 mod test;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "cargo xtask",
-    about = "Build, bundle and deploy Antenna to AWS Elastic Beanstalk",
-    version
-)]
+#[command(name = "cargo xtask", about = "Build, bundle and deploy Antenna to AWS Elastic Beanstalk", version)]
 struct Cli {
     /// The deploy configuration.
     #[arg(long, global = true, env = "DEPLOY_CONFIG", default_value = pipeline::config::CONFIG_FILE)]
