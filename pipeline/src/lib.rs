@@ -6,5 +6,6 @@
 
 pub mod aws;
 pub mod config;
+pub mod github;
 pub mod release;
 pub mod stages;
