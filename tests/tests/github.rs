@@ -1,0 +1,578 @@
+//! The GitHub client (octocrab) against a fake GitHub served by wiremock: the marker comment
+//! (created once, then edited, found on a later page, never two), deployment statuses, and
+//! 401/403/404, 5xx and rate limits with their messages. Also the Actions output helpers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pipeline::github::actions::{Actions, Annotation, Level};
+use pipeline::github::{
+    DeploymentTracker, GitHub, GitHubError, GitHubSettings, RetryPolicy, SecretString, Upserted,
+};
+use serde_json::{json, Value};
+use wiremock::matchers::{header, method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const TOKEN: &str = "ghs_test-token-never-printed";
+const MARKER: &str = "<!-- antenna-preview:staging -->";
+
+fn client(server: &MockServer) -> GitHub {
+    GitHub::new(&GitHubSettings {
+        api_url: server.uri(),
+        repository: "ami/antenna".into(),
+        token: SecretString::from(TOKEN.to_string()),
+        retry: RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_wait: Duration::from_secs(5),
+        },
+    })
+    .unwrap()
+}
+
+/// Issue comments as GitHub keeps them: paginated with `page`/`per_page` and a `Link` header.
+#[derive(Clone, Default)]
+struct Comments(Arc<Mutex<Vec<Value>>>);
+
+impl Comments {
+    fn with_others(n: usize) -> Self {
+        let c = Comments::default();
+        for i in 0..n {
+            c.push(&format!("comment {i} by someone else"));
+        }
+        c
+    }
+    fn push(&self, body: &str) -> Value {
+        let mut all = self.0.lock().unwrap();
+        let id = 1000 + all.len() as u64;
+        let c = json!({"id": id, "body": body, "html_url": format!("https://github.com/ami/antenna/pull/7#issuecomment-{id}")});
+        all.push(c.clone());
+        c
+    }
+    fn all(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+    fn marked(&self) -> Vec<Value> {
+        self.all()
+            .into_iter()
+            .filter(|c| c["body"].as_str().unwrap().contains(MARKER))
+            .collect()
+    }
+}
+
+struct List(Comments, String);
+impl Respond for List {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let q = |k: &str| {
+            req.url
+                .query_pairs()
+                .find(|(n, _)| n == k)
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+        };
+        let (page, per_page) = (q("page").unwrap_or(1), q("per_page").unwrap_or(30).min(100));
+        let all = self.0.all();
+        let last = all.len().div_ceil(per_page).max(1);
+        let items: Vec<Value> = all
+            .into_iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .collect();
+        let mut t = ResponseTemplate::new(200).set_body_json(items);
+        if page < last {
+            let link = |p: usize| {
+                format!(
+                    "<{}/repositories/1/issues/7/comments?per_page={per_page}&page={p}>",
+                    self.1
+                )
+            };
+            t = t.insert_header(
+                "link",
+                format!(
+                    "{}; rel=\"next\", {}; rel=\"last\"",
+                    link(page + 1),
+                    link(last)
+                )
+                .as_str(),
+            );
+        }
+        t
+    }
+}
+
+struct Create(Comments);
+impl Respond for Create {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = req.body_json().unwrap();
+        ResponseTemplate::new(201).set_body_json(self.0.push(body["body"].as_str().unwrap()))
+    }
+}
+
+struct Edit(Comments);
+impl Respond for Edit {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+        let body: Value = req.body_json().unwrap();
+        let mut all = self.0 .0.lock().unwrap();
+        match all.iter_mut().find(|c| c["id"] == id) {
+            Some(c) => {
+                c["body"] = body["body"].clone();
+                ResponseTemplate::new(200).set_body_json(c.clone())
+            }
+            None => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+        }
+    }
+}
+
+async fn fake_comments(server: &MockServer, comments: &Comments) {
+    // Later pages come through the Link header's own URLs, as on GitHub.
+    Mock::given(method("GET"))
+        .and(path_regex(
+            r"^/(repos/ami/antenna|repositories/1)/issues/7/comments$",
+        ))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(List(comments.clone(), server.uri()))
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(Create(comments.clone()))
+        .mount(server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path_regex(r"^/repos/ami/antenna/issues/comments/\d+$"))
+        .respond_with(Edit(comments.clone()))
+        .mount(server)
+        .await;
+}
+
+async fn requests(server: &MockServer, verb: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == verb)
+        .count()
+}
+
+#[tokio::test]
+async fn first_preview_creates_the_comment_and_the_second_edits_it() {
+    let server = MockServer::start().await;
+    let comments = Comments::with_others(3);
+    fake_comments(&server, &comments).await;
+    let gh = client(&server);
+
+    let first = gh
+        .upsert_comment(7, MARKER, "## Preview\nv1")
+        .await
+        .unwrap();
+    let Upserted::Created(c) = &first else {
+        panic!("expected a new comment, got {first:?}")
+    };
+    assert_eq!(
+        c.body.as_deref(),
+        Some(format!("{MARKER}\n## Preview\nv1").as_str())
+    );
+
+    let second = gh
+        .upsert_comment(7, MARKER, "## Preview\nv2")
+        .await
+        .unwrap();
+    let Upserted::Updated(c2) = &second else {
+        panic!("expected the comment to be edited, got {second:?}")
+    };
+    assert_eq!(c2.id, c.id, "the same comment is edited");
+
+    let third = gh
+        .upsert_comment(7, MARKER, "## Preview\nv2")
+        .await
+        .unwrap();
+    assert!(matches!(third, Upserted::Unchanged(_)), "{third:?}");
+
+    let marked = comments.marked();
+    assert_eq!(marked.len(), 1, "exactly one preview comment: {marked:?}");
+    assert_eq!(marked[0]["body"], format!("{MARKER}\n## Preview\nv2"));
+    assert_eq!(comments.all().len(), 4);
+    assert_eq!(requests(&server, "POST").await, 1);
+    assert_eq!(requests(&server, "PATCH").await, 1);
+}
+
+#[tokio::test]
+async fn marker_on_a_later_page_is_found_and_never_duplicated() {
+    let server = MockServer::start().await;
+    // 230 comments at 100 a page: the marked one is on page 3.
+    let comments = Comments::with_others(229);
+    comments.push(&format!("{MARKER}\nold preview"));
+    fake_comments(&server, &comments).await;
+    let gh = client(&server);
+
+    let found = gh
+        .find_comment(7, MARKER)
+        .await
+        .unwrap()
+        .expect("the marked comment");
+    assert_eq!(found.id, 1229);
+
+    let done = gh.upsert_comment(7, MARKER, "new preview").await.unwrap();
+    assert!(
+        matches!(&done, Upserted::Updated(c) if c.id == 1229),
+        "{done:?}"
+    );
+    assert_eq!(comments.marked().len(), 1);
+    assert_eq!(comments.all().len(), 230, "no comment was added");
+    assert_eq!(requests(&server, "POST").await, 0);
+    let pages: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "GET")
+        .map(|r| r.url.query().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        pages[..3],
+        ["per_page=100", "per_page=100&page=2", "per_page=100&page=3"]
+    );
+}
+
+/// Records deployment statuses.
+#[derive(Clone, Default)]
+struct Statuses(Arc<Mutex<Vec<Value>>>);
+impl Respond for Statuses {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = req.body_json().unwrap();
+        self.0.lock().unwrap().push(body.clone());
+        ResponseTemplate::new(201).set_body_json(json!({"id": 1, "state": body["state"]}))
+    }
+}
+
+async fn fake_deployments(server: &MockServer) -> Statuses {
+    let statuses = Statuses::default();
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/deployments"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 42, "ref": "v1.2.0"})))
+        .expect(1)
+        .mount(server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/deployments/42/statuses"))
+        .respond_with(statuses.clone())
+        .mount(server)
+        .await;
+    statuses
+}
+
+const RUN: &str = "https://github.com/ami/antenna/actions/runs/99";
+
+#[tokio::test]
+async fn deployment_statuses_on_success() {
+    let server = MockServer::start().await;
+    let statuses = fake_deployments(&server).await;
+    let gh = client(&server);
+
+    let d = DeploymentTracker::start(&gh, "v1.2.0", "staging", Some(RUN.into()))
+        .await
+        .unwrap();
+    assert_eq!(d.id, 42);
+    d.succeeded(
+        Some("https://staging.example.org"),
+        "deployed v1.2.0-0123abcd",
+    )
+    .await
+    .unwrap();
+
+    let created: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(created["ref"], "v1.2.0");
+    assert_eq!(created["environment"], "staging");
+    assert_eq!(created["auto_merge"], false);
+    assert_eq!(created["required_contexts"], json!([]));
+    let s = statuses.0.lock().unwrap().clone();
+    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(s[1]["environment_url"], "https://staging.example.org");
+    assert_eq!(s[1]["log_url"], RUN);
+    assert_eq!(s[1]["description"], "deployed v1.2.0-0123abcd");
+}
+
+#[tokio::test]
+async fn deployment_statuses_on_failure() {
+    let server = MockServer::start().await;
+    let statuses = fake_deployments(&server).await;
+    let gh = client(&server);
+
+    let d = DeploymentTracker::start(&gh, "v1.2.1", "production", Some(RUN.into()))
+        .await
+        .unwrap();
+    d.failed("deploy stage failed: Failed to deploy application.")
+        .await
+        .unwrap();
+
+    let created: Value = server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap();
+    assert_eq!(created["production_environment"], true);
+    let s = statuses.0.lock().unwrap().clone();
+    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["in_progress", "failure"]);
+    assert_eq!(s[1]["log_url"], RUN);
+    assert!(s[1].get("environment_url").is_none(), "{}", s[1]);
+    assert_eq!(
+        s[1]["description"],
+        "deploy stage failed: Failed to deploy application."
+    );
+}
+
+#[tokio::test]
+async fn forbidden_says_which_permission_is_missing() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "4999")
+                .set_body_json(json!({"message": "Resource not accessible by integration"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .upsert_comment(7, MARKER, "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitHubError::Forbidden { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert_eq!(
+        msg,
+        format!(
+            "GitHub denied permission (403) to comment on pull request #7 ({}/repos/ami/antenna/issues/7/comments): \
+             Resource not accessible by integration; the token needs `pull-requests: write` (in a workflow: \
+             `permissions: pull-requests: write` on the job; a pull request from a fork only gets a read-only token)",
+            server.uri()
+        )
+    );
+    assert!(!msg.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn unauthorized_and_not_found_are_clear() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/deployments"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"message": "Bad credentials"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/ami/antenna/issues/8/comments"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .mount(&server)
+        .await;
+    let gh = client(&server);
+    let err = DeploymentTracker::start(&gh, "v1", "staging", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    let msg = err.to_string();
+    assert!(msg.starts_with("GitHub rejected the token (401) when trying to create a deployment of v1 to the environment staging"), "{msg}");
+    assert!(
+        msg.ends_with("Bad credentials; set GITHUB_TOKEN to a valid, unexpired token"),
+        "{msg}"
+    );
+    assert!(!msg.contains(TOKEN));
+
+    let err = gh.find_comment(8, MARKER).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    let msg = err.to_string();
+    assert!(
+        msg.contains(
+            "GitHub found nothing (404) when trying to list the comments of pull request #8"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("check the repository `ami/antenna`"), "{msg}");
+}
+
+#[tokio::test]
+async fn rate_limit_waits_as_long_as_retry_after_says() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"id": 5, "body": MARKER, "html_url": ""}])),
+        )
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let found = client(&server).find_comment(7, MARKER).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(found.map(|c| c.id), Some(5));
+    assert!(
+        waited >= Duration::from_secs(1),
+        "retried after {waited:?}, before retry-after"
+    );
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn rate_limit_reset_too_far_away_fails_at_once_with_the_wait() {
+    let server = MockServer::start().await;
+    let reset = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "0")
+                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+                .set_body_json(
+                    json!({"message": "API rate limit exceeded for installation ID 1."}),
+                ),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let started = Instant::now();
+    let err = client(&server).find_comment(7, MARKER).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(err, GitHubError::RateLimited { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("GitHub rate limit when trying to list the comments of pull request #7"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("after 1 attempt(s), the limit resets in 360"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("API rate limit exceeded for installation ID 1.; wait, then re-run"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/deployments"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("<html>Bad Gateway</html>"))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/ami/antenna/deployments"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9})))
+        .mount(&server)
+        .await;
+    let gh = client(&server);
+    let id = gh
+        .create_deployment(&pipeline::github::NewDeployment::new("v1", "staging", "d"))
+        .await
+        .unwrap();
+    assert_eq!(id, 9);
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+
+    let down = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
+        )
+        .expect(3)
+        .mount(&down)
+        .await;
+    let err = client(&down).find_comment(7, MARKER).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "GitHub answered 503 when trying to list the comments of pull request #7 \
+             ({}/repos/ami/antenna/issues/7/comments?per_page=100) after 3 attempt(s): Service Unavailable",
+            down.uri()
+        )
+    );
+}
+
+#[test]
+fn actions_outputs_summary_and_masks_go_where_the_runner_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("output");
+    let summary = dir.path().join("summary.md");
+    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+    struct W(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let a = Actions::new(
+        true,
+        Box::new(W(log.clone())),
+        Some(output.clone()),
+        Some(summary.clone()),
+    );
+    a.mask(TOKEN);
+    {
+        let _g = a.group("lint");
+        a.annotate(
+            Level::Error,
+            &Annotation {
+                file: Some("Dockerrun.template.json".into()),
+                line: Some(12),
+                col: Some(5),
+                title: None,
+                message: "container \"flower\": memory must be > 0".into(),
+            },
+        );
+    }
+    a.set_output("version_label", "v1.2.0-0123abcd").unwrap();
+    a.set_output("diff", "-a\n+b").unwrap();
+    a.summary("## Preview").unwrap();
+    a.summary("more").unwrap();
+
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        log,
+        format!(
+            "::add-mask::{TOKEN}\n::group::lint\n::error file=Dockerrun.template.json,line=12,col=5::container \"flower\": memory must be > 0\n::endgroup::\n"
+        )
+    );
+    let out = std::fs::read_to_string(&output).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("version_label=v1.2.0-0123abcd"));
+    let open = lines.next().unwrap();
+    let delim = open
+        .strip_prefix("diff<<")
+        .expect("heredoc form for a multi-line value");
+    assert_eq!(lines.collect::<Vec<_>>(), ["-a", "+b", delim]);
+    assert_eq!(
+        std::fs::read_to_string(&summary).unwrap(),
+        "## Preview\nmore\n"
+    );
+}
