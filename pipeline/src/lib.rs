@@ -7,5 +7,6 @@
 pub mod aws;
 pub mod config;
 pub mod github;
+pub mod iam;
 pub mod release;
 pub mod stages;

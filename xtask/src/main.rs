@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod github;
 mod test;
 
 #[derive(Parser, Debug)]
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Github(github::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Github(cmd) => cmd.run(&global).await,
         }
     });
     match result {
