@@ -29,7 +29,8 @@ impl Aws {
             .http_client(http)
             .load()
             .await;
-        let custom_endpoint = std::env::vars().any(|(k, v)| k.starts_with("AWS_ENDPOINT_URL") && !v.is_empty());
+        let custom_endpoint =
+            std::env::vars().any(|(k, v)| k.starts_with("AWS_ENDPOINT_URL") && !v.is_empty());
         if custom_endpoint {
             tracing::info!("AWS endpoint override in effect (AWS_ENDPOINT_URL*); S3 uses path-style addressing");
         }

@@ -410,7 +410,10 @@ impl Config {
         })?;
 
         if file.region.trim().is_empty() {
-            return Err(invalid(0, "`region` is empty: expected an AWS region such as \"us-west-2\"".into()));
+            return Err(invalid(
+                0,
+                "`region` is empty: expected an AWS region such as \"us-west-2\"".into(),
+            ));
         }
         for (name, spanned) in &file.images {
             let image = spanned.get_ref();
@@ -430,21 +433,29 @@ impl Config {
                 }
                 _ => {}
             }
-            if image.repository.trim().is_empty() || image.repository.contains(char::is_whitespace) {
+            if image.repository.trim().is_empty() || image.repository.contains(char::is_whitespace)
+            {
                 return Err(invalid(at, format!("images.{name}: `repository` must be a non-empty repository name without spaces")));
             }
         }
         if file.environments.is_empty() {
-            return Err(invalid(0, "no environments: add at least one [environments.NAME] table".into()));
+            return Err(invalid(
+                0,
+                "no environments: add at least one [environments.NAME] table".into(),
+            ));
         }
         for (name, spanned) in &file.environments {
             let env = spanned.get_ref();
             let at = spanned.span().start;
-            if env.target == Target::Aws && env.eb_environment.as_deref().is_none_or(str::is_empty) {
+            if env.target == Target::Aws && env.eb_environment.as_deref().is_none_or(str::is_empty)
+            {
                 return Err(invalid(at, format!("environments.{name}: `eb_environment` (the Elastic Beanstalk environment name) is required when target = \"aws\"")));
             }
             for (i, check) in env.checks.iter().enumerate() {
-                if let CheckSpec::Http { path: p, url: None, .. } = check {
+                if let CheckSpec::Http {
+                    path: p, url: None, ..
+                } = check
+                {
                     if !p.starts_with('/') {
                         return Err(invalid(at, format!("environments.{name}.checks[{i}]: `path` must start with '/', got {p:?}")));
                     }
@@ -466,7 +477,11 @@ impl Config {
             registry: file.registry,
             bundle: file.bundle,
             vars: file.vars,
-            images: file.images.into_iter().map(|(k, v)| (k, v.into_inner())).collect(),
+            images: file
+                .images
+                .into_iter()
+                .map(|(k, v)| (k, v.into_inner()))
+                .collect(),
             environments: file
                 .environments
                 .into_iter()
@@ -603,7 +618,12 @@ timeout = "90s"
         assert!(env.rollback);
         assert_eq!(env.timeouts.deploy, Duration::from_secs(1800));
         match &env.checks[0] {
-            CheckSpec::Http { path, timeout, expect_status, .. } => {
+            CheckSpec::Http {
+                path,
+                timeout,
+                expect_status,
+                ..
+            } => {
                 assert_eq!(path, "/api/v2/");
                 assert_eq!(*timeout, Duration::from_secs(90));
                 assert_eq!(*expect_status, 200);
@@ -618,7 +638,10 @@ timeout = "90s"
     fn unknown_field_names_line_and_column() {
         let text = MINIMAL.replace("eb_environment", "eb_enviroment");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.starts_with("deploy.toml:14:1: unknown field `eb_enviroment`"), "{err}");
+        assert!(
+            err.starts_with("deploy.toml:14:1: unknown field `eb_enviroment`"),
+            "{err}"
+        );
         assert!(err.contains("expected one of"), "{err}");
     }
 
@@ -640,37 +663,54 @@ timeout = "90s"
 
     #[test]
     fn malformed_toml_names_position() {
-        let err = parse("region = \"x\"\napplication = \n").unwrap_err().to_string();
+        let err = parse("region = \"x\"\napplication = \n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("deploy.toml:2:"), "{err}");
     }
 
     #[test]
     fn built_image_with_tag_is_an_error() {
-        let text = MINIMAL.replace("build = { context = \".\" }", "build = { context = \".\" }\ntag = \"x\"");
+        let text = MINIMAL.replace(
+            "build = { context = \".\" }",
+            "build = { context = \".\" }\ntag = \"x\"",
+        );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("deploy.toml:5:"), "{err}");
-        assert!(err.contains("images.backend: `tag` is set on an image this repository builds"), "{err}");
+        assert!(
+            err.contains("images.backend: `tag` is set on an image this repository builds"),
+            "{err}"
+        );
     }
 
     #[test]
     fn external_image_needs_a_tag() {
         let text = MINIMAL.replace("tag = \"v1\"\n", "");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("images.ml: an external image needs `tag`"), "{err}");
+        assert!(
+            err.contains("images.ml: an external image needs `tag`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn aws_environment_needs_eb_name() {
         let text = MINIMAL.replace("eb_environment = \"antenna-staging\"\n", "");
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains("environments.staging: `eb_environment`"), "{err}");
+        assert!(
+            err.contains("environments.staging: `eb_environment`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_environment_lists_known_ones() {
         let c = parse(MINIMAL).unwrap();
         let err = c.environment("prod").unwrap_err().to_string();
-        assert_eq!(err, "unknown environment \"prod\" in deploy.toml; known environments: staging");
+        assert_eq!(
+            err,
+            "unknown environment \"prod\" in deploy.toml; known environments: staging"
+        );
     }
 
     #[test]
@@ -683,7 +723,10 @@ timeout = "90s"
             ..Default::default()
         });
         assert_eq!(c.region, "eu-west-1");
-        assert_eq!(c.registry_host().unwrap(), "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+        assert_eq!(
+            c.registry_host().unwrap(),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+        );
         assert_eq!(c.environments["staging"].bucket.as_deref(), Some("b"));
     }
 

@@ -5,8 +5,12 @@
 //! (Docker Engine, AWS, GitHub, HTTP, Redis) are the only places with traits.
 
 pub mod aws;
+pub mod bundle;
 pub mod config;
+pub mod dockerrun;
 pub mod github;
 pub mod iam;
+pub mod lint;
 pub mod release;
 pub mod stages;
+pub mod template;

@@ -25,8 +25,8 @@ impl Release {
         );
         let (commit, dirty, tag) = match commit {
             Ok(commit) => {
-                let dirty = !git(dir, &["status", "--porcelain", "--untracked-files=no"])?
-                    .is_empty();
+                let dirty =
+                    !git(dir, &["status", "--porcelain", "--untracked-files=no"])?.is_empty();
                 let tag = git(dir, &["describe", "--tags", "--exact-match", "HEAD"]).ok();
                 (commit, dirty, tag)
             }
@@ -70,7 +70,13 @@ impl Release {
         let name: String = self
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect();
         let room = MAX_LABEL - short.len() - 1;
         let name: String = name.chars().take(room).collect();
@@ -85,8 +91,13 @@ pub const MAX_LABEL: usize = 100;
 pub fn validate_release_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
         bail!("release name {name:?} is not a valid image tag: use letters, digits, '_', '.' and '-', at most 128 characters, not starting with '.' or '-'");
     }

@@ -13,7 +13,11 @@ mod github;
 mod test;
 
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", about = "Build, bundle and deploy Antenna to AWS Elastic Beanstalk", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, bundle and deploy Antenna to AWS Elastic Beanstalk",
+    version
+)]
 struct Cli {
     /// The deploy configuration.
     #[arg(long, global = true, env = "DEPLOY_CONFIG", default_value = pipeline::config::CONFIG_FILE)]
@@ -90,8 +94,8 @@ fn main() -> ExitCode {
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "info",
-        1 => "info,pipeline=debug",
+        0 => "info,aws_config=error,aws_smithy_runtime=error,aws_runtime=error",
+        1 => "info,pipeline=debug,aws_config=warn",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(default));

@@ -1,0 +1,305 @@
+//! Rules for `.ebextensions/*.config` and `.platform/hooks`.
+
+use std::path::Path;
+
+use serde_yaml_ng::Value;
+
+use super::secrets::secret_reason;
+use super::*;
+
+/// Top-level keys EB reads from a configuration file.
+pub const KNOWN_KEYS: [&str; 11] = [
+    "option_settings",
+    "packages",
+    "groups",
+    "users",
+    "sources",
+    "files",
+    "commands",
+    "services",
+    "container_commands",
+    "Resources",
+    "Outputs",
+];
+
+const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
+
+/// Lints one `.config` file's `text`. `verify_path` is the path the verify stage checks (to
+/// compare with `HealthCheckPath`).
+pub fn lint_ebextension(file: &Path, text: &str, verify_path: Option<&str>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let doc: Value = match serde_yaml_ng::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            out.push(
+                Finding::new(
+                    EX_PARSE,
+                    file,
+                    "",
+                    format!("invalid YAML/JSON: {msg}"),
+                    "fix the syntax; YAML is indentation-sensitive (use spaces, not tabs)",
+                )
+                .at(at),
+            );
+            return out;
+        }
+    };
+    let Value::Mapping(top) = doc else {
+        if !doc.is_null() {
+            out.push(
+                Finding::new(
+                    EX_PARSE,
+                    file,
+                    "",
+                    "the file is not a mapping of keys such as option_settings",
+                    "start with top-level keys such as `option_settings:`",
+                )
+                .at((1, 1)),
+            );
+        }
+        return out;
+    };
+    for (key, value) in &top {
+        let Some(key) = key.as_str() else {
+            out.push(
+                Finding::new(
+                    EX_KEYS,
+                    file,
+                    "",
+                    format!("top-level key {key:?} is not a string"),
+                    "use one of the known keys",
+                )
+                .at((1, 1)),
+            );
+            continue;
+        };
+        let at = key_position(text, key, 0);
+        if !KNOWN_KEYS.contains(&key) {
+            out.push(
+                Finding::new(
+                    EX_KEYS,
+                    file,
+                    key,
+                    format!("unknown top-level key `{key}`"),
+                    format!("known keys: {}", KNOWN_KEYS.join(", ")),
+                )
+                .at(at),
+            );
+            continue;
+        }
+        match key {
+            "option_settings" => options(file, text, value, verify_path, &mut out),
+            "container_commands" => container_commands(file, text, value, &mut out),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One option setting, whichever of EB's two shapes it was written in.
+struct Setting<'a> {
+    namespace: String,
+    option: String,
+    value: &'a Value,
+}
+
+fn options(
+    file: &Path,
+    text: &str,
+    value: &Value,
+    verify_path: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    let at = key_position(text, "option_settings", 0);
+    let shape_hint = "write either `namespace: {OptionName: value}` maps, or a list of `- namespace: …\\n  option_name: …\\n  value: …`";
+    let mut settings = Vec::new();
+    match value {
+        Value::Mapping(ns_map) => {
+            for (ns, opts) in ns_map {
+                let ns = ns.as_str().unwrap_or_default().to_string();
+                match opts {
+                    Value::Mapping(opts) => {
+                        for (name, v) in opts {
+                            settings.push(Setting {
+                                namespace: ns.clone(),
+                                option: name.as_str().unwrap_or_default().to_string(),
+                                value: v,
+                            });
+                        }
+                    }
+                    Value::Null => {}
+                    _ => out.push(
+                        Finding::new(
+                            EX_OPTIONS,
+                            file,
+                            format!("option_settings.{ns}"),
+                            format!(
+                                "option_settings.{ns} must be a mapping of option names to values"
+                            ),
+                            shape_hint,
+                        )
+                        .at(key_position(text, &ns, 0)),
+                    ),
+                }
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let Value::Mapping(m) = item else {
+                    out.push(Finding::new(EX_OPTIONS, file, format!("option_settings[{i}]"), format!("option_settings[{i}] must be a mapping with namespace, option_name and value"), shape_hint).at(at));
+                    continue;
+                };
+                let get = |k: &str| m.get(Value::from(k));
+                for k in m.keys().filter_map(Value::as_str) {
+                    if !["namespace", "option_name", "value", "resource_name"].contains(&k) {
+                        out.push(
+                            Finding::new(
+                                EX_OPTIONS,
+                                file,
+                                format!("option_settings[{i}].{k}"),
+                                format!("option_settings[{i}] has an unknown key `{k}`"),
+                                "use namespace, option_name, value (and resource_name)",
+                            )
+                            .at(key_position(text, k, 0)),
+                        );
+                    }
+                }
+                match (get("option_name").and_then(Value::as_str), get("value")) {
+                    (Some(name), Some(v)) => settings.push(Setting {
+                        namespace: get("namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or(ENV_NAMESPACE)
+                            .to_string(),
+                        option: name.to_string(),
+                        value: v,
+                    }),
+                    _ => out.push(
+                        Finding::new(
+                            EX_OPTIONS,
+                            file,
+                            format!("option_settings[{i}]"),
+                            format!("option_settings[{i}] needs option_name and value"),
+                            shape_hint,
+                        )
+                        .at(at),
+                    ),
+                }
+            }
+        }
+        _ => out.push(
+            Finding::new(
+                EX_OPTIONS,
+                file,
+                "option_settings",
+                "option_settings must be a mapping of namespaces or a list of settings",
+                shape_hint,
+            )
+            .at(at),
+        ),
+    }
+    for s in settings {
+        let field = format!("option_settings.{}.{}", s.namespace, s.option);
+        let pos = key_position(text, &s.option, 0);
+        let scalar = match s.value {
+            Value::String(v) => Some(v.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Null => Some(String::new()),
+            _ => None,
+        };
+        let Some(scalar) = scalar else {
+            out.push(
+                Finding::new(
+                    EX_OPTIONS,
+                    file,
+                    field,
+                    format!(
+                        "option {} in {} must be a single value, not a list or mapping",
+                        s.option, s.namespace
+                    ),
+                    "quote the value as one string",
+                )
+                .at(pos),
+            );
+            continue;
+        };
+        if s.namespace == ENV_NAMESPACE {
+            if let Some(why) = secret_reason(&s.option, &scalar) {
+                out.push(Finding::new(EX_SECRET, file, field.clone(), format!("environment property `{}` looks like a secret ({why}); it would be stored in the bundle", s.option), "remove it from the file and set it on the environment (console or `aws elasticbeanstalk update-environment`), or use a Secrets Manager reference").at(pos));
+            }
+        }
+        let is_health = (s.option == "HealthCheckPath"
+            && s.namespace
+                .starts_with("aws:elasticbeanstalk:environment:process"))
+            || (s.option == "Application Healthcheck URL"
+                && s.namespace == "aws:elasticbeanstalk:application");
+        if let (true, Some(expected)) = (is_health, verify_path) {
+            if scalar != expected {
+                out.push(Finding::new(EX_HEALTH, file, field, format!("{} is {scalar:?} but the verify stage checks {expected:?}", s.option), "use the same path in both, so that EB's health and our verify agree (Antenna: /api/v2/)").at(pos));
+            }
+        }
+    }
+}
+
+fn container_commands(file: &Path, text: &str, value: &Value, out: &mut Vec<Finding>) {
+    let Value::Mapping(cmds) = value else {
+        return;
+    };
+    for (name, body) in cmds {
+        let name = name.as_str().unwrap_or_default();
+        let command = match body {
+            Value::Mapping(m) => m
+                .get(Value::from("command"))
+                .cloned()
+                .unwrap_or(Value::Null),
+            other => other.clone(),
+        };
+        let text_of = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Sequence(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        };
+        let cmd = text_of(&command);
+        if cmd.contains("migrate") {
+            out.push(Finding::new(EX_MIGRATE, file, format!("container_commands.{name}"), format!("container_commands.{name} runs migrations, but container_commands run before the new version's containers start: it migrates with the old image (or none on a first deploy)"), "move it to an executable .platform/hooks/postdeploy/ script that runs `docker exec <django container> python manage.py migrate --noinput`").at(key_position(text, name, 0)));
+        }
+    }
+}
+
+/// Lints the platform hooks under `platform_dir` (`.platform`): every hook must be executable.
+pub fn lint_hooks(platform_dir: &Path, files: &[(std::path::PathBuf, u32)]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (path, mode) in files {
+        let rel = path.strip_prefix(platform_dir).unwrap_or(path);
+        let is_hook = rel.starts_with("hooks") || rel.starts_with("confighooks");
+        if is_hook && mode & 0o111 == 0 {
+            out.push(Finding::new(PL_HOOK, path, "", "this platform hook is not executable, so EB fails the deployment when it tries to run it", format!("chmod +x {} and commit the mode (git update-index --chmod=+x)", path.display())));
+        }
+    }
+    out
+}
+
+/// 1-based position of the first `key:` (YAML) or `"key":` (JSON) in `text`, or (0, 0).
+fn key_position(text: &str, key: &str, _from_line: usize) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - trimmed.len();
+        for candidate in [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ] {
+            if trimmed.starts_with(&candidate) {
+                return (i + 1, indent + 1);
+            }
+        }
+    }
+    (0, 0)
+}
