@@ -11,6 +11,7 @@ pub mod dockerrun;
 pub mod github;
 pub mod iam;
 pub mod lint;
+pub mod preview;
 pub mod release;
 pub mod stages;
 pub mod template;

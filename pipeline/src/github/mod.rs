@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use octocrab::Octocrab;
 use secrecy::ExposeSecret;
-pub use secrecy::SecretString;
+pub use secrecy::{self, SecretString};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
