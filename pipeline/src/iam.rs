@@ -274,6 +274,31 @@ vec![format!("arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScal
     })
 }
 
+/// The read-only policy of the preview role: find the running version and download its bundle.
+pub fn preview_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy> {
+    let deploy = deploy_policy(config, req)?;
+    let buckets = deploy
+        .statement
+        .iter()
+        .find(|s| s.sid == "BundleObjects")
+        .map(|s| s.resource.clone())
+        .unwrap_or_default();
+    Ok(Policy {
+        version: POLICY_VERSION,
+        statement: vec![
+            stmt(
+                "ElasticBeanstalkRead",
+                &[
+                    "elasticbeanstalk:DescribeApplicationVersions",
+                    "elasticbeanstalk:DescribeEnvironments",
+                ],
+                any(),
+            ),
+            stmt("BundleRead", &["s3:GetObject"], buckets),
+        ],
+    })
+}
+
 /// The trust policy that lets GitHub Actions jobs of `repository` (`owner/name`) running in
 /// the GitHub environment `github_environment` assume the role through OIDC.
 pub fn trust_policy(account: &str, repository: &str, github_environment: &str) -> Result<Value> {
@@ -375,6 +400,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("unknown environment \"qa\""), "{err}");
+    }
+
+    #[test]
+    fn preview_policy_only_reads() {
+        let p = preview_policy(
+            &antenna(),
+            &PolicyRequest {
+                environment: "staging",
+                account: Some("123456789012"),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Sid": "ElasticBeanstalkRead", "Effect": "Allow", "Action": ["elasticbeanstalk:DescribeApplicationVersions", "elasticbeanstalk:DescribeEnvironments"], "Resource": "*"},
+                    {"Sid": "BundleRead", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::elasticbeanstalk-us-west-2-123456789012/*"}
+                ]
+            })
+        );
     }
 
     #[test]

@@ -38,18 +38,23 @@ pub struct IamPolicyCmd {
     /// the GitHub environment is the --env name.
     #[arg(long, value_name = "OWNER/NAME")]
     trust: Option<String>,
+    /// Print the read-only policy of the preview role instead.
+    #[arg(long, conflicts_with = "trust")]
+    preview: bool,
 }
 
 impl IamPolicyCmd {
     fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let policy = pipeline::iam::deploy_policy(
-            &config,
-            &pipeline::iam::PolicyRequest {
-                environment: &self.environment,
-                account: self.account.as_deref(),
-            },
-        )?;
+        let req = pipeline::iam::PolicyRequest {
+            environment: &self.environment,
+            account: self.account.as_deref(),
+        };
+        let policy = if self.preview {
+            pipeline::iam::preview_policy(&config, &req)?
+        } else {
+            pipeline::iam::deploy_policy(&config, &req)?
+        };
         let text = match &self.trust {
             None => serde_json::to_string_pretty(&policy)?,
             Some(repository) => {
