@@ -890,4 +890,149 @@ mod tests {
             "--- a/Dockerrun.aws.json\n+++ b/Dockerrun.aws.json\n@@ -1,3 +1,3 @@\n {\n-  \"a\": 1\n+  \"a\": 2\n }\n"
         );
     }
+
+    const TEMPLATE: &str = r#"{
+  "AWSEBDockerrunVersion": 2,
+  "containerDefinitions": [
+    {
+      "name": "django",
+      "image": "${image.backend}",
+      "essential": true,
+      "memory": 1024,
+      "command": ["/start"],
+      "portMappings": [{ "hostPort": 80, "containerPort": 5000 }],
+      "environment": [{ "name": "RELEASE", "value": "${release}" }]
+    },
+    {
+      "name": "ml-backend-minimal",
+      "image": "${image.ml}",
+      "essential": false,
+      "memoryReservation": 512,
+      "portMappings": [{ "hostPort": 2000, "containerPort": 2000 }]
+    }
+  ]
+}
+"#;
+
+    const CONFIG: &str = r#"
+region = "us-west-2"
+application = "antenna"
+account = "123456789012"
+
+[images.backend]
+repository = "antenna-backend"
+build = { context = "." }
+
+[images.ml]
+repository = "ml-backend-minimal"
+tag = "v0.2.0"
+
+[environments.staging]
+eb_environment = "antenna-staging"
+
+[[environments.staging.checks]]
+kind = "http"
+path = "/api/v2/"
+"#;
+
+    const EBEXT: &str = "option_settings:\n  aws:elasticbeanstalk:environment:process:default:\n    HealthCheckPath: /api/v2/\n";
+
+    fn fixture() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("deploy.toml"), CONFIG).unwrap();
+        std::fs::write(d.join("Dockerrun.template.json"), TEMPLATE).unwrap();
+        std::fs::create_dir_all(d.join(".ebextensions")).unwrap();
+        std::fs::write(d.join(".ebextensions/00_setup.config"), EBEXT).unwrap();
+        let config = Config::load(&d.join("deploy.toml"), &Default::default()).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn markdown_snapshot_against_the_running_version() {
+        let (dir, config) = fixture();
+        let release = Release::fixed("v1.3.0", "0123456789abcdef0123456789abcdef01234567");
+        let head = render_head(&config, "staging", &release, None).unwrap();
+        let bundle = head.bundle.clone().expect("a clean fixture makes a bundle");
+        assert_eq!(bundle.sha256.len(), 64);
+        assert_eq!(
+            bundle.version_label,
+            format!("v1.3.0-{}", &bundle.sha256[..8])
+        );
+
+        // The running version: an older release, less memory, an extension file since removed.
+        let mut running = head.files.clone();
+        let old = String::from_utf8(running.0[DOCKERRUN].clone())
+            .unwrap()
+            .replace("v1.3.0", "v1.2.0")
+            .replace("\"memory\": 1024", "\"memory\": 768")
+            .replace("v0.2.0", "v0.1.0");
+        running.0.insert(DOCKERRUN.into(), old.into_bytes());
+        running.0.insert(
+            ".ebextensions/99_old.config".into(),
+            b"option_settings: {}\n".to_vec(),
+        );
+        let preview = Preview::new(
+            head,
+            Baseline::Running {
+                eb_environment: "antenna-staging".into(),
+                version_label: "v1.2.0-89abcdef".into(),
+                files: running,
+            },
+        );
+        assert_eq!(
+            preview
+                .diffs
+                .iter()
+                .map(|d| (d.name.as_str(), d.change))
+                .collect::<Vec<_>>(),
+            [
+                (".ebextensions/99_old.config", Change::Removed),
+                (DOCKERRUN, Change::Modified)
+            ]
+        );
+        let md = preview
+            .markdown(dir.path())
+            .replace(&bundle.sha256, "[sha256]")
+            .replace(&bundle.version_label, "[version label]")
+            .replace(&format!("{} bytes", bundle.size), "[size] bytes");
+        insta::assert_snapshot!(md);
+    }
+
+    #[test]
+    fn lint_errors_are_listed_and_no_bundle_is_made() {
+        let (dir, config) = fixture();
+        std::fs::write(
+            dir.path().join("Dockerrun.template.json"),
+            TEMPLATE
+                .replace("\"memory\": 1024,", "\"memory\": 0,")
+                .replace("\"hostPort\": 2000", "\"hostPort\": 80"),
+        )
+        .unwrap();
+        let release = Release::fixed("v1.3.0", "0123456789abcdef0123456789abcdef01234567");
+        let head = render_head(&config, "staging", &release, None).unwrap();
+        assert!(head.lint.errors() > 0, "{:?}", head.lint);
+        assert!(head.bundle.is_none());
+        let preview = Preview::new(
+            head,
+            Baseline::None {
+                why: "first deploy".into(),
+            },
+        );
+        let md = preview.markdown(dir.path());
+        assert!(
+            md.contains("❌ lint found errors: this bundle cannot be deployed"),
+            "{md}"
+        );
+        assert!(md.contains("| Bundle | not made (lint errors) |"), "{md}");
+        assert!(
+            md.contains("| Compared against | nothing (first deploy) |"),
+            "{md}"
+        );
+        assert!(md.contains("- ❌ `Dockerrun.template.json:"), "{md}");
+        assert!(
+            md.contains("<code>Dockerrun.aws.json</code> (added)"),
+            "{md}"
+        );
+    }
 }
