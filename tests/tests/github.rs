@@ -53,9 +53,12 @@ impl Comments {
         self.0.lock().unwrap().clone()
     }
     fn marked(&self) -> Vec<Value> {
+        self.marked_with(MARKER)
+    }
+    fn marked_with(&self, marker: &str) -> Vec<Value> {
         self.all()
             .into_iter()
-            .filter(|c| c["body"].as_str().unwrap().contains(MARKER))
+            .filter(|c| c["body"].as_str().unwrap().contains(marker))
             .collect()
     }
 }
@@ -575,4 +578,347 @@ fn actions_outputs_summary_and_masks_go_where_the_runner_reads_them() {
         std::fs::read_to_string(&summary).unwrap(),
         "## Preview\nmore\n"
     );
+}
+
+/// The xtask binary of this workspace, built once if needed.
+fn xtask_binary() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(build_xtask).clone()
+}
+
+/// `target/debug/xtask` (as `cargo xtask test` leaves it); rebuilt when missing or older than
+/// the sources, with cargo's variables for this test process removed so that the build is the
+/// same as `cargo xtask`'s (no rebuild back and forth).
+fn build_xtask() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug/xtask");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_source = ["pipeline/src", "xtask/src"]
+        .iter()
+        .flat_map(|d| walk(&root.join(d)))
+        .filter_map(|p| modified(&p))
+        .max();
+    let fresh = matches!((modified(&bin), newest_source), (Some(b), Some(s)) if b >= s);
+    if !fresh {
+        let mut cmd =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "--quiet", "--package", "xtask"])
+            .current_dir(&root);
+        for (k, _) in std::env::vars() {
+            if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                || k.starts_with("RUST")
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let status = cmd.status().expect("cannot run cargo build");
+        assert!(status.success(), "cargo build --package xtask failed");
+    }
+    bin
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+const FIXTURE_CONFIG: &str = r#"
+region = "us-west-2"
+application = "antenna"
+
+[images.backend]
+repository = "antenna-backend"
+build = { context = "." }
+
+[environments.staging]
+eb_environment = "antenna-staging"
+"#;
+
+const FIXTURE_TEMPLATE: &str = r#"{
+  "AWSEBDockerrunVersion": 2,
+  "containerDefinitions": [
+    {
+      "name": "django",
+      "image": "${image.backend}",
+      "essential": true,
+      "memory": 512,
+      "portMappings": [{ "hostPort": 80, "containerPort": 5000 }]
+    }
+  ]
+}
+"#;
+
+/// A repository whose base commit has the fixture and whose head raises django's memory.
+fn fixture_repo() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    std::fs::write(d.join("deploy.toml"), FIXTURE_CONFIG).unwrap();
+    std::fs::write(d.join("Dockerrun.template.json"), FIXTURE_TEMPLATE).unwrap();
+    std::fs::create_dir_all(d.join(".ebextensions")).unwrap();
+    std::fs::write(
+        d.join(".ebextensions/00.config"),
+        "option_settings:\n  aws:autoscaling:launchconfiguration:\n    RootVolumeSize: \"30\"\n",
+    )
+    .unwrap();
+    git(d, &["add", "."]);
+    git(d, &["commit", "-q", "-m", "base"]);
+    let base = git(d, &["rev-parse", "HEAD"]);
+    std::fs::write(
+        d.join("Dockerrun.template.json"),
+        FIXTURE_TEMPLATE.replace("\"memory\": 512", "\"memory\": 1024"),
+    )
+    .unwrap();
+    git(d, &["commit", "-q", "-am", "more memory"]);
+    (dir, base)
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    output: String,
+    summary: String,
+}
+
+async fn run_preview(repo: &std::path::Path, base: &str, server: &MockServer) -> Run {
+    let files = tempfile::tempdir().unwrap();
+    let (output, summary) = (files.path().join("output"), files.path().join("summary.md"));
+    let out = tokio::process::Command::new(xtask_binary())
+        .args([
+            "preview",
+            "--env",
+            "staging",
+            "--against",
+            "base",
+            "--base",
+            base,
+            "--pr",
+            "7",
+        ])
+        .current_dir(repo)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env(
+            "HOME",
+            std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()),
+        )
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "ami/antenna")
+        .env("GITHUB_API_URL", server.uri())
+        .env("PREVIEW_POST", "true")
+        .env("DEPLOY_ACCOUNT", "123456789012")
+        .output()
+        .await
+        .unwrap();
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        output: std::fs::read_to_string(&output).unwrap_or_default(),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+    }
+}
+
+#[tokio::test]
+async fn preview_command_in_actions_posts_one_comment_with_outputs_masks_and_annotations() {
+    let server = MockServer::start().await;
+    let comments = Comments::with_others(2);
+    fake_comments(&server, &comments).await;
+    let (repo, base) = fixture_repo();
+    const PREVIEW_MARKER: &str = "<!-- cargo-xtask-preview:staging -->";
+
+    // First run: a clean bundle; the comment is created.
+    let run = run_preview(repo.path(), &base, &server).await;
+    assert!(run.ok, "preview failed:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("::add-mask::{TOKEN}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("::group::render and lint the bundle of staging\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("::group::post the pull request comment\n"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("::group::").count(),
+        run.stderr.matches("::endgroup::").count(),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.starts_with("## Bundle preview: `staging`\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "the bundle rendered from the base commit `{}`",
+            &base[..12]
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("-      \"memory\": 512,\n+      \"memory\": 1024,"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.summary, run.stdout,
+        "the job summary is the same markdown"
+    );
+    let label = run
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("version_label="))
+        .expect(&run.output);
+    let sha = run
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("bundle_sha256="))
+        .expect(&run.output);
+    assert_eq!(sha.len(), 64, "{}", run.output);
+    assert!(label.ends_with(&sha[..8]), "{label} / {sha}");
+    assert!(
+        run.stdout.contains(&format!("| Bundle sha256 | `{sha}` |")),
+        "{}",
+        run.stdout
+    );
+    let marked = comments.marked_with(PREVIEW_MARKER);
+    assert_eq!(marked.len(), 1);
+    assert!(marked[0]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("<!-- cargo-xtask-preview:staging -->\n## Bundle preview"));
+
+    // Second run: a lint error; the same comment is edited, the finding is annotated and the
+    // command fails.
+    std::fs::write(
+        repo.path().join("Dockerrun.template.json"),
+        FIXTURE_TEMPLATE.replace("\"memory\": 512", "\"memory\": 0"),
+    )
+    .unwrap();
+    let run = run_preview(repo.path(), &base, &server).await;
+    assert!(
+        !run.ok,
+        "lint errors must fail the command:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "error: lint found 1 error(s) in the bundle of staging: see the preview above"
+        ),
+        "{}",
+        run.stderr
+    );
+    let annotation = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("::error "))
+        .expect(&run.stderr);
+    assert!(
+        annotation.starts_with("::error file=Dockerrun.template.json,line="),
+        "{annotation}"
+    );
+    assert!(annotation.contains(",col="), "{annotation}");
+    assert!(
+        run.output.is_empty(),
+        "no bundle, no outputs: {}",
+        run.output
+    );
+    assert!(
+        run.summary.contains("❌ lint found errors"),
+        "{}",
+        run.summary
+    );
+    let marked = comments.marked_with(PREVIEW_MARKER);
+    assert_eq!(marked.len(), 1, "still one preview comment");
+    assert!(marked[0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("❌ lint found errors"));
+    assert_eq!(requests(&server, "POST").await, 1);
+    assert_eq!(requests(&server, "PATCH").await, 1);
+    assert!(!run.stdout.contains(TOKEN) && !run.summary.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn preview_command_outside_actions_prints_markdown_and_posts_nothing() {
+    let (repo, base) = fixture_repo();
+    let out = tokio::process::Command::new(xtask_binary())
+        .args([
+            "preview",
+            "--env",
+            "staging",
+            "--against",
+            "base",
+            "--base",
+            &base,
+        ])
+        .current_dir(repo.path())
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_TOKEN")
+        .env("DEPLOY_ACCOUNT", "123456789012")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("## Bundle preview: `staging`"),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("::"),
+        "no workflow commands locally: {stderr}"
+    );
+    assert!(!stdout.contains("<!-- cargo-xtask-preview"), "{stdout}");
 }
