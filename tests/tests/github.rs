@@ -922,3 +922,83 @@ async fn preview_command_outside_actions_prints_markdown_and_posts_nothing() {
     );
     assert!(!stdout.contains("<!-- cargo-xtask-preview"), "{stdout}");
 }
+
+/// The running version's bundle is downloaded from S3 (moto) and unzipped into the files the
+/// preview compares.
+#[tokio::test]
+async fn running_bundle_is_fetched_from_s3_and_unzipped() {
+    use pipeline::bundle::{zip_bundle, InputFile};
+    let endpoint = integration::services::env("MOTO_ENDPOINT");
+    // The production constructor's HTTP client, pointed at moto explicitly (no process env).
+    let base = pipeline::aws::Aws::load("us-west-2").await;
+    let sdk = base
+        .sdk
+        .to_builder()
+        .endpoint_url(&endpoint)
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"),
+        ))
+        .build();
+    let s3 = pipeline::aws::Aws {
+        sdk,
+        custom_endpoint: true,
+    }
+    .s3();
+    let bucket = integration::services::unique("preview-bundles");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .create_bucket_configuration(
+            aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("01_migrate.sh");
+    std::fs::write(&hook, "#!/bin/sh\necho migrate\n").unwrap();
+    let zip = zip_bundle(
+        "{\"AWSEBDockerrunVersion\": 2}\n",
+        &[InputFile {
+            name: ".platform/hooks/postdeploy/01_migrate.sh".into(),
+            path: hook,
+            mode: 0o755,
+        }],
+    )
+    .unwrap();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("antenna/v1.2.0-89abcdef.zip")
+        .body(zip.into())
+        .send()
+        .await
+        .unwrap();
+
+    let files = pipeline::preview::fetch_bundle(&s3, &bucket, "antenna/v1.2.0-89abcdef.zip")
+        .await
+        .unwrap();
+    let names: Vec<&str> = files.0.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            ".platform/hooks/postdeploy/01_migrate.sh",
+            "Dockerrun.aws.json"
+        ]
+    );
+    assert_eq!(
+        files.0["Dockerrun.aws.json"],
+        b"{\"AWSEBDockerrunVersion\": 2}\n"
+    );
+
+    let err = pipeline::preview::fetch_bundle(&s3, &bucket, "antenna/missing.zip")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").starts_with(&format!(
+            "cannot download the source bundle s3://{bucket}/antenna/missing.zip: check that the role may s3:GetObject on it"
+        )),
+        "{err:#}"
+    );
+}
