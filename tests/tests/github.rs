@@ -1002,3 +1002,141 @@ async fn running_bundle_is_fetched_from_s3_and_unzipped() {
         "{err:#}"
     );
 }
+
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Log {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
+    use pipeline::github::report::{DeployOutputs, DeployReporter};
+    use pipeline::stages::Stage;
+    let server = MockServer::start().await;
+    let statuses = fake_deployments(&server).await;
+    let files = tempfile::tempdir().unwrap();
+    let output = files.path().join("output");
+    let log = Log::default();
+    let actions = Actions::new(true, Box::new(log.clone()), Some(output.clone()), None);
+    let r = DeployReporter::with(
+        actions,
+        Some(client(&server)),
+        "v1.2.0",
+        "staging",
+        Some(RUN.into()),
+    )
+    .await;
+
+    r.mask("redis-password");
+    {
+        let _g = r.stage(Stage::Render);
+        let mut report = pipeline::lint::Report::default();
+        report.extend([pipeline::lint::Finding::new(
+            pipeline::lint::DR_PARSE,
+            &files.path().join("Dockerrun.template.json"),
+            "",
+            "unknown placeholder ${image.nope}",
+            "",
+        )
+        .at((4, 16))]);
+        r.lint(&report, files.path());
+    }
+    r.outputs(&DeployOutputs {
+        version_label: Some("v1.2.0-0123abcd"),
+        bundle_sha256: Some("0123abcd"),
+        image_digests: vec!["backend@sha256:aa".into(), "worker@sha256:bb".into()],
+        environment_url: Some("https://staging.example.org"),
+    })
+    .unwrap();
+    r.succeeded(
+        Some("https://staging.example.org"),
+        "deployed v1.2.0-0123abcd",
+    )
+    .await;
+
+    let text = log.text();
+    assert!(text.starts_with("::add-mask::redis-password\n::group::render\n::error file=Dockerrun.template.json,line=4,col=16,title="), "{text}");
+    assert!(
+        text.ends_with("::unknown placeholder ${image.nope}\n::endgroup::\n"),
+        "{text}"
+    );
+    let out = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        out.starts_with(
+            "version_label=v1.2.0-0123abcd\nbundle_sha256=0123abcd\nimage_digests<<ghadelimiter_"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nbackend@sha256:aa\nworker@sha256:bb\nghadelimiter_"),
+        "{out}"
+    );
+    assert!(out.ends_with("url=https://staging.example.org\n"), "{out}");
+    let s = statuses.0.lock().unwrap().clone();
+    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["in_progress", "success"]);
+}
+
+#[tokio::test]
+async fn deploy_reporter_reports_failure_and_survives_github_errors() {
+    use pipeline::github::report::DeployReporter;
+    let server = MockServer::start().await;
+    let statuses = fake_deployments(&server).await;
+    let log = Log::default();
+    let actions = Actions::new(true, Box::new(log.clone()), None, None);
+    let r = DeployReporter::with(
+        actions,
+        Some(client(&server)),
+        "v1.2.1",
+        "production",
+        Some(RUN.into()),
+    )
+    .await;
+    r.failed(&anyhow::anyhow!("Failed to deploy application.").context("deploy stage failed"))
+        .await;
+    assert_eq!(
+        log.text(),
+        "::error title=deploy failed::deploy stage failed: Failed to deploy application.\n"
+    );
+    let s = statuses.0.lock().unwrap().clone();
+    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["in_progress", "failure"]);
+    assert_eq!(s[1]["log_url"], RUN);
+
+    // GitHub refusing the deployment does not stop the deploy: the reporter goes on without it.
+    let refusing = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"message": "Resource not accessible by integration"})),
+        )
+        .expect(1)
+        .mount(&refusing)
+        .await;
+    let r = DeployReporter::with(
+        Actions::disabled(),
+        Some(client(&refusing)),
+        "v1",
+        "staging",
+        None,
+    )
+    .await;
+    r.succeeded(None, "ok").await;
+    assert_eq!(
+        refusing.received_requests().await.unwrap().len(),
+        1,
+        "no status without a deployment"
+    );
+}
