@@ -1,6 +1,6 @@
 //! The GitHub client (octocrab) against a fake GitHub served by wiremock: the marker comment
 //! (created once, then edited, found on a later page, never two), deployment statuses, and
-//! 401/403/404, 5xx and rate limits with their messages. Also the Actions output helpers.
+//! 401/403/404, 5xx and rate limits with their messages. Also the Actions workflow commands and files.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,7 +201,7 @@ async fn first_preview_creates_the_comment_and_the_second_edits_it() {
 }
 
 #[tokio::test]
-async fn marker_on_a_later_page_is_found_and_never_duplicated() {
+async fn marker_on_a_later_page_is_found_and_edited_not_added() {
     let server = MockServer::start().await;
     // 230 comments at 100 a page: the marked one is on page 3.
     let comments = Comments::with_others(229);
