@@ -109,11 +109,16 @@ enum AgainstArg {
 impl PreviewCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let actions = Actions::from_env();
-        let settings = GitHubSettings::from_env()?;
-        if let Some(s) = &settings {
-            use pipeline::github::secrecy::ExposeSecret;
-            actions.mask(s.token.expose_secret());
+        if let Ok(token) = std::env::var("GITHUB_TOKEN") {
+            actions.mask(&token);
         }
+        // GitHub settings matter only when posting: a token in a laptop's environment without
+        // GITHUB_REPOSITORY must not stop a local preview.
+        let settings = if self.post {
+            GitHubSettings::from_env()?
+        } else {
+            None
+        };
         let config = global.load_config()?;
         let config_dir = config.root.clone();
         let release = pipeline::release::Release::detect(&config_dir, self.release.as_deref())?;
