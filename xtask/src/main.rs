@@ -9,8 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod deploy;
 mod github;
+mod image;
 mod test;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +39,12 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Verify(verify::Cmd),
+    #[command(flatten)]
+    Image(image::Cmd),
+    #[command(flatten)]
+    Deploy(deploy::Cmd),
     #[command(flatten)]
     Github(github::Cmd),
 }
@@ -80,6 +89,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
             Command::Github(cmd) => cmd.run(&global).await,
+            Command::Verify(cmd) => cmd.run(&global).await,
+            Command::Image(cmd) => cmd.run(&global).await,
+            Command::Deploy(cmd) => cmd.run(&global).await,
         }
     });
     match result {
