@@ -189,7 +189,16 @@ pub async fn running_baseline(
     application: &str,
     eb_environment: &str,
 ) -> Result<Baseline> {
-    let eb = aws.eb();
+    running_baseline_with(&aws.eb(), &aws.s3(), application, eb_environment).await
+}
+
+/// [`running_baseline`] with explicit clients.
+pub async fn running_baseline_with(
+    eb: &aws_sdk_elasticbeanstalk::Client,
+    s3: &aws_sdk_s3::Client,
+    application: &str,
+    eb_environment: &str,
+) -> Result<Baseline> {
     let envs = eb
         .describe_environments()
         .application_name(application)
@@ -225,7 +234,7 @@ pub async fn running_baseline(
         source.s3_bucket().unwrap_or_default().to_string(),
         source.s3_key().unwrap_or_default().to_string(),
     );
-    let files = fetch_bundle(&aws.s3(), &bucket, &key).await?;
+    let files = fetch_bundle(s3, &bucket, &key).await?;
     Ok(Baseline::Running {
         eb_environment: eb_environment.to_string(),
         version_label: label,

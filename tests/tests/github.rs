@@ -929,32 +929,9 @@ async fn preview_command_outside_actions_prints_markdown_and_posts_nothing() {
 async fn running_bundle_is_fetched_from_s3_and_unzipped() {
     use pipeline::bundle::{zip_bundle, InputFile};
     let endpoint = integration::services::env("MOTO_ENDPOINT");
-    // The production constructor's HTTP client, pointed at moto explicitly (no process env).
-    let base = pipeline::aws::Aws::load("us-west-2").await;
-    let sdk = base
-        .sdk
-        .to_builder()
-        .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"),
-        ))
-        .build();
-    let s3 = pipeline::aws::Aws {
-        sdk,
-        custom_endpoint: true,
-    }
-    .s3();
+    let s3 = integration::aws::s3(&endpoint);
     let bucket = integration::services::unique("preview-bundles");
-    s3.create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    integration::aws::create_bucket(&s3, &bucket).await;
 
     let dir = tempfile::tempdir().unwrap();
     let hook = dir.path().join("01_migrate.sh");
@@ -1138,5 +1115,85 @@ async fn deploy_reporter_reports_failure_and_survives_github_errors() {
         refusing.received_requests().await.unwrap().len(),
         1,
         "no status without a deployment"
+    );
+}
+
+/// Against the EB emulator and moto: DescribeEnvironments → its version label →
+/// DescribeApplicationVersions → the S3 source bundle, unzipped and diffed.
+#[tokio::test]
+async fn running_version_is_found_through_eb_and_diffed() {
+    use pipeline::preview::{running_baseline_with, Baseline, Change, Files};
+    let s3 = integration::aws::s3(&integration::services::env("MOTO_ENDPOINT"));
+    let bucket = integration::services::unique("preview-running");
+    integration::aws::create_bucket(&s3, &bucket).await;
+    let eb_emulator = integration::eb_emulator::EbEmulator::start(s3.clone(), &bucket).await;
+    let eb =
+        aws_sdk_elasticbeanstalk::Client::new(&integration::aws::sdk_config(&eb_emulator.endpoint));
+    let (app, env) = (
+        integration::services::unique("antenna"),
+        integration::services::unique("antenna-staging"),
+    );
+
+    let running = "{\n  \"memory\": 512\n}\n";
+    let zip = pipeline::bundle::zip_bundle(running, &[]).unwrap();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("antenna/v1.1.0-aaaa.zip")
+        .body(zip.into())
+        .send()
+        .await
+        .unwrap();
+    eb_emulator.add_version(
+        &app,
+        "v1.1.0-aaaa",
+        &bucket,
+        "antenna/v1.1.0-aaaa.zip",
+        "PROCESSED",
+    );
+    eb_emulator.add_environment(&app, &env, Some("v1.1.0-aaaa"), 1);
+
+    let baseline = running_baseline_with(&eb, &s3, &app, &env).await.unwrap();
+    let Baseline::Running {
+        version_label,
+        files,
+        ..
+    } = &baseline
+    else {
+        panic!("expected the running version, got {baseline:?}")
+    };
+    assert_eq!(version_label, "v1.1.0-aaaa");
+    assert_eq!(files.0["Dockerrun.aws.json"], running.as_bytes());
+    assert_eq!(
+        baseline.describe(),
+        format!("the version running on `{env}`: `v1.1.0-aaaa`")
+    );
+
+    let head = Files(
+        [(
+            "Dockerrun.aws.json".to_string(),
+            b"{\n  \"memory\": 1024\n}\n".to_vec(),
+        )]
+        .into(),
+    );
+    let diffs = pipeline::preview::diff(files, &head);
+    assert_eq!(diffs.len(), 1);
+    assert_eq!(diffs[0].change, Change::Modified);
+    assert!(
+        diffs[0]
+            .diff
+            .contains("-  \"memory\": 512\n+  \"memory\": 1024\n"),
+        "{}",
+        diffs[0].diff
+    );
+
+    // An environment that runs nothing yet says so.
+    let fresh = integration::services::unique("antenna-fresh");
+    eb_emulator.add_environment(&app, &fresh, None, 1);
+    let err = running_baseline_with(&eb, &s3, &app, &fresh)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("the EB environment {fresh} runs no application version yet")
     );
 }
