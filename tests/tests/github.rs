@@ -1197,3 +1197,96 @@ async fn running_version_is_found_through_eb_and_diffed() {
         format!("the EB environment {fresh} runs no application version yet")
     );
 }
+
+fn run_report(ok: bool) -> pipeline::deploy::RunReport {
+    use pipeline::deploy::{Outcome, RunReport, StageReport};
+    let stage = |name: &str, outcome, output: &str| StageReport {
+        stage: name.into(),
+        outcome,
+        duration_ms: 1200,
+        output: output.into(),
+    };
+    RunReport {
+        environment: "staging".into(),
+        eb_environment: "antenna-staging".into(),
+        release: "v1.2.0".into(),
+        label: Some("v1.2.0-0123abcd".into()),
+        dry_run: false,
+        stages: vec![
+            stage("version", Outcome::Done, "v1.2.0-0123abcd"),
+            if ok {
+                stage(
+                    "deploy",
+                    Outcome::Done,
+                    "Environment update completed successfully.",
+                )
+            } else {
+                stage("deploy", Outcome::Failed, "Failed to deploy application.")
+            },
+        ],
+        deploy: None,
+        rollback: None,
+        ok,
+        eb_calls: 7,
+    }
+}
+
+#[tokio::test]
+async fn deploy_reporter_finishes_a_run_report() {
+    use pipeline::github::report::DeployReporter;
+    for ok in [true, false] {
+        let server = MockServer::start().await;
+        let statuses = fake_deployments(&server).await;
+        let files = tempfile::tempdir().unwrap();
+        let (output, summary) = (files.path().join("output"), files.path().join("summary.md"));
+        let log = Log::default();
+        let actions = Actions::new(
+            true,
+            Box::new(log.clone()),
+            Some(output.clone()),
+            Some(summary.clone()),
+        );
+        let r = DeployReporter::with(
+            actions,
+            Some(client(&server)),
+            "v1.2.0",
+            "staging",
+            Some(RUN.into()),
+        )
+        .await;
+        r.finish(&run_report(ok), Some("https://staging.example.org"))
+            .await
+            .unwrap();
+
+        let summary = std::fs::read_to_string(&summary).unwrap();
+        assert!(
+            summary.starts_with("## Deploy `v1.2.0` → `antenna-staging`\n\n```\nstage"),
+            "{summary}"
+        );
+        let out = std::fs::read_to_string(&output).unwrap();
+        let s = statuses.0.lock().unwrap().clone();
+        let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+        if ok {
+            assert_eq!(log.text(), "");
+            assert_eq!(
+                out,
+                "version_label=v1.2.0-0123abcd\nurl=https://staging.example.org\n"
+            );
+            assert_eq!(states, ["in_progress", "success"]);
+            assert_eq!(s[1]["environment_url"], "https://staging.example.org");
+            assert_eq!(s[1]["description"], "deployed v1.2.0-0123abcd");
+        } else {
+            assert_eq!(
+                log.text(),
+                "::error title=deploy stage failed::Failed to deploy application.\n"
+            );
+            assert_eq!(out, "version_label=v1.2.0-0123abcd\n");
+            assert_eq!(states, ["in_progress", "failure"]);
+            assert_eq!(
+                s[1]["description"],
+                "deploy stage failed: Failed to deploy application."
+            );
+            assert_eq!(s[1]["log_url"], RUN);
+        }
+    }
+}

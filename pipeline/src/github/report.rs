@@ -137,6 +137,62 @@ impl DeployReporter {
         Ok(())
     }
 
+    /// Everything after `pipeline::deploy::run`: a `::error` per failed stage, the summary
+    /// table in the job summary, `version_label` and `url` outputs, and the deployment's final
+    /// status (`success` with `environment_url`, else `failure` with the failed stage's output).
+    pub async fn finish(
+        &self,
+        report: &crate::deploy::RunReport,
+        environment_url: Option<&str>,
+    ) -> anyhow::Result<()> {
+        use crate::deploy::Outcome;
+        let failed: Vec<&crate::deploy::StageReport> = report
+            .stages
+            .iter()
+            .filter(|s| s.outcome == Outcome::Failed)
+            .collect();
+        for s in &failed {
+            self.actions.annotate(
+                Level::Error,
+                &Annotation {
+                    title: Some(format!("{} stage failed", s.stage)),
+                    message: s.output.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        self.actions.summary(&format!(
+            "## Deploy `{}` → `{}`\n\n```\n{}\n```\n",
+            report.release,
+            report.eb_environment,
+            report.table()
+        ))?;
+        self.outputs(&DeployOutputs {
+            version_label: report.label.as_deref(),
+            environment_url: environment_url.filter(|_| report.ok),
+            ..Default::default()
+        })?;
+        if report.dry_run {
+            return Ok(());
+        }
+        if report.ok {
+            let label = report.label.as_deref().unwrap_or(&report.release);
+            self.succeeded(environment_url, &format!("deployed {label}"))
+                .await;
+        } else {
+            let why = failed
+                .first()
+                .map(|s| format!("{} stage failed: {}", s.stage, s.output))
+                .unwrap_or_else(|| "deploy failed".into());
+            if let Some(t) = &self.tracker {
+                if let Err(e) = t.failed(&why).await {
+                    tracing::warn!("cannot mark the GitHub deployment failed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `success` with the environment's URL.
     pub async fn succeeded(&self, environment_url: Option<&str>, description: &str) {
         if let Some(t) = &self.tracker {
