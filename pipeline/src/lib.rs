@@ -8,6 +8,7 @@ pub mod aws;
 pub mod bundle;
 pub mod config;
 pub mod dockerrun;
+pub mod image;
 pub mod lint;
 pub mod release;
 pub mod stages;

@@ -9,6 +9,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod image;
 mod test;
 mod verify;
 
@@ -38,6 +39,8 @@ enum Command {
     Bundle(bundle::Cmd),
     #[command(flatten)]
     Verify(verify::Cmd),
+    #[command(flatten)]
+    Image(image::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
             Command::Verify(cmd) => cmd.run(&global).await,
+            Command::Image(cmd) => cmd.run(&global).await,
         }
     });
     match result {
