@@ -467,8 +467,8 @@ async fn celery_two_workers_both_answer() {
         &["2 workers answered: w1@verify [antenna, jobs], w2@verify [antenna]"],
     );
     assert!(
-        o.latency_ms < 1500,
-        "all subscribed workers answered, no need to wait the window: {o:?}"
+        o.latency_ms < 2000,
+        "once every subscribed worker has answered, the 2 s reply window is not waited out: {o:?}"
     );
     assert_eq!(o.target, broker);
 }
