@@ -466,6 +466,56 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    #[tokio::test]
+    async fn retries_until_it_passes() {
+        let mut n = 0;
+        let tried = retry_until(Duration::from_secs(10), |_| {
+            n += 1;
+            let a = if n < 3 {
+                Attempt::fail("not yet")
+            } else {
+                Attempt::pass("up")
+            };
+            async move { a }
+        })
+        .await;
+        assert_eq!((tried.attempts, tried.last.verdict), (3, Verdict::Pass));
+        assert_eq!(tried.last.detail, "up");
+    }
+
+    #[tokio::test]
+    async fn a_failure_for_good_is_not_retried() {
+        let tried = retry_until(Duration::from_secs(10), |_| async {
+            Attempt::fail_for_good("401")
+        })
+        .await;
+        assert_eq!((tried.attempts, tried.last.verdict), (1, Verdict::Fail));
+    }
+
+    #[tokio::test]
+    async fn gives_up_at_the_deadline_and_cuts_off_a_hung_attempt() {
+        let start = Instant::now();
+        let tried = retry_until(Duration::from_millis(600), |_| async {
+            Attempt::unreachable("refused")
+        })
+        .await;
+        assert!(tried.attempts >= 2, "{}", tried.attempts);
+        assert_eq!(tried.last.detail, "refused");
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
+
+        let tried = retry_until(Duration::from_millis(200), |_| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Attempt::pass("never")
+        })
+        .await;
+        assert_eq!(tried.last.verdict, Verdict::Unreachable);
+        assert_eq!(tried.last.detail, "no answer within 200 ms");
+    }
+
     #[test]
     fn masks_passwords_in_urls() {
         assert_eq!(
