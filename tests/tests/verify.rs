@@ -417,6 +417,62 @@ async fn redis_nothing_listening_is_unreachable() {
     );
 }
 
+#[tokio::test]
+async fn redis_replica_passes_with_a_note_and_fails_as_a_celery_broker() {
+    let primary = services::env("REDIS_URL");
+    let primary_port = primary
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = KillOnDrop(
+        Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--replicaof", "127.0.0.1", &primary_port])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (tests/services/up.sh installs it)"),
+    );
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the replica did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let o = run_redis(&url).await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["(slave) (a read-only replica: Celery needs the primary endpoint)"],
+    );
+
+    let o = run_celery(&format!("{url}/1"), 1, &[], "1s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "broker: the server answered SADD: READONLY",
+            "use the primary endpoint",
+        ],
+    );
+    let _ = replica.0.kill();
+}
+
 // ---------------------------------------------------------------- Celery
 
 fn celery_toml(min_workers: usize, queues: &[&str], timeout: &str) -> String {
@@ -830,6 +886,16 @@ impl CeleryProcess {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -{name} {} failed", self.child.id());
+    }
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
