@@ -7,8 +7,10 @@
 pub mod aws;
 pub mod bundle;
 pub mod config;
+pub mod deploy;
 pub mod dockerrun;
 pub mod image;
+pub mod eb;
 pub mod lint;
 pub mod release;
 pub mod stages;

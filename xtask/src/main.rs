@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod image;
+mod deploy;
 mod test;
 mod verify;
 
@@ -41,6 +42,8 @@ enum Command {
     Verify(verify::Cmd),
     #[command(flatten)]
     Image(image::Cmd),
+    #[command(flatten)]
+    Deploy(deploy::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Bundle(cmd) => cmd.run(&global).await,
             Command::Verify(cmd) => cmd.run(&global).await,
             Command::Image(cmd) => cmd.run(&global).await,
+            Command::Deploy(cmd) => cmd.run(&global).await,
         }
     });
     match result {
