@@ -906,6 +906,39 @@ impl Drop for CeleryProcess {
     }
 }
 
+// ---------------------------------------------------------------- the deploy stage
+
+#[tokio::test]
+async fn deploy_stage_verifier_passes_and_fails_with_what_failed() {
+    use pipeline::deploy::{Verifier, VerifyTarget};
+    let server = django().await;
+    let text = "region = \"us-west-2\"\napplication = \"antenna\"\n\n[images.backend]\nrepository = \"antenna-backend\"\nbuild = { context = \".\" }\n\n\
+                [environments.good]\neb_environment = \"antenna-good\"\n[[environments.good.checks]]\nkind = \"http\"\nheaders = { Host = \"antenna.example.org\", \"X-Forwarded-Proto\" = \"https\" }\ntimeout = \"5s\"\n\n\
+                [environments.bad]\neb_environment = \"antenna-bad\"\n[[environments.bad.checks]]\nkind = \"http\"\nheaders = { Host = \"antenna.example.org\" }\ntimeout = \"5s\"\n";
+    let config = Config::parse(Path::new("deploy.toml"), text).unwrap();
+    let verifier = verify::StageVerifier::new(config);
+    let target = |env: &str| VerifyTarget {
+        environment: env.into(),
+        label: "v1-abc".into(),
+        url: Some(server.uri()),
+    };
+
+    let summary = verifier.verify(&target("good")).await.unwrap();
+    assert!(summary.starts_with("checks passed: http "), "{summary}");
+
+    let err = verifier
+        .verify(&target("bad"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("1 of 1 required checks did not pass: http fail ("),
+        "{err}"
+    );
+    assert!(err.contains("HTTP 301 Moved Permanently"), "{err}");
+    assert!(err.contains("X-Forwarded-Proto"), "{err}");
+}
+
 // ---------------------------------------------------------------- the command
 
 /// Runs `cargo xtask [--json] verify --env t [extra]` against a configuration in a temporary

@@ -13,6 +13,7 @@ mod http;
 pub mod pidbox;
 mod redis;
 mod report;
+mod stage;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ pub use flower::{FlowerAuth, FlowerCheck};
 pub use http::HttpCheck;
 pub use redis::{CertReqs, RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
+pub use stage::StageVerifier;
 
 /// One check of the verify stage, ready to run.
 #[derive(Debug, Clone)]
