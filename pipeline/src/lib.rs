@@ -12,6 +12,7 @@ pub mod dockerrun;
 pub mod image;
 pub mod eb;
 pub mod lint;
+pub mod local;
 pub mod release;
 pub mod stages;
 pub mod template;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod bundle;
 mod image;
 mod deploy;
+mod local;
 mod test;
 mod verify;
 
@@ -44,6 +45,8 @@ enum Command {
     Image(image::Cmd),
     #[command(flatten)]
     Deploy(deploy::Cmd),
+    #[command(flatten)]
+    Local(local::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Verify(cmd) => cmd.run(&global).await,
             Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
+            Command::Local(cmd) => cmd.run(&global).await,
         }
     });
     match result {
