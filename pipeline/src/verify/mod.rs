@@ -299,6 +299,9 @@ pub(crate) struct Attempt {
     pub detail: String,
     /// Worth trying again before the deadline (the server may still be starting).
     pub retry: bool,
+    /// Ended by the check's deadline rather than by an answer: an earlier attempt that got
+    /// an answer says more about what is wrong.
+    pub cut_short: bool,
 }
 
 impl Attempt {
@@ -307,6 +310,7 @@ impl Attempt {
             verdict: Verdict::Pass,
             detail: detail.into(),
             retry: false,
+            cut_short: false,
         }
     }
     /// Reached, but wrong, and it may still change (a worker starting, a 502 during a deploy).
@@ -315,6 +319,7 @@ impl Attempt {
             verdict: Verdict::Fail,
             detail: detail.into(),
             retry: true,
+            cut_short: false,
         }
     }
     /// Reached, but wrong in a way that waiting will not fix (credentials, certificate, settings).
@@ -323,13 +328,20 @@ impl Attempt {
             verdict: Verdict::Fail,
             detail: detail.into(),
             retry: false,
+            cut_short: false,
         }
+    }
+    /// Marks an attempt that the deadline ended (see [`Attempt::cut_short`]).
+    pub fn cut_short(mut self, by_deadline: bool) -> Self {
+        self.cut_short = by_deadline;
+        self
     }
     pub fn unreachable(detail: impl Into<String>) -> Self {
         Self {
             verdict: Verdict::Unreachable,
             detail: detail.into(),
             retry: true,
+            cut_short: false,
         }
     }
 }
@@ -353,6 +365,8 @@ where
     let deadline = start + timeout;
     let mut delay = Duration::from_millis(250);
     let mut attempts = 0;
+    // The latest attempt that ended with an answer, and its duration.
+    let mut answered: Option<(Attempt, Duration)> = None;
     loop {
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -363,7 +377,8 @@ where
             Err(_) => Attempt::unreachable(format!(
                 "no answer within {}",
                 report::human_duration(timeout)
-            )),
+            ))
+            .cut_short(true),
         };
         let latency = t0.elapsed();
         let now = Instant::now();
@@ -371,12 +386,19 @@ where
         // Stop when done, or when what is left would not fit another attempt as long as this
         // one (a cut-off attempt would only report the deadline, not what is wrong).
         if last.verdict == Verdict::Pass || !last.retry || now + wait + latency >= deadline {
+            let (last, latency) = match (last.cut_short, answered) {
+                (true, Some(earlier)) => earlier,
+                _ => (last, latency),
+            };
             return Tried {
                 last,
                 attempts,
                 latency,
                 elapsed: start.elapsed(),
             };
+        }
+        if !last.cut_short {
+            answered = Some((last.clone(), latency));
         }
         tracing::debug!(detail = %last.detail, "check not passing yet; trying again in {wait:?}");
         tokio::time::sleep(wait).await;
@@ -483,6 +505,26 @@ mod tests {
         .await;
         assert_eq!((tried.attempts, tried.last.verdict), (3, Verdict::Pass));
         assert_eq!(tried.last.detail, "up");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cut_short_by_the_deadline_does_not_hide_the_answer_before() {
+        let mut n = 0;
+        let tried = retry_until(Duration::from_millis(700), |left| {
+            n += 1;
+            let first = n == 1;
+            async move {
+                if first {
+                    Attempt::fail("0 of 1 worker(s) online")
+                } else {
+                    tokio::time::sleep(left).await;
+                    Attempt::fail("no answer in time").cut_short(true)
+                }
+            }
+        })
+        .await;
+        assert_eq!(tried.attempts, 2);
+        assert_eq!(tried.last.detail, "0 of 1 worker(s) online");
     }
 
     #[tokio::test]
