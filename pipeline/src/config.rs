@@ -205,6 +205,10 @@ pub struct Timeouts {
     pub lock_wait: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub verify: Duration,
+    /// How long enhanced health may take to reach the threshold once the environment is
+    /// Ready with the new version.
+    #[serde(deserialize_with = "de_duration")]
+    pub health_settle: Duration,
 }
 
 impl Default for Timeouts {
@@ -214,6 +218,7 @@ impl Default for Timeouts {
             version: Duration::from_secs(10 * 60),
             lock_wait: Duration::from_secs(10 * 60),
             verify: Duration::from_secs(5 * 60),
+            health_settle: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -844,6 +849,20 @@ ml = { image = "backend", command = ["/start-ml-backend"] }
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn timeouts_accept_health_settle() {
+        let text = MINIMAL.replace(
+            "eb_environment = \"antenna-staging\"\n",
+            "eb_environment = \"antenna-staging\"\ntimeouts = { deploy = \"45m\", health_settle = \"90s\" }\n",
+        );
+        let c = parse(&text).unwrap();
+        let t = c.environment("staging").unwrap().timeouts;
+        assert_eq!(t.health_settle, Duration::from_secs(90));
+        assert_eq!(t.deploy, Duration::from_secs(45 * 60));
+        assert_eq!(t.lock_wait, Duration::from_secs(600));
+        assert_eq!(Timeouts::default().health_settle, Duration::from_secs(300));
     }
 
     #[test]

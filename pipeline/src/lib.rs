@@ -7,9 +7,13 @@
 pub mod aws;
 pub mod bundle;
 pub mod config;
+pub mod deploy;
 pub mod dockerrun;
+pub mod eb;
+pub mod image;
 pub mod lint;
 pub mod local;
 pub mod release;
 pub mod stages;
 pub mod template;
+pub mod verify;

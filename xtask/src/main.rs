@@ -9,8 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod deploy;
+mod image;
 mod local;
 mod test;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +39,12 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Verify(verify::Cmd),
+    #[command(flatten)]
+    Image(image::Cmd),
+    #[command(flatten)]
+    Deploy(deploy::Cmd),
     #[command(flatten)]
     Local(local::Cmd),
 }
@@ -79,6 +88,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Verify(cmd) => cmd.run(&global).await,
+            Command::Image(cmd) => cmd.run(&global).await,
+            Command::Deploy(cmd) => cmd.run(&global).await,
             Command::Local(cmd) => cmd.run(&global).await,
         }
     });
