@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use integration::services;
 use pipeline::config::Config;
 use pipeline::local::engine::{Engine, LABEL_STACK};
-use pipeline::local::{self, HttpProbe, RunRequest};
+use pipeline::local::{self, RunRequest};
+use pipeline::verify::{Check, HttpCheck, VerifyReport};
 use tokio::sync::OnceCell;
 
 const IMAGE: &str = "pipeline-local-test-demo:latest";
@@ -84,13 +85,41 @@ fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> Str
 fn request(stack: &str, version: &str, text: String, port: u16) -> RunRequest {
     let mut req = RunRequest::new(stack, "test", version, "Dockerrun.aws.json", text);
     req.settle = Duration::from_secs(1);
-    req.probe = Some(HttpProbe {
-        url: format!("http://127.0.0.1:{port}/api/v2/"),
-        headers: Default::default(),
-        expect_status: 200,
-        timeout: Duration::from_secs(20),
-    });
+    req.checks = vec![api_check(port, Duration::from_secs(20))];
     req
+}
+
+/// The verify stage's http check of the API root on `port`.
+fn api_check(port: u16, timeout: Duration) -> Check {
+    Check::Http(
+        HttpCheck::new(
+            &format!("http://127.0.0.1:{port}/api/v2/"),
+            Default::default(),
+            200,
+            timeout,
+            true,
+        )
+        .unwrap(),
+    )
+}
+
+/// Asserts that the verify report passed its one http check of the API root on `port`.
+fn assert_verified(report: Option<&VerifyReport>, port: u16) {
+    let report = report.expect("the checks ran");
+    assert!(report.passed(), "{}", report.render_table());
+    assert_eq!(report.checks.len(), 1);
+    assert_eq!(report.checks[0].check, "http");
+    assert_eq!(
+        report.checks[0].target,
+        format!("http://127.0.0.1:{port}/api/v2/")
+    );
+    assert!(
+        report.checks[0]
+            .detail
+            .starts_with("HTTP 200, JSON object with 12 keys ("),
+        "{}",
+        report.checks[0].detail
+    );
 }
 
 /// GET the API root until it answers 200; returns the release that answered.
@@ -158,10 +187,7 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
     .await
     .expect("v1 deploys");
     assert_eq!(v1.containers.len(), 4);
-    assert_eq!(
-        v1.verified.as_deref(),
-        Some(format!("GET http://127.0.0.1:{port}/api/v2/ → 200").as_str())
-    );
+    assert_verified(v1.verified.as_ref(), port);
     assert!(v1.replaced.is_empty());
     assert_eq!(answering_release(port).await, "v1");
     let names: Vec<&str> = v1.containers.iter().map(|c| c.name.as_str()).collect();
@@ -567,10 +593,7 @@ timeout = "20s"
         done.version_label
     );
     let run = done.run.unwrap();
-    assert_eq!(
-        run.verified.as_deref(),
-        Some(format!("GET http://127.0.0.1:{port}/api/v2/ → 200").as_str())
-    );
+    assert_verified(run.verified.as_ref(), port);
     // Without X-Forwarded-Proto the demo redirects to https, as Antenna's production settings do.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -681,11 +704,14 @@ timeout = "20s"
         "the repository's hook ran: {err}"
     );
     assert!(
-        err.contains(&format!(
-            "verified: GET http://127.0.0.1:{port}/api/v2/ → 200"
-        )),
+        err.contains("verify: all 1 required checks passed"),
         "{err}"
     );
+    assert!(
+        err.contains(&format!("local stack {app}-dev runs version latest-")),
+        "{err}"
+    );
+    assert!(err.contains("verify passed (1 checks)"), "{err}");
 
     let (ok, out, err) = run(&["--json", "local", "status", "--env", "dev"]);
     assert!(ok, "{err}");
@@ -755,13 +781,13 @@ async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
     );
     assert!(text.contains("DJANGO_ALLOWED_HOSTS"), "{text}");
     let mut req = request(&stack, "v2", text, port);
-    req.probe.as_mut().unwrap().timeout = Duration::from_secs(2);
+    req.checks = vec![api_check(port, Duration::from_secs(5))];
     let err = format!(
         "{:#}",
         local::run::run(&req).await.expect_err("v2 answers 400")
     );
     assert!(
-        err.contains(&format!("failed: verify: GET http://127.0.0.1:{port}/api/v2/ answered 400 (expected 200) after 2s")),
+        err.contains(&format!("failed: verify: http http://127.0.0.1:{port}/api/v2/ fail: HTTP 400 Bad Request (expected 200): Django rejects the Host header \"127.0.0.1\" (DisallowedHost)")),
         "{err}"
     );
     assert!(err.contains("--- logs of web ("), "{err}");

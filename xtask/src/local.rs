@@ -156,7 +156,7 @@ pub async fn up(
             run.containers.len(),
             run.verified
                 .as_ref()
-                .map(|v| format!("; verified: {v}"))
+                .map(|v| format!("; verify passed ({} checks)", v.checks.len()))
                 .unwrap_or_default()
         );
         if !run.replaced.is_empty() {
