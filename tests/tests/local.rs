@@ -200,6 +200,35 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
     assert_eq!(web.ports, [format!("127.0.0.1:{port}->5000/tcp")]);
     assert_eq!(web.environment, "test");
 
+    // Memory limits and the labels EB's agent sets.
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{index .Config.Labels \"com.amazonaws.ecs.container-name\"}} {{index .Config.Labels \"deploy.local.version\"}}",
+            &web.id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} web v1", 128 * 1024 * 1024)
+    );
+    let awscli = v1.containers.iter().find(|c| c.name == "awscli").unwrap();
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.MemoryReservation}}",
+            &helper.id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        (32 * 1024 * 1024).to_string()
+    );
+
     // Links are network aliases: the worker reaches ml by its alias.
     let worker = v1.containers.iter().find(|c| c.name == "worker").unwrap();
     let out = std::process::Command::new("docker")
@@ -688,6 +717,40 @@ timeout = "20s"
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
+
+    let (ok, _, err) = run(&[
+        "local",
+        "up",
+        "--env",
+        "dev",
+        "--no-build",
+        "--release",
+        "latest",
+        "--dry-run",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "dry run: would run stack {app}-dev with version latest-"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "django (pipeline-local-test-demo:latest, essential) 127.0.0.1:{port}->5000"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "then verify: http http://127.0.0.1:{port}/api/v2/"
+        )),
+        "{err}"
+    );
+    assert!(
+        stack_containers(&format!("{app}-dev")).await.is_empty(),
+        "a dry run starts nothing"
+    );
 
     let (ok, _, err) = run(&[
         "local",
