@@ -220,7 +220,7 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
             "inspect",
             "-f",
             "{{.HostConfig.MemoryReservation}}",
-            &helper.id,
+            &awscli.id,
         ])
         .output()
         .unwrap();
