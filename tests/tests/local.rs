@@ -865,3 +865,56 @@ async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
     );
     assert_eq!(answering_release(port).await, "v1");
 }
+
+/// A network of the stack's name that the local target did not create is neither used nor
+/// removed.
+#[tokio::test]
+async fn a_foreign_network_of_the_same_name_is_left_alone() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let created = std::process::Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--label",
+            "test.owner=someone-else",
+            &stack,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let port = port(9);
+    let err = local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect_err("the network is someone else's");
+    let err = format!("{err:#}");
+    assert!(
+        err.starts_with(&format!("a network named {stack} already exists on ")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("but was not created by the local target (it lacks the label deploy.local.stack={stack}): remove it (`docker network rm {stack}`)")),
+        "{err}"
+    );
+    let down = local::down(None, &stack).await.unwrap();
+    assert!(!down.network_removed && down.containers.is_empty());
+    let engine = Engine::connect(None).await.unwrap();
+    assert!(
+        engine.network_exists(&stack).await.unwrap(),
+        "down keeps it"
+    );
+    let removed = std::process::Command::new("docker")
+        .args(["network", "rm", &stack])
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
+}

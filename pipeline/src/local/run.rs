@@ -610,10 +610,19 @@ pub async fn down(docker_host: Option<&str>, stack: &str) -> Result<DownReport> 
     for c in &containers {
         engine.remove(&c.id).await?;
     }
-    let network_removed = engine.network_exists(stack).await?;
-    if network_removed {
-        engine.remove_network(stack).await?;
-    }
+    let network_removed = match engine.network_labels(stack).await? {
+        Some(labels) if labels.get(LABEL_STACK).map(String::as_str) == Some(stack) => {
+            engine.remove_network(stack).await?;
+            true
+        }
+        Some(_) => {
+            tracing::warn!(
+                "the network {stack} was not created by the local target: left in place"
+            );
+            false
+        }
+        None => false,
+    };
     Ok(DownReport {
         stack: stack.to_string(),
         containers: containers.into_iter().map(|c| c.docker_name).collect(),
