@@ -813,11 +813,29 @@ timeout = "20s"
         "{err}"
     );
 
+    let (ok, out, err) = run(&["--json", "local", "down", "--env", "dev", "--dry-run"]);
+    assert!(ok, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["containers"].as_array().unwrap().len(), 2, "{plan}");
+    assert!(
+        err.contains(&format!(
+            "would remove 2 container(s) and its network of the local stack {app}-dev"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        stack_containers(&format!("{app}-dev")).await.len(),
+        2,
+        "a dry run removes nothing"
+    );
+
     let (ok, out, err) = run(&["--json", "local", "down", "--env", "dev"]);
     assert!(ok, "{err}");
     let down: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(down["containers"].as_array().unwrap().len(), 2, "{down}");
     assert_eq!(down["network_removed"], true);
+    assert_eq!(down["dry_run"], false);
     assert!(stack_containers(&format!("{app}-dev")).await.is_empty());
 }
 

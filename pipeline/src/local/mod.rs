@@ -23,7 +23,7 @@ pub mod prepare;
 pub mod run;
 
 pub use engine::ContainerState;
-pub use run::{down, logs, status, DownReport, RunReport, RunRequest};
+pub use run::{down, down_with, logs, status, DownReport, RunReport, RunRequest};
 
 /// The file the local run uses when stand-ins changed the bundle's `Dockerrun.aws.json`.
 pub const LOCAL_DOCKERRUN: &str = "Dockerrun.local.json";

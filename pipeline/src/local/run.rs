@@ -598,6 +598,8 @@ pub async fn logs(
 /// What `down` removed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DownReport {
+    /// True when nothing was removed (`--dry-run`): the fields say what would be.
+    pub dry_run: bool,
     pub stack: String,
     pub containers: Vec<String>,
     pub network_removed: bool,
@@ -605,14 +607,27 @@ pub struct DownReport {
 
 /// Removes the stack's containers and network. Idempotent.
 pub async fn down(docker_host: Option<&str>, stack: &str) -> Result<DownReport> {
+    down_with(docker_host, stack, false).await
+}
+
+/// [`down`], or with `dry_run` the report of what it would remove.
+pub async fn down_with(
+    docker_host: Option<&str>,
+    stack: &str,
+    dry_run: bool,
+) -> Result<DownReport> {
     let engine = Engine::connect(docker_host).await?;
     let containers = engine.list(LABEL_STACK, stack).await?;
-    for c in &containers {
-        engine.remove(&c.id).await?;
+    if !dry_run {
+        for c in &containers {
+            engine.remove(&c.id).await?;
+        }
     }
     let network_removed = match engine.network_labels(stack).await? {
         Some(labels) if labels.get(LABEL_STACK).map(String::as_str) == Some(stack) => {
-            engine.remove_network(stack).await?;
+            if !dry_run {
+                engine.remove_network(stack).await?;
+            }
             true
         }
         Some(_) => {
@@ -624,6 +639,7 @@ pub async fn down(docker_host: Option<&str>, stack: &str) -> Result<DownReport> 
         None => false,
     };
     Ok(DownReport {
+        dry_run,
         stack: stack.to_string(),
         containers: containers.into_iter().map(|c| c.docker_name).collect(),
         network_removed,
