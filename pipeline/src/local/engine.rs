@@ -282,17 +282,21 @@ impl Engine {
         }
     }
 
+    /// Starts the container; one that already runs is left as it is.
     pub async fn start(&self, id: &str, what: &str) -> Result<()> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                    anyhow::anyhow!("{message}")
-                }
-                e => anyhow::anyhow!("{e}"),
-            })
-            .with_context(|| format!("cannot start the container {what}"))
+        match self.docker.start_container(id, None).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => other,
+        }
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                anyhow::anyhow!("{message}")
+            }
+            e => anyhow::anyhow!("{e}"),
+        })
+        .with_context(|| format!("cannot start the container {what}"))
     }
 
     /// Stops with a short grace period (the stack's processes exit on SIGTERM).

@@ -188,14 +188,16 @@ pub async fn run(req: &RunRequest) -> Result<RunReport> {
             req.version
         );
     }
-    for c in &was_running {
-        engine.stop(&c.id).await?;
-    }
-
+    let switch = async {
+        for c in &was_running {
+            engine.stop(&c.id).await?;
+        }
+        bring_up(&engine, req, &created).await
+    };
     // Ctrl-C while the new version comes up rolls back like a failure: the previous version
     // runs again rather than staying stopped.
     let outcome = tokio::select! {
-        outcome = bring_up(&engine, req, &created) => outcome,
+        outcome = switch => outcome,
         _ = tokio::signal::ctrl_c() => Err(Failure::new("interrupted (Ctrl-C) before the new version was up", Vec::new())),
     };
     match outcome {
