@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod deploy;
+mod github;
 mod image;
 mod local;
 mod test;
@@ -47,6 +48,8 @@ enum Command {
     Deploy(deploy::Cmd),
     #[command(flatten)]
     Local(local::Cmd),
+    #[command(flatten)]
+    Github(github::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Github(cmd) => cmd.run(&global).await,
             Command::Verify(cmd) => cmd.run(&global).await,
             Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
