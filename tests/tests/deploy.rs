@@ -744,3 +744,108 @@ async fn whole_pipeline_from_the_repository_template() {
     assert_eq!(verdict(&r), Verdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec![label]);
 }
+
+/// The `xtask` binary, pointed at moto and the emulator through the SDK's endpoint variables.
+fn xtask_against(w: &World, args: &[&str]) -> std::process::Command {
+    let mut cmd = integration::xtask();
+    cmd.arg("--config")
+        .arg(w.dir.path().join("deploy.toml"))
+        .args(args)
+        .env(
+            "AWS_ENDPOINT_URL_S3",
+            integration::services::env("MOTO_ENDPOINT"),
+        )
+        .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &w.emu.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env_remove("AWS_PROFILE")
+        .env_remove("DEPLOY_BUCKET");
+    cmd
+}
+
+async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("cannot run xtask"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_plans_then_deploys_with_json_output() {
+    let w = World::new().await;
+    let label = w.label();
+    w.config(&Settings::default());
+    let bundle = w.bundle.display().to_string();
+    let base = [
+        "deploy",
+        "--env",
+        "staging",
+        "--release",
+        "v1.0.0",
+        "--bundle",
+        bundle.as_str(),
+        "--json",
+    ];
+
+    let mut args = base.to_vec();
+    args.push("--dry-run");
+    let out = output(xtask_against(&w, &args)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("plan only (--dry-run): nothing was changed"),
+        "{stderr}"
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["deploy"]["verdict"], "dry_run");
+    assert_eq!(plan["label"], label.as_str());
+    assert!(w.emu.write_calls().is_empty());
+
+    let out = output(xtask_against(&w, &base)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["deploy"]["verdict"], "succeeded");
+    assert!(
+        stderr.contains(&format!("INFO Environment update completed successfully.")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("deploy succeeded: v1.0.0"), "{stderr}");
+    assert_eq!(w.deployed_labels(), vec![label]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_fails_with_the_event_text_and_status_1() {
+    let w = World::new().await;
+    w.config(&Settings {
+        rollback: false,
+        ..Settings::default()
+    });
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![
+            Step::at_ms(20).event("ERROR", "Failed to deploy application.")
+        ]),
+    );
+    let bundle = w.bundle.display().to_string();
+    let out = output(xtask_against(
+        &w,
+        &["deploy", "--release", "v1.0.0", "--bundle", bundle.as_str()],
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("failed: Elastic Beanstalk reported \"Failed to deploy application.\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: the deploy of v1.0.0 to {} failed: see the summary above",
+            w.environment
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "stdout is for --json only");
+}
