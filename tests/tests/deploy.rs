@@ -808,7 +808,7 @@ async fn the_binary_plans_then_deploys_with_json_output() {
     assert_eq!(report["ok"], true);
     assert_eq!(report["deploy"]["verdict"], "succeeded");
     assert!(
-        stderr.contains(&format!("INFO Environment update completed successfully.")),
+        stderr.contains("INFO Environment update completed successfully."),
         "{stderr}"
     );
     assert!(stderr.contains("deploy succeeded: v1.0.0"), "{stderr}");
