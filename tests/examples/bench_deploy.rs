@@ -72,8 +72,8 @@ fn main() -> anyhow::Result<()> {
             kind: Kind::LockWait,
         },
         Scenario {
-            name: "stuck past 10 min deadline",
-            took: Duration::from_secs(3600),
+            name: "stuck past 30 min deadline",
+            took: Duration::from_secs(7200),
             kind: Kind::Stuck,
         },
     ];
