@@ -9,8 +9,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod image;
 mod deploy;
 mod test;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +38,10 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
+    #[command(flatten)]
+    Verify(verify::Cmd),
+    #[command(flatten)]
+    Image(image::Cmd),
     #[command(flatten)]
     Deploy(deploy::Cmd),
 }
@@ -79,6 +85,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Verify(cmd) => cmd.run(&global).await,
+            Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
         }
     });

@@ -1,0 +1,355 @@
+//! The registry's HTTP API (OCI distribution): manifests and blobs, with basic auth or the
+//! anonymous bearer-token exchange public registries use.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use reqwest::header::{HeaderMap, ACCEPT, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Manifest kinds we ask for, newest first.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A client for one registry host.
+#[derive(Clone)]
+pub struct Registry {
+    http: reqwest::Client,
+    host: String,
+    base: String,
+    credentials: Option<(String, SecretString)>,
+}
+
+/// A manifest as the registry serves it.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub body: String,
+    pub media_type: String,
+    pub digest: Option<String>,
+}
+
+impl Registry {
+    /// A client for `host` (`host[:port]`): plain HTTP on loopback, HTTPS elsewhere.
+    pub fn new(host: &str, credentials: Option<(String, SecretString)>) -> Result<Self> {
+        let loopback =
+            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        let api_host = if host == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            host
+        };
+        let scheme = if loopback { "http" } else { "https" };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot create the HTTP client")?;
+        Ok(Self {
+            http,
+            host: host.to_string(),
+            base: format!("{scheme}://{api_host}"),
+            credentials,
+        })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Sends a GET or HEAD to `path`; on a 401 answers the challenge (basic with our
+    /// credentials, or a bearer token from the realm) and sends it again.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{path}", self.base);
+        let request = |auth: Option<String>| {
+            let mut r = self.http.request(method.clone(), &url);
+            if let Some(a) = accept {
+                r = r.header(ACCEPT, a);
+            }
+            if let Some(a) = auth {
+                let mut v = reqwest::header::HeaderValue::from_str(&a).expect("auth header");
+                v.set_sensitive(true);
+                r = r.header(reqwest::header::AUTHORIZATION, v);
+            }
+            r
+        };
+        let basic = self.credentials.as_ref().map(|(u, p)| {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{u}:{}", p.expose_secret()))
+            )
+        });
+        let first = request(basic.clone())
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the registry at {url}"))?;
+        if first.status() != StatusCode::UNAUTHORIZED {
+            return Ok(first);
+        }
+        let challenge = first
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if let Some(params) = challenge.strip_prefix("Bearer ") {
+            let token = self.bearer_token(params, basic).await?;
+            return request(Some(format!("Bearer {}", token.expose_secret())))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the registry at {url}"));
+        }
+        Ok(first)
+    }
+
+    async fn bearer_token(&self, params: &str, basic: Option<String>) -> Result<SecretString> {
+        let mut realm = None;
+        let mut query = Vec::new();
+        for part in split_params(params) {
+            if let Some((k, v)) = part.split_once('=') {
+                let v = v.trim_matches('"').to_string();
+                match k.trim() {
+                    "realm" => realm = Some(v),
+                    k @ ("service" | "scope") => query.push((k.to_string(), v)),
+                    _ => {}
+                }
+            }
+        }
+        let realm = realm.context("the registry's bearer challenge has no realm")?;
+        let mut r = self.http.get(&realm).query(&query);
+        if let Some(b) = basic {
+            r = r.header(reqwest::header::AUTHORIZATION, b);
+        }
+        let resp = r
+            .send()
+            .await
+            .with_context(|| format!("cannot get a registry token from {realm}"))?;
+        if !resp.status().is_success() {
+            bail!("the token service {realm} answered {}", resp.status());
+        }
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let t: Token = resp
+            .json()
+            .await
+            .with_context(|| format!("unreadable token from {realm}"))?;
+        t.token
+            .or(t.access_token)
+            .map(SecretString::from)
+            .with_context(|| format!("the token service {realm} returned no token"))
+    }
+
+    /// True when `repository:reference` exists (HEAD on the manifest).
+    pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+        let resp = self
+            .send(
+                Method::HEAD,
+                &format!("/v2/{repository}/manifests/{reference}"),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
+                "the registry {} refused access to {repository}:{reference} ({}){}",
+                self.host,
+                resp.status(),
+                self.who()
+            ),
+            s => bail!(
+                "the registry {} answered {s} for {repository}:{reference}",
+                self.host
+            ),
+        }
+    }
+
+    /// The manifest of `repository:reference`, or `None` when it does not exist.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/v2/{repository}/manifests/{reference}"),
+                Some(MANIFEST_ACCEPT),
+            )
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.check(resp, &format!("{repository}:{reference}"))?;
+        let headers: HeaderMap = resp.headers().clone();
+        let header = |k: &str| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let body = resp.text().await.context("cannot read the manifest")?;
+        let media_type = header("content-type")
+            .or_else(|| {
+                serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+            })
+            .unwrap_or_default();
+        Ok(Some(Manifest {
+            body,
+            media_type,
+            digest: header("docker-content-digest"),
+        }))
+    }
+
+    /// The blob `digest` of `repository`, whole (configs are small).
+    pub async fn blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/v2/{repository}/blobs/{digest}"),
+                None,
+            )
+            .await?;
+        let resp = self.check(resp, &format!("{repository}@{digest}"))?;
+        Ok(resp.bytes().await.context("cannot read the blob")?.to_vec())
+    }
+
+    /// The labels of the image `repository:reference` (from its config blob), or `None`
+    /// when the registry does not have it.
+    pub async fn labels(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        let Some(m) = self.manifest(repository, reference).await? else {
+            return Ok(None);
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&m.body).context("the manifest is not JSON")?;
+        let Some(config) = v["config"]["digest"].as_str() else {
+            bail!(
+                "{repository}:{reference} is not a single-platform image manifest ({})",
+                m.media_type
+            );
+        };
+        let config: serde_json::Value =
+            serde_json::from_slice(&self.blob(repository, config).await?)
+                .context("the image config is not JSON")?;
+        Ok(Some(
+            config["config"]["Labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+
+    fn check(&self, resp: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+        match resp.status() {
+            s if s.is_success() => Ok(resp),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                bail!(
+                    "the registry {} refused access to {what} ({s}){}",
+                    self.host,
+                    self.who()
+                )
+            }
+            s => bail!("the registry {} answered {s} for {what}", self.host),
+        }
+    }
+
+    fn who(&self) -> String {
+        match &self.credentials {
+            Some((u, _)) => format!(" with the credentials of user {u:?}"),
+            None => " without credentials".to_string(),
+        }
+    }
+}
+
+/// Splits `a="x,y",b="z"` at the commas outside quotes.
+fn split_params(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// An image reference split into registry host, repository path and tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub host: String,
+    pub path: String,
+    pub tag: String,
+}
+
+impl ImageRef {
+    /// Splits `repository` (with a registry host) and `tag`; Docker Hub names get `library/`.
+    pub fn parse(repository: &str, tag: &str) -> Self {
+        let (host, path) = repository
+            .split_once('/')
+            .unwrap_or(("docker.io", repository));
+        let path = if host == "docker.io" && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_string()
+        };
+        Self {
+            host: host.to_string(),
+            path,
+            tag: tag.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_params_split_outside_quotes() {
+        let p = split_params(
+            r#"realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[2], r#"scope="repository:a/b:pull,push""#);
+    }
+
+    #[test]
+    fn references_split() {
+        assert_eq!(
+            ImageRef::parse("ghcr.io/org/ml", "v1"),
+            ImageRef {
+                host: "ghcr.io".into(),
+                path: "org/ml".into(),
+                tag: "v1".into()
+            }
+        );
+        assert_eq!(
+            ImageRef::parse("docker.io/redis", "7").path,
+            "library/redis"
+        );
+        assert_eq!(
+            ImageRef::parse("127.0.0.1:5000/x/y", "t").host,
+            "127.0.0.1:5000"
+        );
+    }
+}

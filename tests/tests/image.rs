@@ -1,0 +1,522 @@
+//! The build and push stages against the real Docker Engine, a Debian docker-registry with
+//! htpasswd (standing in for ECR's registry endpoint) and moto (ECR's API).
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use integration::services;
+use pipeline::aws::Aws;
+use pipeline::config::Config;
+use pipeline::image::{self, Engine, ImageRequest, Outcome, OutputMode, Retry};
+use pipeline::release::Release;
+
+const USER: &str = "AWS";
+const PASSWORD: &str = "123456789012-auth-token";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/image")
+}
+
+/// An AWS configuration pointed at moto, without touching the process environment.
+async fn moto() -> Aws {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-west-2"))
+        .endpoint_url(services::env("MOTO_ENDPOINT"))
+        .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .http_client(http)
+        .load()
+        .await;
+    Aws {
+        sdk,
+        custom_endpoint: true,
+    }
+}
+
+fn random_commit() -> String {
+    (0..40)
+        .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap())
+        .collect()
+}
+
+/// A configuration in a temporary directory building the fixture into `repository`.
+fn config(dir: &Path, registry: &str, repository: &str, extra: &str) -> Config {
+    let text = format!(
+        r#"
+region = "us-west-2"
+application = "antenna"
+registry = "{registry}"
+
+[images.backend]
+repository = "{repository}"
+build = {{ context = "{ctx}", dockerfile = "{df}", target = "final", args = {{ GREETING = "hello" }} }}
+{extra}
+[environments.local]
+target = "local"
+"#,
+        ctx = fixture().join("context").display(),
+        df = fixture().join("Dockerfile").display(),
+    );
+    let path = dir.join("deploy.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path, &Default::default()).unwrap()
+}
+
+fn request(config: Config, release: Release) -> ImageRequest {
+    ImageRequest::new(config, release)
+        .with_push(true)
+        .with_create_repository(true)
+        .with_source(Some("https://github.com/RolnickLab/antenna".into()))
+        .with_output(OutputMode::Plain)
+        .with_retry(Retry {
+            attempts: 3,
+            base: Duration::from_millis(100),
+        })
+}
+
+/// GET on the registry's HTTP API with the test credentials.
+async fn registry_get(path: &str, accept: &str) -> reqwest::Response {
+    let url = format!("http://{}{path}", services::env("REGISTRY"));
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .basic_auth(USER, Some(PASSWORD))
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    resp
+}
+
+async fn registry_json(path: &str, accept: &str) -> serde_json::Value {
+    registry_get(path, accept).await.json().await.unwrap()
+}
+
+/// Blob uploads the registry logged for `repository`.
+fn uploads(repository: &str) -> usize {
+    let log = std::fs::read_to_string(services::env("REGISTRY_LOG")).unwrap();
+    let needle = format!("POST /v2/{repository}/blobs/uploads/");
+    log.lines().filter(|l| l.contains(&needle)).count()
+}
+
+async fn cleanup(references: &[String]) {
+    if let Ok(engine) = Engine::connect(None).await {
+        for r in references {
+            let _ = engine.untag(r).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn build_push_read_back_then_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = services::env("REGISTRY");
+    let repo = services::unique("it-backend");
+    let commit = random_commit();
+    let release = services::unique("v1");
+    let cfg = config(dir.path(), &registry, &repo, "");
+    let aws = moto().await;
+
+    let run = image::run(
+        &request(cfg.clone(), Release::fixed(&release, &commit)),
+        Some(&aws),
+    )
+    .await
+    .unwrap();
+    let reference = format!("{registry}/{repo}:{release}");
+    let commit_ref = format!("{registry}/{repo}:{commit}");
+    let report = &run.images[0];
+    assert_eq!(report.outcome, Outcome::Pushed, "{}", report.message);
+    assert_eq!(report.reference, reference);
+    assert_eq!(report.tags, [release.clone(), commit.clone()]);
+    let digest = report.digest.clone().expect("a digest");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    // Two COPY layers; another repository may hold the same blobs already (mounted, not sent).
+    assert_eq!(
+        report.layers_pushed + report.layers_existing,
+        2,
+        "two COPY layers"
+    );
+    if report.layers_existing == 0 {
+        assert!(report.bytes_sent > 0);
+    }
+    assert!(
+        report
+            .message
+            .starts_with(&format!("pushed {reference} ({digest};")),
+        "{}",
+        report.message
+    );
+    let ctx = report.context.unwrap();
+    assert_eq!(
+        ctx.excluded, 5,
+        "NOTES.md, app/cache, docs/wip.draft, logs, secrets.env"
+    );
+
+    // Tags, manifest and config, read back from the registry's HTTP API.
+    let tags = registry_json(&format!("/v2/{repo}/tags/list"), "application/json").await;
+    let tags: BTreeSet<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, BTreeSet::from([release.as_str(), commit.as_str()]));
+    let accept = "application/vnd.docker.distribution.manifest.v2+json";
+    let by_release = registry_get(&format!("/v2/{repo}/manifests/{release}"), accept).await;
+    assert_eq!(
+        by_release.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap(),
+        digest
+    );
+    let manifest: serde_json::Value = by_release.json().await.unwrap();
+    let by_commit = registry_get(&format!("/v2/{repo}/manifests/{commit}"), accept).await;
+    assert_eq!(
+        by_commit.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap(),
+        digest
+    );
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config = registry_json(&format!("/v2/{repo}/blobs/{config_digest}"), "*/*").await;
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], commit.as_str());
+    assert_eq!(labels["org.opencontainers.image.version"], release.as_str());
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/RolnickLab/antenna"
+    );
+    assert!(labels["org.opencontainers.image.created"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(config["architecture"], "amd64");
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"GREETING=hello"),
+        "build args reach the build: {env:?}"
+    );
+
+    // Layers: what the .dockerignore let through, nothing else; the `unused` stage is absent.
+    let mut files = BTreeSet::new();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let digest = layer["digest"].as_str().unwrap();
+        let blob = registry_get(&format!("/v2/{repo}/blobs/{digest}"), "*/*")
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(&blob[..])
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            if entry.header().entry_type().is_file() {
+                files.insert(entry.path().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert_eq!(
+        files,
+        BTreeSet::from(
+            [
+                "app/config.json",
+                "app/main.txt",
+                "docs/README.md",
+                "docs/guide.txt"
+            ]
+            .map(String::from)
+        )
+    );
+
+    // ECR's API knows the release, and the repository was created with immutable tags.
+    let ecr = aws.ecr();
+    let repos = ecr
+        .describe_repositories()
+        .repository_names(&repo)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        repos.repositories()[0].image_tag_mutability(),
+        Some(&aws_sdk_ecr::types::ImageTagMutability::Immutable)
+    );
+    let found = image::ecr::find_tag(&ecr, &repo, &release).await.unwrap();
+    assert!(found.is_some(), "release tag recorded in ECR");
+
+    // Second run: skipped before building, no blob uploaded.
+    let before = uploads(&repo);
+    assert!(
+        before >= 2,
+        "the first push uploaded blobs ({before} logged)"
+    );
+    let again = image::run(
+        &request(cfg.clone(), Release::fixed(&release, &commit)),
+        Some(&aws),
+    )
+    .await
+    .unwrap();
+    let report = &again.images[0];
+    assert_eq!(report.outcome, Outcome::Skipped);
+    assert_eq!(
+        report.message,
+        format!("{reference} already exists with revision {commit}: build and push skipped")
+    );
+    assert_eq!(report.bytes_sent, 0);
+    assert_eq!(uploads(&repo), before, "no blob upload on the second run");
+
+    // Same release name, another commit: refused, naming both revisions.
+    let other = random_commit();
+    let err = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with(&format!(
+            "the tag {release} already exists in ECR repository {repo} with revision {commit}"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("not {other}")) && msg.contains("--force"),
+        "{msg}"
+    );
+    assert_eq!(uploads(&repo), before);
+
+    cleanup(&[reference, commit_ref]).await;
+}
+
+#[tokio::test]
+async fn broken_dockerfile_fails_naming_the_step_and_tags_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::copy(services::env("BUSYBOX"), ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo about to fail; exit 3\"]\nCOPY Dockerfile /\n",
+    )
+    .unwrap();
+    let repo = services::unique("it-broken");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"{repo}\"\nbuild = {{ context = \"ctx\" }}\n[environments.local]\ntarget = \"local\"\n"),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let req = ImageRequest::new(cfg, Release::fixed("v0", &random_commit()))
+        .with_output(OutputMode::Plain);
+    let err = image::run(&req, None).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with(&format!(
+            "cannot build image backend ({repo}:v0): the image build failed at `Step 3/7 : RUN"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("of {}", ctx.join("Dockerfile").display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("returned a non-zero code: 3"),
+        "the engine's message: {msg}"
+    );
+    assert!(msg.contains("nothing was tagged or pushed"), "{msg}");
+    let engine = Engine::connect(None).await.unwrap();
+    assert_eq!(
+        engine.image_id(&format!("{repo}:v0")).await.unwrap(),
+        None,
+        "nothing tagged"
+    );
+}
+
+#[tokio::test]
+async fn missing_context_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        "region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"x\"\nbuild = { context = \"no-such-dir\" }\n[environments.local]\ntarget = \"local\"\n",
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let req = ImageRequest::new(cfg, Release::fixed("v0", "c")).with_output(OutputMode::Plain);
+    let msg = format!("{:#}", image::run(&req, None).await.unwrap_err());
+    assert!(
+        msg.starts_with("cannot build image backend: build context "),
+        "{msg}"
+    );
+    assert!(msg.contains("no-such-dir does not exist or cannot be read: check `build.context` in the configuration"), "{msg}");
+}
+
+#[tokio::test]
+async fn wrong_registry_password_is_not_retried_and_names_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = services::env("REGISTRY_OTHER");
+    let repo = services::unique("it-auth");
+    let release = services::unique("v1");
+    let cfg = config(dir.path(), &other, &repo, "");
+    let started = std::time::Instant::now();
+    let err = image::run(
+        &request(cfg, Release::fixed(&release, &random_commit())),
+        Some(&moto().await),
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with(&format!(
+            "the registry {other} refused the credentials of user \"AWS\" (from ECR GetAuthorizationToken) for pushing {other}/{repo}:{release}"
+        )),
+        "{msg}"
+    );
+    assert!(!msg.contains(PASSWORD), "the token never shows: {msg}");
+    assert!(
+        !msg.contains("attempts"),
+        "auth failures are not retried: {msg}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    cleanup(&[format!("{other}/{repo}:{release}")]).await;
+}
+
+#[tokio::test]
+async fn registry_down_retries_then_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down = format!("127.0.0.1:{port}");
+    let repo = services::unique("it-down");
+    let release = services::unique("v1");
+    let cfg = config(dir.path(), &down, &repo, "");
+    let err = image::run(
+        &request(cfg, Release::fixed(&release, &random_commit())),
+        Some(&moto().await),
+    )
+    .await
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with(&format!(
+            "pushing {down}/{repo}:{release} to {down} failed after 3 attempts: "
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("connection refused"), "{msg}");
+    assert!(msg.contains("check that the registry is up"), "{msg}");
+    cleanup(&[format!("{down}/{repo}:{release}")]).await;
+}
+
+#[tokio::test]
+async fn unreachable_engine_names_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "127.0.0.1:1",
+        &services::unique("it-engine"),
+        "",
+    );
+    let host = format!("unix://{}/dead.sock", dir.path().display());
+    let req = ImageRequest::new(cfg, Release::fixed("v0", "c"))
+        .with_docker_host(Some(host.clone()))
+        .with_output(OutputMode::Plain);
+    let err = image::run(&req, None).await.unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with(&format!("cannot reach the Docker Engine at {host}: ")),
+        "{msg}"
+    );
+    assert!(msg.contains("set DOCKER_HOST to a running engine"), "{msg}");
+}
+
+#[tokio::test]
+async fn missing_external_image_fails_before_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = services::env("REGISTRY");
+    let aws = moto().await;
+    let ecr = aws.ecr();
+    // One external image that exists in ECR's API, one that does not.
+    let present = services::unique("it-awscli");
+    ecr.create_repository()
+        .repository_name(&present)
+        .send()
+        .await
+        .unwrap();
+    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
+    ecr.put_image()
+        .repository_name(&present)
+        .image_tag("2.17.0")
+        .image_manifest(manifest)
+        .send()
+        .await
+        .unwrap();
+    let absent = services::unique("it-ml");
+    let extra = format!(
+        "[images.awscli]\nrepository = \"{present}\"\ntag = \"2.17.0\"\n[images.ml]\nrepository = \"{absent}\"\ntag = \"v0.1.0\"\n"
+    );
+    let cfg = config(dir.path(), &registry, &services::unique("it-ext"), &extra);
+    // A dead engine: the external check must fail first.
+    let dead = format!("unix://{}/dead.sock", dir.path().display());
+    let req =
+        request(cfg, Release::fixed("v1", &random_commit())).with_docker_host(Some(dead.clone()));
+    let msg = format!("{:#}", image::run(&req, Some(&aws)).await.unwrap_err());
+    assert_eq!(
+        msg,
+        format!("external image ml ({absent}:v0.1.0) is not in the account's ECR: push it there, or fix `images.ml` in the configuration")
+    );
+
+    // On another registry: HEAD on the manifest through its HTTP API.
+    let extra = format!("[images.awscli]\nrepository = \"{present}\"\ntag = \"2.17.0\"\n[images.ml]\nrepository = \"{registry}/{absent}\"\ntag = \"v0.1.0\"\n");
+    let cfg = config(dir.path(), &registry, &services::unique("it-ext"), &extra);
+    let req =
+        request(cfg, Release::fixed("v1", &random_commit())).with_docker_host(Some(dead.clone()));
+    let msg = format!("{:#}", image::run(&req, Some(&aws)).await.unwrap_err());
+    assert_eq!(
+        msg,
+        format!("external image ml ({registry}/{absent}:v0.1.0) does not exist in the registry {registry}: push it, or fix `images.ml` in the configuration")
+    );
+
+    // Dry run with both present: the plan, nothing built (the engine is not even asked).
+    let extra = format!("[images.awscli]\nrepository = \"{present}\"\ntag = \"2.17.0\"\n");
+    let new_repo = services::unique("it-dry");
+    let cfg = config(dir.path(), &registry, &new_repo, &extra);
+    let req = request(cfg, Release::fixed("v1", &random_commit()))
+        .with_docker_host(Some(dead))
+        .with_dry_run(true);
+    let run = image::run(&req, Some(&aws)).await.unwrap();
+    assert_eq!(run.external.len(), 1);
+    assert_eq!(run.external[0].found_in, "ECR");
+    assert_eq!(run.images[0].outcome, Outcome::Planned);
+    assert!(
+        run.images[0]
+            .message
+            .starts_with(&format!("would build {registry}/{new_repo}:v1 from ")),
+        "{}",
+        run.images[0].message
+    );
+    let repos = ecr
+        .describe_repositories()
+        .repository_names(&new_repo)
+        .send()
+        .await;
+    assert!(repos.is_err(), "a dry run creates no repository");
+}
