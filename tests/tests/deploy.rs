@@ -713,6 +713,8 @@ async fn whole_pipeline_from_the_repository_template() {
     req.config = config;
     req.bundle = None;
     req.account = Some("123456789012".into());
+    // Image build and push have their own tests; this one starts at render.
+    req.selection.from = Some(pipeline::stages::Stage::Render);
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     let label = r.label.clone().unwrap();
@@ -722,7 +724,7 @@ async fn whole_pipeline_from_the_repository_template() {
         "Dockerrun.aws.json rendered and linted (0 warning(s))"
     );
     assert_eq!(stage(&r, "bundle").outcome, Outcome::Done);
-    assert_eq!(stage(&r, "build").outcome, Outcome::NotAvailable);
+    assert_eq!(stage(&r, "build").output, "before the --from stage");
     let zip = w.dir.path().join("target/deploy/staging/deploy.zip");
     assert!(
         stage(&r, "bundle")
@@ -848,4 +850,65 @@ async fn the_binary_fails_with_the_event_text_and_status_1() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "stdout is for --json only");
+}
+
+/// The real verify stage (the environment's checks) against an HTTP server on loopback.
+async fn verify_world(status: u16) -> (World, Settings, wiremock::MockServer) {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/v2/"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(status)
+                .set_body_json(serde_json::json!({"projects": "http://x/api/v2/projects/"})),
+        )
+        .mount(&server)
+        .await;
+    let w = World::new().await;
+    let s = Settings {
+        checks: format!("url = \"{}\"\n\n[[environments.staging.checks]]\nkind = \"http\"\npath = \"/api/v2/\"\ntimeout = \"1s\"\n", server.uri()),
+        ..Settings::default()
+    };
+    (w, s, server)
+}
+
+#[tokio::test]
+async fn real_verify_failure_rolls_back() {
+    let (w, s, server) = verify_world(502).await;
+    let req = w.request(&s);
+    let checks = pipeline::deploy::EnvironmentChecks {
+        config: &req.config,
+        environment: "staging",
+    };
+    let r = w.run(&req, Some(&checks)).await;
+    assert!(!r.ok);
+    let v = stage(&r, "verify");
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert!(
+        v.output.starts_with(&format!(
+            "http {}/api/v2/ fail: HTTP 502 Bad Gateway (expected 200)",
+            server.uri()
+        )),
+        "{}",
+        v.output
+    );
+    assert!(v.output.contains("502"), "{}", v.output);
+    assert_eq!(
+        stage(&r, "rollback").outcome,
+        Outcome::Done,
+        "{}",
+        r.table()
+    );
+    assert_eq!(w.deployed_labels(), vec![w.label(), "v0".to_string()]);
+}
+
+#[tokio::test]
+async fn real_verify_success_completes_the_run() {
+    let (w, s, _server) = verify_world(200).await;
+    let req = w.request(&s);
+    let checks = pipeline::deploy::EnvironmentChecks {
+        config: &req.config,
+        environment: "staging",
+    };
+    let r = w.run(&req, Some(&checks)).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(stage(&r, "verify").output, "all 1 required checks passed");
 }

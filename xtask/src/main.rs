@@ -9,8 +9,8 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
-mod image;
 mod deploy;
+mod image;
 mod test;
 mod verify;
 

@@ -400,6 +400,31 @@ async fn describe_env(eb: &Eb, req: &DeployRequest<'_>) -> Result<EnvironmentDes
     }
 }
 
+/// `http://<CNAME>` of the environment (the verify stage's base URL when none is configured).
+pub async fn environment_url(
+    eb: &Eb,
+    application: &str,
+    environment: &str,
+) -> Result<Option<String>> {
+    let out = eb
+        .call("DescribeEnvironments", environment, |c| {
+            c.describe_environments()
+                .application_name(application)
+                .environment_names(environment)
+                .send()
+        })
+        .await
+        .with_context(|| {
+            format!("cannot read the URL of the Elastic Beanstalk environment {environment}")
+        })?;
+    Ok(out
+        .environments()
+        .iter()
+        .find(|e| e.environment_name() == Some(environment))
+        .and_then(|e| e.cname())
+        .map(|c| format!("http://{c}")))
+}
+
 /// Waits up to the lock wait for another deploy to finish. `Ok(Err(outcome))` when it did not.
 async fn wait_ready(
     eb: &Eb,
@@ -621,6 +646,15 @@ async fn wait_for(
             }
             let health = health_problems(eb, req, label).await?;
             if health.problems.is_empty() {
+                // The last events (and any late failure) before declaring success.
+                let late = new_events(eb, req, request_id, since, &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                    return Ok(done(
+                        Verdict::Failed,
+                        format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""),
+                        &events,
+                    ));
+                }
                 return Ok(done(
                     Verdict::Succeeded,
                     format!("{label} runs on {name}: Ready, health {}", health.summary),
