@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod deploy;
+mod github;
 mod image;
+mod local;
 mod test;
 mod verify;
 
@@ -44,6 +46,10 @@ enum Command {
     Image(image::Cmd),
     #[command(flatten)]
     Deploy(deploy::Cmd),
+    #[command(flatten)]
+    Local(local::Cmd),
+    #[command(flatten)]
+    Github(github::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -85,9 +91,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Github(cmd) => cmd.run(&global).await,
             Command::Verify(cmd) => cmd.run(&global).await,
             Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
+            Command::Local(cmd) => cmd.run(&global).await,
         }
     });
     match result {
