@@ -912,3 +912,30 @@ async fn real_verify_success_completes_the_run() {
     assert!(r.ok, "{}", r.table());
     assert_eq!(stage(&r, "verify").output, "all 1 required checks passed");
 }
+
+#[tokio::test]
+async fn ready_on_another_version_without_an_event_is_a_failure() {
+    let w = World::new().await;
+    let label = w.label();
+    // EB quietly went back: Ready, the previous version, no failure event.
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![Step::at_ms(60)
+            .status("Ready")
+            .env_version(Which::Previous)
+            .health("Green", "Ok")]),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "the deploy of {label} to {env} failed: the environment is Ready but runs v0; EB went back to it (see the events above or in the EB console)",
+            env = w.environment
+        )
+    );
+}
