@@ -79,8 +79,8 @@ fn main() -> anyhow::Result<()> {
     ];
     println!("time compressed {scale}x; figures in real-time equivalents (measured in brackets)");
     println!(
-        "{:<28} {:<16} {:>6} {:>10} {:>12} {:>22}",
-        "scenario", "verdict", "calls", "run", "avg req/s", "reported after finish"
+        "{:<28} {:<16} {:>6} {:>9} {:>18} {:>10} {:>22}",
+        "scenario", "verdict", "calls", "throttled", "run", "avg req/s", "reported after finish"
     );
     for s in &scenarios {
         rt.block_on(run(s, scale))?;
@@ -149,13 +149,17 @@ async fn run(s: &Scenario, scale: f64) -> anyhow::Result<()> {
         rollback: false,
         ..Settings::default()
     };
+    // EB's own throttle (about 2 calls/s, burst 15), compressed like the rest.
+    w.emu.set_rate_limit(2.0 * scale, 15);
     let mut req = w.request(&settings);
     req.pacing = Pacing::scaled(scale);
     let started = Instant::now();
     let report = w.run(&req, None).await;
     let reported = Instant::now();
     let took = reported - started;
-    let calls = w.emu.calls().len();
+    let all = w.emu.calls();
+    let calls = all.len();
+    let throttled = all.iter().filter(|c| c.status == 400).count();
     let rate = calls as f64 / (took.as_secs_f64() * scale);
     let verdict = report
         .deploy
@@ -174,10 +178,11 @@ async fn run(s: &Scenario, scale: f64) -> anyhow::Result<()> {
         None => "n/a (still running)".to_string(),
     };
     println!(
-        "{:<28} {:<16} {:>6} {:>10} {:>12.3} {:>22}",
+        "{:<28} {:<16} {:>6} {:>9} {:>18} {:>10.3} {:>22}",
         s.name,
         verdict,
         calls,
+        throttled,
         format!("{} [{}ms]", secs(took, scale), took.as_millis()),
         rate,
         after

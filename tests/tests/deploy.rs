@@ -939,3 +939,26 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
         )
     );
 }
+
+#[tokio::test]
+async fn pacing_stays_under_ebs_own_throttle() {
+    let w = World::new().await;
+    // EB's limit (about 2 calls/s, burst 15) compressed like the pipeline's pacing (1000x).
+    w.emu.set_rate_limit(2000.0, 15);
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(600)));
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    let throttled: Vec<_> = w
+        .emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.status == 400)
+        .collect();
+    assert!(
+        throttled.is_empty(),
+        "EB throttled {} calls",
+        throttled.len()
+    );
+    assert_eq!(r.eb_calls as usize, w.emu.calls().len());
+}

@@ -134,6 +134,10 @@ struct State {
     finish_log: Vec<(String, Instant)>,
     latency: Duration,
     processing_delay: Duration,
+    /// EB's own throttle on DescribeEnvironments and DescribeEvents: (calls/s, burst).
+    rate_limit: Option<(f64, f64)>,
+    /// Tokens left and when they were counted.
+    rate_tokens: (f64, Option<Instant>),
     request_counter: u64,
 }
 
@@ -287,6 +291,15 @@ impl EbEmulator {
                 fault,
                 remaining: count,
             })
+        });
+    }
+
+    /// Throttles DescribeEnvironments and DescribeEvents above `per_second` (burst `burst`),
+    /// as EB does at about 2 calls/s with a burst of 15.
+    pub fn set_rate_limit(&self, per_second: f64, burst: u32) {
+        self.with(|s| {
+            s.rate_limit = Some((per_second, burst as f64));
+            s.rate_tokens = (burst as f64, None);
         });
     }
 
@@ -501,6 +514,20 @@ impl State {
     }
 
     fn take_fault(&mut self, action: &str) -> Option<Fault> {
+        if let Some((rate, burst)) = self.rate_limit {
+            if matches!(action, "DescribeEnvironments" | "DescribeEvents") {
+                let now = Instant::now();
+                let (tokens, last) = self.rate_tokens;
+                let tokens = last.map_or(tokens, |l| {
+                    (tokens + now.duration_since(l).as_secs_f64() * rate).min(burst)
+                });
+                if tokens < 1.0 {
+                    self.rate_tokens = (tokens, Some(now));
+                    return Some(Fault::Throttle);
+                }
+                self.rate_tokens = (tokens - 1.0, Some(now));
+            }
+        }
         let rule = self
             .faults
             .iter_mut()
