@@ -962,3 +962,41 @@ async fn pacing_stays_under_ebs_own_throttle() {
     );
     assert_eq!(r.eb_calls as usize, w.emu.calls().len());
 }
+
+#[tokio::test]
+async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::failure(Duration::from_millis(300), "Failed to deploy application."),
+    );
+    let req = w.request(&Settings::default());
+    {
+        let first = w.run(&req, None);
+        tokio::pin!(first);
+        loop {
+            tokio::select! {
+                _ = &mut first => panic!("the first run should still be waiting"),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                    if !w.emu.calls_of("DescribeEvents").is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // The deploy fails while nobody watches; EB goes back to v0.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    w.emu.update_environment(&w.environment, |e| {
+        e.color = "Green".into();
+        e.health_status = "Ok".into();
+        e.causes.clear();
+    });
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert!(!r.deploy.as_ref().unwrap().resumed);
+    assert_eq!(w.deployed_labels(), vec![label.clone(), label]);
+    assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
+}

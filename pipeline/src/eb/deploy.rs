@@ -212,6 +212,15 @@ pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
         );
     }
 
+    if let Some(s) = &inflight {
+        if env.version_label() != Some(label) {
+            tracing::warn!(
+                "deploy: the deploy of {label} an earlier run started (request {}) ended with {name} on {}: EB went back; deploying {label} again",
+                s.request_id.as_deref().unwrap_or("unknown"),
+                env.version_label().unwrap_or("no version")
+            );
+        }
+    }
     let previous = match env.version_label() {
         Some(prev) if prev != label => {
             let health = health_problems(eb, req, prev).await?;
