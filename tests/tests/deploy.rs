@@ -1000,3 +1000,26 @@ async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
     assert_eq!(w.deployed_labels(), vec![label.clone(), label]);
     assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
 }
+
+#[tokio::test]
+async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.race_next_update(
+        &w.environment,
+        "v-other",
+        Script::success(Duration::from_millis(200)),
+    );
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    let updates = w.emu.calls_of("UpdateEnvironment");
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[0].status, 400, "EB refused the first update");
+    assert_eq!(updates[1].status, 200);
+    assert_eq!(w.deployed_labels(), vec![label]);
+    // The version to roll back to is the one the other deploy left.
+    assert_eq!(
+        r.deploy.as_ref().unwrap().previous.as_ref().unwrap().label,
+        "v-other"
+    );
+}

@@ -153,6 +153,20 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// cannot be asked (after retries) or the environment does not exist; every verdict,
 /// failures included, is an `Ok` outcome.
 pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
+    deploy_attempt(eb, req, true).await
+}
+
+/// One attempt; when EB refuses the update because another deploy started in between and
+/// `again` is set, waits for that deploy (lock wait) and tries once more from the start.
+fn deploy_attempt<'a>(
+    eb: &'a Eb,
+    req: &'a DeployRequest<'a>,
+    again: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<DeployOutcome>> + Send + 'a>> {
+    Box::pin(deploy_once(eb, req, again))
+}
+
+async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<DeployOutcome> {
     let name = req.environment;
     let label = req.label;
     let mut env = describe_env(eb, req).await?;
@@ -263,10 +277,11 @@ pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
             let env = describe_env(eb, req).await?;
             return match wait_ready(eb, req, env).await? {
                 Err(locked) => Ok(locked),
+                Ok(_) if again => deploy_attempt(eb, req, false).await,
                 Ok(_) => Ok(outcome(
                     req,
                     Verdict::Locked,
-                    format!("another deploy started on {name} while this one prepared; it has finished now: re-run to deploy {label}"),
+                    format!("another deploy started on {name} twice while this one prepared; nothing was changed: re-run to deploy {label}"),
                     None,
                 )),
             };

@@ -27,7 +27,8 @@ pub struct Call {
     pub action: String,
     pub params: BTreeMap<String, String>,
     pub at: Instant,
-    /// The HTTP status the emulator answered with (0 for a dropped connection).
+    /// The HTTP status the emulator answered with (0 for a dropped connection or while the
+    /// call is being answered).
     pub status: u16,
 }
 
@@ -134,6 +135,8 @@ struct State {
     finish_log: Vec<(String, Instant)>,
     latency: Duration,
     processing_delay: Duration,
+    /// A foreign deploy that starts just before the next `UpdateEnvironment` is handled.
+    foreign_before_update: Option<(String, String, Script)>,
     /// EB's own throttle on DescribeEnvironments and DescribeEvents: (calls/s, burst).
     rate_limit: Option<(f64, f64)>,
     /// Tokens left and when they were counted.
@@ -280,6 +283,14 @@ impl EbEmulator {
         self.with(|s| {
             let rid = s.new_request_id();
             s.begin(environment, Some(version.to_string()), script, Some(rid));
+        });
+    }
+
+    /// Makes the next `UpdateEnvironment` of `environment` lose a race: someone else's deploy
+    /// of `version` starts just before it, so EB refuses it.
+    pub fn race_next_update(&self, environment: &str, version: &str, script: Script) {
+        self.with(|s| {
+            s.foreign_before_update = Some((environment.to_string(), version.to_string(), script))
         });
     }
 
@@ -579,22 +590,17 @@ impl Handler {
     pub(crate) async fn handle(&self, body: &[u8]) -> Reply {
         let params: Params = url::form_urlencoded::parse(body).into_owned().collect();
         let action = params.get("Action").cloned().unwrap_or_default();
-        let (latency, fault, request_id) = {
+        let (latency, fault, request_id, index) = {
             let mut s = self.state.lock().unwrap();
             let fault = s.take_fault(&action);
-            let status = match fault {
-                None => 200,
-                Some(Fault::Throttle) => 400,
-                Some(Fault::ServerError(code)) => code,
-                Some(Fault::Drop) => 0,
-            };
             s.calls.push(Call {
                 action: action.clone(),
                 params: params.clone(),
                 at: Instant::now(),
-                status,
+                status: 0,
             });
-            (s.latency, fault, s.new_request_id())
+            let index = s.calls.len() - 1;
+            (s.latency, fault, s.new_request_id(), index)
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -614,6 +620,11 @@ impl Handler {
             )),
             None => self.dispatch(&action, &params, &request_id).await,
         };
+        let status = match &result {
+            Ok(_) => 200,
+            Err(e) => e.status,
+        };
+        self.state.lock().unwrap().calls[index].status = status;
         match result {
             Ok(inner) => Reply::Ok {
                 body: format!(
@@ -749,6 +760,14 @@ impl Handler {
             "UpdateEnvironment" => {
                 let name = req("EnvironmentName")?;
                 let label = req("VersionLabel")?;
+                if s.foreign_before_update
+                    .as_ref()
+                    .is_some_and(|(e, _, _)| *e == name)
+                {
+                    let (e, v, script) = s.foreign_before_update.take().unwrap();
+                    let rid = s.new_request_id();
+                    s.begin(&e, Some(v), script, Some(rid));
+                }
                 let e = s.environments.get(&name).ok_or_else(|| {
                     sender(
                         "InvalidParameterValue",
