@@ -133,7 +133,7 @@ async fn each_failure_event_ends_the_wait_with_its_text() {
         let started = std::time::Instant::now();
         let r = w.run(&w.request(&s), None).await;
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(6),
             "{text}: took {:?}",
             started.elapsed()
         );
