@@ -324,6 +324,8 @@ pub async fn run(
     };
     let mut stages = vec![];
     let mut failed = false;
+    // In GitHub Actions, each stage's log is a collapsible group (a no-op elsewhere).
+    let actions = crate::github::actions::Actions::from_env();
     for stage in Stage::ALL {
         if failed {
             stages.push(report(
@@ -344,10 +346,12 @@ pub async fn run(
             continue;
         }
         let started = Instant::now();
+        let group = actions.group(stage.name());
         let (outcome, output) = match run_stage(&mut ctx, stage, verifier).await {
             Ok(r) => r,
             Err(e) => (Outcome::Failed, format!("{e:#}")),
         };
+        drop(group);
         if outcome == Outcome::Failed {
             tracing::error!("{stage}: {output}");
             failed = true;
@@ -451,6 +455,7 @@ async fn run_stage(
             // Render and lint always run without writing; the bundle stage writes the zip.
             // The zip is reproducible, so both compute the same sha256 and label.
             let write = stage == Stage::Bundle && !req.dry_run;
+            let actions = crate::github::actions::Actions::from_env();
             let b = crate::bundle::make_bundle(
                 &crate::bundle::BundleRequest::new(
                     &req.config,
@@ -459,7 +464,15 @@ async fn run_stage(
                 )
                 .with_account(req.account.clone())
                 .with_dry_run(!write),
-            )?;
+            )
+            .inspect_err(|e| {
+                if let Some(crate::bundle::LintFailed(lint)) = e.downcast_ref() {
+                    crate::github::report::annotate_lint(&actions, lint, &req.config.root);
+                }
+            })?;
+            if stage == Stage::Bundle {
+                crate::github::report::annotate_lint(&actions, &b.lint, &req.config.root);
+            }
             let warnings = b.lint.warnings();
             ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
             ctx.bundle = Some(BundleFile {

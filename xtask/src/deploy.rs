@@ -25,7 +25,7 @@ pub enum Cmd {
 #[derive(clap::Args, Debug)]
 pub struct StageArgs {
     /// Environment name in deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV", default_value = "staging")]
+    #[arg(long, short, env = "DEPLOY_ENV", default_value = "local")]
     env: String,
     /// Release name (default: the git tag, else the short commit).
     #[arg(long, env = "DEPLOY_RELEASE")]
@@ -99,6 +99,15 @@ impl Cmd {
             Cmd::Version(a) => (a, Opts::only(vec![Stage::Upload, Stage::Version])),
         };
         let config = global.load_config()?;
+        if config.environment(&args.env)?.target == pipeline::config::Target::Local {
+            // The local target runs the same stages on the local Docker Engine.
+            let options = pipeline::local::LocalOptions {
+                release: args.release.clone(),
+                dry_run: args.dry_run,
+                ..Default::default()
+            };
+            return crate::local::up(global, &config, &args.env, &options).await;
+        }
         let release = Release::detect(&config.root, args.release.as_deref())?;
         let aws = pipeline::aws::Aws::load(&config.region).await;
         let renders = args.bundle.is_none()
@@ -131,6 +140,12 @@ impl Cmd {
             config: &request.config,
             environment: &request.environment,
         };
+        // GitHub: a deployment with statuses, groups, annotations and outputs (no-op locally).
+        let github = pipeline::github::report::DeployReporter::start(
+            &request.release.name,
+            &request.environment,
+        )
+        .await;
         let report = tokio::select! {
             r = pipeline::deploy::run(&request, &clients, Some(&checks)) => r?,
             _ = tokio::signal::ctrl_c() => bail!(
@@ -139,6 +154,12 @@ impl Cmd {
             ),
         };
         eprintln!("{}", report.table());
+        let url = request
+            .config
+            .environment(&request.environment)?
+            .url
+            .clone();
+        github.finish(&report, url.as_deref()).await?;
         global.emit_json(&report)?;
         if !report.ok {
             bail!(

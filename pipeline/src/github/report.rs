@@ -100,22 +100,7 @@ impl DeployReporter {
 
     /// One annotation per lint finding, at its file, line and column (relative to `root`).
     pub fn lint(&self, report: &Report, root: &Path) {
-        for f in &report.findings {
-            let level = match f.severity {
-                Severity::Error => Level::Error,
-                Severity::Warning => Level::Warning,
-            };
-            self.actions.annotate(
-                level,
-                &Annotation {
-                    file: Some(crate::preview::relative(&f.file, root)),
-                    line: (f.line > 0).then_some(f.line),
-                    col: (f.column > 0).then_some(f.column),
-                    title: Some(format!("{} {}", f.rule, f.name)),
-                    message: f.message.clone(),
-                },
-            );
-        }
+        annotate_lint(&self.actions, report, root);
     }
 
     /// Writes `version_label`, `bundle_sha256`, `image_digests` and `environment_url` to
@@ -218,5 +203,25 @@ impl DeployReporter {
                 tracing::warn!("cannot mark the GitHub deployment failed: {e}");
             }
         }
+    }
+}
+
+/// One annotation per lint finding, at its file, line and column (relative to `root`).
+pub fn annotate_lint(actions: &Actions, report: &Report, root: &Path) {
+    for f in &report.findings {
+        let level = match f.severity {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warning,
+        };
+        actions.annotate(
+            level,
+            &Annotation {
+                file: Some(crate::preview::relative(&f.file, root)),
+                line: (f.line > 0).then_some(f.line),
+                col: (f.column > 0).then_some(f.column),
+                title: Some(format!("{} {}", f.rule, f.name)),
+                message: f.message.clone(),
+            },
+        );
     }
 }
