@@ -345,6 +345,20 @@ async fn broken_dockerfile_fails_naming_the_step_and_tags_nothing() {
         None,
         "nothing tagged"
     );
+
+    // A Dockerfile the engine cannot parse fails before the first step, with its message.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPPY busybox /bin/busybox\n",
+    )
+    .unwrap();
+    let msg = format!("{:#}", image::run(&req, None).await.unwrap_err());
+    assert!(
+        msg.contains("the image build failed before the first step of "),
+        "{msg}"
+    );
+    assert!(msg.contains("unknown instruction: COPPY"), "{msg}");
+    assert_eq!(engine.image_id(&format!("{repo}:v0")).await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -69,8 +69,6 @@ pub struct BuildOptions {
 pub struct Built {
     pub image_id: String,
     pub context: ContextStats,
-    /// Time until the engine had read the whole context.
-    pub context_send: Duration,
 }
 
 /// What a push did.
@@ -157,7 +155,6 @@ impl Engine {
             target: opts.target.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let started = std::time::Instant::now();
         let (body, writer, sent) = context.stream();
         let mut stream =
             self.docker
@@ -165,12 +162,8 @@ impl Engine {
         let mut printer = Printer::new(opts.output);
         let mut step: Option<String> = None;
         let mut image_id: Option<String> = None;
-        let mut context_send: Option<Duration> = None;
         let mut failure: Option<String> = None;
         while let Some(item) = stream.next().await {
-            if context_send.is_none() && writer.is_finished() {
-                context_send = Some(started.elapsed());
-            }
             match item {
                 Ok(info) => {
                     if let Some(text) = info.stream.as_deref() {
@@ -207,7 +200,6 @@ impl Engine {
             }
             Err(e) => return Err(anyhow!("the build context writer stopped: {e}")),
         };
-        let context_send = context_send.unwrap_or_else(|| started.elapsed());
         if let Some(message) = failure {
             let at = match &step {
                 Some(s) => format!("at `{s}`"),
@@ -231,7 +223,6 @@ impl Engine {
         Ok(Built {
             image_id,
             context: stats,
-            context_send,
         })
     }
 

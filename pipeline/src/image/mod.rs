@@ -157,7 +157,6 @@ pub struct ImageReport {
     pub layers_pushed: u32,
     pub layers_existing: u32,
     pub context: Option<ContextStats>,
-    pub context_send_ms: Option<u64>,
     pub duration_ms: u64,
     pub message: String,
 }
@@ -285,7 +284,6 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
                     layers_pushed: 0,
                     layers_existing: 0,
                     context: None,
-                    context_send_ms: None,
                     duration_ms: one.elapsed().as_millis() as u64,
                     message,
                 });
@@ -397,7 +395,6 @@ async fn build_one(
         layers_pushed: 0,
         layers_existing: 0,
         context: None,
-        context_send_ms: None,
         duration_ms: 0,
         message: String::new(),
     };
@@ -441,7 +438,6 @@ async fn build_one(
     report.outcome = Outcome::Built;
     report.image_id = Some(built.image_id.clone());
     report.context = Some(built.context);
-    report.context_send_ms = Some(built.context_send.as_millis() as u64);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.message = format!(
         "built {reference} ({}; context {} files, {} sent, {} left out by .dockerignore)",
