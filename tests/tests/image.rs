@@ -534,3 +534,113 @@ async fn missing_external_image_fails_before_building() {
         .await;
     assert!(repos.is_err(), "a dry run creates no repository");
 }
+
+/// A git work tree holding the configuration, so that the binary detects a real commit.
+fn git_tree(registry: &str, repository: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), registry, repository, "");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "deploy.toml"]);
+    git(&["commit", "-q", "-m", "config"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    (dir, commit)
+}
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    integration::xtask()
+        .arg("--config")
+        .arg(dir.join("deploy.toml"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", services::env("MOTO_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env("CI", "1")
+        .env_remove("DEPLOY_REGISTRY")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cli_push_prints_the_report_then_skips() {
+    let registry = services::env("REGISTRY");
+    let repo = services::unique("it-cli");
+    let release = services::unique("v2");
+    let (dir, commit) = git_tree(&registry, &repo);
+    let args = [
+        "--json",
+        "push",
+        "--release",
+        &release,
+        "--create-repository",
+    ];
+    let out = cli(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "the token never shows");
+    assert!(
+        stderr.contains(" build: Step 1/"),
+        "build output streamed line by line: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["release"], release.as_str());
+    assert_eq!(report["commit"], commit.as_str());
+    assert_eq!(report["registry"], registry.as_str());
+    let image = &report["images"][0];
+    assert_eq!(image["outcome"], "pushed");
+    assert_eq!(image["reference"], format!("{registry}/{repo}:{release}"));
+    assert!(image["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(image["duration_ms"].as_u64().is_some());
+
+    let out = cli(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"][0]["outcome"], "skipped");
+    assert!(
+        stderr.contains(&format!("{registry}/{repo}:{release} already exists with revision {commit}: build and push skipped")),
+        "{stderr}"
+    );
+    cleanup(&[
+        format!("{registry}/{repo}:{release}"),
+        format!("{registry}/{repo}:{commit}"),
+    ])
+    .await;
+}
+
+#[test]
+fn cli_exits_non_zero_when_the_engine_is_unreachable() {
+    let (dir, _) = git_tree("127.0.0.1:1", "it-cli-dead");
+    let host = format!("unix://{}/dead.sock", dir.path().display());
+    let out = integration::xtask()
+        .arg("--config")
+        .arg(dir.path().join("deploy.toml"))
+        .args(["build", "--release", "v1"])
+        .env("DOCKER_HOST", &host)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot reach the Docker Engine at {host}: "
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

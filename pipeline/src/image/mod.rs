@@ -267,7 +267,9 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
         if let Some(existing) = existing {
             let revision =
                 existing_revision(&registry, &image.repository, release, &existing).await;
-            if revision.as_deref() == Some(req.release.commit.as_str()) && !req.release.dirty {
+            // Outside git the commit is "unknown": nothing to compare, so never a skip.
+            let known = req.release.commit != "unknown" && !req.release.dirty;
+            if known && revision.as_deref() == Some(req.release.commit.as_str()) {
                 let message = format!(
                     "{repo}:{release} already exists with revision {}: build and push skipped",
                     req.release.commit
