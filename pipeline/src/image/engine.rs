@@ -348,7 +348,18 @@ impl Engine {
                 "Pushing" => {
                     if let (Some(cur), Some(total)) = (detail.current, detail.total) {
                         let e = uploads.entry(total).or_insert(0);
+                        let before = *e * 4 / total.max(1);
                         *e = (*e).max(cur.min(total));
+                        // One line per quarter of each layer, not one per engine message.
+                        let now = *e * 4 / total.max(1);
+                        if now > before {
+                            tracing::info!(
+                                "uploading a layer of {}: {} of {}",
+                                super::human_bytes(total as u64),
+                                super::human_bytes(*e as u64),
+                                super::human_bytes(total as u64)
+                            );
+                        }
                     }
                 }
                 "Pushed" => {
