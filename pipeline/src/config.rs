@@ -161,6 +161,32 @@ pub struct EnvironmentSpec {
     /// Checks run by the verify stage, in order.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Images that stand in for others in this environment (`[environments.NAME.images]`):
+    /// the local target cannot pull the external images, so it runs a built one instead.
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageOverride>,
+    /// Local target only: added to every `hostPort` of the Dockerrun file, so that host port
+    /// 80 becomes 8080 with `host_port_offset = 8000` (ports below 1024 need root).
+    #[serde(default)]
+    pub host_port_offset: u16,
+}
+
+/// `[environments.NAME.images.IMAGE]`: run another image of `[images]` in place of `IMAGE`.
+///
+/// ```toml
+/// [environments.local.images]
+/// awscli = { image = "backend" }
+/// ml-backend-minimal = { image = "backend", command = ["/start-ml-backend"] }
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOverride {
+    /// Name of the image (in `[images]`) to run instead.
+    pub image: String,
+    /// Command for the containers of the replaced image that set none in the Dockerrun file
+    /// (the stand-in's default command would play the wrong role).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -179,6 +205,10 @@ pub struct Timeouts {
     pub lock_wait: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub verify: Duration,
+    /// How long enhanced health may take to reach the threshold once the environment is
+    /// Ready with the new version.
+    #[serde(deserialize_with = "de_duration")]
+    pub health_settle: Duration,
 }
 
 impl Default for Timeouts {
@@ -188,6 +218,7 @@ impl Default for Timeouts {
             version: Duration::from_secs(10 * 60),
             lock_wait: Duration::from_secs(10 * 60),
             verify: Duration::from_secs(5 * 60),
+            health_settle: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -450,6 +481,20 @@ impl Config {
             if env.target == Target::Aws && env.eb_environment.as_deref().is_none_or(str::is_empty)
             {
                 return Err(invalid(at, format!("environments.{name}: `eb_environment` (the Elastic Beanstalk environment name) is required when target = \"aws\"")));
+            }
+            if env.target != Target::Local && env.host_port_offset != 0 {
+                return Err(invalid(at, format!("environments.{name}: `host_port_offset` only applies to target = \"local\"; remove it")));
+            }
+            for (replaced, stand_in) in &env.images {
+                if !file.images.contains_key(replaced) {
+                    return Err(invalid(at, format!("environments.{name}.images.{replaced}: no image {replaced:?} in [images] to replace; known images: {}", file.images.keys().cloned().collect::<Vec<_>>().join(", "))));
+                }
+                if !file.images.contains_key(&stand_in.image) {
+                    return Err(invalid(at, format!("environments.{name}.images.{replaced}: `image` = {:?} is not in [images]; known images: {}", stand_in.image, file.images.keys().cloned().collect::<Vec<_>>().join(", "))));
+                }
+                if stand_in.command.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(invalid(at, format!("environments.{name}.images.{replaced}: `command` is empty: give the program and its arguments, or remove it")));
+                }
             }
             for (i, check) in env.checks.iter().enumerate() {
                 if let CheckSpec::Http {
@@ -728,6 +773,96 @@ timeout = "90s"
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
         );
         assert_eq!(c.environments["staging"].bucket.as_deref(), Some("b"));
+    }
+
+    const LOCAL: &str = r#"
+[environments.local]
+target = "local"
+url = "http://127.0.0.1:8080"
+host_port_offset = 8000
+
+[environments.local.images]
+ml = { image = "backend", command = ["/start-ml-backend"] }
+"#;
+
+    #[test]
+    fn local_image_overrides_and_port_offset_parse() {
+        let c = parse(&format!("{MINIMAL}{LOCAL}")).unwrap();
+        let env = c.environment("local").unwrap();
+        assert_eq!(env.target, Target::Local);
+        assert_eq!(env.host_port_offset, 8000);
+        assert_eq!(
+            env.images["ml"],
+            ImageOverride {
+                image: "backend".into(),
+                command: Some(vec!["/start-ml-backend".into()]),
+            }
+        );
+        assert!(c.environment("staging").unwrap().images.is_empty());
+    }
+
+    #[test]
+    fn image_override_must_name_known_images() {
+        let text = format!("{MINIMAL}{}", LOCAL.replace("ml = {", "awscli = {"));
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("deploy.toml:21:"), "{err}");
+        assert!(err.contains("environments.local.images.awscli: no image \"awscli\" in [images] to replace; known images: backend, ml"), "{err}");
+
+        let text = format!(
+            "{MINIMAL}{}",
+            LOCAL.replace("image = \"backend\"", "image = \"django\"")
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("environments.local.images.ml: `image` = \"django\" is not in [images]"),
+            "{err}"
+        );
+
+        let text = format!(
+            "{MINIMAL}{}",
+            LOCAL.replace("[\"/start-ml-backend\"]", "[]")
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("environments.local.images.ml: `command` is empty"),
+            "{err}"
+        );
+
+        let text = format!(
+            "{MINIMAL}{}",
+            LOCAL.replace("ml = {", "ml = { tag = \"x\",")
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `tag`"), "{err}");
+    }
+
+    #[test]
+    fn port_offset_is_local_only() {
+        let text = MINIMAL.replace(
+            "eb_environment = \"antenna-staging\"\n",
+            "eb_environment = \"antenna-staging\"\nhost_port_offset = 1\n",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "environments.staging: `host_port_offset` only applies to target = \"local\""
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn timeouts_accept_health_settle() {
+        let text = MINIMAL.replace(
+            "eb_environment = \"antenna-staging\"\n",
+            "eb_environment = \"antenna-staging\"\ntimeouts = { deploy = \"45m\", health_settle = \"90s\" }\n",
+        );
+        let c = parse(&text).unwrap();
+        let t = c.environment("staging").unwrap().timeouts;
+        assert_eq!(t.health_settle, Duration::from_secs(90));
+        assert_eq!(t.deploy, Duration::from_secs(45 * 60));
+        assert_eq!(t.lock_wait, Duration::from_secs(600));
+        assert_eq!(Timeouts::default().health_settle, Duration::from_secs(300));
     }
 
     #[test]

@@ -7,9 +7,16 @@
 pub mod aws;
 pub mod bundle;
 pub mod config;
+pub mod deploy;
 pub mod dockerrun;
+pub mod eb;
+pub mod github;
+pub mod iam;
 pub mod image;
 pub mod lint;
+pub mod local;
+pub mod preview;
 pub mod release;
 pub mod stages;
 pub mod template;
+pub mod verify;

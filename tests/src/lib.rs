@@ -19,6 +19,59 @@ pub mod services {
     }
 }
 
+pub mod deploy_world;
+pub mod eb_emulator;
+
+/// AWS clients for tests, built explicitly (never from the process environment, since tests
+/// run in parallel threads): static test credentials, plain HTTP to loopback.
+pub mod aws {
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+
+    pub const REGION: &str = "us-west-2";
+
+    /// An SDK configuration pointed at `endpoint`.
+    pub fn sdk_config(endpoint: &str) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(endpoint)
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing", "testing", None, None, "tests",
+            )))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build()
+    }
+
+    /// An S3 client for moto (path-style addressing).
+    pub fn s3(moto_endpoint: &str) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::config::Builder::from(&sdk_config(moto_endpoint))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Creates `bucket` in [`REGION`] (moto wants the location constraint outside us-east-1).
+    pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        s3.create_bucket()
+            .bucket(bucket)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(REGION))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot create the S3 bucket {bucket} in moto: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )
+            });
+    }
+}
+
 /// The workspace's root directory.
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

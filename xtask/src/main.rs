@@ -9,8 +9,12 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod deploy;
+mod local;
+mod github;
 mod image;
 mod test;
+mod verify;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,7 +41,15 @@ enum Command {
     #[command(flatten)]
     Bundle(bundle::Cmd),
     #[command(flatten)]
+    Verify(verify::Cmd),
+    #[command(flatten)]
     Image(image::Cmd),
+    #[command(flatten)]
+    Deploy(deploy::Cmd),
+    #[command(flatten)]
+    Local(local::Cmd),
+    #[command(flatten)]
+    Github(github::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -79,7 +91,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Bundle(cmd) => cmd.run(&global).await,
+            Command::Github(cmd) => cmd.run(&global).await,
+            Command::Verify(cmd) => cmd.run(&global).await,
             Command::Image(cmd) => cmd.run(&global).await,
+            Command::Deploy(cmd) => cmd.run(&global).await,
+            Command::Local(cmd) => cmd.run(&global).await,
         }
     });
     match result {

@@ -1,0 +1,666 @@
+//! `cargo xtask deploy`: every stage in order (build, push, render, bundle, upload, version,
+//! deploy, verify), a plan with `--dry-run`, a selection with `--from`/`--only`, and a summary
+//! of what each stage did.
+//!
+//! Re-running after a failure or Ctrl-C is safe: the upload is skipped when the same bundle is
+//! in S3, the version is reused, and a deploy already in flight is waited for, not restarted.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Target};
+use crate::eb::{self, DeployOutcome, Eb, Pacing, Verdict};
+use crate::release::Release;
+use crate::stages::Stage;
+
+/// Which stages to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Run this stage and the ones after it.
+    pub from: Option<Stage>,
+    /// Run only these stages (over `from`).
+    pub only: Vec<Stage>,
+}
+
+impl Selection {
+    pub fn includes(&self, stage: Stage) -> bool {
+        if !self.only.is_empty() {
+            return self.only.contains(&stage);
+        }
+        self.from.is_none_or(|f| stage >= f)
+    }
+
+    fn why_not(&self) -> &'static str {
+        if self.only.is_empty() {
+            "before the --from stage"
+        } else {
+            "not in --only"
+        }
+    }
+}
+
+/// Everything one `deploy` run needs.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub config: Config,
+    pub environment: String,
+    pub release: Release,
+    /// A bundle zip built earlier (skips render and bundle).
+    pub bundle: Option<PathBuf>,
+    /// The AWS account for `${account}` when rendering (else the configuration's).
+    pub account: Option<String>,
+    /// The version label to deploy when no bundle is at hand (`--only deploy`).
+    pub label: Option<String>,
+    pub dry_run: bool,
+    pub selection: Selection,
+    pub lock_wait: Option<Duration>,
+    pub deadline: Option<Duration>,
+    /// Override of the environment's `rollback` setting.
+    pub rollback: Option<bool>,
+    pub pacing: Pacing,
+}
+
+/// Where the verify stage checks the deployed application.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyTarget {
+    pub environment: String,
+    pub label: String,
+    pub url: Option<String>,
+}
+
+/// The verify stage, at its I/O boundary (checks over HTTP, Redis, Flower).
+pub trait Verifier: Send + Sync {
+    /// `Ok(summary)` when every required check passed, else what failed.
+    fn verify<'a>(
+        &'a self,
+        target: &'a VerifyTarget,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    /// Nothing to do (already done, or not selected).
+    Skipped,
+    /// `--dry-run`: what would happen.
+    Planned,
+    /// The stage is not part of this build.
+    NotAvailable,
+    Failed,
+    /// An earlier stage failed.
+    NotRun,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Skipped => "skipped",
+            Outcome::Planned => "planned",
+            Outcome::NotAvailable => "not available",
+            Outcome::Failed => "FAILED",
+            Outcome::NotRun => "not run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// A stage name, or `rollback`.
+    pub stage: String,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+    /// The key output (a URL, a label, a verdict) or why it was skipped or failed.
+    pub output: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub environment: String,
+    pub eb_environment: String,
+    pub release: String,
+    pub label: Option<String>,
+    pub dry_run: bool,
+    pub stages: Vec<StageReport>,
+    pub deploy: Option<DeployOutcome>,
+    pub rollback: Option<DeployOutcome>,
+    pub ok: bool,
+    /// EB calls made (retries included).
+    pub eb_calls: u64,
+}
+
+impl RunReport {
+    /// The summary table, for humans.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let w = self
+            .stages
+            .iter()
+            .map(|s| s.outcome.as_str().len())
+            .max()
+            .unwrap_or(7)
+            .max(7);
+        let _ = writeln!(
+            out,
+            "{:<9} {:<w$} {:>9}  output",
+            "stage", "outcome", "duration"
+        );
+        for s in &self.stages {
+            let secs = format!("{:.1}s", s.duration_ms as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "{:<9} {:<w$} {:>9}  {}",
+                s.stage,
+                s.outcome.as_str(),
+                secs,
+                s.output
+            );
+        }
+        let verdict = if self.dry_run {
+            "plan only (--dry-run): nothing was changed"
+        } else if self.ok {
+            "deploy succeeded"
+        } else {
+            "deploy FAILED"
+        };
+        let _ = write!(
+            out,
+            "{verdict}: {} → {} ({})",
+            self.release,
+            self.eb_environment,
+            self.label.as_deref().unwrap_or("no version")
+        );
+        out
+    }
+}
+
+/// A bundle zip and its identity.
+#[derive(Debug, Clone)]
+struct BundleFile {
+    path: PathBuf,
+    sha256: String,
+    size: u64,
+    /// False in a dry run: computed, not on disk.
+    written: bool,
+}
+
+impl BundleFile {
+    fn from_path(path: &Path) -> Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            sha256: sha256_file(path)?,
+            size: std::fs::metadata(path)
+                .with_context(|| format!("cannot read the bundle {}", path.display()))?
+                .len(),
+            written: true,
+        })
+    }
+}
+
+/// A duration such as "90s", "10m" or "1h 30m" (for `--lock-wait` and `--deadline`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?} ({e}): expected a value such as \"90s\", \"10m\" or \"1h 30m\""))
+}
+
+/// The sha256 of a file, in hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the bundle {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+struct Ctx<'a> {
+    req: &'a RunRequest,
+    eb: Eb,
+    clients: &'a eb::Clients,
+    eb_env: String,
+    state_dir: PathBuf,
+    bundle: Option<BundleFile>,
+    /// True when the bundle came from `--bundle`.
+    given_bundle: bool,
+    label: Option<String>,
+    uploaded: Option<eb::Uploaded>,
+    deploy: Option<DeployOutcome>,
+    rollback: Option<DeployOutcome>,
+}
+
+/// Runs the selected stages in order and reports each.
+pub async fn run(
+    req: &RunRequest,
+    clients: &eb::Clients,
+    verifier: Option<&dyn Verifier>,
+) -> Result<RunReport> {
+    let spec = req.config.environment(&req.environment)?;
+    if spec.target != Target::Aws {
+        bail!(
+            "environment {} has target = \"{}\": `deploy` ships to Elastic Beanstalk; use an environment with target = \"aws\"",
+            req.environment,
+            spec.target
+        );
+    }
+    let eb_env = spec.eb_environment.clone().unwrap_or_default();
+    let bundle = match &req.bundle {
+        Some(p) => Some(BundleFile::from_path(p)?),
+        None => None,
+    };
+    let label = req.label.clone().or_else(|| {
+        bundle
+            .as_ref()
+            .map(|b| req.release.version_label(&b.sha256))
+    });
+    let mut ctx = Ctx {
+        req,
+        eb: Eb::new(clients.eb.clone(), req.pacing),
+        clients,
+        eb_env,
+        state_dir: req.config.resolve(&req.config.bundle.out_dir),
+        given_bundle: bundle.is_some(),
+        bundle,
+        label,
+        uploaded: None,
+        deploy: None,
+        rollback: None,
+    };
+    let mut stages = vec![];
+    let mut failed = false;
+    for stage in Stage::ALL {
+        if failed {
+            stages.push(report(
+                stage.name(),
+                Outcome::NotRun,
+                Duration::ZERO,
+                "an earlier stage failed".into(),
+            ));
+            continue;
+        }
+        if !req.selection.includes(stage) {
+            stages.push(report(
+                stage.name(),
+                Outcome::Skipped,
+                Duration::ZERO,
+                req.selection.why_not().into(),
+            ));
+            continue;
+        }
+        let started = Instant::now();
+        let (outcome, output) = match run_stage(&mut ctx, stage, verifier).await {
+            Ok(r) => r,
+            Err(e) => (Outcome::Failed, format!("{e:#}")),
+        };
+        if outcome == Outcome::Failed {
+            tracing::error!("{stage}: {output}");
+            failed = true;
+        } else {
+            tracing::info!("{stage}: {} {output}", outcome.as_str());
+        }
+        stages.push(report(stage.name(), outcome, started.elapsed(), output));
+        if failed && matches!(stage, Stage::Deploy | Stage::Verify) {
+            let started = Instant::now();
+            if let Some(r) = roll_back(&mut ctx).await {
+                stages.push(report("rollback", r.0, started.elapsed(), r.1));
+            }
+        }
+    }
+    let ok = !failed;
+    Ok(RunReport {
+        environment: req.environment.clone(),
+        eb_environment: ctx.eb_env.clone(),
+        release: req.release.name.clone(),
+        label: ctx.label.clone(),
+        dry_run: req.dry_run,
+        stages,
+        deploy: ctx.deploy,
+        rollback: ctx.rollback,
+        ok,
+        eb_calls: ctx.eb.calls_made(),
+    })
+}
+
+fn report(stage: &str, outcome: Outcome, took: Duration, output: String) -> StageReport {
+    StageReport {
+        stage: stage.to_string(),
+        outcome,
+        duration_ms: took.as_millis() as u64,
+        output,
+    }
+}
+
+fn eb_request<'a>(ctx: &'a Ctx<'_>, label: &'a str) -> Result<eb::DeployRequest<'a>> {
+    let req = ctx.req;
+    let spec = req.config.environment(&req.environment)?;
+    Ok(eb::DeployRequest {
+        application: &req.config.application,
+        environment: &ctx.eb_env,
+        label,
+        region: &req.config.region,
+        deadline: req.deadline.unwrap_or(spec.timeouts.deploy),
+        lock_wait: req.lock_wait.unwrap_or(spec.timeouts.lock_wait),
+        health_settle: spec.timeouts.health_settle,
+        threshold: spec.health_threshold,
+        state_dir: Some(&ctx.state_dir),
+        dry_run: req.dry_run,
+    })
+}
+
+async fn run_stage(
+    ctx: &mut Ctx<'_>,
+    stage: Stage,
+    verifier: Option<&dyn Verifier>,
+) -> Result<(Outcome, String)> {
+    let req = ctx.req;
+    let planned = |done: Outcome| {
+        if req.dry_run && done == Outcome::Done {
+            Outcome::Planned
+        } else {
+            done
+        }
+    };
+    match stage {
+        Stage::Build | Stage::Push | Stage::Render | Stage::Bundle if ctx.given_bundle => Ok((
+            Outcome::Skipped,
+            format!(
+                "--bundle {} given{}",
+                ctx.bundle
+                    .as_ref()
+                    .map_or(String::new(), |b| b.path.display().to_string()),
+                if matches!(stage, Stage::Build | Stage::Push) {
+                    ": its images are expected in the registry already"
+                } else {
+                    ""
+                }
+            ),
+        )),
+        Stage::Build | Stage::Push => Ok((
+            Outcome::NotAvailable,
+            "image build and push are not part of this build of the pipeline".into(),
+        )),
+        Stage::Render | Stage::Bundle => {
+            // Render and lint always run without writing; the bundle stage writes the zip.
+            // The zip is reproducible, so both compute the same sha256 and label.
+            let write = stage == Stage::Bundle && !req.dry_run;
+            let b = crate::bundle::make_bundle(
+                &crate::bundle::BundleRequest::new(
+                    &req.config,
+                    &req.environment,
+                    req.release.clone(),
+                )
+                .with_account(req.account.clone())
+                .with_dry_run(!write),
+            )?;
+            let warnings = b.lint.warnings();
+            ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
+            ctx.bundle = Some(BundleFile {
+                path: b.path.clone(),
+                sha256: b.sha256.clone(),
+                size: b.size,
+                written: b.written,
+            });
+            Ok(match stage {
+                Stage::Render => (
+                    Outcome::Done,
+                    format!(
+                        "{} rendered and linted ({warnings} warning(s))",
+                        crate::bundle::DOCKERRUN
+                    ),
+                ),
+                _ if write => (
+                    Outcome::Done,
+                    format!(
+                        "{} ({} bytes, {})",
+                        b.path.display(),
+                        b.size,
+                        b.version_label
+                    ),
+                ),
+                _ => (
+                    Outcome::Planned,
+                    format!(
+                        "would write {} ({} bytes, {})",
+                        b.path.display(),
+                        b.size,
+                        b.version_label
+                    ),
+                ),
+            })
+        }
+        Stage::Upload => {
+            let Some(bundle) = ctx.bundle.clone() else {
+                bail!(
+                    "no bundle to upload: the bundle stage did not produce one; pass --bundle PATH"
+                );
+            };
+            let label = ctx.label.clone().context("no version label")?;
+            let spec = req.config.environment(&req.environment)?;
+            let up = eb::upload(
+                &ctx.clients.s3,
+                &ctx.eb,
+                &eb::UploadRequest {
+                    bucket: spec.bucket.as_deref(),
+                    application: &req.config.application,
+                    label: &label,
+                    path: &bundle.path,
+                    sha256: &bundle.sha256,
+                    size: bundle.size,
+                    dry_run: req.dry_run || !bundle.written,
+                },
+            )
+            .await?;
+            let out = if up.skipped {
+                (
+                    Outcome::Skipped,
+                    format!("{} already holds this bundle", up.url()),
+                )
+            } else if req.dry_run {
+                (
+                    Outcome::Planned,
+                    format!("would upload {} bytes to {}", up.size, up.url()),
+                )
+            } else {
+                (Outcome::Done, up.url())
+            };
+            ctx.uploaded = Some(up);
+            Ok(out)
+        }
+        Stage::Version => {
+            let label = ctx
+                .label
+                .clone()
+                .context("no version label: pass --bundle PATH or --label LABEL")?;
+            let (bucket, key) = match &ctx.uploaded {
+                Some(u) => (u.bucket.clone(), u.key.clone()),
+                None => {
+                    let spec = req.config.environment(&req.environment)?;
+                    let key = eb::upload::bundle_key(&req.config.application, &label);
+                    match &spec.bucket {
+                        Some(b) => (b.clone(), key),
+                        None => match eb::version::describe(&ctx.eb, &req.config.application, &label).await? {
+                            Some(v) => (
+                                v.source_bundle().and_then(|s| s.s3_bucket()).unwrap_or_default().to_string(),
+                                v.source_bundle().and_then(|s| s.s3_key()).unwrap_or(&key).to_string(),
+                            ),
+                            None => bail!("the version {label} does not exist and the upload stage did not run: run it (drop --only/--from) or set `bucket`"),
+                        },
+                    }
+                }
+            };
+            let spec = req.config.environment(&req.environment)?;
+            let description = format!("{} ({})", req.release.name, req.release.commit);
+            let v = eb::ensure_version(
+                &ctx.eb,
+                &eb::VersionRequest {
+                    application: &req.config.application,
+                    label: &label,
+                    bucket: &bucket,
+                    key: &key,
+                    description: Some(&description),
+                    timeout: spec.timeouts.version,
+                    dry_run: req.dry_run,
+                },
+            )
+            .await?;
+            Ok(if v.created {
+                (Outcome::Done, format!("{label} created ({})", v.status))
+            } else if req.dry_run && v.status.starts_with("NOT") {
+                (
+                    Outcome::Planned,
+                    format!("would create {label} from s3://{bucket}/{key}"),
+                )
+            } else {
+                (
+                    Outcome::Skipped,
+                    format!("{label} exists for this bundle ({}); reused", v.status),
+                )
+            })
+        }
+        Stage::Deploy => {
+            let label = ctx
+                .label
+                .clone()
+                .context("no version label: pass --bundle PATH or --label LABEL")?;
+            let o = eb::deploy(&ctx.eb, &eb_request(ctx, &label)?).await?;
+            let outcome = match o.verdict {
+                Verdict::Succeeded => Outcome::Done,
+                Verdict::AlreadyDeployed => Outcome::Skipped,
+                Verdict::DryRun => Outcome::Planned,
+                _ => Outcome::Failed,
+            };
+            let mut msg = o.message.clone();
+            if o.resumed {
+                msg.push_str(" (waited for the deploy an earlier run started)");
+            }
+            ctx.deploy = Some(o);
+            Ok((planned(outcome), msg))
+        }
+        Stage::Verify => {
+            let Some(v) = verifier else {
+                return Ok((
+                    Outcome::NotAvailable,
+                    "the verify stage is not part of this build of the pipeline".into(),
+                ));
+            };
+            if req.dry_run {
+                return Ok((
+                    Outcome::Planned,
+                    "would run the environment's checks".into(),
+                ));
+            }
+            let spec = req.config.environment(&req.environment)?;
+            let target = VerifyTarget {
+                environment: req.environment.clone(),
+                label: ctx.label.clone().unwrap_or_default(),
+                url: spec.url.clone(),
+            };
+            let summary = v.verify(&target).await?;
+            Ok((Outcome::Done, summary))
+        }
+    }
+}
+
+/// Rolls back after a failed deploy or verify, when enabled. `None` when not applicable.
+async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
+    let req = ctx.req;
+    let spec = req.config.environment(&req.environment).ok()?;
+    let deployed = ctx.deploy.clone()?;
+    if req.dry_run || matches!(deployed.verdict, Verdict::Locked | Verdict::DryRun) {
+        return None;
+    }
+    if !req.rollback.unwrap_or(spec.rollback) {
+        return Some((
+            Outcome::Skipped,
+            "rollback is off (rollback = false or --no-rollback)".into(),
+        ));
+    }
+    if deployed.verdict == Verdict::TimedOut {
+        return Some((
+            Outcome::Skipped,
+            "no rollback while the deploy may still run: re-run to wait for it".into(),
+        ));
+    }
+    let label = ctx.label.clone().unwrap_or_default();
+    let result = match eb_request(ctx, &label) {
+        Ok(r) => eb::rollback(&ctx.eb, &r, deployed.previous.as_ref()).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(o) => {
+            let outcome = match o.verdict {
+                Verdict::Succeeded | Verdict::AlreadyDeployed => Outcome::Done,
+                Verdict::Skipped => Outcome::Skipped,
+                _ => Outcome::Failed,
+            };
+            let msg = if outcome == Outcome::Done {
+                format!("rolled back to {}: {}", o.label, o.message)
+            } else {
+                o.message.clone()
+            };
+            if outcome == Outcome::Failed {
+                tracing::error!("rollback: {msg}");
+            } else {
+                tracing::warn!("rollback: {msg}");
+            }
+            ctx.rollback = Some(o);
+            Some((outcome, msg))
+        }
+        Err(e) => Some((Outcome::Failed, format!("rollback failed: {e:#}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_from_and_only() {
+        let all = Selection::default();
+        assert!(Stage::ALL.iter().all(|s| all.includes(*s)));
+        let from = Selection {
+            from: Some(Stage::Upload),
+            only: vec![],
+        };
+        assert!(!from.includes(Stage::Bundle));
+        assert!(from.includes(Stage::Upload) && from.includes(Stage::Verify));
+        let only = Selection {
+            from: Some(Stage::Build),
+            only: vec![Stage::Deploy],
+        };
+        assert!(only.includes(Stage::Deploy));
+        assert!(!only.includes(Stage::Version));
+    }
+
+    #[test]
+    fn sha256_of_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.zip");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let err = sha256_file(&dir.path().join("none.zip"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cannot open the bundle"), "{err}");
+    }
+}

@@ -1,0 +1,770 @@
+//! Deploy a version to an environment and wait for a verdict; roll back to the previous
+//! version.
+//!
+//! A deploy succeeds only when every signal agrees: the environment is `Ready`, runs our
+//! version (every instance too), its enhanced health is at or above the threshold, no failure
+//! event arrived since our request, and no "Incorrect application version" cause is reported.
+//! A failure event ends the wait at once; a deadline ends it with a message that says the
+//! deploy may still run and how to look at it.
+//!
+//! An interrupted run leaves a small state file (request id, previous version) next to the
+//! bundle; a re-run finds the deploy in flight and waits for it instead of starting another.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_elasticbeanstalk::operation::RequestId;
+use aws_sdk_elasticbeanstalk::types::{
+    EnvironmentDescription, EnvironmentHealthAttribute, EnvironmentStatus, EventDescription,
+    InstancesHealthAttribute,
+};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{Eb, Poller};
+use crate::config::HealthThreshold;
+
+/// What one deploy (or rollback) is about.
+#[derive(Debug, Clone)]
+pub struct DeployRequest<'a> {
+    pub application: &'a str,
+    pub environment: &'a str,
+    pub label: &'a str,
+    pub region: &'a str,
+    /// How long to wait for a verdict after `UpdateEnvironment`.
+    pub deadline: Duration,
+    /// How long to wait for another deploy in progress to finish before ours.
+    pub lock_wait: Duration,
+    /// How long health may take to reach the threshold once the environment is Ready.
+    pub health_settle: Duration,
+    pub threshold: HealthThreshold,
+    /// Where the in-flight state file lives (none: no resume after an interrupt).
+    pub state_dir: Option<&'a Path>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Deployed and healthy.
+    Succeeded,
+    /// The version already ran, healthy: nothing was done.
+    AlreadyDeployed,
+    Failed,
+    /// No verdict before the deadline; the deploy may still run.
+    TimedOut,
+    /// Another deploy held the environment past the lock wait; nothing was changed.
+    Locked,
+    /// Not attempted (a rollback with no healthy version to go back to).
+    Skipped,
+    /// `--dry-run`: what would happen.
+    DryRun,
+}
+
+impl Verdict {
+    pub fn ok(self) -> bool {
+        matches!(
+            self,
+            Verdict::Succeeded | Verdict::AlreadyDeployed | Verdict::DryRun
+        )
+    }
+}
+
+/// The version that ran before the deploy, and whether it was healthy then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    pub label: String,
+    /// Colour and status, such as "Green/Ok".
+    pub health: String,
+    pub healthy: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    pub environment: String,
+    pub label: String,
+    pub verdict: Verdict,
+    pub message: String,
+    pub previous: Option<Previous>,
+    pub request_id: Option<String>,
+    /// EB's events of this deploy, as streamed ("SEVERITY message").
+    pub events: Vec<String>,
+    /// True when this run waited for a deploy that an earlier run started.
+    pub resumed: bool,
+}
+
+/// Written after `UpdateEnvironment`, removed once there is a verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InFlight {
+    environment: String,
+    label: String,
+    request_id: Option<String>,
+    started_unix_ms: u64,
+    previous: Option<Previous>,
+}
+
+fn state_path(dir: &Path, environment: &str) -> PathBuf {
+    dir.join(format!("eb-deploy-{environment}.json"))
+}
+
+fn read_state(req: &DeployRequest<'_>) -> Option<InFlight> {
+    let path = state_path(req.state_dir?, req.environment);
+    let text = std::fs::read_to_string(&path).ok()?;
+    match serde_json::from_str::<InFlight>(&text) {
+        Ok(s) if s.environment == req.environment && s.label == req.label => Some(s),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(
+                "ignoring the unreadable deploy state {}: {e}",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+fn write_state(req: &DeployRequest<'_>, state: &InFlight) {
+    let Some(dir) = req.state_dir else { return };
+    let path = state_path(dir, req.environment);
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(state).unwrap_or_default()));
+    if let Err(e) = result {
+        tracing::warn!(
+            "cannot write the deploy state {}: {e} (an interrupted run will not find its deploy)",
+            path.display()
+        );
+    }
+}
+
+fn clear_state(req: &DeployRequest<'_>) {
+    if let Some(dir) = req.state_dir {
+        let _ = std::fs::remove_file(state_path(dir, req.environment));
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Deploys `req.label` to `req.environment` and waits for the verdict. `Err` only when EB
+/// cannot be asked (after retries) or the environment does not exist; every verdict,
+/// failures included, is an `Ok` outcome.
+pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
+    let name = req.environment;
+    let label = req.label;
+    let mut env = describe_env(eb, req).await?;
+    let inflight = read_state(req);
+
+    if !is_ready(&env) && env.version_label() == Some(label) {
+        let (request_id, started, previous) = match &inflight {
+            Some(s) => (
+                s.request_id.clone(),
+                SystemTime::UNIX_EPOCH + Duration::from_millis(s.started_unix_ms),
+                s.previous.clone(),
+            ),
+            None => (None, SystemTime::now(), None),
+        };
+        tracing::info!("deploy: {label} is already being deployed to {name} (started earlier); waiting for it instead of starting another");
+        let mut outcome = wait_for(eb, req, request_id.as_deref(), started).await?;
+        outcome.previous = previous;
+        outcome.resumed = true;
+        finish_state(req, &outcome);
+        return Ok(outcome);
+    }
+    if !is_ready(&env) {
+        match wait_ready(eb, req, env).await? {
+            Ok(ready) => env = ready,
+            Err(locked) => return Ok(locked),
+        }
+    }
+
+    if env.version_label() == Some(label) {
+        if let Some(s) = inflight {
+            // Our earlier run started this deploy and it ended while nobody watched: judge it.
+            tracing::info!(
+                "deploy: an earlier run deployed {label} to {name}; checking how it ended"
+            );
+            let started = SystemTime::UNIX_EPOCH + Duration::from_millis(s.started_unix_ms);
+            let mut outcome = wait_for(eb, req, s.request_id.as_deref(), started).await?;
+            outcome.previous = s.previous;
+            outcome.resumed = true;
+            finish_state(req, &outcome);
+            return Ok(outcome);
+        }
+        let health = health_problems(eb, req, label).await?;
+        if health.problems.is_empty() {
+            return Ok(outcome(
+                req,
+                Verdict::AlreadyDeployed,
+                format!(
+                    "{label} already runs on {name} and is healthy ({}); nothing to do",
+                    health.summary
+                ),
+                None,
+            ));
+        }
+        tracing::warn!(
+            "deploy: {label} runs on {name} but is not healthy ({}); deploying it again",
+            health.problems.join("; ")
+        );
+    }
+
+    let previous = match env.version_label() {
+        Some(prev) if prev != label => {
+            let health = health_problems(eb, req, prev).await?;
+            Some(Previous {
+                label: prev.to_string(),
+                health: health.summary.clone(),
+                healthy: health.problems.is_empty(),
+            })
+        }
+        _ => None,
+    };
+    if req.dry_run {
+        let running = previous.as_ref().map_or("nothing known".to_string(), |p| {
+            format!("{} ({})", p.label, p.health)
+        });
+        let mut o = outcome(
+            req,
+            Verdict::DryRun,
+            format!("would deploy {label} to {name} (now running {running})"),
+            None,
+        );
+        o.previous = previous;
+        return Ok(o);
+    }
+
+    let started = SystemTime::now();
+    let update = eb
+        .call("UpdateEnvironment", name, |c| {
+            c.update_environment()
+                .environment_name(name)
+                .version_label(label)
+                .send()
+        })
+        .await;
+    let update = match update {
+        Ok(u) => u,
+        Err(e) if e.message().is_some_and(|m| m.contains("invalid state for this operation")) => {
+            // Someone started a deploy between our look and our call: EB refused ours.
+            tracing::warn!("deploy: EB refused the update: {}", e.message().unwrap_or_default());
+            let env = describe_env(eb, req).await?;
+            return match wait_ready(eb, req, env).await? {
+                Err(locked) => Ok(locked),
+                Ok(_) => Ok(outcome(
+                    req,
+                    Verdict::Locked,
+                    format!("another deploy started on {name} while this one prepared; it has finished now: re-run to deploy {label}"),
+                    None,
+                )),
+            };
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot start the deploy of {label} to {name}: check the environment and the credentials' elasticbeanstalk:UpdateEnvironment permission"
+            )))
+        }
+    };
+    let request_id = update.request_id().map(str::to_string);
+    tracing::info!(
+        "deploy: {label} → {name} started (request {}); previous version {}",
+        request_id.as_deref().unwrap_or("unknown"),
+        previous.as_ref().map_or("none", |p| p.label.as_str())
+    );
+    write_state(
+        req,
+        &InFlight {
+            environment: name.to_string(),
+            label: label.to_string(),
+            request_id: request_id.clone(),
+            started_unix_ms: unix_ms(started),
+            previous: previous.clone(),
+        },
+    );
+    let mut o = wait_for(eb, req, request_id.as_deref(), started).await?;
+    o.previous = previous;
+    finish_state(req, &o);
+    Ok(o)
+}
+
+/// Redeploys the version that ran before a failed deploy, if it was healthy then.
+pub async fn rollback(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+    previous: Option<&Previous>,
+) -> Result<DeployOutcome> {
+    let skip = |label: &str, why: String| DeployOutcome {
+        environment: req.environment.to_string(),
+        label: label.to_string(),
+        verdict: Verdict::Skipped,
+        message: why,
+        previous: None,
+        request_id: None,
+        events: vec![],
+        resumed: false,
+    };
+    let Some(p) = previous else {
+        return Ok(skip("", format!("no rollback: no earlier version of {} is known (first deploy, or the deploy was started elsewhere)", req.environment)));
+    };
+    if p.label == req.label {
+        return Ok(skip(
+            &p.label,
+            format!("no rollback: {} is the version that failed", p.label),
+        ));
+    }
+    if !p.healthy {
+        return Ok(skip(
+            &p.label,
+            format!("no rollback: {} was not healthy before the deploy ({}); rolling back to it would not help", p.label, p.health),
+        ));
+    }
+    tracing::warn!("rollback: redeploying {} to {}", p.label, req.environment);
+    let back = DeployRequest {
+        label: &p.label,
+        ..req.clone()
+    };
+    let mut o = deploy(eb, &back).await?;
+    o.previous = None;
+    Ok(o)
+}
+
+fn finish_state(req: &DeployRequest<'_>, o: &DeployOutcome) {
+    if o.verdict != Verdict::TimedOut {
+        clear_state(req);
+    }
+}
+
+fn outcome(
+    req: &DeployRequest<'_>,
+    verdict: Verdict,
+    message: String,
+    request_id: Option<String>,
+) -> DeployOutcome {
+    DeployOutcome {
+        environment: req.environment.to_string(),
+        label: req.label.to_string(),
+        verdict,
+        message,
+        previous: None,
+        request_id,
+        events: vec![],
+        resumed: false,
+    }
+}
+
+fn is_ready(env: &EnvironmentDescription) -> bool {
+    env.status() == Some(&EnvironmentStatus::Ready)
+}
+
+fn status_of(env: &EnvironmentDescription) -> &str {
+    env.status().map_or("Unknown", |s| s.as_str())
+}
+
+async fn describe_env(eb: &Eb, req: &DeployRequest<'_>) -> Result<EnvironmentDescription> {
+    let out = eb
+        .call("DescribeEnvironments", req.environment, |c| {
+            c.describe_environments()
+                .application_name(req.application)
+                .environment_names(req.environment)
+                .include_deleted(false)
+                .send()
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read the state of the Elastic Beanstalk environment {}",
+                req.environment
+            )
+        })?;
+    let env = out
+        .environments()
+        .iter()
+        .find(|e| e.environment_name() == Some(req.environment))
+        .cloned();
+    match env {
+        Some(e) if matches!(e.status(), Some(EnvironmentStatus::Terminated | EnvironmentStatus::Terminating)) => bail!(
+            "the Elastic Beanstalk environment {} is {}: create it again, or fix `eb_environment` in deploy.toml",
+            req.environment,
+            status_of(&e)
+        ),
+        Some(e) => Ok(e),
+        None => bail!(
+            "the Elastic Beanstalk environment {} does not exist in application {} (region {}): create it, or fix `eb_environment` in deploy.toml",
+            req.environment,
+            req.application,
+            req.region
+        ),
+    }
+}
+
+/// Waits up to the lock wait for another deploy to finish. `Ok(Err(outcome))` when it did not.
+async fn wait_ready(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+    mut env: EnvironmentDescription,
+) -> Result<Result<EnvironmentDescription, DeployOutcome>> {
+    let other = env.version_label().unwrap_or("unknown").to_string();
+    tracing::info!(
+        "deploy: {} is {} (deploying version {other}); waiting up to {} before deploying {}",
+        req.environment,
+        status_of(&env),
+        humantime::format_duration(req.lock_wait),
+        req.label
+    );
+    let until = Instant::now() + req.lock_wait;
+    let mut poller = Poller::new(eb.pacing);
+    while !is_ready(&env) {
+        let now = Instant::now();
+        if now >= until {
+            return Ok(Err(outcome(
+                req,
+                Verdict::Locked,
+                format!(
+                    "{} is still {} (deploying version {other}) after waiting {}; nothing was changed: re-run when that deploy is over, or raise --lock-wait",
+                    req.environment,
+                    status_of(&env),
+                    humantime::format_duration(req.lock_wait)
+                ),
+                None,
+            )));
+        }
+        tokio::time::sleep(poller.next_wait().min(until - now)).await;
+        env = describe_env(eb, req).await?;
+    }
+    tracing::info!(
+        "deploy: {} is Ready again (running {})",
+        req.environment,
+        env.version_label().unwrap_or("unknown")
+    );
+    Ok(Ok(env))
+}
+
+/// EB event texts that mean the deploy failed.
+pub const FAILURE_EVENTS: &[&str] = &[
+    "Failed to deploy application",
+    "Environment health has been set to RED",
+    "The environment was reverted to the previous configuration setting",
+    "Update environment operation is complete, but with errors",
+    "Update environment operation is complete, but with command timeouts",
+    "Instance deployment failed",
+    "Unsuccessful command execution on instance id(s)",
+    "ECS Application sourcebundle validation error",
+];
+
+/// True when an event ends the deploy as failed: a known failure text, or severity ERROR/FATAL.
+pub fn is_failure_event(severity: &str, message: &str) -> bool {
+    matches!(severity, "ERROR" | "FATAL") || FAILURE_EVENTS.iter().any(|f| message.contains(f))
+}
+
+struct Health {
+    summary: String,
+    problems: Vec<String>,
+}
+
+fn rank(status: &str) -> u8 {
+    match status {
+        "Ok" => 0,
+        "Info" => 1,
+        "Warning" => 2,
+        "Degraded" => 3,
+        "Severe" => 4,
+        _ => 5,
+    }
+}
+
+fn threshold_rank(t: HealthThreshold) -> u8 {
+    match t {
+        HealthThreshold::Ok => 0,
+        HealthThreshold::Info => 1,
+        HealthThreshold::Warning => 2,
+    }
+}
+
+/// Enhanced health of the environment and its instances, against the threshold and `label`.
+async fn health_problems(eb: &Eb, req: &DeployRequest<'_>, label: &str) -> Result<Health> {
+    let name = req.environment;
+    let h = eb
+        .call("DescribeEnvironmentHealth", name, |c| {
+            c.describe_environment_health()
+                .environment_name(name)
+                .attribute_names(EnvironmentHealthAttribute::All)
+                .send()
+        })
+        .await
+        .with_context(|| format!("cannot read the health of {name}: enhanced health reporting must be on for the environment"))?;
+    let color = h.color().unwrap_or("Grey").to_string();
+    let status = h.health_status().unwrap_or("Unknown").to_string();
+    let mut problems = vec![];
+    if color == "Red" || rank(&status) > threshold_rank(req.threshold) {
+        problems.push(format!(
+            "health is {color}/{status}, below the threshold {:?}",
+            req.threshold
+        ));
+    }
+    for cause in h.causes() {
+        if cause.contains("Incorrect application version") {
+            problems.push(format!("EB reports: {cause}"));
+        }
+    }
+    let inst = eb
+        .call("DescribeInstancesHealth", name, |c| {
+            c.describe_instances_health()
+                .environment_name(name)
+                .attribute_names(InstancesHealthAttribute::HealthStatus)
+                .attribute_names(InstancesHealthAttribute::Color)
+                .attribute_names(InstancesHealthAttribute::Deployment)
+                .send()
+        })
+        .await
+        .with_context(|| format!("cannot read the instances' health of {name}"))?;
+    let list = inst.instance_health_list();
+    let wrong: Vec<String> = list
+        .iter()
+        .filter(|i| i.deployment().and_then(|d| d.version_label()) != Some(label))
+        .map(|i| {
+            format!(
+                "{} ({})",
+                i.instance_id().unwrap_or("?"),
+                i.deployment()
+                    .and_then(|d| d.version_label())
+                    .unwrap_or("no version")
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        problems.push(format!(
+            "{} of {} instances do not run {label}: {}",
+            wrong.len(),
+            list.len(),
+            wrong.join(", ")
+        ));
+    }
+    let mut summary = format!("{color}/{status}");
+    if !list.is_empty() {
+        summary.push_str(&format!(
+            ", {}/{} instances on {label}",
+            list.len() - wrong.len(),
+            list.len()
+        ));
+    }
+    Ok(Health { summary, problems })
+}
+
+/// Streams the events of the request and decides, polling with growing intervals.
+async fn wait_for(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+    request_id: Option<&str>,
+    started: SystemTime,
+) -> Result<DeployOutcome> {
+    let name = req.environment;
+    let label = req.label;
+    let deadline = Instant::now() + req.deadline;
+    let mut poller = Poller::new(eb.pacing);
+    let mut seen: HashSet<(i64, String)> = HashSet::new();
+    // A minute of margin for clock skew between this machine and EB.
+    let mut since = started
+        .checked_sub(Duration::from_secs(60))
+        .unwrap_or(started);
+    let mut events: Vec<String> = vec![];
+    let mut settle_until: Option<Instant> = None;
+    let mut last_state = String::new();
+    let rid = request_id.map(str::to_string);
+    let done = |verdict: Verdict, message: String, events: &Vec<String>| {
+        let mut o = outcome(req, verdict, message, rid.clone());
+        o.events = events.clone();
+        o
+    };
+    loop {
+        // 1. New events of this request, oldest first.
+        let fresh = new_events(eb, req, request_id, since, &mut seen).await?;
+        if !fresh.is_empty() {
+            poller.reset();
+        }
+        if let Some(text) = absorb(name, &fresh, &mut events, &mut since) {
+            return Ok(done(
+                Verdict::Failed,
+                format!(
+                    "the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""
+                ),
+                &events,
+            ));
+        }
+        // 2. The environment itself.
+        let env = describe_env(eb, req).await?;
+        let state = format!(
+            "{} {} ({})",
+            status_of(&env),
+            env.health().map_or("Grey", |h| h.as_str()),
+            env.version_label().unwrap_or("no version")
+        );
+        if state != last_state {
+            tracing::debug!("{name}: {state}");
+            last_state = state.clone();
+        }
+        if is_ready(&env) {
+            let running = env.version_label().unwrap_or("no version");
+            if running != label {
+                // EB went back; its failure event may have come after our last look.
+                let late = new_events(eb, req, request_id, since, &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                    return Ok(done(Verdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
+                }
+                return Ok(done(
+                    Verdict::Failed,
+                    format!("the deploy of {label} to {name} failed: the environment is Ready but runs {running}; EB went back to it (see the events above or in the EB console)"),
+                    &events,
+                ));
+            }
+            let health = health_problems(eb, req, label).await?;
+            if health.problems.is_empty() {
+                return Ok(done(
+                    Verdict::Succeeded,
+                    format!("{label} runs on {name}: Ready, health {}", health.summary),
+                    &events,
+                ));
+            }
+            let until = *settle_until.get_or_insert_with(|| Instant::now() + req.health_settle);
+            if Instant::now() >= until {
+                return Ok(done(
+                    Verdict::Failed,
+                    format!(
+                        "the deploy of {label} to {name} completed but the environment is not healthy after {}: {}",
+                        humantime::format_duration(req.health_settle),
+                        health.problems.join("; ")
+                    ),
+                    &events,
+                ));
+            }
+            tracing::info!(
+                "{name}: Ready with {label}; waiting for health: {}",
+                health.problems.join("; ")
+            );
+        }
+        // 3. The deadline.
+        let now = Instant::now();
+        if now >= deadline {
+            let rid_arg = request_id.map_or(String::new(), |r| format!(" --request-id {r}"));
+            return Ok(done(
+                Verdict::TimedOut,
+                format!(
+                    "no verdict on the deploy of {label} to {name} after {} (last seen: {state}); it may still be running. \
+                     Look at it in the EB console (https://{region}.console.aws.amazon.com/elasticbeanstalk/home?region={region}#/environments) \
+                     or with `aws elasticbeanstalk describe-events --application-name {app} --environment-name {name}{rid_arg} --region {region}`; \
+                     re-run the same command to wait for it again (no second deploy is started)",
+                    humantime::format_duration(req.deadline),
+                    region = req.region,
+                    app = req.application,
+                ),
+                &events,
+            ));
+        }
+        let mut wait = poller.next_wait().min(deadline - now);
+        if let Some(until) = settle_until {
+            wait = wait
+                .min(until.saturating_duration_since(now))
+                .max(Duration::from_millis(1));
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Streams `fresh` events to the user and the outcome; the text of the first failure event.
+fn absorb(
+    name: &str,
+    fresh: &[EventDescription],
+    events: &mut Vec<String>,
+    since: &mut SystemTime,
+) -> Option<String> {
+    for e in fresh {
+        let severity = e.severity().map_or("INFO", |s| s.as_str());
+        let message = e.message().unwrap_or_default();
+        tracing::info!("{name}: {severity} {message}");
+        events.push(format!("{severity} {message}"));
+        if let Some(t) = e.event_date().and_then(|d| SystemTime::try_from(*d).ok()) {
+            *since = (*since).max(t);
+        }
+        if is_failure_event(severity, message) {
+            return Some(message.to_string());
+        }
+    }
+    None
+}
+
+async fn new_events(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+    request_id: Option<&str>,
+    since: SystemTime,
+    seen: &mut HashSet<(i64, String)>,
+) -> Result<Vec<EventDescription>> {
+    let out = eb
+        .call("DescribeEvents", req.environment, |c| {
+            c.describe_events()
+                .application_name(req.application)
+                .environment_name(req.environment)
+                .set_request_id(request_id.map(str::to_string))
+                .start_time(aws_smithy_types::DateTime::from(since))
+                .max_records(100)
+                .send()
+        })
+        .await
+        .with_context(|| format!("cannot read the events of {}", req.environment))?;
+    let mut fresh: Vec<EventDescription> = out
+        .events()
+        .iter()
+        .filter(|e| {
+            let key = (
+                e.event_date().map_or(0, |d| d.to_millis().unwrap_or(0)),
+                e.message().unwrap_or_default().to_string(),
+            );
+            seen.insert(key)
+        })
+        .cloned()
+        .collect();
+    // EB lists the newest first.
+    fresh.reverse();
+    Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_events_are_recognised() {
+        for text in [
+            "Failed to deploy application.",
+            "Environment health has been set to RED",
+            "The environment was reverted to the previous configuration setting.",
+            "Update environment operation is complete, but with errors. For more information, see troubleshooting documentation.",
+            "Update environment operation is complete, but with command timeouts.",
+            "Instance deployment failed. For details, see 'eb-engine.log'.",
+            "Unsuccessful command execution on instance id(s) 'i-0abc'. Aborting the operation.",
+            "ECS Application sourcebundle validation error: Container memory is required.",
+        ] {
+            assert!(is_failure_event("WARN", text), "{text}");
+        }
+        assert!(!is_failure_event(
+            "INFO",
+            "Instance deployment completed successfully."
+        ));
+        assert!(!is_failure_event(
+            "INFO",
+            "Environment update completed successfully."
+        ));
+        assert!(is_failure_event("ERROR", "Something new went wrong."));
+    }
+
+    #[test]
+    fn health_ranks_follow_the_threshold() {
+        assert!(rank("Ok") <= threshold_rank(HealthThreshold::Ok));
+        assert!(rank("Info") > threshold_rank(HealthThreshold::Ok));
+        assert!(rank("Warning") <= threshold_rank(HealthThreshold::Warning));
+        assert!(rank("Degraded") > threshold_rank(HealthThreshold::Warning));
+        assert!(rank("Pending") > threshold_rank(HealthThreshold::Warning));
+    }
+}

@@ -1,0 +1,170 @@
+//! Upload the bundle to S3 at `<application>/<version-label>.zip`, once.
+//!
+//! The object carries the bundle's sha256 as metadata (`x-amz-meta-sha256`): a re-run finds
+//! the same key with the same sha256 and skips the upload; the same key with other content is
+//! an error (a label names one bundle forever).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::Eb;
+
+/// EB's limit on a source bundle.
+pub const MAX_BUNDLE_BYTES: u64 = 500 * 1024 * 1024;
+
+/// The metadata key that holds the bundle's sha256.
+pub const SHA256_METADATA: &str = "sha256";
+
+#[derive(Debug, Clone)]
+pub struct UploadRequest<'a> {
+    /// The configured bucket; else EB's storage location (from the existing version, else
+    /// `CreateStorageLocation`).
+    pub bucket: Option<&'a str>,
+    pub application: &'a str,
+    pub label: &'a str,
+    pub path: &'a Path,
+    pub sha256: &'a str,
+    pub size: u64,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Uploaded {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    /// True when the object was already there with the same sha256.
+    pub skipped: bool,
+}
+
+impl Uploaded {
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// The S3 key of a version's bundle.
+pub fn bundle_key(application: &str, label: &str) -> String {
+    format!("{application}/{label}.zip")
+}
+
+/// Uploads the bundle unless the same content is already at its key.
+pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -> Result<Uploaded> {
+    let size = std::fs::metadata(req.path)
+        .with_context(|| {
+            format!(
+                "cannot read the bundle {}: run the bundle stage first",
+                req.path.display()
+            )
+        })?
+        .len();
+    if size > MAX_BUNDLE_BYTES {
+        bail!(
+            "the bundle {} is {size} bytes, over Elastic Beanstalk's 500 MB limit: add large files to .ebignore",
+            req.path.display()
+        );
+    }
+    let key = bundle_key(req.application, req.label);
+    let bucket = match req.bucket {
+        Some(b) => b.to_string(),
+        None => storage_bucket(eb, req.application, req.label, req.dry_run).await?,
+    };
+    let url = format!("s3://{bucket}/{key}");
+
+    match s3.head_object().bucket(&bucket).key(&key).send().await {
+        Ok(head) => {
+            let theirs = head
+                .metadata()
+                .and_then(|m| m.get(SHA256_METADATA))
+                .map(String::as_str);
+            if theirs == Some(req.sha256) {
+                tracing::info!(
+                    "upload: {url} already holds this bundle (sha256 {}); skipped",
+                    short(req.sha256)
+                );
+                return Ok(Uploaded {
+                    bucket,
+                    key,
+                    size,
+                    skipped: true,
+                });
+            }
+            bail!(
+                "{url} already exists with other content (sha256 {}, this bundle {}): a version label names one bundle; \
+                 rebuild the bundle (its label changes with its content) or delete the object if it is a leftover",
+                theirs.map_or("unknown".to_string(), |s| short(s).to_string()),
+                short(req.sha256)
+            );
+        }
+        Err(e) => {
+            let not_found = e.as_service_error().is_some_and(|se| se.is_not_found());
+            if !not_found {
+                return Err(anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!(
+                    "cannot check {url}: check the bucket name (`bucket` in deploy.toml or DEPLOY_BUCKET) and the credentials' s3:GetObject permission"
+                )));
+            }
+        }
+    }
+    if req.dry_run {
+        tracing::info!(
+            "upload: would upload {} ({size} bytes) to {url}",
+            req.path.display()
+        );
+        return Ok(Uploaded {
+            bucket,
+            key,
+            size,
+            skipped: false,
+        });
+    }
+    let body = ByteStream::from_path(req.path)
+        .await
+        .with_context(|| format!("cannot read the bundle {}", req.path.display()))?;
+    s3.put_object()
+        .bucket(&bucket)
+        .key(&key)
+        .body(body)
+        .content_type("application/zip")
+        .metadata(SHA256_METADATA, req.sha256)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!(
+                "cannot upload {} to {url}: check that the bucket exists in the configured region and the credentials allow s3:PutObject",
+                req.path.display()
+            ))
+        })?;
+    tracing::info!("upload: {} ({size} bytes) → {url}", req.path.display());
+    Ok(Uploaded {
+        bucket,
+        key,
+        size,
+        skipped: false,
+    })
+}
+
+/// The bucket for an unconfigured environment: the bucket of the version if it already exists
+/// (a re-run makes no call that creates anything), else EB's storage location.
+async fn storage_bucket(eb: &Eb, application: &str, label: &str, dry_run: bool) -> Result<String> {
+    if let Some(existing) = super::version::describe(eb, application, label).await? {
+        if let Some(b) = existing.source_bundle().and_then(|s| s.s3_bucket()) {
+            return Ok(b.to_string());
+        }
+    }
+    if dry_run {
+        return Ok("<EB storage location>".to_string());
+    }
+    let out = eb
+        .call("CreateStorageLocation", application, |c| c.create_storage_location().send())
+        .await
+        .context("cannot get Elastic Beanstalk's S3 storage location: set `bucket` for the environment in deploy.toml (or DEPLOY_BUCKET), or allow elasticbeanstalk:CreateStorageLocation")?;
+    out.s3_bucket().map(str::to_string).context(
+        "CreateStorageLocation returned no bucket: set `bucket` for the environment in deploy.toml",
+    )
+}
+
+pub(crate) fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}

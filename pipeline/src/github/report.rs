@@ -1,0 +1,222 @@
+//! What `cargo xtask deploy` tells GitHub, in one place: a `::group::` per stage, lint
+//! findings as annotations, secrets masked, step outputs, and (with a token) a GitHub
+//! deployment whose statuses go `in_progress` → `success`/`failure`.
+//!
+//! Locally (no `GITHUB_ACTIONS`, no `GITHUB_TOKEN`) every call is a no-op, so the deploy code
+//! calls it unconditionally. A GitHub API failure is logged as a warning and never fails the
+//! deploy itself.
+
+use std::path::Path;
+
+use super::actions::{Actions, Annotation, Group, Level};
+use super::{DeploymentTracker, GitHub, GitHubSettings};
+use crate::lint::{Report, Severity};
+use crate::stages::Stage;
+
+/// Reporting for one deploy of `git_ref` to `environment`.
+#[derive(Debug)]
+pub struct DeployReporter {
+    actions: Actions,
+    tracker: Option<DeploymentTracker>,
+}
+
+/// The step outputs of a deploy.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOutputs<'a> {
+    pub version_label: Option<&'a str>,
+    pub bundle_sha256: Option<&'a str>,
+    /// `name@sha256:…` of each pushed image, one a line.
+    pub image_digests: Vec<String>,
+    pub environment_url: Option<&'a str>,
+}
+
+impl DeployReporter {
+    /// Reads the Actions environment; with a token, creates the GitHub deployment and marks
+    /// it `in_progress`.
+    pub async fn start(git_ref: &str, environment: &str) -> Self {
+        let actions = Actions::from_env();
+        let settings = match GitHubSettings::from_env() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("no GitHub deployment: {e}");
+                None
+            }
+        };
+        if let Some(s) = &settings {
+            use secrecy::ExposeSecret;
+            actions.mask(s.token.expose_secret());
+        }
+        let github = settings.and_then(|s| match GitHub::new(&s) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!("no GitHub deployment: {e}");
+                None
+            }
+        });
+        Self::with(
+            actions,
+            github,
+            git_ref,
+            environment,
+            super::actions::run_url(),
+        )
+        .await
+    }
+
+    /// Explicit channels, client and run URL (tests, or callers that built their own).
+    pub async fn with(
+        actions: Actions,
+        github: Option<GitHub>,
+        git_ref: &str,
+        environment: &str,
+        log_url: Option<String>,
+    ) -> Self {
+        let mut tracker = None;
+        if let Some(gh) = &github {
+            match DeploymentTracker::start(gh, git_ref, environment, log_url).await {
+                Ok(t) => {
+                    tracing::info!("GitHub deployment {} of {git_ref} to {environment}", t.id);
+                    tracker = Some(t);
+                }
+                Err(e) => tracing::warn!("no GitHub deployment: {e}"),
+            }
+        }
+        Self { actions, tracker }
+    }
+
+    pub fn actions(&self) -> &Actions {
+        &self.actions
+    }
+
+    /// A log group for `stage`, closed when the guard drops.
+    pub fn stage(&self, stage: Stage) -> Group {
+        self.actions.group(&format!("{stage}"))
+    }
+
+    /// Hides a secret from the rest of the job's log.
+    pub fn mask(&self, secret: &str) {
+        self.actions.mask(secret);
+    }
+
+    /// One annotation per lint finding, at its file, line and column (relative to `root`).
+    pub fn lint(&self, report: &Report, root: &Path) {
+        for f in &report.findings {
+            let level = match f.severity {
+                Severity::Error => Level::Error,
+                Severity::Warning => Level::Warning,
+            };
+            self.actions.annotate(
+                level,
+                &Annotation {
+                    file: Some(crate::preview::relative(&f.file, root)),
+                    line: (f.line > 0).then_some(f.line),
+                    col: (f.column > 0).then_some(f.column),
+                    title: Some(format!("{} {}", f.rule, f.name)),
+                    message: f.message.clone(),
+                },
+            );
+        }
+    }
+
+    /// Writes `version_label`, `bundle_sha256`, `image_digests` and `environment_url` to
+    /// `$GITHUB_OUTPUT`.
+    pub fn outputs(&self, o: &DeployOutputs<'_>) -> anyhow::Result<()> {
+        if let Some(v) = o.version_label {
+            self.actions.set_output("version_label", v)?;
+        }
+        if let Some(v) = o.bundle_sha256 {
+            self.actions.set_output("bundle_sha256", v)?;
+        }
+        if !o.image_digests.is_empty() {
+            self.actions
+                .set_output("image_digests", &o.image_digests.join("\n"))?;
+        }
+        if let Some(v) = o.environment_url {
+            self.actions.set_output("url", v)?;
+        }
+        Ok(())
+    }
+
+    /// Everything after `pipeline::deploy::run`: a `::error` per failed stage, the summary
+    /// table in the job summary, `version_label` and `url` outputs, and the deployment's final
+    /// status (`success` with `environment_url`, else `failure` with the failed stage's output).
+    pub async fn finish(
+        &self,
+        report: &crate::deploy::RunReport,
+        environment_url: Option<&str>,
+    ) -> anyhow::Result<()> {
+        use crate::deploy::Outcome;
+        let failed: Vec<&crate::deploy::StageReport> = report
+            .stages
+            .iter()
+            .filter(|s| s.outcome == Outcome::Failed)
+            .collect();
+        for s in &failed {
+            self.actions.annotate(
+                Level::Error,
+                &Annotation {
+                    title: Some(format!("{} stage failed", s.stage)),
+                    message: s.output.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        self.actions.summary(&format!(
+            "## Deploy `{}` → `{}`\n\n```\n{}\n```\n",
+            report.release,
+            report.eb_environment,
+            report.table()
+        ))?;
+        self.outputs(&DeployOutputs {
+            version_label: report.label.as_deref(),
+            environment_url: environment_url.filter(|_| report.ok),
+            ..Default::default()
+        })?;
+        if report.dry_run {
+            return Ok(());
+        }
+        if report.ok {
+            let label = report.label.as_deref().unwrap_or(&report.release);
+            self.succeeded(environment_url, &format!("deployed {label}"))
+                .await;
+        } else {
+            let why = failed
+                .first()
+                .map(|s| format!("{} stage failed: {}", s.stage, s.output))
+                .unwrap_or_else(|| "deploy failed".into());
+            if let Some(t) = &self.tracker {
+                if let Err(e) = t.failed(&why).await {
+                    tracing::warn!("cannot mark the GitHub deployment failed: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `success` with the environment's URL.
+    pub async fn succeeded(&self, environment_url: Option<&str>, description: &str) {
+        if let Some(t) = &self.tracker {
+            if let Err(e) = t.succeeded(environment_url, description).await {
+                tracing::warn!("cannot mark the GitHub deployment successful: {e}");
+            }
+        }
+    }
+
+    /// `failure` with the run's URL; the error also becomes an annotation.
+    pub async fn failed(&self, error: &anyhow::Error) {
+        let message = format!("{error:#}");
+        self.actions.annotate(
+            Level::Error,
+            &Annotation {
+                title: Some("deploy failed".into()),
+                message: message.clone(),
+                ..Default::default()
+            },
+        );
+        if let Some(t) = &self.tracker {
+            if let Err(e) = t.failed(&message).await {
+                tracing::warn!("cannot mark the GitHub deployment failed: {e}");
+            }
+        }
+    }
+}

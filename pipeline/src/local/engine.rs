@@ -1,0 +1,427 @@
+//! The local Docker Engine, behind a small client: bollard stays in here.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointSettings, HealthConfig,
+    HealthStatusEnum, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptions, ListContainersOptions, ListNetworksOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use super::plan::ContainerPlan;
+
+/// Label keys the local target puts on what it creates.
+pub const LABEL_STACK: &str = "deploy.local.stack";
+pub const LABEL_ENVIRONMENT: &str = "deploy.local.environment";
+pub const LABEL_VERSION: &str = "deploy.local.version";
+/// The label EB's ECS agent sets, which `.platform` hooks filter on.
+pub const LABEL_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
+
+/// Where the engine listens when neither the request nor `DOCKER_HOST` says.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// A connected engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+/// What the engine says about one container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ContainerState {
+    pub id: String,
+    /// The Docker name (without the leading '/').
+    pub docker_name: String,
+    /// The name in the Dockerrun file.
+    pub name: String,
+    pub version: String,
+    pub environment: String,
+    pub image: String,
+    /// created, running, exited…
+    pub status: String,
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// healthy, unhealthy, starting; `None` without a health check.
+    pub health: Option<String>,
+    /// `127.0.0.1:HOST->CONTAINER/tcp` for each published port.
+    pub ports: Vec<String>,
+    /// Creation time (RFC 3339) as the engine reports it.
+    pub created: String,
+}
+
+/// RFC 3339 with nanoseconds, as Docker writes it (trailing zeros trimmed), made sortable.
+fn sortable_time(t: &str) -> String {
+    let t = t.trim_end_matches('Z');
+    match t.split_once('.') {
+        Some((secs, frac)) => format!("{secs}.{frac:0<9}"),
+        None => format!("{t}.000000000"),
+    }
+}
+
+impl Engine {
+    /// Connects to `host` (else `DOCKER_HOST`, else the default socket) and agrees on an API
+    /// version. Fails when the engine does not answer.
+    pub async fn connect(host: Option<&str>) -> Result<Self> {
+        let host = host
+            .map(str::to_string)
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let unreachable = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!(
+                "cannot reach the Docker Engine at {host}: {e}\n  hint: start the Docker daemon, or point DOCKER_HOST at a running one (the local target runs the bundle there)"
+            )
+        };
+        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&e))?;
+        let docker = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            docker.negotiate_version(),
+        )
+        .await
+        .map_err(|_| unreachable(&"no answer within 15s"))?
+        .map_err(|e| unreachable(&e))?;
+        docker.ping().await.map_err(|e| unreachable(&e))?;
+        Ok(Self { docker, host })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// True when the engine has the image `reference`.
+    pub async fn has_image(&self, reference: &str) -> Result<bool> {
+        match self.docker.inspect_image(reference).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(e)
+                .with_context(|| format!("cannot inspect the image {reference} on {}", self.host)),
+        }
+    }
+
+    /// Builds `dockerfile` (relative to `context`) into `tag` with the classic builder, reading
+    /// the engine's stream to the end and failing on its first error.
+    pub async fn build_image(
+        &self,
+        context: &Path,
+        dockerfile: &str,
+        tag: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<String> {
+        let tar = tar_context(context)?;
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .labels(labels)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(tar.into())));
+        let mut log = String::new();
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| anyhow::anyhow!("{e}")).with_context(|| {
+                format!(
+                    "failed to build the image {tag} from {}; build output so far:\n{log}",
+                    context.display()
+                )
+            })?;
+            if let Some(s) = info.stream {
+                tracing::debug!("build {tag}: {}", s.trim_end());
+                log.push_str(&s);
+            }
+            if let Some(detail) = info.error_detail {
+                bail!(
+                    "failed to build the image {tag} from {}: {}\n{log}",
+                    context.display(),
+                    detail.message.unwrap_or_default()
+                );
+            }
+        }
+        Ok(tag.to_string())
+    }
+
+    /// Creates the stack's network unless it exists.
+    pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        if self.network_exists(name).await? {
+            return Ok(());
+        }
+        self.docker
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".into()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("cannot create the network {name} on {}", self.host))?;
+        Ok(())
+    }
+
+    pub async fn network_exists(&self, name: &str) -> Result<bool> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let nets = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .with_context(|| format!("cannot list networks on {}", self.host))?;
+        Ok(nets.iter().any(|n| n.name.as_deref() == Some(name)))
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot remove the network {name} on {}", self.host))
+            }
+        }
+    }
+
+    /// Creates (does not start) the container `docker_name` for `plan` on `network`.
+    pub async fn create(
+        &self,
+        docker_name: &str,
+        plan: &ContainerPlan,
+        network: &str,
+        aliases: Vec<String>,
+        env: Vec<String>,
+        labels: HashMap<String, String>,
+    ) -> Result<String> {
+        const MIB: i64 = 1024 * 1024;
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let mut exposed = Vec::new();
+        for p in &plan.ports {
+            let key = format!("{}/{}", p.container, p.protocol);
+            exposed.push(key.clone());
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(p.host.map(|h| h.to_string()).unwrap_or_default()),
+                });
+        }
+        let healthcheck = plan.health_check.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(h.interval.as_nanos() as i64),
+            timeout: Some(h.timeout.as_nanos() as i64),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(h.start_period.as_nanos() as i64),
+            ..Default::default()
+        });
+        let body = ContainerCreateBody {
+            image: Some(plan.image.clone()),
+            cmd: plan.command.clone(),
+            entrypoint: plan.entry_point.clone(),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: Some(exposed),
+            healthcheck,
+            working_dir: plan.working_directory.clone(),
+            hostname: plan.hostname.clone(),
+            user: plan.user.clone(),
+            host_config: Some(HostConfig {
+                memory: plan.memory.map(|m| m as i64 * MIB),
+                memory_reservation: plan.memory_reservation.map(|m| m as i64 * MIB),
+                port_bindings: Some(bindings),
+                network_mode: Some(network.to_string()),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.to_string(),
+                    EndpointSettings {
+                        aliases: Some(aliases),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(docker_name.to_string()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(r) => Ok(r.id),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message }) if message.contains("image") => bail!(
+                "image {} (container {:?}) is not in the local Docker Engine ({}): the local target pulls nothing; build it first (`cargo xtask local up` builds the images of deploy.toml), or point the environment's `images` at an image you have",
+                plan.image, plan.name, self.host
+            ),
+            Err(e) => Err(e).with_context(|| format!("cannot create the container {docker_name} for {:?} (image {})", plan.name, plan.image)),
+        }
+    }
+
+    pub async fn start(&self, id: &str, what: &str) -> Result<()> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                    anyhow::anyhow!("{message}")
+                }
+                e => anyhow::anyhow!("{e}"),
+            })
+            .with_context(|| format!("cannot start the container {what}"))
+    }
+
+    /// Stops with a short grace period (the stack's processes exit on SIGTERM).
+    pub async fn stop(&self, id: &str) -> Result<()> {
+        match self
+            .docker
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(5),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot stop the container {id}")),
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove the container {id}")),
+        }
+    }
+
+    /// The containers carrying `label=value`, stopped ones included, oldest first.
+    pub async fn list(&self, label: &str, value: &str) -> Result<Vec<ContainerState>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("cannot list containers on {}", self.host))?;
+        let mut out = Vec::new();
+        for c in list {
+            let Some(id) = c.id else { continue };
+            if let Some(state) = self.inspect(&id).await? {
+                out.push(state);
+            }
+        }
+        out.sort_by_key(|c| sortable_time(&c.created));
+        Ok(out)
+    }
+
+    /// The state of one container; `None` once it is gone.
+    pub async fn inspect(&self, id: &str) -> Result<Option<ContainerState>> {
+        let info = match self.docker.inspect_container(id, None).await {
+            Ok(i) => i,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect the container {id}")),
+        };
+        let labels = info
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        let state = info.state.unwrap_or_default();
+        let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+        let health = state
+            .health
+            .and_then(|h| h.status)
+            .filter(|s| !matches!(s, HealthStatusEnum::EMPTY | HealthStatusEnum::NONE))
+            .map(|s| s.to_string());
+        let mut ports = Vec::new();
+        if let Some(map) = info.network_settings.and_then(|n| n.ports) {
+            for (container, bindings) in map {
+                for b in bindings.into_iter().flatten() {
+                    ports.push(format!(
+                        "{}:{}->{container}",
+                        b.host_ip.unwrap_or_default(),
+                        b.host_port.unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        ports.sort();
+        Ok(Some(ContainerState {
+            created: info.created.clone().unwrap_or_default(),
+            id: info.id.unwrap_or_else(|| id.to_string()),
+            docker_name: info
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            name: label(LABEL_CONTAINER_NAME),
+            version: label(LABEL_VERSION),
+            environment: label(LABEL_ENVIRONMENT),
+            image: info.config.and_then(|c| c.image).unwrap_or_default(),
+            running: state.running.unwrap_or(false),
+            status: status.to_string(),
+            exit_code: state.exit_code,
+            health,
+            ports,
+        }))
+    }
+
+    /// The last `tail` lines of the container's stdout and stderr.
+    pub async fn logs(&self, id: &str, tail: usize) -> Result<String> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.with_context(|| format!("cannot read the logs of the container {id}"))?;
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        Ok(out)
+    }
+}
+
+/// The build context as an uncompressed tar, in memory (contexts here are small).
+fn tar_context(dir: &Path) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(true);
+    builder
+        .append_dir_all(".", dir)
+        .with_context(|| format!("cannot read the build context {}", dir.display()))?;
+    builder
+        .into_inner()
+        .with_context(|| format!("cannot pack the build context {}", dir.display()))
+}

@@ -1,0 +1,225 @@
+//! The local target: run the bundle that would go to EB on the local Docker Engine.
+//!
+//! The same stages run as for AWS, with the local engine in place of ECR and EB: build the
+//! images into the engine (nothing is pushed), render the template for the local environment
+//! and write it under `target/`, then run its containers the way EB's ECS agent does
+//! ([`run::run`]: one private network per stack, `links` as network aliases, `portMappings`
+//! on 127.0.0.1, `dependsOn`, `essential`, the postdeploy hooks), and verify over HTTP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bundle;
+use crate::config::{CheckSpec, Config, Target};
+use crate::release::Release;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+pub mod engine;
+mod hooks;
+pub mod plan;
+pub mod prepare;
+pub mod run;
+
+pub use engine::ContainerState;
+pub use run::{down, logs, status, DownReport, HttpProbe, RunReport, RunRequest};
+
+/// The file the local run uses when stand-ins changed the bundle's `Dockerrun.aws.json`.
+pub const LOCAL_DOCKERRUN: &str = "Dockerrun.local.json";
+
+/// Options of a local deploy, beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Release name (else the git tag or short commit).
+    pub release: Option<String>,
+    /// The engine; else `DOCKER_HOST`, else the default socket.
+    pub docker_host: Option<String>,
+    /// Use the images already in the engine instead of building them.
+    pub skip_build: bool,
+    /// Print the plan, change nothing.
+    pub dry_run: bool,
+}
+
+/// The result of [`deploy_local`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalDeployment {
+    pub release: String,
+    pub version_label: String,
+    /// The bundle that would go to EB (`deploy.zip`).
+    pub bundle: PathBuf,
+    /// The file that ran: the bundle's `Dockerrun.aws.json`, or `Dockerrun.local.json` next to
+    /// it when the environment has image stand-ins.
+    pub dockerrun: PathBuf,
+    /// Built images: name → local reference.
+    pub images: std::collections::BTreeMap<String, String>,
+    /// `None` for a dry run.
+    pub run: Option<RunReport>,
+}
+
+/// The stack name of environment `env_name`: `<application>-<environment>`.
+pub fn stack_name(config: &Config, env_name: &str) -> String {
+    format!("{}-{env_name}", config.application)
+}
+
+/// `cargo xtask local up` and `cargo xtask deploy --env local`: build, render, write the
+/// bundle's Dockerrun file under `target/`, run it on the local engine, verify.
+pub async fn deploy_local(
+    config: &Config,
+    env_name: &str,
+    options: &LocalOptions,
+) -> Result<LocalDeployment> {
+    let env = config.environment(env_name)?;
+    if env.target != Target::Local {
+        bail!(
+            "environment {env_name:?} in {} has target = \"{}\", not \"local\": deploy it with `cargo xtask deploy --env {env_name}`",
+            config.path.display(),
+            env.target
+        );
+    }
+    let release = Release::detect(&config.root, options.release.as_deref())?;
+    let stack = stack_name(config, env_name);
+
+    let mut images = std::collections::BTreeMap::new();
+    if options.dry_run {
+        for (name, image, _) in config.built_images() {
+            images.insert(
+                name.to_string(),
+                prepare::local_reference(&image.repository, &release.name),
+            );
+        }
+    } else {
+        let engine = engine::Engine::connect(options.docker_host.as_deref()).await?;
+        if options.skip_build {
+            for (name, image, _) in config.built_images() {
+                images.insert(
+                    name.to_string(),
+                    prepare::local_reference(&image.repository, &release.name),
+                );
+            }
+        } else {
+            // Blocking: cargo prints its progress on stderr.
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || prepare::build_static_binaries(&cfg))
+                .await
+                .context("the static build task panicked")??;
+            images = prepare::build_images(&engine, config, &release.name).await?;
+        }
+    }
+
+    // The same bundle as for EB (rendered, linted, zipped under target/), then the stand-ins.
+    let bundle = bundle::make_bundle(
+        &bundle::BundleRequest::new(config, env_name, release.clone())
+            .with_dry_run(options.dry_run),
+    )?;
+    let version_label = bundle.version_label.clone();
+    let out_dir = bundle.path.parent().map(PathBuf::from).unwrap_or_default();
+    let (dockerrun, text) =
+        match prepare::apply_stand_ins(config, env, &release.name, &bundle.dockerrun)? {
+            Some(text) => (out_dir.join(LOCAL_DOCKERRUN), text),
+            None => (out_dir.join(bundle::DOCKERRUN), bundle.dockerrun.clone()),
+        };
+    if !options.dry_run {
+        std::fs::write(&dockerrun, &text)
+            .with_context(|| format!("cannot write {}", dockerrun.display()))?;
+        tracing::info!(
+            "bundle {} (version {version_label}); running {}",
+            bundle.path.display(),
+            dockerrun.display()
+        );
+    }
+    let rendered = text;
+
+    let mut req = RunRequest::new(
+        &stack,
+        env_name,
+        &version_label,
+        &dockerrun.display().to_string(),
+        rendered,
+    );
+    req.host_port_offset = env.host_port_offset;
+    req.docker_host = options.docker_host.clone();
+    req.postdeploy_hooks = Some(
+        config
+            .resolve(&config.bundle.platform)
+            .join("hooks/postdeploy"),
+    );
+    req.probe = http_probe(config, env_name)?;
+    req.start_timeout = env.timeouts.deploy.min(Duration::from_secs(300));
+
+    if options.dry_run {
+        let plan = plan::Plan::parse(&req.dockerrun_file, &req.dockerrun, req.host_port_offset)?;
+        tracing::info!("dry run: would run stack {stack} with version {version_label}:");
+        for c in &plan.containers {
+            let ports: Vec<String> = c
+                .ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "127.0.0.1:{}->{}",
+                        p.host.map_or("auto".into(), |h| h.to_string()),
+                        p.container
+                    )
+                })
+                .collect();
+            tracing::info!(
+                "  {} ({}{}) {}",
+                c.name,
+                c.image,
+                if c.essential { ", essential" } else { "" },
+                ports.join(" ")
+            );
+        }
+        if let Some(p) = &req.probe {
+            tracing::info!("  then verify GET {} → {}", p.url, p.expect_status);
+        }
+        return Ok(LocalDeployment {
+            release: release.name,
+            version_label,
+            bundle: bundle.path.clone(),
+            dockerrun,
+            images,
+            run: None,
+        });
+    }
+    let report = run::run(&req).await?;
+    Ok(LocalDeployment {
+        release: release.name,
+        version_label,
+        bundle: bundle.path,
+        dockerrun,
+        images,
+        run: Some(report),
+    })
+}
+
+/// The first `http` check of the environment, as a probe against its URL.
+pub fn http_probe(config: &Config, env_name: &str) -> Result<Option<HttpProbe>> {
+    let env = config.environment(env_name)?;
+    for check in &env.checks {
+        if let CheckSpec::Http {
+            url,
+            path,
+            headers,
+            expect_status,
+            timeout,
+            ..
+        } = check
+        {
+            let url = match (url, &env.url) {
+                (Some(u), _) => u.clone(),
+                (None, Some(base)) => format!("{}{path}", base.trim_end_matches('/')),
+                (None, None) => bail!(
+                    "environments.{env_name} in {} has an http check but no `url`: set url = \"http://127.0.0.1:PORT\"",
+                    config.path.display()
+                ),
+            };
+            return Ok(Some(HttpProbe {
+                url,
+                headers: headers.clone(),
+                expect_status: *expect_status,
+                timeout: *timeout,
+            }));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,249 @@
+//! Before the local run: build the images of the configuration into the local engine, and
+//! render the template for the local environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::config::{Config, EnvironmentSpec, Target};
+use crate::template;
+
+use super::engine::Engine;
+
+/// A build context that is a Cargo package gets a static binary first: the package is
+/// built for the host's gnu target with `-C target-feature=+crt-static` and copied to
+/// `<context>/bin/<package>`, which its Dockerfile copies into a `FROM scratch` image.
+/// Returns the binaries it wrote.
+pub fn build_static_binaries(config: &Config) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (name, _, build) in config.built_images() {
+        let context = config.resolve(&build.context);
+        let manifest = context.join("Cargo.toml");
+        if !manifest.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        let doc: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("{} is not valid TOML", manifest.display()))?;
+        let package = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("{} has no [package] name", manifest.display()))?
+            .to_string();
+        let triple = host_triple()?;
+        tracing::info!(
+            "building the static binary {package} for image {name} ({triple}, crt-static)"
+        );
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(&cargo)
+            .current_dir(&config.root)
+            .args([
+                "build",
+                "--release",
+                "--package",
+                &package,
+                "--target",
+                &triple,
+            ])
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-Ctarget-feature=+crt-static\x1f-Cstrip=symbols",
+            )
+            .env_remove("RUSTFLAGS")
+            .status()
+            .with_context(|| format!("cannot run {cargo} build for the package {package}"))?;
+        if !status.success() {
+            bail!("cargo build of the package {package} (context of image {name}) failed; see the compiler output above");
+        }
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| config.root.join("target"));
+        let built = target_dir.join(&triple).join("release").join(&package);
+        let dest_dir = context.join("bin");
+        std::fs::create_dir_all(&dest_dir)
+            .with_context(|| format!("cannot create {}", dest_dir.display()))?;
+        let dest = dest_dir.join(&package);
+        std::fs::copy(&built, &dest)
+            .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
+        written.push(dest);
+    }
+    Ok(written)
+}
+
+fn host_triple() -> Result<String> {
+    let out = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("cannot run `rustc -vV` to learn the host target")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_string())
+        .context("`rustc -vV` printed no host line")
+}
+
+/// The local reference of a built image: `<repository>:<release>`.
+pub fn local_reference(repository: &str, release: &str) -> String {
+    format!("{repository}:{release}")
+}
+
+/// Builds every image of the configuration that this repository builds into the engine,
+/// tagged `<repository>:<release>`. Returns image name → reference.
+pub async fn build_images(
+    engine: &Engine,
+    config: &Config,
+    release: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut built = BTreeMap::new();
+    for (name, image, build) in config.built_images() {
+        let context = config.resolve(&build.context);
+        let dockerfile = match &build.dockerfile {
+            None => "Dockerfile".to_string(),
+            Some(d) => {
+                let full = config.resolve(d);
+                full.strip_prefix(&context)
+                    .with_context(|| {
+                        format!(
+                            "images.{name}.build.dockerfile {} is outside the context {}: the local build sends only the context",
+                            d.display(),
+                            build.context.display()
+                        )
+                    })?
+                    .to_string_lossy()
+                    .to_string()
+            }
+        };
+        let reference = local_reference(&image.repository, release);
+        tracing::info!(
+            "building image {name} as {reference} from {}",
+            context.display()
+        );
+        let labels = HashMap::from([("deploy.local.image".to_string(), name.to_string())]);
+        engine
+            .build_image(&context, &dockerfile, &reference, &labels)
+            .await?;
+        built.insert(name.to_string(), reference);
+    }
+    Ok(built)
+}
+
+/// Applies the environment's image stand-ins to a rendered Dockerrun file: a container that
+/// runs image X, replaced by Y in `[environments.NAME.images]`, runs Y's local reference
+/// instead, with the stand-in's `command` when it sets none. Returns the new text, or `None`
+/// when nothing was replaced.
+pub fn apply_stand_ins(
+    config: &Config,
+    env: &EnvironmentSpec,
+    release: &str,
+    rendered: &str,
+) -> Result<Option<String>> {
+    if env.images.is_empty() {
+        return Ok(None);
+    }
+    let reference = |name: &str| -> Result<String> {
+        let image = config.images.get(name).with_context(|| {
+            format!("no image {name:?} in [images] of {}", config.path.display())
+        })?;
+        Ok(
+            template::image_reference(image, Target::Local, None, release)
+                .unwrap_or_else(|| local_reference(&image.repository, release)),
+        )
+    };
+    let mut by_reference = BTreeMap::new();
+    for (replaced, stand_in) in &env.images {
+        by_reference.insert(
+            reference(replaced)?,
+            (reference(&stand_in.image)?, stand_in.command.clone()),
+        );
+    }
+    let mut doc: Value = serde_json::from_str(rendered)
+        .context("the rendered Dockerrun.aws.json is not valid JSON")?;
+    let mut changed = false;
+    for def in doc
+        .get_mut("containerDefinitions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(image) = def.get("image").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some((new_image, command)) = by_reference.get(image) else {
+            continue;
+        };
+        def["image"] = Value::String(new_image.clone());
+        let has_command = def.get("command").is_some_and(|c| !c.is_null());
+        if let (false, Some(command)) = (has_command, command) {
+            def["command"] = Value::from(command.clone());
+        }
+        changed = true;
+    }
+    Ok(
+        changed
+            .then(|| serde_json::to_string_pretty(&doc).expect("a JSON value serializes") + "\n"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn stand_ins_replace_external_images_of_the_repository_template() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let config = Config::load(&root.join("deploy.toml"), &Default::default()).unwrap();
+        let bundle = crate::bundle::make_bundle(
+            &crate::bundle::BundleRequest::new(
+                &config,
+                "local",
+                crate::release::Release::fixed("v1", "abc"),
+            )
+            .with_dry_run(true),
+        )
+        .unwrap();
+        assert!(
+            bundle.dockerrun.contains("ml-backend-minimal:v0.1.0"),
+            "{}",
+            bundle.dockerrun
+        );
+        let env = config.environment("local").unwrap();
+        let text = apply_stand_ins(&config, env, "v1", &bundle.dockerrun)
+            .unwrap()
+            .unwrap();
+        let plan =
+            super::super::plan::Plan::parse("Dockerrun.aws.json", &text, env.host_port_offset)
+                .unwrap();
+        let images: Vec<&str> = plan.images().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(
+            images,
+            ["antenna-backend:v1"],
+            "every container runs the demo image locally"
+        );
+        let ml = plan.container("ml-backend-minimal").unwrap();
+        assert_eq!(
+            ml.command.as_deref(),
+            Some(&["/start-ml-backend".to_string()][..])
+        );
+        let awscli = plan.container("awscli").unwrap();
+        assert_eq!(
+            awscli.command.as_deref(),
+            Some(&["sleep".to_string(), "9999999".to_string()][..])
+        );
+        let django = plan.container("django").unwrap();
+        assert_eq!(django.ports[0].host, Some(8080));
+        assert!(django
+            .environment
+            .contains(&("RELEASE".to_string(), "v1".to_string())));
+
+        let staging = config.environment("staging").unwrap();
+        assert_eq!(
+            apply_stand_ins(&config, staging, "v1", &bundle.dockerrun).unwrap(),
+            None
+        );
+    }
+}

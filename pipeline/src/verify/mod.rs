@@ -1,0 +1,620 @@
+//! The verify stage: "is the backend really up?", answered with a table.
+//!
+//! Each configured check (`[[environments.NAME.checks]]`) becomes a [`Check`]: an HTTP GET of
+//! the API root, a Redis PING, a Celery ping over the Redis broker (pidbox, no Python), or
+//! Flower's worker API. [`run`] runs them concurrently, each until its own deadline, and
+//! returns a [`VerifyReport`] with one line per check: its verdict (pass, fail "reached, but
+//! wrong", unreachable "could not reach"), latency and detail. Targets are printed with their
+//! secrets masked.
+
+mod celery;
+mod flower;
+mod http;
+pub mod pidbox;
+mod redis;
+mod report;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use secrecy::SecretString;
+
+use crate::config::{CheckSpec, Config};
+
+pub use celery::CeleryCheck;
+pub use flower::{FlowerAuth, FlowerCheck};
+pub use http::HttpCheck;
+pub use redis::{CertReqs, RedisCheck, RedisError, RedisUrl};
+pub use report::{CheckOutcome, Verdict, VerifyReport};
+
+/// One check of the verify stage, ready to run.
+#[derive(Debug, Clone)]
+pub enum Check {
+    Http(HttpCheck),
+    Redis(RedisCheck),
+    Celery(CeleryCheck),
+    Flower(FlowerCheck),
+}
+
+impl Check {
+    /// Builds the check described by `spec`. `base_url` is the environment's URL (for HTTP
+    /// and Flower checks without their own `url`); `env` looks up environment variables
+    /// (URLs and credentials are read from the variables the spec names).
+    pub fn from_spec(
+        spec: &CheckSpec,
+        base_url: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Check> {
+        let var = |name: &str, what: &str| -> Result<String> {
+            match env(name).filter(|v| !v.trim().is_empty()) {
+                Some(v) => Ok(v),
+                None => bail!(
+                    "the {} check needs {what} in the environment variable {name}, which is not set: export it (or change the check's setting in the configuration)",
+                    spec.kind()
+                ),
+            }
+        };
+        Ok(match spec {
+            CheckSpec::Http {
+                url,
+                path,
+                headers,
+                expect_status,
+                timeout,
+                required,
+            } => {
+                let url = match url {
+                    Some(u) => u.clone(),
+                    None => {
+                        let base = base_url.context(
+                            "the http check has no `url` and the environment has no URL: set `url` in the environment's table of the configuration, DEPLOY_URL, or pass --url",
+                        )?;
+                        join_url(base, path)
+                    }
+                };
+                Check::Http(HttpCheck::new(
+                    &url,
+                    headers.clone(),
+                    *expect_status,
+                    *timeout,
+                    *required,
+                )?)
+            }
+            CheckSpec::Redis {
+                url_env,
+                timeout,
+                required,
+            } => {
+                let url = var(url_env, "the Redis URL (redis://… or rediss://…)")?;
+                let url = RedisUrl::parse(&url)
+                    .with_context(|| format!("invalid Redis URL in {url_env}"))?;
+                Check::Redis(RedisCheck {
+                    url,
+                    timeout: *timeout,
+                    required: *required,
+                })
+            }
+            CheckSpec::Celery {
+                broker_url_env,
+                min_workers,
+                queues,
+                timeout,
+                required,
+            } => {
+                let url = var(
+                    broker_url_env,
+                    "the Celery broker URL (redis://… or rediss://…)",
+                )?;
+                let broker = RedisUrl::parse(&url)
+                    .with_context(|| format!("invalid Celery broker URL in {broker_url_env}"))?;
+                Check::Celery(CeleryCheck {
+                    broker,
+                    min_workers: *min_workers,
+                    queues: queues.clone(),
+                    timeout: *timeout,
+                    required: *required,
+                })
+            }
+            CheckSpec::Flower {
+                url,
+                user_env,
+                password_env,
+                min_workers,
+                queues,
+                timeout,
+                required,
+            } => {
+                let url = match url {
+                    Some(u) => u.clone(),
+                    None => {
+                        let base = base_url.context(
+                            "the flower check has no `url` and the environment has no URL: set `url` in the check or the environment, DEPLOY_URL, or pass --url",
+                        )?;
+                        flower::default_url(base)?
+                    }
+                };
+                let auth = FlowerAuth {
+                    user: env(user_env).filter(|v| !v.is_empty()),
+                    password: env(password_env)
+                        .filter(|v| !v.is_empty())
+                        .map(SecretString::from),
+                    user_env: user_env.clone(),
+                    password_env: password_env.clone(),
+                };
+                Check::Flower(FlowerCheck::new(
+                    &url,
+                    auth,
+                    *min_workers,
+                    queues.clone(),
+                    *timeout,
+                    *required,
+                )?)
+            }
+        })
+    }
+
+    /// The checks configured for environment `env_name`, against `base_url_override` (else
+    /// the environment's `url`), with URLs and credentials read from the process environment.
+    pub fn for_environment(
+        config: &Config,
+        env_name: &str,
+        base_url_override: Option<&str>,
+    ) -> Result<Vec<Check>> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::for_environment_with(config, env_name, base_url_override, &lookup)
+    }
+
+    /// [`Check::for_environment`], with variables looked up by `env` instead of the process
+    /// environment.
+    pub fn for_environment_with(
+        config: &Config,
+        env_name: &str,
+        base_url_override: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<Check>> {
+        let environment = config.environment(env_name)?;
+        let base = base_url_override.or(environment.url.as_deref());
+        let stage_deadline = environment.timeouts.verify;
+        environment
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let mut check = Check::from_spec(spec, base, env).with_context(|| {
+                    format!(
+                        "environments.{env_name}.checks[{i}] ({}) in {}",
+                        spec.kind(),
+                        config.path.display()
+                    )
+                })?;
+                check.cap_timeout(stage_deadline);
+                Ok(check)
+            })
+            .collect()
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Http(_) => "http",
+            Check::Redis(_) => "redis",
+            Check::Celery(_) => "celery",
+            Check::Flower(_) => "flower",
+        }
+    }
+
+    /// What the check talks to, with secrets masked.
+    pub fn target(&self) -> String {
+        match self {
+            Check::Http(c) => c.target(),
+            Check::Redis(c) => c.url.masked(),
+            Check::Celery(c) => c.broker.masked(),
+            Check::Flower(c) => c.target(),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Check::Http(c) => c.timeout,
+            Check::Redis(c) => c.timeout,
+            Check::Celery(c) => c.timeout,
+            Check::Flower(c) => c.timeout,
+        }
+    }
+
+    /// Shortens the check's timeout to `limit` (the stage's `timeouts.verify`) if it is longer.
+    pub fn cap_timeout(&mut self, limit: Duration) {
+        let t = match self {
+            Check::Http(c) => &mut c.timeout,
+            Check::Redis(c) => &mut c.timeout,
+            Check::Celery(c) => &mut c.timeout,
+            Check::Flower(c) => &mut c.timeout,
+        };
+        *t = (*t).min(limit);
+    }
+
+    pub fn required(&self) -> bool {
+        match self {
+            Check::Http(c) => c.required,
+            Check::Redis(c) => c.required,
+            Check::Celery(c) => c.required,
+            Check::Flower(c) => c.required,
+        }
+    }
+
+    /// Runs the check until it passes, fails for good, or its timeout ends.
+    pub async fn run(&self) -> CheckOutcome {
+        let timeout = self.timeout();
+        let tried = match self {
+            Check::Http(c) => retry_until(timeout, |left| c.attempt(left)).await,
+            Check::Redis(c) => retry_until(timeout, |left| c.attempt(left)).await,
+            Check::Celery(c) => retry_until(timeout, |left| c.attempt(left)).await,
+            Check::Flower(c) => retry_until(timeout, |left| c.attempt(left)).await,
+        };
+        let mut detail = tried.last.detail;
+        if tried.attempts > 1 {
+            detail.push_str(&format!(
+                " ({} attempts in {})",
+                tried.attempts,
+                report::human_duration(tried.elapsed)
+            ));
+        }
+        CheckOutcome {
+            check: self.kind().to_string(),
+            target: self.target(),
+            required: self.required(),
+            verdict: tried.last.verdict,
+            latency_ms: tried.latency.as_millis() as u64,
+            elapsed_ms: tried.elapsed.as_millis() as u64,
+            attempts: tried.attempts,
+            detail,
+        }
+    }
+}
+
+/// The verify stage in one call: builds the checks of environment `env_name` (against
+/// `base_url_override`, else the environment's `url`) and runs them. The deploy stage decides
+/// on rollback from [`VerifyReport::passed`].
+pub async fn verify_environment(
+    config: &Config,
+    env_name: &str,
+    base_url_override: Option<&str>,
+) -> Result<VerifyReport> {
+    let checks = Check::for_environment(config, env_name, base_url_override)?;
+    Ok(run(&checks).await)
+}
+
+/// Runs every check concurrently and collects their outcomes, in the order given.
+pub async fn run(checks: &[Check]) -> VerifyReport {
+    let outcomes = futures_util::future::join_all(checks.iter().map(Check::run)).await;
+    VerifyReport::new(outcomes)
+}
+
+/// The result of one attempt of a check.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Attempt {
+    pub verdict: Verdict,
+    pub detail: String,
+    /// Worth trying again before the deadline (the server may still be starting).
+    pub retry: bool,
+}
+
+impl Attempt {
+    pub fn pass(detail: impl Into<String>) -> Self {
+        Self {
+            verdict: Verdict::Pass,
+            detail: detail.into(),
+            retry: false,
+        }
+    }
+    /// Reached, but wrong, and it may still change (a worker starting, a 502 during a deploy).
+    pub fn fail(detail: impl Into<String>) -> Self {
+        Self {
+            verdict: Verdict::Fail,
+            detail: detail.into(),
+            retry: true,
+        }
+    }
+    /// Reached, but wrong in a way that waiting will not fix (credentials, certificate, settings).
+    pub fn fail_for_good(detail: impl Into<String>) -> Self {
+        Self {
+            verdict: Verdict::Fail,
+            detail: detail.into(),
+            retry: false,
+        }
+    }
+    pub fn unreachable(detail: impl Into<String>) -> Self {
+        Self {
+            verdict: Verdict::Unreachable,
+            detail: detail.into(),
+            retry: true,
+        }
+    }
+}
+
+struct Tried {
+    last: Attempt,
+    attempts: u32,
+    /// Duration of the last attempt.
+    latency: Duration,
+    elapsed: Duration,
+}
+
+/// Calls `attempt(time left)` until it passes, says not to retry, or `timeout` has passed;
+/// waits with a growing, jittered delay between attempts.
+async fn retry_until<F, Fut>(timeout: Duration, mut attempt: F) -> Tried
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Attempt>,
+{
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut delay = Duration::from_millis(250);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let t0 = Instant::now();
+        // Each attempt keeps to `left` itself; the grace only catches one that does not.
+        let last = match tokio::time::timeout(left + Duration::from_secs(1), attempt(left)).await {
+            Ok(a) => a,
+            Err(_) => Attempt::unreachable(format!(
+                "no answer within {}",
+                report::human_duration(timeout)
+            )),
+        };
+        let latency = t0.elapsed();
+        let now = Instant::now();
+        let wait = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
+        // Stop when done, or when what is left would not fit another attempt as long as this
+        // one (a cut-off attempt would only report the deadline, not what is wrong).
+        if last.verdict == Verdict::Pass || !last.retry || now + wait + latency >= deadline {
+            return Tried {
+                last,
+                attempts,
+                latency,
+                elapsed: start.elapsed(),
+            };
+        }
+        tracing::debug!(detail = %last.detail, "check not passing yet; trying again in {wait:?}");
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// `base` (an origin, maybe with a path) joined with an absolute `path`.
+pub fn join_url(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// `url` with its password (and the values of query parameters that look secret) replaced
+/// by `***`. Text that is not a URL is returned with anything between `://user:` and `@`
+/// masked, so that nothing secret slips through a parse error.
+pub fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.has_host() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query().is_some() {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let secret = ["password", "passwd", "secret", "token", "key"]
+                            .iter()
+                            .any(|s| k.to_ascii_lowercase().contains(s));
+                        (
+                            k.into_owned(),
+                            if secret {
+                                "***".to_string()
+                            } else {
+                                v.into_owned()
+                            },
+                        )
+                    })
+                    .collect();
+                let mut q = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &pairs {
+                    q.append_pair(k, v);
+                }
+                u.set_query(Some(&q.finish()));
+            }
+            u.to_string()
+        }
+        _ => mask_userinfo(url),
+    }
+}
+
+fn mask_userinfo(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_string();
+    };
+    let rest = &text[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else {
+        return text.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}://{}:***{}",
+            &text[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => text.to_string(),
+    }
+}
+
+/// A random UUID (version 4) as text, for pidbox tickets and reply queues.
+pub(crate) fn uuid4() -> String {
+    let mut b = fastrand::u128(..).to_be_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn masks_passwords_in_urls() {
+        assert_eq!(
+            mask_url("rediss://:s3cret@cache.example:6379/0?ssl_cert_reqs=none"),
+            "rediss://:***@cache.example:6379/0?ssl_cert_reqs=none"
+        );
+        assert_eq!(
+            mask_url("redis://default:p%40ss@h:1/2"),
+            "redis://default:***@h:1/2"
+        );
+        assert_eq!(
+            mask_url("http://admin:pw@host:5555/api/workers"),
+            "http://admin:***@host:5555/api/workers"
+        );
+        assert_eq!(
+            mask_url("http://host/api/v2/?token=abc&page=2"),
+            "http://host/api/v2/?token=***&page=2"
+        );
+        assert_eq!(mask_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn masks_text_that_does_not_parse() {
+        let masked = mask_url("redis://user:pa ss@[bad/0");
+        assert_eq!(masked, "redis://user:***@[bad/0");
+        assert!(!masked.contains("pa ss"));
+        assert_eq!(mask_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn joins_base_and_path() {
+        assert_eq!(
+            join_url("http://h:8080/", "/api/v2/"),
+            "http://h:8080/api/v2/"
+        );
+        assert_eq!(join_url("http://h", "/api/v2/"), "http://h/api/v2/");
+    }
+
+    #[test]
+    fn uuid4_has_the_right_shape() {
+        let u = uuid4();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_eq!(u.matches('-').count(), 4);
+        assert_ne!(u, uuid4());
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn spec(toml_text: &str) -> CheckSpec {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn builds_checks_from_specs() {
+        let env = env_of(&[
+            ("REDIS_URL", "rediss://:pw@cache:6380/2?ssl_cert_reqs=none"),
+            ("FLOWER_USER", "u"),
+            ("FLOWER_PASSWORD", "p"),
+        ]);
+        let http = Check::from_spec(
+            &spec("kind = \"http\""),
+            Some("https://antenna.example/"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(http.target(), "https://antenna.example/api/v2/");
+        assert_eq!(http.timeout(), Duration::from_secs(120));
+        let redis = Check::from_spec(
+            &spec("kind = \"redis\"\nurl_env = \"REDIS_URL\"\ntimeout = \"5s\""),
+            None,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            redis.target(),
+            "rediss://:***@cache:6380/2?ssl_cert_reqs=none"
+        );
+        assert_eq!(redis.timeout(), Duration::from_secs(5));
+        let flower = Check::from_spec(
+            &spec("kind = \"flower\""),
+            Some("http://env.example.com"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            flower.target(),
+            "http://u:***@env.example.com:5555/api/workers"
+        );
+    }
+
+    #[test]
+    fn the_stage_timeout_caps_every_check() {
+        let text = r#"
+region = "us-west-2"
+application = "antenna"
+[images.backend]
+repository = "antenna-backend"
+build = { context = "." }
+[environments.t]
+target = "local"
+url = "http://h"
+timeouts = { verify = "30s" }
+[[environments.t.checks]]
+kind = "http"
+timeout = "10m"
+[[environments.t.checks]]
+kind = "http"
+path = "/health/"
+timeout = "10s"
+"#;
+        let config = Config::parse(std::path::Path::new("deploy.toml"), text).unwrap();
+        let checks = Check::for_environment_with(&config, "t", None, &env_of(&[])).unwrap();
+        assert_eq!(checks[0].timeout(), Duration::from_secs(30));
+        assert_eq!(checks[1].timeout(), Duration::from_secs(10));
+        assert_eq!(checks[1].target(), "http://h/health/");
+        let checks =
+            Check::for_environment_with(&config, "t", Some("https://other"), &env_of(&[])).unwrap();
+        assert_eq!(checks[0].target(), "https://other/api/v2/");
+    }
+
+    #[test]
+    fn missing_variable_names_it() {
+        let env = env_of(&[]);
+        let err = Check::from_spec(
+            &spec("kind = \"celery\"\nbroker_url_env = \"CELERY_BROKER_URL\""),
+            None,
+            &env,
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("environment variable CELERY_BROKER_URL, which is not set"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn http_check_without_any_url_says_where_to_set_one() {
+        let err = Check::from_spec(&spec("kind = \"http\""), None, &env_of(&[])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("DEPLOY_URL, or pass --url"),
+            "{err:#}"
+        );
+    }
+}

@@ -1,0 +1,721 @@
+//! A small Redis client (RESP2 over TCP, or TLS with tokio-rustls) and the Redis check.
+//!
+//! Only what the checks need: AUTH, SELECT, PING, INFO, and the few list, set and PUBLISH
+//! commands of Celery's pidbox. Errors are typed so that the checks can tell connection,
+//! certificate, TLS and authentication failures apart.
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
+use tokio::net::TcpStream;
+
+use super::Attempt;
+
+/// Which server certificates a `rediss://` connection accepts (`ssl_cert_reqs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertReqs {
+    /// Any certificate (`ssl_cert_reqs=none`, what ElastiCache's URLs say).
+    None,
+    /// A certificate valid for the host, from a trusted CA (the default; also `optional`).
+    Required,
+}
+
+/// A parsed `redis://` or `rediss://` URL.
+#[derive(Debug, Clone)]
+pub struct RedisUrl {
+    /// `None` for `redis://`; the certificate policy for `rediss://`.
+    pub tls: Option<CertReqs>,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub db: u32,
+    /// Extra trusted CA certificates (PEM), from `ssl_ca_certs=PATH`.
+    pub ca_file: Option<PathBuf>,
+    masked: String,
+}
+
+/// Why a Redis URL was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RedisUrlError {
+    #[error("{masked}: {reason}")]
+    Invalid { masked: String, reason: String },
+}
+
+impl RedisUrl {
+    /// Parses `redis://[[user]:password@]host[:port][/db][?ssl_cert_reqs=none|required&ssl_ca_certs=PATH]`
+    /// (also `rediss://`).
+    pub fn parse(text: &str) -> Result<Self, RedisUrlError> {
+        let masked = super::mask_url(text.trim());
+        let invalid = |reason: String| RedisUrlError::Invalid {
+            masked: masked.clone(),
+            reason,
+        };
+        let url = url::Url::parse(text.trim()).map_err(|e| {
+            invalid(format!(
+                "not a URL ({e}); expected redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://…"
+            ))
+        })?;
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme {other:?}: expected redis:// or rediss:// (TLS)"
+                )))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid("no host: expected redis://HOST:PORT".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port().unwrap_or(6379);
+        let username = Some(percent_decode(url.username())).filter(|u| !u.is_empty());
+        let password = url
+            .password()
+            .map(|p| SecretString::from(percent_decode(p)));
+        let mut db = match url.path().trim_matches('/') {
+            "" => 0,
+            p => p.parse().map_err(|_| {
+                invalid(format!(
+                    "the path {p:?} is not a database number: expected /0, /1…"
+                ))
+            })?,
+        };
+        let mut cert_reqs = CertReqs::Required;
+        let mut ca_file = None;
+        for (k, v) in url.query_pairs() {
+            match &*k {
+                "ssl_cert_reqs" => {
+                    cert_reqs = match v.to_ascii_lowercase().as_str() {
+                        "none" | "cert_none" => CertReqs::None,
+                        "required" | "cert_required" | "optional" | "cert_optional" => {
+                            CertReqs::Required
+                        }
+                        other => {
+                            return Err(invalid(format!(
+                                "ssl_cert_reqs={other:?}: expected none or required"
+                            )))
+                        }
+                    }
+                }
+                "ssl_ca_certs" => ca_file = Some(PathBuf::from(&*v)),
+                "db" => {
+                    db = v
+                        .parse()
+                        .map_err(|_| invalid(format!("db={v:?} is not a database number")))?
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            tls: tls.then_some(cert_reqs),
+            host,
+            port,
+            username,
+            password,
+            db,
+            ca_file,
+            masked,
+        })
+    }
+
+    /// The URL with its password masked.
+    pub fn masked(&self) -> String {
+        self.masked.clone()
+    }
+
+    fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let (true, Ok(b)) = (
+                hex.bytes().all(|c| c.is_ascii_hexdigit()),
+                u8::from_str_radix(hex, 16),
+            ) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What went wrong talking to Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("the TLS certificate of {addr} was rejected: {reason}")]
+    Certificate { addr: String, reason: String },
+    #[error("the TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("{0}")]
+    TlsSetup(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("the server answered {command}: {message}")]
+    Server { command: String, message: String },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("the connection broke: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl RedisError {
+    /// Could not reach the server at all (as opposed to reached, but wrong).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RedisError::Connect { .. })
+    }
+
+    /// A hint for the operator, when there is an obvious next step.
+    pub fn hint(&self, url: &RedisUrl) -> Option<&'static str> {
+        match self {
+            RedisError::Certificate { .. } => Some(
+                "ElastiCache's certificate is accepted with ?ssl_cert_reqs=none; or trust its CA with ?ssl_ca_certs=PATH",
+            ),
+            RedisError::Tls { .. } => Some("is this a TLS port? use redis:// for a server without TLS"),
+            RedisError::Io(_) | RedisError::Protocol(_) if url.tls.is_none() => {
+                Some("if the server requires TLS (in-transit encryption), use rediss://")
+            }
+            RedisError::Connect { .. } => Some(
+                "is Redis running, and reachable from here? ElastiCache answers only inside its VPC: from outside, use the flower check",
+            ),
+            RedisError::Auth(_) => Some("check the password in the URL (redis://:PASSWORD@HOST:PORT)"),
+            _ => None,
+        }
+    }
+
+    /// `self` with its hint, for a report line.
+    pub fn describe(&self, url: &RedisUrl) -> String {
+        match self.hint(url) {
+            Some(h) => format!("{self}; hint: {h}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+/// A RESP2 value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Value>>),
+}
+
+impl Value {
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Value::Simple(s) => Some(s.clone()),
+            Value::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// One connection to a Redis server, authenticated and on the URL's database.
+pub struct RedisConn {
+    io: BufStream<Pin<Box<dyn Stream>>>,
+    /// Whether the server's certificate was verified (TLS only).
+    pub verified: Option<bool>,
+}
+
+/// The largest bulk string accepted, so that a wrong server cannot make us allocate much.
+const MAX_BULK: usize = 64 << 20;
+
+impl RedisConn {
+    /// Connects, negotiates TLS for `rediss://`, authenticates, selects the database; the
+    /// TCP connection and the TLS handshake each get at most `budget`.
+    pub async fn connect(url: &RedisUrl, budget: Duration) -> Result<Self, RedisError> {
+        let addr = url.addr();
+        let within = human(budget);
+        let tcp = match tokio::time::timeout(budget, TcpStream::connect(&addr)).await {
+            Ok(r) => r.map_err(|source| RedisError::Connect {
+                addr: addr.clone(),
+                source,
+            })?,
+            Err(_) => {
+                return Err(RedisError::Connect {
+                    addr: addr.clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no answer within {within}"),
+                    ),
+                })
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (stream, verified): (Pin<Box<dyn Stream>>, _) = match url.tls {
+            None => (Box::pin(tcp), None),
+            Some(reqs) => {
+                let config = tls_config(reqs, url.ca_file.as_ref())?;
+                let name =
+                    rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+                        RedisError::TlsSetup(format!(
+                            "{:?} is not a valid TLS server name: {e}",
+                            url.host
+                        ))
+                    })?;
+                let handshake =
+                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+                let tls = match tokio::time::timeout(budget, handshake).await {
+                    Ok(r) => r.map_err(|e| tls_error(&addr, e))?,
+                    Err(_) => {
+                        return Err(RedisError::Tls {
+                            addr: addr.clone(),
+                            reason: format!(
+                            "the server accepted the connection but said nothing within {within}"
+                        ),
+                        })
+                    }
+                };
+                (Box::pin(tls), Some(reqs == CertReqs::Required))
+            }
+        };
+        let mut conn = Self {
+            io: BufStream::new(stream),
+            verified,
+        };
+        if let Some(password) = &url.password {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = &url.username {
+                args.push(user.as_bytes());
+            }
+            args.push(password.expose_secret().as_bytes());
+            if let Value::Error(e) = conn.command(&args).await? {
+                return Err(RedisError::Auth(e));
+            }
+        }
+        if url.db != 0 {
+            let db = url.db.to_string();
+            conn.expect_ok(&[b"SELECT", db.as_bytes()]).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Sends one command and reads its reply (an error reply is a `Value::Error`).
+    pub async fn command(&mut self, args: &[&[u8]]) -> Result<Value, RedisError> {
+        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            buf.extend_from_slice(a);
+            buf.extend_from_slice(b"\r\n");
+        }
+        self.io.write_all(&buf).await?;
+        self.io.flush().await?;
+        self.read_value().await
+    }
+
+    /// Sends a command; an error reply becomes a [`RedisError`] (`NOAUTH`/`WRONGPASS` are `Auth`).
+    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Value, RedisError> {
+        match self.command(args).await? {
+            Value::Error(e) if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") => {
+                Err(RedisError::Auth(e))
+            }
+            Value::Error(message) => Err(RedisError::Server {
+                command: String::from_utf8_lossy(args[0]).into_owned(),
+                message,
+            }),
+            v => Ok(v),
+        }
+    }
+
+    async fn expect_ok(&mut self, args: &[&[u8]]) -> Result<(), RedisError> {
+        self.call(args).await.map(|_| ())
+    }
+
+    async fn read_line(&mut self) -> Result<String, RedisError> {
+        let mut line = Vec::new();
+        let n = (&mut self.io)
+            .take(MAX_BULK as u64)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Err(RedisError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection without answering",
+            )));
+        }
+        if !line.ends_with(b"\r\n") {
+            return Err(not_redis(&line));
+        }
+        line.truncate(line.len() - 2);
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
+    fn read_value(
+        &mut self,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Value, RedisError>> + Send + '_>> {
+        Box::pin(async move {
+            let line = self.read_line().await?;
+            let (kind, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
+            let len = |rest: &str| -> Result<i64, RedisError> {
+                rest.parse().map_err(|_| not_redis(line.as_bytes()))
+            };
+            Ok(match kind {
+                "+" => Value::Simple(rest.to_string()),
+                "-" => Value::Error(rest.to_string()),
+                ":" => Value::Int(len(rest)?),
+                "$" => {
+                    let n = len(rest)?;
+                    if n < 0 {
+                        Value::Bulk(None)
+                    } else if n as usize > MAX_BULK {
+                        return Err(RedisError::Protocol(format!(
+                            "a {n}-byte reply is larger than expected"
+                        )));
+                    } else {
+                        let mut data = vec![0; n as usize + 2];
+                        self.io.read_exact(&mut data).await?;
+                        data.truncate(n as usize);
+                        Value::Bulk(Some(data))
+                    }
+                }
+                "*" => {
+                    let n = len(rest)?;
+                    if n < 0 {
+                        Value::Array(None)
+                    } else {
+                        let mut items = Vec::with_capacity(n.min(1024) as usize);
+                        for _ in 0..n {
+                            items.push(self.read_value().await?);
+                        }
+                        Value::Array(Some(items))
+                    }
+                }
+                _ => return Err(not_redis(line.as_bytes())),
+            })
+        })
+    }
+}
+
+fn human(d: Duration) -> String {
+    super::report::human_duration(d)
+}
+
+fn not_redis(line: &[u8]) -> RedisError {
+    let text: String = String::from_utf8_lossy(line).chars().take(40).collect();
+    RedisError::Protocol(format!("this is not a Redis server (it answered {text:?})"))
+}
+
+fn tls_error(addr: &str, e: io::Error) -> RedisError {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(c)) => RedisError::Certificate {
+            addr: addr.to_string(),
+            reason: match c {
+                rustls::CertificateError::UnknownIssuer => {
+                    "it is signed by an unknown authority (self-signed, or a private CA)"
+                        .to_string()
+                }
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. } => {
+                    format!("it is not valid for this host name ({c})")
+                }
+                other => format!("{other}"),
+            },
+        },
+        Some(other) => RedisError::Tls {
+            addr: addr.to_string(),
+            reason: other.to_string(),
+        },
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => RedisError::Tls {
+                addr: addr.to_string(),
+                reason: format!("the server closed the connection during the handshake ({e})"),
+            },
+            _ => RedisError::Tls {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            },
+        },
+    }
+}
+
+fn tls_config(
+    reqs: CertReqs,
+    ca_file: Option<&PathBuf>,
+) -> Result<rustls::ClientConfig, RedisError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RedisError::TlsSetup(format!("cannot set up TLS: {e}")))?;
+    let config = match reqs {
+        CertReqs::None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth(),
+        CertReqs::Required => {
+            let mut roots = public_roots().clone();
+            if let Some(path) = ca_file {
+                use rustls::pki_types::pem::PemObject;
+                let certs =
+                    rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                        RedisError::TlsSetup(format!(
+                            "cannot read ssl_ca_certs={}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                let mut added = 0;
+                for cert in certs {
+                    let cert = cert.map_err(|e| {
+                        RedisError::TlsSetup(format!(
+                            "cannot read ssl_ca_certs={}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    roots.add(cert).map_err(|e| {
+                        RedisError::TlsSetup(format!(
+                            "ssl_ca_certs={}: not a usable CA certificate: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err(RedisError::TlsSetup(format!(
+                        "ssl_ca_certs={} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+/// The Mozilla roots and the system's, loaded once.
+fn public_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        tracing::debug!(
+            "TLS roots: {} Mozilla, {added} from the system",
+            webpki_roots::TLS_SERVER_ROOTS.len()
+        );
+        roots
+    })
+}
+
+/// `ssl_cert_reqs=none`: any certificate is accepted (the handshake signatures are still
+/// checked, so the connection is encrypted to whoever holds the key).
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// PING a Redis server; report its version and role.
+#[derive(Debug, Clone)]
+pub struct RedisCheck {
+    pub url: RedisUrl,
+    pub timeout: Duration,
+    pub required: bool,
+}
+
+impl RedisCheck {
+    pub(crate) async fn attempt(&self, left: Duration) -> Attempt {
+        match self.ping(left).await {
+            Ok(detail) => Attempt::pass(detail),
+            Err(e) if e.is_unreachable() => Attempt::unreachable(e.describe(&self.url)),
+            Err(
+                e
+                @ (RedisError::Certificate { .. } | RedisError::Auth(_) | RedisError::TlsSetup(_)),
+            ) => Attempt::fail_for_good(e.describe(&self.url)),
+            Err(e) => Attempt::fail(e.describe(&self.url)),
+        }
+    }
+
+    async fn ping(&self, left: Duration) -> Result<String, RedisError> {
+        let mut conn = RedisConn::connect(&self.url, left).await?;
+        let pong = conn.call(&[b"PING"]).await?;
+        if pong.text().as_deref() != Some("PONG") {
+            return Err(RedisError::Protocol(format!(
+                "PING answered {pong:?} instead of PONG"
+            )));
+        }
+        let info = |v: Result<Value, RedisError>, key: &str| {
+            v.ok()
+                .and_then(|v| v.text())
+                .and_then(|t| info_field(&t, key))
+        };
+        let version = info(conn.call(&[b"INFO", b"server"]).await, "redis_version");
+        let role = info(conn.call(&[b"INFO", b"replication"]).await, "role");
+        let mut detail = format!(
+            "PONG from redis {} ({})",
+            version.as_deref().unwrap_or("(version unknown)"),
+            role.as_deref().unwrap_or("role unknown")
+        );
+        detail.push_str(&format!(", db {}", self.url.db));
+        match conn.verified {
+            Some(true) => detail.push_str(", TLS, certificate verified"),
+            Some(false) => detail.push_str(", TLS, certificate not verified (ssl_cert_reqs=none)"),
+            None => detail.push_str(", no TLS"),
+        }
+        Ok(detail)
+    }
+}
+
+/// The value of `key` in an INFO reply.
+pub fn info_field(info: &str, key: &str) -> Option<String> {
+    info.lines()
+        .filter_map(|l| l.trim_end().split_once(':'))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_elasticache_urls() {
+        let u = RedisUrl::parse(
+            "rediss://:p%40ss@master.cache.amazonaws.com:6379/0?ssl_cert_reqs=none",
+        )
+        .unwrap();
+        assert_eq!(u.tls, Some(CertReqs::None));
+        assert_eq!(u.host, "master.cache.amazonaws.com");
+        assert_eq!(u.port, 6379);
+        assert_eq!(u.username, None);
+        assert_eq!(u.password.as_ref().unwrap().expose_secret(), "p@ss");
+        assert_eq!(u.db, 0);
+        assert_eq!(
+            u.masked(),
+            "rediss://:***@master.cache.amazonaws.com:6379/0?ssl_cert_reqs=none"
+        );
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let u = RedisUrl::parse("redis://localhost").unwrap();
+        assert_eq!((u.tls, u.port, u.db), (None, 6379, 0));
+        let u = RedisUrl::parse(
+            "rediss://user:pw@h:7000/3?ssl_cert_reqs=CERT_REQUIRED&ssl_ca_certs=/tmp/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(u.tls, Some(CertReqs::Required));
+        assert_eq!(u.username.as_deref(), Some("user"));
+        assert_eq!(u.db, 3);
+        assert_eq!(u.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(
+            RedisUrl::parse("rediss://h").unwrap().tls,
+            Some(CertReqs::Required)
+        );
+        assert_eq!(RedisUrl::parse("redis://h?db=5").unwrap().db, 5);
+        assert_eq!(
+            RedisUrl::parse("redis://[::1]:6390").unwrap().addr(),
+            "[::1]:6390"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_urls_without_leaking_the_password() {
+        let err = RedisUrl::parse("http://:secret@h:1")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "http://:***@h:1/: unsupported scheme \"http\": expected redis:// or rediss:// (TLS)"
+        );
+        let err = RedisUrl::parse("redis://:secret@h/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not a database number") && !err.contains("secret"),
+            "{err}"
+        );
+        let err = RedisUrl::parse("rediss://h?ssl_cert_reqs=maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected none or required"), "{err}");
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Fb%40c"), "a/b@c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn info_fields() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(info_field(info, "redis_version").as_deref(), Some("7.0.15"));
+        assert_eq!(info_field(info, "role"), None);
+    }
+}

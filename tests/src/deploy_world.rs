@@ -1,0 +1,209 @@
+//! A deploy scenario for the tests and the benchmark: a moto bucket, an EB emulator with one
+//! application and environment, a `deploy.toml` and a bundle in a temporary directory.
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use pipeline::config::Config;
+use pipeline::deploy::{RunReport, RunRequest, Selection, Verifier, VerifyTarget};
+use pipeline::eb::{Clients, Pacing};
+use pipeline::release::Release;
+
+use crate::eb_emulator::EbEmulator;
+use crate::{aws, services};
+
+/// A valid multi-container `Dockerrun.aws.json`.
+pub const GOOD_DOCKERRUN: &str = r#"{
+  "AWSEBDockerrunVersion": 2,
+  "containerDefinitions": [
+    {"name": "django", "image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/antenna-backend:v1", "memory": 1024, "essential": true,
+     "command": ["/start"], "portMappings": [{"hostPort": 80, "containerPort": 5000}]},
+    {"name": "celeryworker", "image": "123456789012.dkr.ecr.us-west-2.amazonaws.com/antenna-backend:v1", "memory": 512, "essential": false,
+     "command": ["/start-celeryworker"]}
+  ]
+}"#;
+
+/// Everything one scenario needs.
+pub struct World {
+    pub emu: EbEmulator,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub application: String,
+    pub environment: String,
+    pub dir: tempfile::TempDir,
+    pub clients: Clients,
+    pub bundle: PathBuf,
+}
+
+/// Settings of a scenario's `deploy.toml`.
+pub struct Settings {
+    /// Configure the bucket (else EB's storage location, which is the same bucket).
+    pub bucket_in_config: bool,
+    pub deploy: &'static str,
+    pub lock_wait: &'static str,
+    pub health_settle: &'static str,
+    pub rollback: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bucket_in_config: true,
+            deploy: "3s",
+            lock_wait: "2s",
+            health_settle: "150ms",
+            rollback: true,
+        }
+    }
+}
+
+/// Writes a zip holding `dockerrun` as `Dockerrun.aws.json`.
+pub fn write_bundle(path: &Path, dockerrun: &str) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let opts = zip::write::SimpleFileOptions::default();
+    z.start_file("Dockerrun.aws.json", opts).unwrap();
+    z.write_all(dockerrun.as_bytes()).unwrap();
+    z.start_file(".ebextensions/00_setup.config", opts).unwrap();
+    z.write_all(b"option_settings: {}\n").unwrap();
+    z.finish().unwrap();
+}
+
+impl World {
+    /// A world whose environment runs `v0` (healthy, 2 instances), with a valid bundle.
+    pub async fn new() -> Self {
+        Self::with_dockerrun(GOOD_DOCKERRUN).await
+    }
+
+    pub async fn with_dockerrun(dockerrun: &str) -> Self {
+        Self::named(
+            &services::unique("antenna"),
+            &services::unique("antenna-staging"),
+            dockerrun,
+        )
+        .await
+    }
+
+    /// A world with fixed names (each world has its own emulator, so names never collide).
+    pub async fn named(application: &str, environment: &str, dockerrun: &str) -> Self {
+        let (application, environment) = (application.to_string(), environment.to_string());
+        let s3 = aws::s3(&services::env("MOTO_ENDPOINT"));
+        let bucket = services::unique("bundles");
+        aws::create_bucket(&s3, &bucket).await;
+        let emu = EbEmulator::start(s3.clone(), &bucket).await;
+        emu.add_environment(&application, &environment, Some("v0"), 2);
+        emu.add_version(
+            &application,
+            "v0",
+            &bucket,
+            &format!("{application}/v0.zip"),
+            "PROCESSED",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.zip");
+        write_bundle(&bundle, dockerrun);
+        let clients = Clients {
+            s3: s3.clone(),
+            eb: pipeline::eb::eb_client(&aws::sdk_config(&emu.endpoint)),
+        };
+        Self {
+            emu,
+            s3,
+            bucket,
+            application,
+            environment,
+            dir,
+            clients,
+            bundle,
+        }
+    }
+
+    pub fn config(&self, s: &Settings) -> Config {
+        let bucket = if s.bucket_in_config {
+            format!("bucket = \"{}\"\n", self.bucket)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"region = "us-west-2"
+application = "{app}"
+
+[bundle]
+out_dir = "out"
+
+[images.backend]
+repository = "antenna-backend"
+build = {{ context = "." }}
+
+[environments.staging]
+eb_environment = "{env}"
+{bucket}rollback = {rollback}
+timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s" }}
+"#,
+            app = self.application,
+            env = self.environment,
+            rollback = s.rollback,
+            deploy = s.deploy,
+            lock = s.lock_wait,
+            settle = s.health_settle,
+        );
+        let path = self.dir.path().join("deploy.toml");
+        std::fs::write(&path, &text).unwrap();
+        Config::parse(&path, &text).unwrap()
+    }
+
+    /// A request for the whole pipeline with the given settings, polling 1000× faster.
+    pub fn request(&self, s: &Settings) -> RunRequest {
+        RunRequest {
+            config: self.config(s),
+            environment: "staging".into(),
+            release: Release::fixed("v1.0.0", "0123456789abcdef0123456789abcdef01234567"),
+            bundle: Some(self.bundle.clone()),
+            account: None,
+            label: None,
+            dry_run: false,
+            selection: Selection::default(),
+            lock_wait: None,
+            deadline: None,
+            rollback: None,
+            pacing: Pacing::scaled(1000.0),
+        }
+    }
+
+    /// The label the pipeline gives this world's bundle.
+    pub fn label(&self) -> String {
+        let sha = pipeline::deploy::sha256_file(&self.bundle).unwrap();
+        Release::fixed("v1.0.0", "x").version_label(&sha)
+    }
+
+    pub async fn run(&self, req: &RunRequest, verifier: Option<&dyn Verifier>) -> RunReport {
+        pipeline::deploy::run(req, &self.clients, verifier)
+            .await
+            .expect("the pipeline returned an error instead of a report")
+    }
+
+    /// The labels of the `UpdateEnvironment` calls, in order.
+    pub fn deployed_labels(&self) -> Vec<String> {
+        self.emu
+            .calls_of("UpdateEnvironment")
+            .iter()
+            .filter(|c| c.status == 200)
+            .map(|c| c.param("VersionLabel").unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+/// A verify stage that answers with a fixed result.
+pub struct FixedVerify(pub Result<String, String>);
+
+impl Verifier for FixedVerify {
+    fn verify<'a>(
+        &'a self,
+        _target: &'a VerifyTarget,
+    ) -> Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send + 'a>> {
+        let r = self.0.clone().map_err(|e| anyhow::anyhow!(e));
+        Box::pin(async move { r })
+    }
+}

@@ -1,0 +1,746 @@
+//! `deploy` against moto (S3) and the EB emulator: verdicts, messages, retries, rollback,
+//! re-runs.
+
+use std::time::Duration;
+
+use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
+use integration::eb_emulator::{Fault, Script, Step, Which};
+use pipeline::deploy::{Outcome, RunReport};
+use pipeline::eb::Verdict;
+
+fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport {
+    r.stages
+        .iter()
+        .find(|s| s.stage == name)
+        .unwrap_or_else(|| panic!("no stage {name} in {r:#?}"))
+}
+
+fn verdict(r: &RunReport) -> Verdict {
+    r.deploy.as_ref().expect("no deploy outcome").verdict
+}
+
+fn deploy_message(r: &RunReport) -> &str {
+    &r.deploy.as_ref().expect("no deploy outcome").message
+}
+
+#[tokio::test]
+async fn success_uploads_creates_deploys_and_reports() {
+    let w = World::new().await;
+    let label = w.label();
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "{label} runs on {}: Ready, health Green/Ok, 2/2 instances on {label}",
+            w.environment
+        )
+    );
+    let key = format!("{}/{label}.zip", w.application);
+    assert_eq!(stage(&r, "upload").outcome, Outcome::Done);
+    assert_eq!(
+        stage(&r, "upload").output,
+        format!("s3://{}/{key}", w.bucket)
+    );
+    assert_eq!(
+        stage(&r, "version").output,
+        format!("{label} created (PROCESSED)")
+    );
+    assert_eq!(stage(&r, "build").outcome, Outcome::Skipped);
+    assert_eq!(stage(&r, "verify").outcome, Outcome::NotAvailable);
+    // S3 holds the bundle with its sha256; EB got Process=true and one update.
+    let head =
+        w.s3.head_object()
+            .bucket(&w.bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+    let sha = pipeline::deploy::sha256_file(&w.bundle).unwrap();
+    assert_eq!(head.metadata().unwrap().get("sha256"), Some(&sha));
+    let create = &w.emu.calls_of("CreateApplicationVersion")[0];
+    assert_eq!(create.param("Process"), Some("true"));
+    assert_eq!(create.param("SourceBundle.S3Key"), Some(key.as_str()));
+    assert_eq!(w.deployed_labels(), vec![label.clone()]);
+    // The events of this request were streamed, in order.
+    let events = &r.deploy.as_ref().unwrap().events;
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("INFO Environment update is starting.")
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("INFO Environment update completed successfully.")
+    );
+    assert!(
+        r.table().contains("deploy succeeded: v1.0.0"),
+        "{}",
+        r.table()
+    );
+}
+
+#[tokio::test]
+async fn success_after_slow_polls() {
+    let w = World::new().await;
+    w.emu.set_latency(Duration::from_millis(15));
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(900)));
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert!(
+        deploy_message(&r).contains(": Ready, health Green/Ok"),
+        "{}",
+        deploy_message(&r)
+    );
+    // Polls slow down (5 → 15 ms here, 5 s → 15 s for real): far fewer polls than the 180
+    // that a fixed 5 ms interval would make over 900 ms.
+    let polls = w.emu.calls_of("DescribeEnvironments").len();
+    assert!(
+        (10..=90).contains(&polls),
+        "{polls} DescribeEnvironments calls"
+    );
+}
+
+#[tokio::test]
+async fn each_failure_event_ends_the_wait_with_its_text() {
+    let events = [
+        "Failed to deploy application.",
+        "Environment health has been set to RED",
+        "The environment was reverted to the previous configuration setting.",
+        "Update environment operation is complete, but with errors. For more information, see troubleshooting documentation.",
+        "Update environment operation is complete, but with command timeouts. Try increasing the timeout period.",
+        "Instance deployment failed. For details, see 'eb-engine.log'.",
+        "Unsuccessful command execution on instance id(s) 'i-0123456789abcdef0'. Aborting the operation.",
+        "ECS Application sourcebundle validation error: Container named 'django' has no memory setting.",
+    ];
+    for text in events {
+        let w = World::new().await;
+        let label = w.label();
+        // WARN on purpose: the text alone must be enough. The environment would stay Updating
+        // for 10 s: the verdict must come from the event, at once.
+        w.emu.script_next_deploy(
+            &w.environment,
+            Script::new(vec![
+                Step::at_ms(40).event("WARN", text),
+                Step::at_ms(10_000).status("Ready"),
+            ]),
+        );
+        let s = Settings {
+            rollback: false,
+            ..Settings::default()
+        };
+        let started = std::time::Instant::now();
+        let r = w.run(&w.request(&s), None).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{text}: took {:?}",
+            started.elapsed()
+        );
+        assert!(!r.ok);
+        assert_eq!(verdict(&r), Verdict::Failed, "{text}");
+        assert_eq!(
+            deploy_message(&r),
+            format!(
+                "the deploy of {label} to {} failed: Elastic Beanstalk reported \"{text}\"",
+                w.environment
+            )
+        );
+        assert_eq!(stage(&r, "deploy").outcome, Outcome::Failed);
+        assert_eq!(stage(&r, "verify").outcome, Outcome::NotRun);
+        assert_eq!(
+            stage(&r, "rollback").output,
+            "rollback is off (rollback = false or --no-rollback)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn red_health_after_completed_is_a_failure() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![Step::at_ms(60)
+            .event("INFO", "Environment update completed successfully.")
+            .status("Ready")
+            .instances(usize::MAX, Which::Deployed)
+            .health("Red", "Severe")
+            .causes(&["100.0 % of the requests are failing with HTTP 5xx."])]),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "the deploy of {label} to {} completed but the environment is not healthy after 150ms: health is Red/Severe, below the threshold Ok",
+            w.environment
+        )
+    );
+}
+
+#[tokio::test]
+async fn wrong_version_on_some_instances_is_a_failure() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![Step::at_ms(60)
+            .event("INFO", "Environment update completed successfully.")
+            .status("Ready")
+            .health("Green", "Ok")
+            .instances(1, Which::Deployed)
+            .causes(&["Incorrect application version found on 1 out of 2 instances. Expected version \"{version}\" (deployment 3)."])]),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    let m = deploy_message(&r);
+    assert!(
+        m.starts_with(&format!(
+            "the deploy of {label} to {} completed but the environment is not healthy",
+            w.environment
+        )),
+        "{m}"
+    );
+    assert!(m.contains(&format!("EB reports: Incorrect application version found on 1 out of 2 instances. Expected version \"{label}\"")), "{m}");
+    assert!(
+        m.contains(&format!("1 of 2 instances do not run {label}: i-")),
+        "{m}"
+    );
+    assert!(m.contains("(v0)"), "{m}");
+}
+
+#[tokio::test]
+async fn stuck_updating_past_the_deadline_says_how_to_look() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![Step::at_ms(60_000).status("Ready")]),
+    );
+    let s = Settings {
+        deploy: "400ms",
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::TimedOut, "{}", r.table());
+    let rid = r.deploy.as_ref().unwrap().request_id.clone().unwrap();
+    let m = deploy_message(&r);
+    assert!(m.starts_with(&format!("no verdict on the deploy of {label} to {} after 400ms (last seen: Updating Grey ({label}))", w.environment)), "{m}");
+    assert!(m.contains("it may still be running"), "{m}");
+    assert!(m.contains(&format!(
+        "`aws elasticbeanstalk describe-events --application-name {} --environment-name {} --request-id {rid} --region us-west-2`",
+        w.application, w.environment
+    )), "{m}");
+    assert_eq!(
+        stage(&r, "rollback").output,
+        "no rollback while the deploy may still run: re-run to wait for it"
+    );
+    assert_eq!(w.deployed_labels(), vec![label]);
+}
+
+#[tokio::test]
+async fn not_ready_waits_for_the_lock_then_deploys() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.start_foreign_deploy(
+        &w.environment,
+        "v-other",
+        Script::success(Duration::from_millis(300)),
+    );
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert!(deploy_message(&r).starts_with(&format!("{label} runs on {}", w.environment)));
+    // Ours went out once, after the other deploy ended, and EB never refused it.
+    let updates = w.emu.calls_of("UpdateEnvironment");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].status, 200);
+    assert!(updates[0].at >= w.emu.finishes(&w.environment)[0]);
+    // The previous version recorded is the one the other deploy left.
+    assert_eq!(
+        r.deploy.as_ref().unwrap().previous.as_ref().unwrap().label,
+        "v-other"
+    );
+}
+
+#[tokio::test]
+async fn not_ready_past_the_lock_wait_fails_without_touching_it() {
+    let w = World::new().await;
+    w.emu.start_foreign_deploy(
+        &w.environment,
+        "v-other",
+        Script::success(Duration::from_secs(30)),
+    );
+    let s = Settings {
+        lock_wait: "300ms",
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Locked, "{}", r.table());
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "{} is still Updating (deploying version v-other) after waiting 300ms; nothing was changed: re-run when that deploy is over, or raise --lock-wait",
+            w.environment
+        )
+    );
+    assert!(w.emu.calls_of("UpdateEnvironment").is_empty());
+    assert!(
+        r.stages.iter().all(|s| s.stage != "rollback"),
+        "no rollback after a lock wait"
+    );
+}
+
+#[tokio::test]
+async fn throttling_bursts_are_retried() {
+    let w = World::new().await;
+    w.emu
+        .inject(Some("DescribeEnvironments"), Fault::Throttle, 6);
+    w.emu.inject(Some("DescribeEvents"), Fault::Throttle, 6);
+    w.emu
+        .inject(Some("CreateApplicationVersion"), Fault::Throttle, 2);
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    let throttled = w.emu.calls().iter().filter(|c| c.status == 400).count();
+    assert_eq!(throttled, 14);
+    // Throttled creates were retried; still one version.
+    assert_eq!(
+        w.emu
+            .calls_of("CreateApplicationVersion")
+            .iter()
+            .filter(|c| c.status == 200)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_are_retried() {
+    let w = World::new().await;
+    w.emu.inject(None, Fault::ServerError(500), 3);
+    w.emu
+        .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 2);
+    w.emu.inject(Some("DescribeEvents"), Fault::Drop, 2);
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    let calls = w.emu.calls();
+    assert_eq!(calls.iter().filter(|c| c.status >= 500).count(), 5);
+    assert_eq!(calls.iter().filter(|c| c.status == 0).count(), 2);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_give_up_with_a_clear_message() {
+    let w = World::new().await;
+    w.emu
+        .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 1000);
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert!(!r.ok);
+    let out = &stage(&r, "deploy").output;
+    assert_eq!(stage(&r, "deploy").outcome, Outcome::Failed);
+    assert!(
+        out.starts_with(&format!(
+            "cannot read the state of the Elastic Beanstalk environment {}",
+            w.environment
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("ServiceUnavailable: The request processing has failed"),
+        "{out}"
+    );
+    assert!(out.contains("(gave up after 9 attempts)"), "{out}");
+    assert!(w.emu.calls_of("UpdateEnvironment").is_empty());
+}
+
+#[tokio::test]
+async fn version_failed_on_processing_stops_before_deploy() {
+    let w = World::with_dockerrun(r#"{"AWSEBDockerrunVersion": "1", "containerDefinitions": [{"name": "web", "image": "x", "memory": 256}]}"#).await;
+    let label = w.label();
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert!(!r.ok);
+    let v = stage(&r, "version");
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert!(v.output.starts_with(&format!(
+        "Elastic Beanstalk could not process the application version {label} (s3://{}/{}/{label}.zip): Failed to process application version {label}: ECS Application sourcebundle validation error: AWSEBDockerrunVersion must be 2",
+        w.bucket, w.application
+    )), "{}", v.output);
+    assert!(v.output.contains("fix Dockerrun.aws.json"), "{}", v.output);
+    assert_eq!(stage(&r, "deploy").outcome, Outcome::NotRun);
+    assert!(w.emu.calls_of("UpdateEnvironment").is_empty());
+}
+
+#[tokio::test]
+async fn rollback_after_a_failed_deploy() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::failure(
+            Duration::from_millis(60),
+            "Instance deployment failed. For details, see 'eb-engine.log'.",
+        ),
+    );
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(60)));
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert!(!r.ok);
+    assert_eq!(verdict(&r), Verdict::Failed);
+    assert_eq!(
+        deploy_message(&r),
+        format!("the deploy of {label} to {} failed: Elastic Beanstalk reported \"Instance deployment failed. For details, see 'eb-engine.log'.\"", w.environment)
+    );
+    let rb = stage(&r, "rollback");
+    assert_eq!(rb.outcome, Outcome::Done, "{}", r.table());
+    assert_eq!(
+        rb.output,
+        format!(
+            "rolled back to v0: v0 runs on {}: Ready, health Green/Ok, 2/2 instances on v0",
+            w.environment
+        )
+    );
+    assert_eq!(r.rollback.as_ref().unwrap().verdict, Verdict::Succeeded);
+    assert_eq!(w.deployed_labels(), vec![label, "v0".to_string()]);
+    assert_eq!(
+        w.emu.environment(&w.environment).version.as_deref(),
+        Some("v0")
+    );
+}
+
+#[tokio::test]
+async fn rollback_after_a_failed_verify() {
+    let w = World::new().await;
+    let label = w.label();
+    let verify = FixedVerify(Err(
+        "http: GET https://staging.example.org/api/v2/ answered 502, expected 200".into(),
+    ));
+    let r = w.run(&w.request(&Settings::default()), Some(&verify)).await;
+    assert!(!r.ok);
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    let v = stage(&r, "verify");
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert_eq!(
+        v.output,
+        "http: GET https://staging.example.org/api/v2/ answered 502, expected 200"
+    );
+    let rb = stage(&r, "rollback");
+    assert_eq!(rb.outcome, Outcome::Done, "{}", r.table());
+    assert!(
+        rb.output.starts_with("rolled back to v0: v0 runs on"),
+        "{}",
+        rb.output
+    );
+    assert_eq!(w.deployed_labels(), vec![label, "v0".to_string()]);
+}
+
+#[tokio::test]
+async fn verify_passing_completes_the_run() {
+    let w = World::new().await;
+    let verify = FixedVerify(Ok(
+        "http /api/v2/ 200; flower: 1 worker on antenna, jobs, ml_results".into(),
+    ));
+    let r = w.run(&w.request(&Settings::default()), Some(&verify)).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(stage(&r, "verify").outcome, Outcome::Done);
+    assert_eq!(
+        stage(&r, "verify").output,
+        "http /api/v2/ 200; flower: 1 worker on antenna, jobs, ml_results"
+    );
+    assert!(r.stages.iter().all(|s| s.stage != "rollback"));
+}
+
+#[tokio::test]
+async fn never_rolls_back_to_an_unhealthy_version() {
+    let w = World::new().await;
+    w.emu.update_environment(&w.environment, |e| {
+        e.color = "Red".into();
+        e.health_status = "Severe".into();
+    });
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::failure(Duration::from_millis(40), "Failed to deploy application."),
+    );
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed);
+    let rb = stage(&r, "rollback");
+    assert_eq!(rb.outcome, Outcome::Skipped);
+    assert_eq!(
+        rb.output,
+        "no rollback: v0 was not healthy before the deploy (Red/Severe, 2/2 instances on v0); rolling back to it would not help"
+    );
+    assert_eq!(w.deployed_labels().len(), 1);
+}
+
+#[tokio::test]
+async fn interrupted_run_is_picked_up_without_a_second_deploy() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(1500)));
+    let req = w.request(&Settings::default());
+    // Ctrl-C while waiting for the deploy: the run's future is dropped once it polls events.
+    {
+        let first = w.run(&req, None);
+        tokio::pin!(first);
+        loop {
+            tokio::select! {
+                _ = &mut first => panic!("the first run should still be waiting"),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                    if !w.emu.calls_of("DescribeEvents").is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(w.emu.environment(&w.environment).status, "Updating");
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert!(r.deploy.as_ref().unwrap().resumed);
+    assert_eq!(
+        stage(&r, "deploy").output,
+        format!("{label} runs on {}: Ready, health Green/Ok, 2/2 instances on {label} (waited for the deploy an earlier run started)", w.environment)
+    );
+    assert_eq!(stage(&r, "upload").outcome, Outcome::Skipped);
+    assert_eq!(stage(&r, "version").outcome, Outcome::Skipped);
+    assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
+    assert_eq!(w.deployed_labels(), vec![label]);
+    // The previous version came back from the state file: a rollback would be possible.
+    assert_eq!(
+        r.deploy.as_ref().unwrap().previous.as_ref().unwrap().label,
+        "v0"
+    );
+}
+
+async fn object_stamp(w: &World, key: &str) -> (String, String) {
+    let h =
+        w.s3.head_object()
+            .bucket(&w.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    (
+        h.e_tag().unwrap().to_string(),
+        h.last_modified().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn second_run_makes_no_write_call() {
+    for bucket_in_config in [true, false] {
+        let w = World::new().await;
+        let label = w.label();
+        let s = Settings {
+            bucket_in_config,
+            ..Settings::default()
+        };
+        let req = w.request(&s);
+        let first = w.run(&req, None).await;
+        assert!(first.ok, "{}", first.table());
+        let key = format!("{}/{label}.zip", w.application);
+        let stamp = object_stamp(&w, &key).await;
+        let writes_before = w.emu.write_calls().len();
+        tokio::time::sleep(Duration::from_millis(1100)).await; // LastModified has 1 s resolution
+        let second = w.run(&req, None).await;
+        assert!(second.ok, "{}", second.table());
+        assert_eq!(
+            w.emu.write_calls().len(),
+            writes_before,
+            "write calls on the second run: {:?}",
+            w.emu.write_calls()
+        );
+        assert_eq!(
+            object_stamp(&w, &key).await,
+            stamp,
+            "the S3 object was written again"
+        );
+        assert_eq!(verdict(&second), Verdict::AlreadyDeployed);
+        assert_eq!(
+            deploy_message(&second),
+            format!("{label} already runs on {} and is healthy (Green/Ok, 2/2 instances on {label}); nothing to do", w.environment)
+        );
+        assert_eq!(
+            stage(&second, "upload").output,
+            format!("s3://{}/{key} already holds this bundle", w.bucket)
+        );
+        assert_eq!(
+            stage(&second, "version").output,
+            format!("{label} exists for this bundle (PROCESSED); reused")
+        );
+    }
+}
+
+#[tokio::test]
+async fn existing_key_with_other_content_is_an_error() {
+    let w = World::new().await;
+    let label = w.label();
+    let key = format!("{}/{label}.zip", w.application);
+    w.s3.put_object()
+        .bucket(&w.bucket)
+        .key(&key)
+        .body(b"other".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    let up = stage(&r, "upload");
+    assert_eq!(up.outcome, Outcome::Failed);
+    assert!(
+        up.output.starts_with(&format!(
+            "s3://{}/{key} already exists with other content (sha256 unknown, this bundle ",
+            w.bucket
+        )),
+        "{}",
+        up.output
+    );
+    assert!(
+        up.output.contains("a version label names one bundle"),
+        "{}",
+        up.output
+    );
+    assert!(w.emu.write_calls().is_empty());
+}
+
+#[tokio::test]
+async fn existing_label_pointing_elsewhere_is_an_error() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.add_version(
+        &w.application,
+        &label,
+        &w.bucket,
+        "elsewhere/other.zip",
+        "PROCESSED",
+    );
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    let v = stage(&r, "version");
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert!(v.output.starts_with(&format!(
+        "the application version {label} of {} already exists but points at s3://{}/elsewhere/other.zip, not at this bundle",
+        w.application, w.bucket
+    )), "{}", v.output);
+    assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
+    assert!(w.emu.calls_of("UpdateEnvironment").is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_plans_and_writes_nothing() {
+    let w = World::new().await;
+    let label = w.label();
+    let mut req = w.request(&Settings::default());
+    req.dry_run = true;
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert!(w.emu.write_calls().is_empty());
+    let key = format!("{}/{label}.zip", w.application);
+    assert!(
+        w.s3.head_object()
+            .bucket(&w.bucket)
+            .key(&key)
+            .send()
+            .await
+            .is_err(),
+        "dry run uploaded"
+    );
+    assert_eq!(stage(&r, "upload").outcome, Outcome::Planned);
+    assert!(
+        stage(&r, "upload").output.starts_with("would upload "),
+        "{}",
+        stage(&r, "upload").output
+    );
+    assert_eq!(
+        stage(&r, "version").output,
+        format!("would create {label} from s3://{}/{key}", w.bucket)
+    );
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "would deploy {label} to {} (now running v0 (Green/Ok, 2/2 instances on v0))",
+            w.environment
+        )
+    );
+    assert!(r
+        .table()
+        .contains("plan only (--dry-run): nothing was changed"));
+}
+
+#[tokio::test]
+async fn only_deploy_with_a_label() {
+    let w = World::new().await;
+    w.emu
+        .add_version(&w.application, "v2", &w.bucket, "x/v2.zip", "PROCESSED");
+    let mut req = w.request(&Settings::default());
+    req.bundle = None;
+    req.label = Some("v2".into());
+    req.selection.only = vec![pipeline::stages::Stage::Deploy];
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(stage(&r, "upload").output, "not in --only");
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(w.deployed_labels(), vec!["v2".to_string()]);
+    assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
+}
+
+#[tokio::test]
+async fn whole_pipeline_from_the_repository_template() {
+    // The repository's own inputs, rendered, linted, zipped, uploaded to EB's storage
+    // location, processed by the emulator's Dockerrun checks and deployed.
+    let w = World::named("antenna", "antenna-staging", GOOD_DOCKERRUN).await;
+    let root = integration::workspace_root();
+    for rel in [
+        "deploy.toml",
+        "Dockerrun.template.json",
+        ".ebextensions/00_setup.config",
+        ".platform/hooks/postdeploy/01_migrate.sh",
+    ] {
+        let to = w.dir.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(rel), &to).unwrap();
+    }
+    let config =
+        pipeline::config::Config::load(&w.dir.path().join("deploy.toml"), &Default::default())
+            .unwrap();
+    let mut req = w.request(&Settings::default());
+    req.config = config;
+    req.bundle = None;
+    req.account = Some("123456789012".into());
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    let label = r.label.clone().unwrap();
+    assert!(label.starts_with("v1.0.0-"), "{label}");
+    assert_eq!(
+        stage(&r, "render").output,
+        "Dockerrun.aws.json rendered and linted (0 warning(s))"
+    );
+    assert_eq!(stage(&r, "bundle").outcome, Outcome::Done);
+    assert_eq!(stage(&r, "build").outcome, Outcome::NotAvailable);
+    let zip = w.dir.path().join("target/deploy/staging/deploy.zip");
+    assert!(
+        stage(&r, "bundle")
+            .output
+            .starts_with(&zip.display().to_string()),
+        "{}",
+        stage(&r, "bundle").output
+    );
+    // No bucket configured: EB's storage location, which the emulator names.
+    assert_eq!(
+        stage(&r, "upload").output,
+        format!("s3://{}/antenna/{label}.zip", w.bucket)
+    );
+    assert_eq!(w.emu.calls_of("CreateStorageLocation").len(), 1);
+    assert_eq!(
+        w.emu.version("antenna", &label).unwrap().status,
+        "PROCESSED"
+    );
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(w.deployed_labels(), vec![label]);
+}

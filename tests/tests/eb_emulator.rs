@@ -1,0 +1,224 @@
+//! The EB emulator answers the real `aws-sdk-elasticbeanstalk` client as EB does.
+
+use std::io::Write;
+use std::time::Duration;
+
+use aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata;
+use aws_sdk_elasticbeanstalk::types::S3Location;
+use integration::eb_emulator::{EbEmulator, Fault, Script};
+use integration::{aws, services};
+
+fn eb(emu: &EbEmulator) -> aws_sdk_elasticbeanstalk::Client {
+    let conf = aws_sdk_elasticbeanstalk::config::Builder::from(&aws::sdk_config(&emu.endpoint))
+        .retry_config(aws_sdk_elasticbeanstalk::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_elasticbeanstalk::Client::from_conf(conf)
+}
+
+fn zip_with(dockerrun: &str) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut buf);
+    z.start_file(
+        "Dockerrun.aws.json",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    z.write_all(dockerrun.as_bytes()).unwrap();
+    z.finish().unwrap();
+    buf.into_inner()
+}
+
+async fn setup() -> (EbEmulator, aws_sdk_s3::Client, String) {
+    let s3 = aws::s3(&services::env("MOTO_ENDPOINT"));
+    let bucket = services::unique("emu");
+    aws::create_bucket(&s3, &bucket).await;
+    (EbEmulator::start(s3.clone(), &bucket).await, s3, bucket)
+}
+
+#[tokio::test]
+async fn describes_environments_and_rejects_updates_unless_ready() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-a", Some("v0"), 2);
+    emu.add_version("app", "v0", "b", "k", "PROCESSED");
+    emu.add_version("app", "v1", "b", "k1", "PROCESSED");
+    let eb = eb(&emu);
+    let out = eb
+        .describe_environments()
+        .environment_names("env-a")
+        .send()
+        .await
+        .unwrap();
+    let env = &out.environments()[0];
+    assert_eq!(env.status().unwrap().as_str(), "Ready");
+    assert_eq!(env.version_label(), Some("v0"));
+    assert_eq!(env.health().unwrap().as_str(), "Green");
+
+    emu.script_next_deploy("env-a", Script::success(Duration::from_millis(300)));
+    let up = eb
+        .update_environment()
+        .environment_name("env-a")
+        .version_label("v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status().unwrap().as_str(), "Updating");
+    let err = eb
+        .update_environment()
+        .environment_name("env-a")
+        .version_label("v1")
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterValue"));
+    assert_eq!(
+        err.message(),
+        Some("Environment named env-a is in an invalid state for this operation. Must be Ready.")
+    );
+    let calls = emu.calls_of("UpdateEnvironment");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].param("VersionLabel"), Some("v1"));
+
+    let events = eb
+        .describe_events()
+        .environment_name("env-a")
+        .send()
+        .await
+        .unwrap();
+    let first = events.events().last().unwrap();
+    assert_eq!(first.message(), Some("Environment update is starting."));
+    let rid = first.request_id().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let events = eb
+        .describe_events()
+        .environment_name("env-a")
+        .request_id(&rid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        events.events()[0].message(),
+        Some("Environment update completed successfully.")
+    );
+    let h = eb
+        .describe_instances_health()
+        .environment_name("env-a")
+        .send()
+        .await
+        .unwrap();
+    assert!(h
+        .instance_health_list()
+        .iter()
+        .all(|i| i.deployment().unwrap().version_label() == Some("v1")));
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_use_eb_error_xml() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-t", Some("v0"), 1);
+    emu.inject(Some("DescribeEnvironments"), Fault::Throttle, 1);
+    emu.inject(None, Fault::ServerError(503), 1);
+    let eb = eb(&emu);
+    let err = eb
+        .describe_environments()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("Throttling"));
+    assert_eq!(err.message(), Some("Rate exceeded"));
+    let err = eb.describe_environments().send().await.unwrap_err();
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 503);
+    assert!(eb.describe_environments().send().await.is_ok());
+}
+
+#[tokio::test]
+async fn processing_checks_the_bundle_from_s3() {
+    let (emu, s3, bucket) = setup().await;
+    let good = zip_with(
+        r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [{"name": "web", "image": "x", "memory": 256}]}"#,
+    );
+    let bad = zip_with(r#"{"AWSEBDockerrunVersion": "1", "containerDefinitions": []}"#);
+    for (key, body) in [("app/good.zip", good), ("app/bad.zip", bad)] {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let eb = eb(&emu);
+    for label in ["good", "bad"] {
+        let out = eb
+            .create_application_version()
+            .application_name("app")
+            .version_label(label)
+            .process(true)
+            .source_bundle(
+                S3Location::builder()
+                    .s3_bucket(&bucket)
+                    .s3_key(format!("app/{label}.zip"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.application_version()
+                .unwrap()
+                .status()
+                .unwrap()
+                .as_str(),
+            "PROCESSING"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = eb
+        .describe_application_versions()
+        .application_name("app")
+        .send()
+        .await
+        .unwrap();
+    let status = |l: &str| {
+        out.application_versions()
+            .iter()
+            .find(|v| v.version_label() == Some(l))
+            .unwrap()
+            .status()
+            .unwrap()
+            .as_str()
+            .to_string()
+    };
+    assert_eq!(status("good"), "PROCESSED");
+    assert_eq!(status("bad"), "FAILED");
+    let ev = eb
+        .describe_events()
+        .application_name("app")
+        .version_label("bad")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ev.events()[0].message(),
+        Some("Failed to process application version bad: ECS Application sourcebundle validation error: AWSEBDockerrunVersion must be 2 for a multi-container Docker environment.")
+    );
+    let dup = eb
+        .create_application_version()
+        .application_name("app")
+        .version_label("good")
+        .source_bundle(
+            S3Location::builder()
+                .s3_bucket(&bucket)
+                .s3_key("app/good.zip")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        dup.message(),
+        Some("Application Version good already exists.")
+    );
+}

@@ -1,0 +1,778 @@
+//! The local target against the machine's Docker Engine, with the demo image (built once per
+//! run of this binary). Each test has its own stack (network and labels) and host port, and
+//! removes what it created.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use integration::services;
+use pipeline::config::Config;
+use pipeline::local::engine::{Engine, LABEL_STACK};
+use pipeline::local::{self, HttpProbe, RunRequest};
+use tokio::sync::OnceCell;
+
+const IMAGE: &str = "pipeline-local-test-demo:latest";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the demo's static binary and its image once for this test binary.
+async fn demo_image() -> &'static str {
+    static BUILT: OnceCell<()> = OnceCell::const_new();
+    BUILT
+        .get_or_init(|| async {
+            let config =
+                Config::load(&repo_root().join("deploy.toml"), &Default::default()).unwrap();
+            let cfg = config.clone();
+            tokio::task::spawn_blocking(move || {
+                pipeline::local::prepare::build_static_binaries(&cfg)
+            })
+            .await
+            .unwrap()
+            .expect("the demo's static binary builds");
+            let engine = Engine::connect(None)
+                .await
+                .expect("the Docker Engine answers");
+            engine
+                .build_image(
+                    &repo_root().join("demo"),
+                    "Dockerfile",
+                    IMAGE,
+                    &Default::default(),
+                )
+                .await
+                .expect("the demo image builds with no network");
+        })
+        .await;
+    IMAGE
+}
+
+/// Host port number `n` (0..=9) of this suite: one per test, so that tests run in parallel.
+fn port(n: u16) -> u16 {
+    services::env("LOCAL_PORT_BASE").parse::<u16>().unwrap() + n
+}
+
+/// A stack like Antenna's: web (essential, published), worker (essential, linked to ml),
+/// ml (not essential), awscli (`sleep`). `web_command` replaces web's `/start`.
+fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> String {
+    serde_json::json!({
+        "AWSEBDockerrunVersion": 2,
+        "containerDefinitions": [
+            {
+                "name": "web", "image": image, "essential": true, "memory": 128,
+                "command": web_command,
+                "portMappings": [{"hostPort": port, "containerPort": 5000}],
+                "links": ["ml"],
+                "environment": [{"name": "RELEASE", "value": release}]
+            },
+            {
+                "name": "worker", "image": image, "essential": true, "memory": 128,
+                "command": ["/start-celeryworker"], "links": ["ml:model-server"],
+                "environment": [{"name": "CELERY_QUEUES", "value": "antenna,jobs,ml_results"}]
+            },
+            {"name": "ml", "image": image, "essential": false, "memory": 64, "command": ["/start-ml-backend"]},
+            {"name": "awscli", "image": image, "essential": false, "memoryReservation": 32, "command": ["sleep", "9999999"]}
+        ]
+    })
+    .to_string()
+}
+
+fn request(stack: &str, version: &str, text: String, port: u16) -> RunRequest {
+    let mut req = RunRequest::new(stack, "test", version, "Dockerrun.aws.json", text);
+    req.settle = Duration::from_secs(1);
+    req.probe = Some(HttpProbe {
+        url: format!("http://127.0.0.1:{port}/api/v2/"),
+        headers: Default::default(),
+        expect_status: 200,
+        timeout: Duration::from_secs(20),
+    });
+    req
+}
+
+/// GET the API root until it answers 200; returns the release that answered.
+async fn answering_release(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/api/v2/")).await {
+            if r.status() == 200 {
+                let release = r.headers()["x-demo-release"].to_str().unwrap().to_string();
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(
+                    body["projects"],
+                    format!("http://127.0.0.1:{port}/api/v2/projects/")
+                );
+                return release;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing answers on 127.0.0.1:{port}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Removes the stack whatever happens to the test.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let stack = self.0.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(async { local::down(None, &stack).await })
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+    }
+}
+
+async fn stack_containers(stack: &str) -> Vec<local::ContainerState> {
+    Engine::connect(None)
+        .await
+        .unwrap()
+        .list(LABEL_STACK, stack)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(0);
+
+    let v1 = local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect("v1 deploys");
+    assert_eq!(v1.containers.len(), 4);
+    assert_eq!(
+        v1.verified.as_deref(),
+        Some(format!("GET http://127.0.0.1:{port}/api/v2/ → 200").as_str())
+    );
+    assert!(v1.replaced.is_empty());
+    assert_eq!(answering_release(port).await, "v1");
+    let names: Vec<&str> = v1.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ml", "web", "worker", "awscli"],
+        "ml starts before the containers linking to it"
+    );
+    let web = v1.containers.iter().find(|c| c.name == "web").unwrap();
+    assert_eq!(web.ports, [format!("127.0.0.1:{port}->5000/tcp")]);
+    assert_eq!(web.environment, "test");
+
+    // Links are network aliases: the worker reaches ml by its alias.
+    let worker = v1.containers.iter().find(|c| c.name == "worker").unwrap();
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &worker.id,
+            "demo",
+            "check",
+            "http://model-server:2000/livez",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let v2 = local::run::run(&request(
+        &stack,
+        "v2",
+        dockerrun(image, port, "v2", &["/start"]),
+        port,
+    ))
+    .await
+    .expect("v2 deploys");
+    assert_eq!(v2.replaced, ["v1"]);
+    assert_eq!(answering_release(port).await, "v2");
+    let now = stack_containers(&stack).await;
+    assert_eq!(now.len(), 4, "v1's containers are gone: {now:?}");
+    assert!(
+        now.iter().all(|c| c.version == "v2" && c.running),
+        "{now:?}"
+    );
+
+    let err = local::run::run(&request(
+        &stack,
+        "v3",
+        dockerrun(
+            image,
+            port,
+            "v3",
+            &["fail", "7", "cannot connect to the database"],
+        ),
+        port,
+    ))
+    .await
+    .expect_err("v3's essential web container exits");
+    let err = format!("{err:#}");
+    assert!(err.starts_with(&format!("the local deploy of version v3 to stack {stack} failed: essential container \"web\" exited with code 7")), "{err}");
+    assert!(
+        err.contains(&format!("--- logs of web ({stack}-web-")),
+        "{err}"
+    );
+    assert!(
+        err.contains("demo: cannot connect to the database"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("the previous version v2 runs again (4 container(s) restarted)"),
+        "{err}"
+    );
+    assert_eq!(answering_release(port).await, "v2");
+    let now = stack_containers(&stack).await;
+    assert!(
+        now.iter().all(|c| c.version == "v2" && c.running),
+        "v3's containers are removed: {now:?}"
+    );
+
+    let down = local::down(None, &stack).await.unwrap();
+    assert_eq!(down.containers.len(), 4);
+    assert!(down.network_removed);
+    assert!(stack_containers(&stack).await.is_empty());
+    let engine = Engine::connect(None).await.unwrap();
+    assert!(
+        !engine.network_exists(&stack).await.unwrap(),
+        "down removes the network"
+    );
+    let again = local::down(None, &stack).await.unwrap();
+    assert!(
+        again.containers.is_empty() && !again.network_removed,
+        "down is idempotent"
+    );
+}
+
+fn write_hook(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -eu\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test]
+async fn postdeploy_hooks_run_after_start_and_a_failing_one_fails_the_deploy() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(1);
+    let hooks = tempfile::tempdir().unwrap();
+    // Like the repository's 01_migrate.sh, scoped to this test's stack.
+    write_hook(
+        hooks.path(),
+        "01_migrate.sh",
+        r#"c=$(docker ps -q --filter "label=deploy.local.stack=$DEPLOY_LOCAL_STACK" --filter label=com.amazonaws.ecs.container-name=web | head -n 1)
+[ -n "$c" ] || { echo "no web container" >&2; exit 1; }
+docker exec "$c" python manage.py migrate --noinput"#,
+    );
+
+    let mut req = request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    );
+    req.postdeploy_hooks = Some(hooks.path().to_path_buf());
+    let v1 = local::run::run(&req)
+        .await
+        .expect("v1 deploys and its hook passes");
+    assert_eq!(v1.hooks, ["01_migrate.sh"]);
+
+    write_hook(
+        hooks.path(),
+        "02_check.sh",
+        "echo 'cache warm-up failed' >&2\nexit 4",
+    );
+    let mut req = request(
+        &stack,
+        "v2",
+        dockerrun(image, port, "v2", &["/start"]),
+        port,
+    );
+    req.postdeploy_hooks = Some(hooks.path().to_path_buf());
+    let err = format!(
+        "{:#}",
+        local::run::run(&req)
+            .await
+            .expect_err("the failing hook fails v2")
+    );
+    assert!(err.contains("failed: postdeploy hook "), "{err}");
+    assert!(
+        err.contains("02_check.sh failed (exit code 4); its output:\ncache warm-up failed"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("the previous version v1 runs again (4 container(s) restarted)"),
+        "{err}"
+    );
+    assert_eq!(answering_release(port).await, "v1");
+}
+
+#[tokio::test]
+async fn depends_on_conditions_are_honoured() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(2);
+    let text = |init_command: &[&str]| {
+        serde_json::json!({
+            "AWSEBDockerrunVersion": 2,
+            "containerDefinitions": [
+                {
+                    "name": "web", "image": image, "memory": 64, "command": ["/start"],
+                    "portMappings": [{"hostPort": port, "containerPort": 5000}],
+                    "dependsOn": [
+                        {"containerName": "migrate", "condition": "SUCCESS"},
+                        {"containerName": "ml", "condition": "HEALTHY"}
+                    ]
+                },
+                {"name": "migrate", "image": image, "essential": false, "memory": 64, "command": init_command},
+                {
+                    "name": "ml", "image": image, "essential": false, "memory": 64, "command": ["/start-ml-backend"],
+                    "healthCheck": {"command": ["CMD", "/usr/local/bin/demo", "check", "http://127.0.0.1:2000/livez"], "interval": 1, "retries": 5}
+                }
+            ]
+        })
+        .to_string()
+    };
+    let ok = local::run::run(&request(
+        &stack,
+        "v1",
+        text(&["python", "manage.py", "migrate", "--noinput"]),
+        port,
+    ))
+    .await
+    .expect("web starts once migrate succeeded and ml is healthy");
+    let names: Vec<&str> = ok.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["migrate", "ml", "web"]);
+    assert_eq!(ok.containers[0].exit_code, Some(0));
+    assert_eq!(ok.containers[1].health.as_deref(), Some("healthy"));
+
+    let err = local::run::run(&request(
+        &stack,
+        "v2",
+        text(&["fail", "3", "migration 0042 failed"]),
+        port,
+    ))
+    .await
+    .expect_err("a failed SUCCESS dependency fails the deploy");
+    let err = format!("{err:#}");
+    assert!(err.contains("failed: container \"web\" waits for \"migrate\" to succeed (dependsOn SUCCESS), but it exited with code 3"), "{err}");
+    assert!(err.contains("--- logs of migrate"), "{err}");
+    assert!(err.contains("demo: migration 0042 failed"), "{err}");
+    assert_eq!(
+        answering_release(port).await,
+        "unknown",
+        "v1 (no RELEASE set) answers again"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_host_port_is_a_clear_error() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(3);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let err = local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect_err("the port is taken");
+    let err = format!("{err:#}");
+    assert!(err.starts_with(&format!("host port 127.0.0.1:{port} of container \"web\" in Dockerrun.aws.json is already in use")), "{err}");
+    assert!(err.contains("set `host_port_offset`"), "{err}");
+    assert!(
+        stack_containers(&stack).await.is_empty(),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_image_is_a_clear_error() {
+    demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(4);
+    let missing = format!("{}:nope", services::unique("pipeline-local-test-missing"));
+    let err = local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(&missing, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect_err("the image is not in the engine");
+    let err = format!("{err:#}");
+    assert!(err.starts_with(&format!("image {missing} (container \"ml\" in Dockerrun.aws.json) is not in the local Docker Engine")), "{err}");
+    assert!(
+        err.contains("the local target pulls nothing; build it first"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = format!("unix://{}", dir.path().join("docker.sock").display());
+    let mut req = request(
+        "local-test-unreachable",
+        "v1",
+        dockerrun("x:1", port(5), "v1", &["/start"]),
+        port(5),
+    );
+    req.docker_host = Some(socket.clone());
+    let err = format!(
+        "{:#}",
+        local::run::run(&req).await.expect_err("no engine there")
+    );
+    assert!(
+        err.starts_with(&format!("cannot reach the Docker Engine at {socket}: ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: start the Docker daemon, or point DOCKER_HOST at a running one"),
+        "{err}"
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tcp = format!("tcp://{closed}");
+    let err = format!(
+        "{:#}",
+        local::status(Some(&tcp), "local-test-unreachable")
+            .await
+            .expect_err("nothing listens")
+    );
+    assert!(
+        err.starts_with(&format!("cannot reach the Docker Engine at {tcp}: ")),
+        "{err}"
+    );
+}
+
+/// The whole local flow from a configuration: render with stand-ins, write under the output
+/// directory, run, verify through the environment's http check.
+#[tokio::test]
+async fn deploy_local_renders_runs_and_verifies_from_the_configuration() {
+    let image = demo_image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = port(6);
+    let app = services::unique("localapp");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!(
+            r#"region = "us-west-2"
+application = "{app}"
+
+[images.backend]
+repository = "pipeline-local-test-demo"
+build = {{ context = "demo" }}
+
+[images.ml]
+repository = "ml-backend-minimal"
+tag = "v0.1.0"
+
+[environments.dev]
+target = "local"
+url = "http://127.0.0.1:{port}"
+host_port_offset = {offset}
+
+[environments.dev.images]
+ml = {{ image = "backend", command = ["/start-ml-backend"] }}
+
+[[environments.dev.checks]]
+kind = "http"
+path = "/api/v2/"
+headers = {{ "X-Forwarded-Proto" = "https" }}
+timeout = "20s"
+"#,
+            offset = port - 80
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerrun.template.json"),
+        r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+  {"name": "api", "image": "${image.backend}", "essential": true, "memory": 128, "command": ["/start"],
+   "portMappings": [{"hostPort": 80, "containerPort": 5000}], "links": ["ml"],
+   "environment": [{"name": "RELEASE", "value": "${release}"}, {"name": "DJANGO_SECURE_SSL_REDIRECT", "value": "true"}]},
+  {"name": "ml", "image": "${image.ml}", "essential": false, "memory": 64}
+]}"#,
+    )
+    .unwrap();
+    let config = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let stack = local::stack_name(&config, "dev");
+    let _cleanup = Cleanup(stack.clone());
+    let options = local::LocalOptions {
+        release: Some("latest".into()),
+        skip_build: true,
+        ..Default::default()
+    };
+    assert_eq!(image, "pipeline-local-test-demo:latest");
+    let done = local::deploy_local(&config, "dev", &options)
+        .await
+        .expect("the local deploy works");
+    assert_eq!(done.bundle, dir.path().join("target/deploy/dev/deploy.zip"));
+    assert!(
+        done.bundle.is_file(),
+        "the bundle that would go to EB is written"
+    );
+    let for_eb =
+        std::fs::read_to_string(dir.path().join("target/deploy/dev/Dockerrun.aws.json")).unwrap();
+    assert!(
+        for_eb.contains("\"image\": \"ml-backend-minimal:v0.1.0\""),
+        "{for_eb}"
+    );
+    assert_eq!(
+        done.dockerrun,
+        dir.path().join("target/deploy/dev/Dockerrun.local.json")
+    );
+    let ran = std::fs::read_to_string(&done.dockerrun).unwrap();
+    assert!(
+        ran.contains("\"image\": \"pipeline-local-test-demo:latest\""),
+        "{ran}"
+    );
+    assert!(
+        !ran.contains("ml-backend-minimal"),
+        "the stand-in replaced the external image: {ran}"
+    );
+    assert!(
+        ran.contains("\"/start-ml-backend\""),
+        "the stand-in's command: {ran}"
+    );
+    assert!(
+        done.version_label.starts_with("latest-"),
+        "{}",
+        done.version_label
+    );
+    let run = done.run.unwrap();
+    assert_eq!(
+        run.verified.as_deref(),
+        Some(format!("GET http://127.0.0.1:{port}/api/v2/ → 200").as_str())
+    );
+    // Without X-Forwarded-Proto the demo redirects to https, as Antenna's production settings do.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/api/v2/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 301);
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://127.0.0.1:{port}/api/v2/")
+    );
+
+    let other = local::deploy_local(&config, "nope", &options)
+        .await
+        .expect_err("unknown environment");
+    assert!(
+        other
+            .to_string()
+            .starts_with("unknown environment \"nope\""),
+        "{other}"
+    );
+}
+
+/// The commands through the real binary, with the repository's own postdeploy hook.
+#[tokio::test]
+async fn xtask_local_up_status_logs_down() {
+    use std::os::unix::fs::PermissionsExt;
+    let image = demo_image().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = port(7);
+    let app = services::unique("localcli");
+    let config = dir.path().join("deploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"region = "us-west-2"
+application = "{app}"
+
+[images.backend]
+repository = "pipeline-local-test-demo"
+build = {{ context = "demo" }}
+
+[environments.dev]
+target = "local"
+url = "http://127.0.0.1:{port}"
+
+[[environments.dev.checks]]
+kind = "http"
+timeout = "20s"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerrun.template.json"),
+        format!(
+            r#"{{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+  {{"name": "django", "image": "${{image.backend}}", "essential": true, "memory": 128, "command": ["/start"],
+   "portMappings": [{{"hostPort": {port}, "containerPort": 5000}}],
+   "environment": [{{"name": "RELEASE", "value": "${{release}}"}}]}},
+  {{"name": "celeryworker", "image": "${{image.backend}}", "essential": true, "memory": 128, "command": ["/start-celeryworker"]}}
+]}}"#
+        ),
+    )
+    .unwrap();
+    let hooks = dir.path().join(".platform/hooks/postdeploy");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let hook = hooks.join("01_migrate.sh");
+    std::fs::copy(
+        repo_root().join(".platform/hooks/postdeploy/01_migrate.sh"),
+        &hook,
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _cleanup = Cleanup(format!("{app}-dev"));
+    assert_eq!(image, "pipeline-local-test-demo:latest");
+
+    let run = |args: &[&str]| {
+        let out = integration::xtask()
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    let (ok, _, err) = run(&[
+        "local",
+        "up",
+        "--env",
+        "dev",
+        "--no-build",
+        "--release",
+        "latest",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("01_migrate.sh:   No migrations to apply."),
+        "the repository's hook ran: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "verified: GET http://127.0.0.1:{port}/api/v2/ → 200"
+        )),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(&["--json", "local", "status", "--env", "dev"]);
+    assert!(ok, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["django", "celeryworker"]);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["running"] == true),
+        "{status}"
+    );
+
+    let (ok, out, err) = run(&["local", "logs", "django", "--env", "dev", "--tail", "20"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("--- django ({app}-dev-django-")),
+        "{out}"
+    );
+    assert!(
+        out.contains("django listening on 0.0.0.0:5000 (release latest)"),
+        "{out}"
+    );
+
+    let (ok, _, err) = run(&["local", "logs", "nginx", "--env", "dev"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("error: no container \"nginx\" in the local stack {app}-dev; it has: django, celeryworker")),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(&["--json", "local", "down", "--env", "dev"]);
+    assert!(ok, "{err}");
+    let down: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(down["containers"].as_array().unwrap().len(), 2, "{down}");
+    assert_eq!(down["network_removed"], true);
+    assert!(stack_containers(&format!("{app}-dev")).await.is_empty());
+}
+
+/// A version that runs but fails the check (a Host the settings do not allow) is rolled back,
+/// with the essential containers' logs.
+#[tokio::test]
+async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let _cleanup = Cleanup(stack.clone());
+    let port = port(8);
+    local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect("v1 deploys");
+
+    let text = dockerrun(image, port, "v2", &["/start"]).replace(
+        r#"{"name":"RELEASE","value":"v2"}"#,
+        r#"{"name":"RELEASE","value":"v2"},{"name":"DJANGO_ALLOWED_HOSTS","value":"api.example.org"}"#,
+    );
+    assert!(text.contains("DJANGO_ALLOWED_HOSTS"), "{text}");
+    let mut req = request(&stack, "v2", text, port);
+    req.probe.as_mut().unwrap().timeout = Duration::from_secs(2);
+    let err = format!(
+        "{:#}",
+        local::run::run(&req).await.expect_err("v2 answers 400")
+    );
+    assert!(
+        err.contains(&format!("failed: verify: GET http://127.0.0.1:{port}/api/v2/ answered 400 (expected 200) after 2s")),
+        "{err}"
+    );
+    assert!(err.contains("--- logs of web ("), "{err}");
+    assert!(
+        err.contains("GET /api/v2/ 400"),
+        "the web container's log shows the refused request: {err}"
+    );
+    assert!(err.contains("--- logs of worker ("), "{err}");
+    assert!(
+        err.ends_with("the previous version v1 runs again (4 container(s) restarted)"),
+        "{err}"
+    );
+    assert_eq!(answering_release(port).await, "v1");
+}

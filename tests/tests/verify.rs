@@ -1,0 +1,968 @@
+//! The verify checks against real servers: a local HTTP server, plain and TLS redis-server,
+//! real Celery workers and Flower (started by tests/services/up.d/20-redis.sh and
+//! 25-celery.sh, or by the tests themselves when they need to stop one).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration::services;
+use pipeline::config::Config;
+use pipeline::verify::{self, Check, CheckOutcome, Verdict};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// The checks of a one-environment configuration whose checks are `checks_toml`.
+fn checks_with(base: Option<&str>, checks_toml: &str, vars: &[(&str, String)]) -> Vec<Check> {
+    let text = format!(
+        "region = \"us-west-2\"\napplication = \"antenna\"\n\n[images.backend]\nrepository = \"antenna-backend\"\nbuild = {{ context = \".\" }}\n\n[environments.t]\ntarget = \"local\"\n\n{checks_toml}"
+    );
+    let config = Config::parse(Path::new("deploy.toml"), &text).expect("test configuration parses");
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    Check::for_environment_with(&config, "t", base, &lookup).expect("checks build")
+}
+
+async fn run_one(base: Option<&str>, check_toml: &str, vars: &[(&str, String)]) -> CheckOutcome {
+    let checks = checks_with(
+        base,
+        &format!("[[environments.t.checks]]\n{check_toml}"),
+        vars,
+    );
+    assert_eq!(checks.len(), 1);
+    let report = verify::run(&checks).await;
+    report.checks.into_iter().next().unwrap()
+}
+
+fn assert_outcome(o: &CheckOutcome, verdict: Verdict, needles: &[&str]) {
+    assert_eq!(o.verdict, verdict, "{o:#?}");
+    for n in needles {
+        assert!(o.detail.contains(n), "detail {:?} lacks {n:?}", o.detail);
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/// Answers like Antenna's Django behind the load balancer: 400 to a Host not allowed, 301 to
+/// https without `X-Forwarded-Proto: https`, else DRF's API root as JSON.
+struct Django;
+
+const ALLOWED_HOST: &str = "antenna.example.org";
+
+impl Respond for Django {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let header = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let host = header("host");
+        if host.split(':').next() != Some(ALLOWED_HOST) {
+            return ResponseTemplate::new(400)
+                .set_body_raw("<h1>Bad Request (400)</h1>", "text/html");
+        }
+        if header("x-forwarded-proto") != "https" {
+            return ResponseTemplate::new(301)
+                .insert_header("location", format!("https://{host}{}", req.url.path()));
+        }
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "deployments": format!("https://{host}/api/v2/deployments/"),
+            "events": format!("https://{host}/api/v2/events/"),
+        }))
+    }
+}
+
+async fn django() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/"))
+        .respond_with(Django)
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn http_json_200_with_the_configured_headers_passes() {
+    let server = django().await;
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\nheaders = { Host = \"antenna.example.org\", \"X-Forwarded-Proto\" = \"https\" }\ntimeout = \"5s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["HTTP 200, JSON object with 2 keys (deployments, events)"],
+    );
+    assert_eq!(o.target, format!("{}/api/v2/", server.uri()));
+    assert_eq!(o.attempts, 1);
+}
+
+#[tokio::test]
+async fn http_ssl_redirect_fails_at_once_with_the_forwarded_proto_hint() {
+    let server = django().await;
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\nheaders = { Host = \"antenna.example.org\" }\ntimeout = \"5s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "HTTP 301 Moved Permanently (expected 200)",
+            "redirect to https://antenna.example.org/api/v2/",
+            "\"X-Forwarded-Proto\" = \"https\"",
+        ],
+    );
+    assert_eq!(o.attempts, 1, "a redirect is not retried");
+    assert!(o.elapsed_ms < 2000, "{o:?}");
+}
+
+#[tokio::test]
+async fn http_disallowed_host_hints_at_allowed_hosts() {
+    let server = django().await;
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\nheaders = { \"X-Forwarded-Proto\" = \"https\" }\ntimeout = \"5s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "HTTP 400 Bad Request (expected 200)",
+            "Host header \"127.0.0.1\"",
+            "DJANGO_ALLOWED_HOSTS",
+        ],
+    );
+    assert_eq!(o.attempts, 1);
+}
+
+#[tokio::test]
+async fn http_html_200_is_not_healthy() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v2/"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            "<!DOCTYPE html><html><body>Congratulations</body></html>",
+            "text/html",
+        ))
+        .mount(&server)
+        .await;
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\ntimeout = \"1s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "HTTP 200, but the body is not JSON",
+            "text/html",
+            "<!DOCTYPE html>",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn http_500_is_retried_until_the_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v2/"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw("Server Error (500)", "text/html"))
+        .mount(&server)
+        .await;
+    let start = Instant::now();
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\ntimeout = \"2s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "HTTP 500 Internal Server Error (expected 200)",
+            "Server Error (500)",
+            "attempts in",
+        ],
+    );
+    assert!(o.attempts >= 3, "{o:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(server.received_requests().await.unwrap().len() >= 3);
+}
+
+#[tokio::test]
+async fn http_passes_once_the_app_is_up() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v2/"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v2/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"projects": "/api/v2/projects/"})),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\ntimeout = \"10s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["HTTP 200, JSON object with 1 keys (projects)", "3 attempts"],
+    );
+    assert_eq!(o.attempts, 3);
+}
+
+#[tokio::test]
+async fn http_slow_answer_fails_within_the_timeout() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v2/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({}))
+                .set_delay(Duration::from_secs(10)),
+        )
+        .mount(&server)
+        .await;
+    let start = Instant::now();
+    let o = run_one(
+        Some(&server.uri()),
+        "kind = \"http\"\ntimeout = \"1s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(&o, Verdict::Fail, &["connected, but no answer within"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn http_nothing_listening_is_unreachable() {
+    let port = free_port();
+    let o = run_one(
+        Some(&format!("http://127.0.0.1:{port}")),
+        "kind = \"http\"\ntimeout = \"1s\"",
+        &[],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Unreachable,
+        &["cannot connect", "Connection refused"],
+    );
+}
+
+// ---------------------------------------------------------------- Redis
+
+fn redis_check(url: &str) -> (String, Vec<(&'static str, String)>) {
+    (
+        "kind = \"redis\"\nurl_env = \"THE_REDIS_URL\"\ntimeout = \"2s\"".into(),
+        vec![("THE_REDIS_URL", url.to_string())],
+    )
+}
+
+async fn run_redis(url: &str) -> CheckOutcome {
+    let (toml, vars) = redis_check(url);
+    run_one(None, &toml, &vars).await
+}
+
+#[tokio::test]
+async fn redis_plain_pings_and_reports_version_and_role() {
+    let o = run_redis(&services::env("REDIS_URL")).await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["PONG from redis 7.", "(master)", "db 0", "no TLS"],
+    );
+}
+
+#[tokio::test]
+async fn redis_tls_with_cert_reqs_none_accepts_the_self_signed_certificate() {
+    let url = format!("{}/0?ssl_cert_reqs=none", services::env("REDIS_TLS_URL"));
+    let o = run_redis(&url).await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &[
+            "PONG from redis",
+            "TLS, certificate not verified (ssl_cert_reqs=none)",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn redis_tls_required_rejects_the_unknown_certificate() {
+    let url = format!("{}?ssl_cert_reqs=required", services::env("REDIS_TLS_URL"));
+    let o = run_redis(&url).await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "the TLS certificate of 127.0.0.1:",
+            "was rejected",
+            "unknown authority",
+            "ssl_cert_reqs=none",
+        ],
+    );
+    assert_eq!(o.attempts, 1, "a certificate error is not retried");
+}
+
+#[tokio::test]
+async fn redis_tls_required_with_its_ca_verifies() {
+    let url = format!(
+        "{}?ssl_cert_reqs=required&ssl_ca_certs={}",
+        services::env("REDIS_TLS_URL"),
+        services::env("REDIS_TLS_CA")
+    );
+    let o = run_redis(&url).await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["PONG from redis", "TLS, certificate verified"],
+    );
+}
+
+#[tokio::test]
+async fn redis_tls_on_a_plain_port_is_a_tls_failure() {
+    let url = format!(
+        "{}?ssl_cert_reqs=none",
+        services::env("REDIS_URL").replace("redis://", "rediss://")
+    );
+    let o = run_redis(&url).await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "the TLS handshake with 127.0.0.1:",
+            "use redis:// for a server without TLS",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn redis_plain_on_a_tls_port_hints_at_rediss() {
+    let url = services::env("REDIS_TLS_URL").replace("rediss://", "redis://");
+    let o = run_redis(&url).await;
+    assert_outcome(&o, Verdict::Fail, &["use rediss://"]);
+}
+
+#[tokio::test]
+async fn redis_passwords_are_checked_and_never_printed() {
+    let base = services::env("REDIS_AUTH_URL");
+    let password = services::env("REDIS_AUTH_PASSWORD");
+    let with = |p: &str| base.replacen("redis://", &format!("redis://:{p}@"), 1);
+
+    let o = run_redis(&with("not-the-password")).await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "authentication failed: WRONGPASS",
+            "check the password in the URL",
+        ],
+    );
+    assert_eq!(o.target, with("***"));
+    assert_eq!(o.attempts, 1);
+
+    let o = run_redis(&base).await;
+    assert_outcome(&o, Verdict::Fail, &["authentication failed: NOAUTH"]);
+
+    let o = run_redis(&with(&password)).await;
+    assert_outcome(&o, Verdict::Pass, &["PONG from redis"]);
+    assert_eq!(o.target, with("***"));
+    let report = verify::VerifyReport::new(vec![o]);
+    assert!(!report.render_table().contains(&password));
+    assert!(!serde_json::to_string(&report).unwrap().contains(&password));
+}
+
+#[tokio::test]
+async fn redis_nothing_listening_is_unreachable() {
+    let o = run_redis(&format!("redis://127.0.0.1:{}", free_port())).await;
+    assert_outcome(
+        &o,
+        Verdict::Unreachable,
+        &["cannot connect to 127.0.0.1:", "Connection refused"],
+    );
+    assert!(
+        o.attempts > 1,
+        "unreachable is retried until the deadline: {o:?}"
+    );
+}
+
+// ---------------------------------------------------------------- Celery
+
+fn celery_toml(min_workers: usize, queues: &[&str], timeout: &str) -> String {
+    let queues: Vec<String> = queues.iter().map(|q| format!("{q:?}")).collect();
+    format!(
+        "kind = \"celery\"\nbroker_url_env = \"BROKER\"\nmin_workers = {min_workers}\nqueues = [{}]\ntimeout = \"{timeout}\"",
+        queues.join(", ")
+    )
+}
+
+async fn run_celery(
+    broker: &str,
+    min_workers: usize,
+    queues: &[&str],
+    timeout: &str,
+) -> CheckOutcome {
+    run_one(
+        None,
+        &celery_toml(min_workers, queues, timeout),
+        &[("BROKER", broker.to_string())],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn celery_ping_passes_and_names_the_unconsumed_queue() {
+    let broker = services::env("CELERY_BROKER_URL");
+    let o = run_celery(&broker, 1, &["antenna", "jobs", "ml_results"], "3s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "no worker consumes ml_results:",
+            "w1@verify [antenna, jobs]",
+            "-Q antenna,jobs,ml_results",
+        ],
+    );
+    assert!(!o.detail.contains("consumes antenna"), "{o:?}");
+}
+
+#[tokio::test]
+async fn celery_two_workers_both_answer() {
+    let broker = services::env("CELERY_BROKER_URL");
+    let o = run_celery(&broker, 2, &["antenna", "jobs"], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["2 workers answered: w1@verify [antenna, jobs], w2@verify [antenna]"],
+    );
+    assert!(
+        o.latency_ms < 1500,
+        "all subscribed workers answered, no need to wait the window: {o:?}"
+    );
+    assert_eq!(o.target, broker);
+}
+
+#[tokio::test]
+async fn celery_expecting_more_workers_than_run_fails() {
+    let broker = services::env("CELERY_BROKER_URL");
+    let o = run_celery(&broker, 3, &[], "2s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "2 of at least 3 worker(s) answered the ping",
+            "w1@verify",
+            "w2@verify",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn celery_stopped_worker_fails_within_the_timeout() {
+    let broker = format!("{}/{}", services::env("REDIS_URL"), DB_CELERY_STOP);
+    let name = format!("{}@verify", services::unique("stop"));
+    let worker = CeleryProcess::worker(&broker, &name, "antenna,jobs");
+    let o = run_celery(&broker, 1, &["antenna", "jobs"], "60s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &[&format!("1 worker answered: {name} [antenna, jobs]")],
+    );
+
+    worker.kill();
+    let start = Instant::now();
+    let o = run_celery(&broker, 1, &["antenna"], "3s").await;
+    let took = start.elapsed();
+    assert_outcome(&o, Verdict::Fail, &["no worker"]);
+    assert!(!o.detail.contains(&name), "{o:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with a 3 s timeout"
+    );
+}
+
+#[tokio::test]
+async fn celery_hung_worker_fails_within_the_timeout() {
+    let broker = format!("{}/{}", services::env("REDIS_URL"), DB_CELERY_HUNG);
+    let name = format!("{}@verify", services::unique("hung"));
+    let worker = CeleryProcess::worker(&broker, &name, "antenna");
+    let o = run_celery(&broker, 1, &["antenna"], "60s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &[&format!("1 worker answered: {name} [antenna]")],
+    );
+
+    // SIGSTOP: still subscribed to the mailbox, but it never answers.
+    worker.signal("STOP");
+    let start = Instant::now();
+    let o = run_celery(&broker, 1, &["antenna"], "3s").await;
+    let took = start.elapsed();
+    worker.signal("CONT");
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "no worker answered the ping within",
+            "1 client(s) subscribed to /4.celery.pidbox",
+            "a stuck or killed worker?",
+        ],
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with a 3 s timeout"
+    );
+}
+
+#[tokio::test]
+async fn celery_over_a_tls_broker_finds_no_worker_on_an_empty_database() {
+    let broker = format!(
+        "{}/{DB_EMPTY}?ssl_cert_reqs=none",
+        services::env("REDIS_TLS_URL")
+    );
+    let o = run_celery(&broker, 1, &["antenna"], "1s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[&format!("no worker listens on the broker (PUBLISH /{DB_EMPTY}.celery.pidbox reached 0 clients)"), "are the Celery workers running"],
+    );
+}
+
+#[tokio::test]
+async fn celery_broker_nothing_listening_is_unreachable() {
+    let o = run_celery(
+        &format!("redis://127.0.0.1:{}/1", free_port()),
+        1,
+        &[],
+        "1s",
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Unreachable,
+        &["broker: cannot connect to 127.0.0.1:"],
+    );
+}
+
+// ---------------------------------------------------------------- Flower
+
+fn flower_toml(url: &str, min_workers: usize, queues: &[&str], timeout: &str) -> String {
+    let queues: Vec<String> = queues.iter().map(|q| format!("{q:?}")).collect();
+    format!(
+        "kind = \"flower\"\nurl = \"{url}\"\nuser_env = \"F_USER\"\npassword_env = \"F_PASS\"\nmin_workers = {min_workers}\nqueues = [{}]\ntimeout = \"{timeout}\"",
+        queues.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn flower_with_the_right_credentials_sees_the_workers() {
+    let (url, user, password) = (
+        services::env("FLOWER_URL"),
+        services::env("FLOWER_USER"),
+        services::env("FLOWER_PASSWORD"),
+    );
+    let vars = [("F_USER", user.clone()), ("F_PASS", password.clone())];
+    let o = run_one(
+        None,
+        &flower_toml(&url, 2, &["antenna", "jobs"], "10s"),
+        &vars,
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["2 online: w1@verify [antenna, jobs], w2@verify [antenna]"],
+    );
+    assert_eq!(
+        o.target,
+        format!(
+            "{}/api/workers",
+            url.replacen("http://", &format!("http://{user}:***@"), 1)
+        )
+    );
+
+    let o = run_one(
+        None,
+        &flower_toml(&url, 1, &["antenna", "ml_results"], "6s"),
+        &vars,
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "no online worker consumes ml_results",
+            "-Q antenna,ml_results",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn flower_rejects_wrong_or_missing_credentials() {
+    let (url, user) = (services::env("FLOWER_URL"), services::env("FLOWER_USER"));
+    let o = run_one(
+        None,
+        &flower_toml(&url, 1, &[], "5s"),
+        &[("F_USER", user), ("F_PASS", "wrong".into())],
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "HTTP 401 Unauthorized",
+            "the credentials from F_USER and F_PASS were rejected",
+        ],
+    );
+    assert_eq!(o.attempts, 1, "401 is not retried");
+
+    let o = run_one(None, &flower_toml(&url, 1, &[], "5s"), &[]).await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "HTTP 401 Unauthorized",
+            "Flower wants basic auth: set F_USER and F_PASS",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn flower_nothing_listening_is_unreachable() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let o = run_one(None, &flower_toml(&url, 1, &[], "1s"), &[]).await;
+    assert_outcome(
+        &o,
+        Verdict::Unreachable,
+        &["cannot connect to Flower", "port 5555"],
+    );
+}
+
+#[tokio::test]
+async fn flower_tells_online_from_offline_workers() {
+    let broker = format!("{}/{}", services::env("REDIS_URL"), DB_FLOWER);
+    let port = free_port();
+    let _flower = CeleryProcess::start(
+        &broker,
+        &[
+            "flower",
+            "--address=127.0.0.1",
+            &format!("--port={port}"),
+            "--basic-auth=ops:pw",
+        ],
+    );
+    let name = format!("{}@verify", services::unique("flw"));
+    let worker = CeleryProcess::worker(&broker, &name, "antenna");
+    let url = format!("http://127.0.0.1:{port}");
+    let vars = [("F_USER", "ops".to_string()), ("F_PASS", "pw".to_string())];
+    let o = run_one(None, &flower_toml(&url, 1, &["antenna"], "60s"), &vars).await;
+    assert_outcome(&o, Verdict::Pass, &[&format!("1 online: {name} [antenna]")]);
+
+    worker.terminate();
+    // Flower learns of the stop from the worker's offline event (or its missed heartbeats).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let o = loop {
+        let o = run_one(None, &flower_toml(&url, 1, &["antenna"], "5s"), &vars).await;
+        if o.verdict != Verdict::Pass || Instant::now() > deadline {
+            break o;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &[
+            "0 of at least 1 worker(s) online",
+            &format!("offline: {name}"),
+        ],
+    );
+}
+
+// ---------------------------------------------------------------- the report
+
+#[tokio::test]
+async fn report_of_several_checks_fails_on_a_required_one_only() {
+    let server = django().await;
+    let checks = checks_with(
+        Some(&server.uri()),
+        &format!(
+            "[[environments.t.checks]]\nkind = \"http\"\nheaders = {{ Host = \"antenna.example.org\", \"X-Forwarded-Proto\" = \"https\" }}\ntimeout = \"5s\"\n\n\
+             [[environments.t.checks]]\nkind = \"redis\"\nurl_env = \"R\"\ntimeout = \"1s\"\nrequired = false\n\n\
+             [[environments.t.checks]]\n{}",
+            celery_toml(1, &["antenna"], "5s")
+        ),
+        &[("R", format!("redis://:secret@127.0.0.1:{}", free_port())), ("BROKER", services::env("CELERY_BROKER_URL"))],
+    );
+    let report = verify::run(&checks).await;
+    let verdicts: Vec<Verdict> = report.checks.iter().map(|c| c.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::Pass, Verdict::Unreachable, Verdict::Pass]
+    );
+    assert!(
+        report.passed(),
+        "an optional check does not fail the report"
+    );
+    let table = report.render_table();
+    assert!(table.starts_with("CHECK   TARGET"), "{table}");
+    assert!(table.contains("unreachable (optional)"), "{table}");
+    assert!(table.contains(":***@127.0.0.1"), "{table}");
+    assert!(!table.contains("secret"), "{table}");
+    assert!(
+        table.ends_with("verify: all 2 required checks passed\n"),
+        "{table}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["checks"][1]["verdict"], "unreachable");
+}
+
+// ---------------------------------------------------------------- support
+
+/// Redis database numbers of the tests that run their own Celery processes (the shared
+/// workers use db 1), so that stopping one disturbs no other test.
+const DB_CELERY_STOP: u32 = 2;
+const DB_FLOWER: u32 = 3;
+const DB_CELERY_HUNG: u32 = 4;
+/// A database no worker uses.
+const DB_EMPTY: u32 = 9;
+
+/// A port nothing listens on (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Celery process (worker or Flower) of the fixture app, stopped when dropped.
+struct CeleryProcess {
+    child: Child,
+}
+
+impl CeleryProcess {
+    fn start(broker: &str, args: &[&str]) -> Self {
+        let celery = Path::new(&services::env("TEST_VENV")).join("bin/celery");
+        let app_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/celery");
+        let child = Command::new(&celery)
+            .arg("--workdir")
+            .arg(&app_dir)
+            .args(["-A", "app"])
+            .args(args)
+            .env("CELERY_BROKER_URL", broker)
+            .env("PYTHONPATH", &app_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} (run tests/services/up.sh to install it): {e}",
+                    celery.display()
+                )
+            });
+        Self { child }
+    }
+
+    fn worker(broker: &str, name: &str, queues: &str) -> Self {
+        Self::start(
+            broker,
+            &[
+                "worker",
+                "--pool=solo",
+                "-n",
+                name,
+                "-Q",
+                queues,
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
+    }
+
+    /// SIGKILL: the worker vanishes without a word (its pidbox binding stays behind).
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: a warm shutdown; the worker says goodbye (worker-offline event).
+    fn terminate(mut self) {
+        self.signal("TERM");
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {} failed", self.child.id());
+    }
+}
+
+impl Drop for CeleryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- the command
+
+/// Runs `cargo xtask [--json] verify --env t [extra]` against a configuration in a temporary
+/// directory; returns the exit status, stdout and stderr.
+async fn xtask_verify(
+    checks_toml: &str,
+    url: &str,
+    extra: &[&str],
+    vars: &[(&str, &str)],
+) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "region = \"us-west-2\"\napplication = \"antenna\"\n\n[images.backend]\nrepository = \"antenna-backend\"\nbuild = {{ context = \".\" }}\n\n[environments.t]\ntarget = \"local\"\nurl = \"{url}\"\n\n{checks_toml}"
+    );
+    std::fs::write(dir.path().join("deploy.toml"), text).unwrap();
+    let mut cmd = integration::xtask();
+    cmd.arg("--config")
+        .arg(dir.path().join("deploy.toml"))
+        .arg("--json")
+        .args(["verify", "--env", "t"])
+        .args(extra);
+    cmd.env_remove("DEPLOY_URL");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn command_prints_the_table_and_json_and_exits_zero_when_all_pass() {
+    let server = django().await;
+    let broker = services::env("CELERY_BROKER_URL");
+    let checks = format!(
+        "[[environments.t.checks]]\nkind = \"http\"\nheaders = {{ Host = \"antenna.example.org\", \"X-Forwarded-Proto\" = \"https\" }}\ntimeout = \"5s\"\n\n\
+         [[environments.t.checks]]\n{}",
+        celery_toml(2, &["antenna", "jobs"], "10s")
+    );
+    // The configured URL leads nowhere: --url wins over it.
+    let (ok, stdout, stderr) = xtask_verify(
+        &checks,
+        "http://127.0.0.1:9",
+        &["--url", &server.uri()],
+        &[("BROKER", &broker)],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["passed"], true);
+    assert_eq!(json["checks"][0]["check"], "http");
+    assert_eq!(
+        json["checks"][0]["target"],
+        format!("{}/api/v2/", server.uri())
+    );
+    assert_eq!(json["checks"][1]["verdict"], "pass");
+    assert!(stderr.contains("CHECK   TARGET"), "{stderr}");
+    assert!(
+        stderr.contains("2 workers answered: w1@verify [antenna, jobs], w2@verify [antenna]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("verify: all 2 required checks passed"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn command_fails_on_a_required_check_and_masks_the_password() {
+    let server = django().await;
+    let password = services::env("REDIS_AUTH_PASSWORD");
+    let wrong = services::env("REDIS_AUTH_URL").replacen("redis://", "redis://:wrong-secret@", 1);
+    let checks = "[[environments.t.checks]]\nkind = \"http\"\ntimeout = \"5s\"\n\n\
+                  [[environments.t.checks]]\nkind = \"redis\"\nurl_env = \"R\"\ntimeout = \"2s\"\n";
+    let (ok, stdout, stderr) = xtask_verify(checks, &server.uri(), &[], &[("R", &wrong)]).await;
+    assert!(!ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    assert_eq!(json["passed"], false);
+    assert_eq!(json["checks"][0]["verdict"], "fail");
+    assert!(json["checks"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("DJANGO_ALLOWED_HOSTS"));
+    assert_eq!(json["checks"][1]["verdict"], "fail");
+    assert!(json["checks"][1]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("WRONGPASS"));
+    assert!(
+        stderr.contains(
+            "error: verify of t failed: http (fail), redis (fail) (details in the table above)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("redis://:***@127.0.0.1:"), "{stderr}");
+    for secret in ["wrong-secret", password.as_str()] {
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} leaked:\n{stderr}\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn command_names_the_missing_variable() {
+    let (ok, stdout, stderr) = xtask_verify(
+        "[[environments.t.checks]]\nkind = \"celery\"\nbroker_url_env = \"VERIFY_TEST_UNSET_BROKER\"\n",
+        "http://127.0.0.1:9",
+        &[],
+        &[],
+    )
+    .await;
+    assert!(!ok);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("environments.t.checks[0] (celery) in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the celery check needs the Celery broker URL (redis://… or rediss://…) in the environment variable VERIFY_TEST_UNSET_BROKER, which is not set"),
+        "{stderr}"
+    );
+}
