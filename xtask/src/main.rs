@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod deploy;
-mod local;
 mod github;
 mod image;
+mod local;
 mod test;
 mod verify;
 

@@ -382,6 +382,9 @@ impl Engine {
                     tracing::info!("{s}");
                 }
                 "" | "Preparing" | "Waiting" => {}
+                s if s.starts_with("Retrying in") => {
+                    tracing::warn!("the engine retries a layer upload: {s}")
+                }
                 s => tracing::debug!("push: {s}"),
             }
         }
