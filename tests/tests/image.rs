@@ -107,10 +107,28 @@ fn uploads(repository: &str) -> usize {
     log.lines().filter(|l| l.contains(&needle)).count()
 }
 
-async fn cleanup(references: &[String]) {
-    if let Ok(engine) = Engine::connect(None).await {
-        for r in references {
-            let _ = engine.untag(r).await;
+/// Removes every local tag of `repository` (`host/name`) when dropped, also when the test
+/// fails: only images this test built carry its unique name.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let format = "{{.Repository}}:{{.Tag}}";
+        let Ok(out) = std::process::Command::new("docker")
+            .args(["image", "ls", &self.0, "--format", format])
+            .output()
+        else {
+            return;
+        };
+        let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !refs.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .arg("rmi")
+                .args(&refs)
+                .output();
         }
     }
 }
@@ -120,6 +138,7 @@ async fn build_push_read_back_then_skip() {
     let dir = tempfile::tempdir().unwrap();
     let registry = services::env("REGISTRY");
     let repo = services::unique("it-backend");
+    let _untag = Untag(format!("{registry}/{repo}"));
     let commit = random_commit();
     let release = services::unique("v1");
     let cfg = config(dir.path(), &registry, &repo, "");
@@ -154,6 +173,17 @@ async fn build_push_read_back_then_skip() {
             .starts_with(&format!("pushed {reference} ({digest};")),
         "{}",
         report.message
+    );
+    // Both tags point at the built image in the engine too.
+    let engine = Engine::connect(None).await.unwrap();
+    let id = report.image_id.clone().unwrap();
+    assert_eq!(
+        engine.image_id(&reference).await.unwrap().as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        engine.image_id(&commit_ref).await.unwrap().as_deref(),
+        Some(id.as_str())
     );
     let ctx = report.context.unwrap();
     assert_eq!(
@@ -298,8 +328,6 @@ async fn build_push_read_back_then_skip() {
         "{msg}"
     );
     assert_eq!(uploads(&repo), before);
-
-    cleanup(&[reference, commit_ref]).await;
 }
 
 #[tokio::test]
@@ -384,6 +412,7 @@ async fn wrong_registry_password_is_not_retried_and_names_the_user() {
     let dir = tempfile::tempdir().unwrap();
     let other = services::env("REGISTRY_OTHER");
     let repo = services::unique("it-auth");
+    let _untag = Untag(format!("{other}/{repo}"));
     let release = services::unique("v1");
     let cfg = config(dir.path(), &other, &repo, "");
     let started = std::time::Instant::now();
@@ -406,7 +435,6 @@ async fn wrong_registry_password_is_not_retried_and_names_the_user() {
         "auth failures are not retried: {msg}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
-    cleanup(&[format!("{other}/{repo}:{release}")]).await;
 }
 
 #[tokio::test]
@@ -420,6 +448,7 @@ async fn registry_down_retries_then_fails_clearly() {
         .port();
     let down = format!("127.0.0.1:{port}");
     let repo = services::unique("it-down");
+    let _untag = Untag(format!("{down}/{repo}"));
     let release = services::unique("v1");
     let cfg = config(dir.path(), &down, &repo, "");
     let err = image::run(
@@ -437,7 +466,6 @@ async fn registry_down_retries_then_fails_clearly() {
     );
     assert!(msg.contains("connection refused"), "{msg}");
     assert!(msg.contains("check that the registry is up"), "{msg}");
-    cleanup(&[format!("{down}/{repo}:{release}")]).await;
 }
 
 #[tokio::test]
@@ -579,6 +607,7 @@ fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
 async fn cli_push_prints_the_report_then_skips() {
     let registry = services::env("REGISTRY");
     let repo = services::unique("it-cli");
+    let _untag = Untag(format!("{registry}/{repo}"));
     let release = services::unique("v2");
     let (dir, commit) = git_tree(&registry, &repo);
     let args = [
@@ -615,11 +644,6 @@ async fn cli_push_prints_the_report_then_skips() {
         stderr.contains(&format!("{registry}/{repo}:{release} already exists with revision {commit}: build and push skipped")),
         "{stderr}"
     );
-    cleanup(&[
-        format!("{registry}/{repo}:{release}"),
-        format!("{registry}/{repo}:{commit}"),
-    ])
-    .await;
 }
 
 #[test]
