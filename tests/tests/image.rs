@@ -313,9 +313,12 @@ async fn build_push_read_back_then_skip() {
 
     // Same release name, another commit: refused, naming both revisions.
     let other = random_commit();
-    let err = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
-        .await
-        .unwrap_err();
+    let err = image::run(
+        &request(cfg.clone(), Release::fixed(&release, &other)),
+        Some(&aws),
+    )
+    .await
+    .unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.starts_with(&format!(
@@ -328,6 +331,65 @@ async fn build_push_read_back_then_skip() {
         "{msg}"
     );
     assert_eq!(uploads(&repo), before);
+
+    // --force pushes over it (this registry has no tag immutability); then it skips again.
+    let forced = image::run(
+        &request(cfg.clone(), Release::fixed(&release, &other)).with_force(true),
+        Some(&aws),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forced.images[0].outcome, Outcome::Pushed);
+    let m = registry_json(&format!("/v2/{repo}/manifests/{release}"), accept).await;
+    let config_digest = m["config"]["digest"].as_str().unwrap();
+    let config = registry_json(&format!("/v2/{repo}/blobs/{config_digest}"), "*/*").await;
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.revision"],
+        other.as_str()
+    );
+    let again = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
+        .await
+        .unwrap();
+    assert_eq!(again.images[0].outcome, Outcome::Skipped);
+}
+
+#[tokio::test]
+async fn build_only_tags_locally_and_contacts_no_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = services::env("REGISTRY");
+    let repo = services::unique("it-local");
+    let _untag = Untag(format!("{registry}/{repo}"));
+    let commit = random_commit();
+    let cfg = config(dir.path(), &registry, &repo, "");
+    let req = ImageRequest::new(cfg, Release::fixed("v3", &commit)).with_output(OutputMode::Plain);
+    let run = image::run(&req, None).await.unwrap();
+    let report = &run.images[0];
+    assert_eq!(report.outcome, Outcome::Built);
+    assert_eq!(report.reference, format!("{registry}/{repo}:v3"));
+    assert!(
+        report
+            .message
+            .starts_with(&format!("built {registry}/{repo}:v3 (")),
+        "{}",
+        report.message
+    );
+    assert!(
+        report
+            .message
+            .ends_with("context 6 files, 8.0 KiB sent, 5 left out by .dockerignore)"),
+        "{}",
+        report.message
+    );
+    let engine = Engine::connect(None).await.unwrap();
+    let id = report.image_id.clone().unwrap();
+    assert_eq!(
+        engine
+            .image_id(&format!("{registry}/{repo}:{commit}"))
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    assert_eq!(uploads(&repo), 0, "a build pushes nothing");
 }
 
 #[tokio::test]
