@@ -730,3 +730,31 @@ fn cli_exits_non_zero_when_the_engine_is_unreachable() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn expired_ecr_token_is_refused_without_a_registry_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = services::unique("it-expired");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"{repo}\"\nbuild = {{ context = \"ctx\" }}\n[environments.local]\ntarget = \"local\"\n"),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let err = image::run(
+        &request(cfg, Release::fixed("v1", &random_commit())),
+        Some(&moto().await),
+    )
+    .await
+    .unwrap_err();
+    // moto's token expired in 2015; real ECR's lasts 12 hours.
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with("ECR returned an authorization token that expired at 2015-"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("check the machine's clock and the AWS endpoint"),
+        "{msg}"
+    );
+}

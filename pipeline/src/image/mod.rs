@@ -220,24 +220,14 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
 
     let aws = aws.context("pushing needs AWS (ECR): no AWS configuration was given")?;
     let ecr = aws.ecr();
-    let override_host = req.config.registry.clone();
-    let auth = match &override_host {
+    // The override, else the configured account's ECR host, else the caller's account's
+    // (ECR's proxyEndpoint).
+    let auth = match &req.config.registry {
         Some(h) => {
             tracing::info!("registry override in effect: pushing to {h} (config `registry` or DEPLOY_REGISTRY)");
-            ecr::authorization(&ecr, Some(h)).await?
+            ecr::authorization(&ecr, Some(h), true).await?
         }
-        None => {
-            let account = aws.account(req.config.account.as_deref()).await?;
-            let expected = format!("{account}.dkr.ecr.{}.amazonaws.com", req.config.region);
-            let auth = ecr::authorization(&ecr, None).await?;
-            if auth.registry != expected {
-                tracing::debug!(
-                    "ECR proxy endpoint {} (account registry {expected})",
-                    auth.registry
-                );
-            }
-            auth
-        }
+        None => ecr::authorization(&ecr, req.config.registry_host().as_deref(), false).await?,
     };
     run.registry = Some(auth.registry.clone());
     let registry = registry::Registry::new(
