@@ -144,6 +144,7 @@ impl Engine {
     /// tagged `opts.tag` only if every step succeeds.
     pub async fn build(&self, context: BuildContext, opts: &BuildOptions) -> Result<Built> {
         let dockerfile = context.dockerfile_name.clone();
+        let root = context.root.clone();
         let options = BuildImageOptions {
             dockerfile,
             t: Some(opts.tag.clone()),
@@ -189,16 +190,18 @@ impl Engine {
         }
         printer.finish();
         // Read what the tar writer has to say (a file it could not read, for instance).
+        // When the engine failed first, the writer only saw the request end (a broken pipe):
+        // the engine's message is the one that matters then.
         drop(stream);
-        let context_stats = match writer.await {
-            Ok(Ok(stats)) => Some(stats),
-            Ok(Err(e)) => {
-                return Err(e.context(format!(
-                    "cannot send the build context {}",
-                    opts.dockerfile_display
-                )))
+        let written = writer
+            .await
+            .map_err(|e| anyhow!("the build context writer stopped: {e}"))?;
+        let stats = match written {
+            Ok(stats) => stats,
+            Err(e) if failure.is_none() || !is_broken_pipe(&e) => {
+                return Err(e.context(format!("cannot send the build context {}", root.display())))
             }
-            Err(e) => return Err(anyhow!("the build context writer stopped: {e}")),
+            Err(_) => ContextStats::default(),
         };
         if let Some(message) = failure {
             let at = match &step {
@@ -218,7 +221,6 @@ impl Engine {
                 .await?
                 .with_context(|| format!("the build ended without an image for {}", opts.tag))?,
         };
-        let stats = context_stats.unwrap_or_default();
         debug_assert_eq!(stats.bytes, sent.load(std::sync::atomic::Ordering::Relaxed));
         Ok(Built {
             image_id,
@@ -442,6 +444,14 @@ fn classify(message: &str) -> PushFailure {
     } else {
         PushFailure::Other(message.to_string())
     }
+}
+
+/// True when the error comes from the engine no longer reading the request body.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The engine's own message for stream errors, else the error and its causes.
