@@ -436,3 +436,69 @@ fn install_signal_handlers() {
         signal(SIGTERM, on_signal);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn api_root_lists_resources_with_urls_from_the_host_and_forwarded_proto() {
+        let r = api(&request(
+            "/api/v2/",
+            &[("Host", "api.example.org"), ("X-Forwarded-Proto", "https")],
+        ));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.content_type, "application/json");
+        assert!(
+            r.body
+                .starts_with(r#"{"users":"https://api.example.org/api/v2/users/","#),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            r.body.matches("https://api.example.org/api/v2/").count(),
+            RESOURCES.len()
+        );
+        let missing = api(&request("/api/v2/nope/", &[("Host", "x")]));
+        assert_eq!(
+            (missing.status, missing.body.as_str()),
+            (404, r#"{"detail":"Not found."}"#)
+        );
+    }
+
+    #[test]
+    fn manage_py_accepts_migrate_and_refuses_the_rest() {
+        let args = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(manage(&args("manage.py migrate --noinput")), Ok(0));
+        assert_eq!(manage(&args("manage.py migrate")), Ok(0));
+        let err = manage(&args("manage.py shell")).unwrap_err();
+        assert!(err.contains("not `python manage.py shell`"), "{err}");
+    }
+
+    #[test]
+    fn hosts_and_escaping() {
+        assert_eq!(host_without_port("example.org:8080"), "example.org");
+        assert_eq!(host_without_port("[::1]:5000"), "::1");
+        assert_eq!(host_without_port("localhost"), "localhost");
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+        assert_eq!(base_name("/usr/local/bin/python"), "python");
+    }
+
+    #[test]
+    fn flower_and_ml_backend_answer_their_health_paths() {
+        assert_eq!(flower(&request("/healthcheck", &[])).body, "OK");
+        assert_eq!(ml_backend(&request("/livez", &[])).status, 200);
+        assert_eq!(ml_backend(&request("/other", &[])).status, 404);
+    }
+}

@@ -57,6 +57,8 @@ pub struct RunRequest {
     pub bundle: Option<PathBuf>,
     /// The AWS account for `${account}` when rendering (else the configuration's).
     pub account: Option<String>,
+    /// AWS for pushing images to ECR (build and push stages).
+    pub aws: Option<crate::aws::Aws>,
     /// The version label to deploy when no bundle is at hand (`--only deploy`).
     pub label: Option<String>,
     pub dry_run: bool,
@@ -83,6 +85,40 @@ pub trait Verifier: Send + Sync {
         &'a self,
         target: &'a VerifyTarget,
     ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+}
+
+/// The production verify stage: the environment's checks of `deploy.toml`.
+pub struct EnvironmentChecks<'a> {
+    pub config: &'a Config,
+    pub environment: &'a str,
+}
+
+impl Verifier for EnvironmentChecks<'_> {
+    fn verify<'a>(
+        &'a self,
+        target: &'a VerifyTarget,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>> {
+        Box::pin(async move {
+            let report = crate::verify::verify_environment(
+                self.config,
+                self.environment,
+                target.url.as_deref(),
+            )
+            .await?;
+            for line in report.render_table().lines() {
+                tracing::info!("{line}");
+            }
+            if report.passed() {
+                let n = report.checks.iter().filter(|c| c.required).count();
+                return Ok(format!("all {n} required checks passed"));
+            }
+            let failures: Vec<String> = report
+                .failures()
+                .map(|c| format!("{} {} {}: {}", c.check, c.target, c.verdict, c.detail))
+                .collect();
+            bail!("{}", failures.join("; "))
+        })
+    }
 }
 
 /// How a stage ended.
@@ -242,6 +278,8 @@ struct Ctx<'a> {
     given_bundle: bool,
     label: Option<String>,
     uploaded: Option<eb::Uploaded>,
+    /// The image run of the build stage, and whether it pushed too.
+    images: Option<(crate::image::ImageRun, bool)>,
     deploy: Option<DeployOutcome>,
     rollback: Option<DeployOutcome>,
 }
@@ -280,6 +318,7 @@ pub async fn run(
         bundle,
         label,
         uploaded: None,
+        images: None,
         deploy: None,
         rollback: None,
     };
@@ -392,10 +431,22 @@ async fn run_stage(
                 }
             ),
         )),
-        Stage::Build | Stage::Push => Ok((
-            Outcome::NotAvailable,
-            "image build and push are not part of this build of the pipeline".into(),
-        )),
+        Stage::Build | Stage::Push => {
+            let pushed_already = matches!(&ctx.images, Some((_, true)));
+            if stage == Stage::Push && pushed_already {
+                let (run, _) = ctx.images.as_ref().unwrap();
+                return Ok((planned(Outcome::Done), image_summary(run, true)));
+            }
+            // Build and push run as one pass (push builds what it pushes).
+            let push = stage == Stage::Push || req.selection.includes(Stage::Push);
+            let request = crate::image::ImageRequest::new(req.config.clone(), req.release.clone())
+                .with_push(push)
+                .with_dry_run(req.dry_run);
+            let run = crate::image::run(&request, req.aws.as_ref()).await?;
+            let summary = image_summary(&run, push && stage == Stage::Push);
+            ctx.images = Some((run, push));
+            Ok((planned(Outcome::Done), summary))
+        }
         Stage::Render | Stage::Bundle => {
             // Render and lint always run without writing; the bundle stage writes the zip.
             // The zip is reproducible, so both compute the same sha256 and label.
@@ -567,15 +618,44 @@ async fn run_stage(
                 ));
             }
             let spec = req.config.environment(&req.environment)?;
+            let url = match &spec.url {
+                Some(u) => Some(u.clone()),
+                None => {
+                    eb::deploy::environment_url(&ctx.eb, &req.config.application, &ctx.eb_env)
+                        .await?
+                }
+            };
             let target = VerifyTarget {
                 environment: req.environment.clone(),
                 label: ctx.label.clone().unwrap_or_default(),
-                url: spec.url.clone(),
+                url,
             };
             let summary = v.verify(&target).await?;
             Ok((Outcome::Done, summary))
         }
     }
+}
+
+/// One line about the images of a run: each image's reference and outcome.
+fn image_summary(run: &crate::image::ImageRun, pushed: bool) -> String {
+    let parts: Vec<String> = run
+        .images
+        .iter()
+        .map(|i| {
+            let outcome = serde_json::to_value(i.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            format!("{} {outcome}", i.reference)
+        })
+        .collect();
+    let mut out = parts.join("; ");
+    if pushed {
+        if let Some(r) = &run.registry {
+            out = format!("{out} (registry {r})");
+        }
+    }
+    out
 }
 
 /// Rolls back after a failed deploy or verify, when enabled. `None` when not applicable.

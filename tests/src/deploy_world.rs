@@ -45,6 +45,8 @@ pub struct Settings {
     pub lock_wait: &'static str,
     pub health_settle: &'static str,
     pub rollback: bool,
+    /// TOML appended after the environment's table (`[[environments.staging.checks]]`...).
+    pub checks: String,
 }
 
 impl Default for Settings {
@@ -55,6 +57,7 @@ impl Default for Settings {
             lock_wait: "2s",
             health_settle: "150ms",
             rollback: true,
+            checks: String::new(),
         }
     }
 }
@@ -140,14 +143,15 @@ build = {{ context = "." }}
 [environments.staging]
 eb_environment = "{env}"
 {bucket}rollback = {rollback}
-timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s" }}
-"#,
+timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "1s" }}
+{checks}"#,
             app = self.application,
             env = self.environment,
             rollback = s.rollback,
             deploy = s.deploy,
             lock = s.lock_wait,
             settle = s.health_settle,
+            checks = s.checks,
         );
         let path = self.dir.path().join("deploy.toml");
         std::fs::write(&path, &text).unwrap();
@@ -162,6 +166,7 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             release: Release::fixed("v1.0.0", "0123456789abcdef0123456789abcdef01234567"),
             bundle: Some(self.bundle.clone()),
             account: None,
+            aws: None,
             label: None,
             dry_run: false,
             selection: Selection::default(),

@@ -80,16 +80,20 @@ pub fn workspace_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// A command running the `xtask` binary built next to this test binary
-/// (`cargo test --workspace --all-targets` builds it).
+/// A command running the `xtask` binary: `XTASK_BIN` (set by `cargo xtask test` to itself),
+/// else the one built next to this test binary (build it first with `cargo build -p xtask`).
 pub fn xtask() -> std::process::Command {
-    let exe = std::env::current_exe().expect("current test binary");
-    // target/<profile>/deps/<test> → target/<profile>/xtask
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .join("xtask");
+    let bin = match std::env::var_os("XTASK_BIN") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let exe = std::env::current_exe().expect("current test binary");
+            // target/<profile>/deps/<test> → target/<profile>/xtask
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .expect("test binary lives in target/<profile>/deps")
+                .join("xtask")
+        }
+    };
     assert!(
         bin.exists(),
         "{} is missing: build it with `cargo build -p xtask` (cargo xtask test does)",

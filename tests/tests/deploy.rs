@@ -133,7 +133,7 @@ async fn each_failure_event_ends_the_wait_with_its_text() {
         let started = std::time::Instant::now();
         let r = w.run(&w.request(&s), None).await;
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(6),
             "{text}: took {:?}",
             started.elapsed()
         );
@@ -713,6 +713,8 @@ async fn whole_pipeline_from_the_repository_template() {
     req.config = config;
     req.bundle = None;
     req.account = Some("123456789012".into());
+    // Image build and push have their own tests; this one starts at render.
+    req.selection.from = Some(pipeline::stages::Stage::Render);
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     let label = r.label.clone().unwrap();
@@ -722,7 +724,7 @@ async fn whole_pipeline_from_the_repository_template() {
         "Dockerrun.aws.json rendered and linted (0 warning(s))"
     );
     assert_eq!(stage(&r, "bundle").outcome, Outcome::Done);
-    assert_eq!(stage(&r, "build").outcome, Outcome::NotAvailable);
+    assert_eq!(stage(&r, "build").output, "before the --from stage");
     let zip = w.dir.path().join("target/deploy/staging/deploy.zip");
     assert!(
         stage(&r, "bundle")
@@ -743,4 +745,281 @@ async fn whole_pipeline_from_the_repository_template() {
     );
     assert_eq!(verdict(&r), Verdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec![label]);
+}
+
+/// The `xtask` binary, pointed at moto and the emulator through the SDK's endpoint variables.
+fn xtask_against(w: &World, args: &[&str]) -> std::process::Command {
+    let mut cmd = integration::xtask();
+    cmd.arg("--config")
+        .arg(w.dir.path().join("deploy.toml"))
+        .args(args)
+        .env(
+            "AWS_ENDPOINT_URL_S3",
+            integration::services::env("MOTO_ENDPOINT"),
+        )
+        .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &w.emu.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env_remove("AWS_PROFILE")
+        .env_remove("DEPLOY_BUCKET");
+    cmd
+}
+
+async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("cannot run xtask"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_plans_then_deploys_with_json_output() {
+    let w = World::new().await;
+    let label = w.label();
+    w.config(&Settings::default());
+    let bundle = w.bundle.display().to_string();
+    let base = [
+        "deploy",
+        "--env",
+        "staging",
+        "--release",
+        "v1.0.0",
+        "--bundle",
+        bundle.as_str(),
+        "--json",
+    ];
+
+    let mut args = base.to_vec();
+    args.push("--dry-run");
+    let out = output(xtask_against(&w, &args)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("plan only (--dry-run): nothing was changed"),
+        "{stderr}"
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["deploy"]["verdict"], "dry_run");
+    assert_eq!(plan["label"], label.as_str());
+    assert!(w.emu.write_calls().is_empty());
+
+    let out = output(xtask_against(&w, &base)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["deploy"]["verdict"], "succeeded");
+    assert!(
+        stderr.contains("INFO Environment update completed successfully."),
+        "{stderr}"
+    );
+    assert!(stderr.contains("deploy succeeded: v1.0.0"), "{stderr}");
+    assert_eq!(w.deployed_labels(), vec![label]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_fails_with_the_event_text_and_status_1() {
+    let w = World::new().await;
+    w.config(&Settings {
+        rollback: false,
+        ..Settings::default()
+    });
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![
+            Step::at_ms(20).event("ERROR", "Failed to deploy application.")
+        ]),
+    );
+    let bundle = w.bundle.display().to_string();
+    let out = output(xtask_against(
+        &w,
+        &["deploy", "--release", "v1.0.0", "--bundle", bundle.as_str()],
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("failed: Elastic Beanstalk reported \"Failed to deploy application.\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: the deploy of v1.0.0 to {} failed: see the summary above",
+            w.environment
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "stdout is for --json only");
+}
+
+/// The real verify stage (the environment's checks) against an HTTP server on loopback.
+async fn verify_world(status: u16) -> (World, Settings, wiremock::MockServer) {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/v2/"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(status)
+                .set_body_json(serde_json::json!({"projects": "http://x/api/v2/projects/"})),
+        )
+        .mount(&server)
+        .await;
+    let w = World::new().await;
+    let s = Settings {
+        checks: format!("url = \"{}\"\n\n[[environments.staging.checks]]\nkind = \"http\"\npath = \"/api/v2/\"\ntimeout = \"1s\"\n", server.uri()),
+        ..Settings::default()
+    };
+    (w, s, server)
+}
+
+#[tokio::test]
+async fn real_verify_failure_rolls_back() {
+    let (w, s, server) = verify_world(502).await;
+    let req = w.request(&s);
+    let checks = pipeline::deploy::EnvironmentChecks {
+        config: &req.config,
+        environment: "staging",
+    };
+    let r = w.run(&req, Some(&checks)).await;
+    assert!(!r.ok);
+    let v = stage(&r, "verify");
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert!(
+        v.output.starts_with(&format!(
+            "http {}/api/v2/ fail: HTTP 502 Bad Gateway (expected 200)",
+            server.uri()
+        )),
+        "{}",
+        v.output
+    );
+    assert!(v.output.contains("502"), "{}", v.output);
+    assert_eq!(
+        stage(&r, "rollback").outcome,
+        Outcome::Done,
+        "{}",
+        r.table()
+    );
+    assert_eq!(w.deployed_labels(), vec![w.label(), "v0".to_string()]);
+}
+
+#[tokio::test]
+async fn real_verify_success_completes_the_run() {
+    let (w, s, _server) = verify_world(200).await;
+    let req = w.request(&s);
+    let checks = pipeline::deploy::EnvironmentChecks {
+        config: &req.config,
+        environment: "staging",
+    };
+    let r = w.run(&req, Some(&checks)).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(stage(&r, "verify").output, "all 1 required checks passed");
+}
+
+#[tokio::test]
+async fn ready_on_another_version_without_an_event_is_a_failure() {
+    let w = World::new().await;
+    let label = w.label();
+    // EB quietly went back: Ready, the previous version, no failure event.
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![Step::at_ms(60)
+            .status("Ready")
+            .env_version(Which::Previous)
+            .health("Green", "Ok")]),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "the deploy of {label} to {env} failed: the environment is Ready but runs v0; EB went back to it (see the events above or in the EB console)",
+            env = w.environment
+        )
+    );
+}
+
+#[tokio::test]
+async fn pacing_stays_under_ebs_own_throttle() {
+    let w = World::new().await;
+    // EB's limit (about 2 calls/s, burst 15) compressed like the pipeline's pacing (1000x).
+    w.emu.set_rate_limit(2000.0, 15);
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(600)));
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    let throttled: Vec<_> = w
+        .emu
+        .calls()
+        .into_iter()
+        .filter(|c| c.status == 400)
+        .collect();
+    assert!(
+        throttled.is_empty(),
+        "EB throttled {} calls",
+        throttled.len()
+    );
+    assert_eq!(r.eb_calls as usize, w.emu.calls().len());
+}
+
+#[tokio::test]
+async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::failure(Duration::from_millis(300), "Failed to deploy application."),
+    );
+    let req = w.request(&Settings::default());
+    {
+        let first = w.run(&req, None);
+        tokio::pin!(first);
+        loop {
+            tokio::select! {
+                _ = &mut first => panic!("the first run should still be waiting"),
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                    if !w.emu.calls_of("DescribeEvents").is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // The deploy fails while nobody watches; EB goes back to v0.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    w.emu.update_environment(&w.environment, |e| {
+        e.color = "Green".into();
+        e.health_status = "Ok".into();
+        e.causes.clear();
+    });
+    let r = w.run(&req, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert!(!r.deploy.as_ref().unwrap().resumed);
+    assert_eq!(w.deployed_labels(), vec![label.clone(), label]);
+    assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
+}
+
+#[tokio::test]
+async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.race_next_update(
+        &w.environment,
+        "v-other",
+        Script::success(Duration::from_millis(200)),
+    );
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    let updates = w.emu.calls_of("UpdateEnvironment");
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[0].status, 400, "EB refused the first update");
+    assert_eq!(updates[1].status, 200);
+    assert_eq!(w.deployed_labels(), vec![label]);
+    // The version to roll back to is the one the other deploy left.
+    assert_eq!(
+        r.deploy.as_ref().unwrap().previous.as_ref().unwrap().label,
+        "v-other"
+    );
 }

@@ -222,3 +222,30 @@ async fn processing_checks_the_bundle_from_s3() {
         Some("Application Version good already exists.")
     );
 }
+
+#[tokio::test]
+async fn rate_limit_throttles_describe_calls_like_eb() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-r", Some("v0"), 1);
+    emu.set_rate_limit(5.0, 2);
+    let eb = eb(&emu);
+    assert!(eb.describe_environments().send().await.is_ok());
+    assert!(eb.describe_events().send().await.is_ok());
+    let err = eb
+        .describe_environments()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("Throttling"));
+    assert_eq!(err.message(), Some("Rate exceeded"));
+    // Other actions are not limited; after 250 ms one token is back.
+    assert!(eb
+        .describe_environment_health()
+        .environment_name("env-r")
+        .send()
+        .await
+        .is_ok());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(eb.describe_environments().send().await.is_ok());
+}

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use integration::services;
 use pipeline::config::Config;
 use pipeline::local::engine::{Engine, LABEL_STACK};
-use pipeline::local::{self, HttpProbe, RunRequest};
+use pipeline::local::{self, RunRequest};
+use pipeline::verify::{Check, HttpCheck, VerifyReport};
 use tokio::sync::OnceCell;
 
 const IMAGE: &str = "pipeline-local-test-demo:latest";
@@ -84,13 +85,41 @@ fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> Str
 fn request(stack: &str, version: &str, text: String, port: u16) -> RunRequest {
     let mut req = RunRequest::new(stack, "test", version, "Dockerrun.aws.json", text);
     req.settle = Duration::from_secs(1);
-    req.probe = Some(HttpProbe {
-        url: format!("http://127.0.0.1:{port}/api/v2/"),
-        headers: Default::default(),
-        expect_status: 200,
-        timeout: Duration::from_secs(20),
-    });
+    req.checks = vec![api_check(port, Duration::from_secs(20))];
     req
+}
+
+/// The verify stage's http check of the API root on `port`.
+fn api_check(port: u16, timeout: Duration) -> Check {
+    Check::Http(
+        HttpCheck::new(
+            &format!("http://127.0.0.1:{port}/api/v2/"),
+            Default::default(),
+            200,
+            timeout,
+            true,
+        )
+        .unwrap(),
+    )
+}
+
+/// Asserts that the verify report passed its one http check of the API root on `port`.
+fn assert_verified(report: Option<&VerifyReport>, port: u16) {
+    let report = report.expect("the checks ran");
+    assert!(report.passed(), "{}", report.render_table());
+    assert_eq!(report.checks.len(), 1);
+    assert_eq!(report.checks[0].check, "http");
+    assert_eq!(
+        report.checks[0].target,
+        format!("http://127.0.0.1:{port}/api/v2/")
+    );
+    assert!(
+        report.checks[0]
+            .detail
+            .starts_with("HTTP 200, JSON object with 12 keys ("),
+        "{}",
+        report.checks[0].detail
+    );
 }
 
 /// GET the API root until it answers 200; returns the release that answered.
@@ -158,10 +187,7 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
     .await
     .expect("v1 deploys");
     assert_eq!(v1.containers.len(), 4);
-    assert_eq!(
-        v1.verified.as_deref(),
-        Some(format!("GET http://127.0.0.1:{port}/api/v2/ → 200").as_str())
-    );
+    assert_verified(v1.verified.as_ref(), port);
     assert!(v1.replaced.is_empty());
     assert_eq!(answering_release(port).await, "v1");
     let names: Vec<&str> = v1.containers.iter().map(|c| c.name.as_str()).collect();
@@ -173,6 +199,35 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
     let web = v1.containers.iter().find(|c| c.name == "web").unwrap();
     assert_eq!(web.ports, [format!("127.0.0.1:{port}->5000/tcp")]);
     assert_eq!(web.environment, "test");
+
+    // Memory limits and the labels EB's agent sets.
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{index .Config.Labels \"com.amazonaws.ecs.container-name\"}} {{index .Config.Labels \"deploy.local.version\"}}",
+            &web.id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{} web v1", 128 * 1024 * 1024)
+    );
+    let awscli = v1.containers.iter().find(|c| c.name == "awscli").unwrap();
+    let out = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.MemoryReservation}}",
+            &awscli.id,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        (32 * 1024 * 1024).to_string()
+    );
 
     // Links are network aliases: the worker reaches ml by its alias.
     let worker = v1.containers.iter().find(|c| c.name == "worker").unwrap();
@@ -567,10 +622,7 @@ timeout = "20s"
         done.version_label
     );
     let run = done.run.unwrap();
-    assert_eq!(
-        run.verified.as_deref(),
-        Some(format!("GET http://127.0.0.1:{port}/api/v2/ → 200").as_str())
-    );
+    assert_verified(run.verified.as_ref(), port);
     // Without X-Forwarded-Proto the demo redirects to https, as Antenna's production settings do.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -674,6 +726,40 @@ timeout = "20s"
         "--no-build",
         "--release",
         "latest",
+        "--dry-run",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "dry run: would run stack {app}-dev with version latest-"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "django (pipeline-local-test-demo:latest, essential) 127.0.0.1:{port}->5000"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "then verify: http http://127.0.0.1:{port}/api/v2/"
+        )),
+        "{err}"
+    );
+    assert!(
+        stack_containers(&format!("{app}-dev")).await.is_empty(),
+        "a dry run starts nothing"
+    );
+
+    let (ok, _, err) = run(&[
+        "local",
+        "up",
+        "--env",
+        "dev",
+        "--no-build",
+        "--release",
+        "latest",
     ]);
     assert!(ok, "{err}");
     assert!(
@@ -681,11 +767,14 @@ timeout = "20s"
         "the repository's hook ran: {err}"
     );
     assert!(
-        err.contains(&format!(
-            "verified: GET http://127.0.0.1:{port}/api/v2/ → 200"
-        )),
+        err.contains("verify: all 1 required checks passed"),
         "{err}"
     );
+    assert!(
+        err.contains(&format!("local stack {app}-dev runs version latest-")),
+        "{err}"
+    );
+    assert!(err.contains("verify passed (1 checks)"), "{err}");
 
     let (ok, out, err) = run(&["--json", "local", "status", "--env", "dev"]);
     assert!(ok, "{err}");
@@ -724,11 +813,29 @@ timeout = "20s"
         "{err}"
     );
 
+    let (ok, out, err) = run(&["--json", "local", "down", "--env", "dev", "--dry-run"]);
+    assert!(ok, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["containers"].as_array().unwrap().len(), 2, "{plan}");
+    assert!(
+        err.contains(&format!(
+            "would remove 2 container(s) and its network of the local stack {app}-dev"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        stack_containers(&format!("{app}-dev")).await.len(),
+        2,
+        "a dry run removes nothing"
+    );
+
     let (ok, out, err) = run(&["--json", "local", "down", "--env", "dev"]);
     assert!(ok, "{err}");
     let down: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(down["containers"].as_array().unwrap().len(), 2, "{down}");
     assert_eq!(down["network_removed"], true);
+    assert_eq!(down["dry_run"], false);
     assert!(stack_containers(&format!("{app}-dev")).await.is_empty());
 }
 
@@ -755,13 +862,13 @@ async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
     );
     assert!(text.contains("DJANGO_ALLOWED_HOSTS"), "{text}");
     let mut req = request(&stack, "v2", text, port);
-    req.probe.as_mut().unwrap().timeout = Duration::from_secs(2);
+    req.checks = vec![api_check(port, Duration::from_secs(5))];
     let err = format!(
         "{:#}",
         local::run::run(&req).await.expect_err("v2 answers 400")
     );
     assert!(
-        err.contains(&format!("failed: verify: GET http://127.0.0.1:{port}/api/v2/ answered 400 (expected 200) after 2s")),
+        err.contains(&format!("failed: verify: http http://127.0.0.1:{port}/api/v2/ fail: HTTP 400 Bad Request (expected 200): Django rejects the Host header \"127.0.0.1\" (DisallowedHost)")),
         "{err}"
     );
     assert!(err.contains("--- logs of web ("), "{err}");
@@ -775,4 +882,57 @@ async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
         "{err}"
     );
     assert_eq!(answering_release(port).await, "v1");
+}
+
+/// A network of the stack's name that the local target did not create is neither used nor
+/// removed.
+#[tokio::test]
+async fn a_foreign_network_of_the_same_name_is_left_alone() {
+    let image = demo_image().await;
+    let stack = services::unique("local-test");
+    let created = std::process::Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--label",
+            "test.owner=someone-else",
+            &stack,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let port = port(9);
+    let err = local::run::run(&request(
+        &stack,
+        "v1",
+        dockerrun(image, port, "v1", &["/start"]),
+        port,
+    ))
+    .await
+    .expect_err("the network is someone else's");
+    let err = format!("{err:#}");
+    assert!(
+        err.starts_with(&format!("a network named {stack} already exists on ")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("but was not created by the local target (it lacks the label deploy.local.stack={stack}): remove it (`docker network rm {stack}`)")),
+        "{err}"
+    );
+    let down = local::down(None, &stack).await.unwrap();
+    assert!(!down.network_removed && down.containers.is_empty());
+    let engine = Engine::connect(None).await.unwrap();
+    assert!(
+        engine.network_exists(&stack).await.unwrap(),
+        "down keeps it"
+    );
+    let removed = std::process::Command::new("docker")
+        .args(["network", "rm", &stack])
+        .output()
+        .unwrap();
+    assert!(removed.status.success());
 }

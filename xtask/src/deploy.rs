@@ -114,6 +114,7 @@ impl Cmd {
         let request = RunRequest {
             environment: args.env,
             account,
+            aws: Some(aws.clone()),
             release,
             bundle: args.bundle,
             label: opts.label,
@@ -126,8 +127,12 @@ impl Cmd {
             config,
         };
         let clients = Clients::from_aws(&aws);
+        let checks = pipeline::deploy::EnvironmentChecks {
+            config: &request.config,
+            environment: &request.environment,
+        };
         let report = tokio::select! {
-            r = pipeline::deploy::run(&request, &clients, None) => r?,
+            r = pipeline::deploy::run(&request, &clients, Some(&checks)) => r?,
             _ = tokio::signal::ctrl_c() => bail!(
                 "interrupted: whatever Elastic Beanstalk was doing goes on; re-run the same command: \
                  the upload and the version are reused and a deploy in flight is waited for, not restarted"

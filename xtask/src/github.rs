@@ -133,11 +133,21 @@ impl PreviewCmd {
                 pull_request: pr,
             }),
         };
+        // `${account}`: the configured one (or DEPLOY_ACCOUNT), else STS when the preview may
+        // use AWS at all; without either, a stand-in the preview points out.
+        let account = match (&config.account, self.against) {
+            (Some(a), _) => Some(a.clone()),
+            (None, AgainstArg::Base) => None,
+            (None, _) => {
+                let env = config.environment(&self.environment)?;
+                pipeline::bundle::account_for(&config, env).await
+            }
+        };
         let req = PreviewRequest {
             config: &config,
             env_name: self.environment.clone(),
             release,
-            account: config.account.clone(),
+            account,
             base: self.base,
             against: match self.against {
                 AgainstArg::Auto => Against::Auto,

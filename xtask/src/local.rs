@@ -21,7 +21,7 @@ pub enum LocalCmd {
     /// Show the last log lines of the local stack's containers.
     Logs(LogsArgs),
     /// Remove the local stack's containers and network.
-    Down(StackArgs),
+    Down(DownArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,6 +45,15 @@ pub struct UpArgs {
     #[arg(long)]
     no_build: bool,
     /// Render and print the plan; start nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DownArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Show what would be removed; remove nothing.
     #[arg(long)]
     dry_run: bool,
 }
@@ -122,10 +131,16 @@ impl Cmd {
                 Ok(())
             }
             LocalCmd::Down(a) => {
-                let stack = local::stack_name(&config, &a.env);
-                let report = local::down(a.docker_host.as_deref(), &stack).await?;
+                let stack = local::stack_name(&config, &a.stack.env);
+                let report =
+                    local::down_with(a.stack.docker_host.as_deref(), &stack, a.dry_run).await?;
                 tracing::info!(
-                    "removed {} container(s){} of the local stack {stack}",
+                    "{} {} container(s){} of the local stack {stack}",
+                    if report.dry_run {
+                        "would remove"
+                    } else {
+                        "removed"
+                    },
                     report.containers.len(),
                     if report.network_removed {
                         " and its network"
@@ -156,7 +171,7 @@ pub async fn up(
             run.containers.len(),
             run.verified
                 .as_ref()
-                .map(|v| format!("; verified: {v}"))
+                .map(|v| format!("; verify passed ({} checks)", v.checks.len()))
                 .unwrap_or_default()
         );
         if !run.replaced.is_empty() {

@@ -40,8 +40,18 @@ impl TestCmd {
             .with_context(|| format!("cannot read {}", env_file.display()))?;
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cmd.current_dir(root)
-            .args(["test", "--workspace", "--all-targets", "--locked"])
+            .args([
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--no-fail-fast",
+            ])
             .args(&self.cargo_args);
+        // Tests that run the CLI use this very binary, which `cargo run` just rebuilt.
+        if let Ok(me) = std::env::current_exe() {
+            cmd.env("XTASK_BIN", me);
+        }
         for line in env.lines() {
             if let Some((k, v)) = line.split_once('=') {
                 cmd.env(k, v);

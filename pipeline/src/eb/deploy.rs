@@ -153,6 +153,20 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// cannot be asked (after retries) or the environment does not exist; every verdict,
 /// failures included, is an `Ok` outcome.
 pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
+    deploy_attempt(eb, req, true).await
+}
+
+/// One attempt; when EB refuses the update because another deploy started in between and
+/// `again` is set, waits for that deploy (lock wait) and tries once more from the start.
+fn deploy_attempt<'a>(
+    eb: &'a Eb,
+    req: &'a DeployRequest<'a>,
+    again: bool,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<DeployOutcome>> + Send + 'a>> {
+    Box::pin(deploy_once(eb, req, again))
+}
+
+async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<DeployOutcome> {
     let name = req.environment;
     let label = req.label;
     let mut env = describe_env(eb, req).await?;
@@ -212,6 +226,15 @@ pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
         );
     }
 
+    if let Some(s) = &inflight {
+        if env.version_label() != Some(label) {
+            tracing::warn!(
+                "deploy: the deploy of {label} an earlier run started (request {}) ended with {name} on {}: EB went back; deploying {label} again",
+                s.request_id.as_deref().unwrap_or("unknown"),
+                env.version_label().unwrap_or("no version")
+            );
+        }
+    }
     let previous = match env.version_label() {
         Some(prev) if prev != label => {
             let health = health_problems(eb, req, prev).await?;
@@ -254,10 +277,11 @@ pub async fn deploy(eb: &Eb, req: &DeployRequest<'_>) -> Result<DeployOutcome> {
             let env = describe_env(eb, req).await?;
             return match wait_ready(eb, req, env).await? {
                 Err(locked) => Ok(locked),
+                Ok(_) if again => deploy_attempt(eb, req, false).await,
                 Ok(_) => Ok(outcome(
                     req,
                     Verdict::Locked,
-                    format!("another deploy started on {name} while this one prepared; it has finished now: re-run to deploy {label}"),
+                    format!("another deploy started on {name} twice while this one prepared; nothing was changed: re-run to deploy {label}"),
                     None,
                 )),
             };
@@ -398,6 +422,31 @@ async fn describe_env(eb: &Eb, req: &DeployRequest<'_>) -> Result<EnvironmentDes
             req.region
         ),
     }
+}
+
+/// `http://<CNAME>` of the environment (the verify stage's base URL when none is configured).
+pub async fn environment_url(
+    eb: &Eb,
+    application: &str,
+    environment: &str,
+) -> Result<Option<String>> {
+    let out = eb
+        .call("DescribeEnvironments", environment, |c| {
+            c.describe_environments()
+                .application_name(application)
+                .environment_names(environment)
+                .send()
+        })
+        .await
+        .with_context(|| {
+            format!("cannot read the URL of the Elastic Beanstalk environment {environment}")
+        })?;
+    Ok(out
+        .environments()
+        .iter()
+        .find(|e| e.environment_name() == Some(environment))
+        .and_then(|e| e.cname())
+        .map(|c| format!("http://{c}")))
 }
 
 /// Waits up to the lock wait for another deploy to finish. `Ok(Err(outcome))` when it did not.
@@ -621,6 +670,15 @@ async fn wait_for(
             }
             let health = health_problems(eb, req, label).await?;
             if health.problems.is_empty() {
+                // The last events (and any late failure) before declaring success.
+                let late = new_events(eb, req, request_id, since, &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                    return Ok(done(
+                        Verdict::Failed,
+                        format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""),
+                        &events,
+                    ));
+                }
                 return Ok(done(
                     Verdict::Succeeded,
                     format!("{label} runs on {name}: Ready, health {}", health.summary),

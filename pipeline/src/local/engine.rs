@@ -150,9 +150,16 @@ impl Engine {
         Ok(tag.to_string())
     }
 
-    /// Creates the stack's network unless it exists.
+    /// Creates the stack's network unless it exists; a network of that name that the local
+    /// target did not create (without `deploy.local.stack=<name>`) is an error.
     pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
-        if self.network_exists(name).await? {
+        if let Some(existing) = self.network_labels(name).await? {
+            if existing.get(LABEL_STACK).map(String::as_str) != Some(name) {
+                bail!(
+                    "a network named {name} already exists on {} but was not created by the local target (it lacks the label {LABEL_STACK}={name}): remove it (`docker network rm {name}`) or change `application` in deploy.toml",
+                    self.host
+                );
+            }
             return Ok(());
         }
         self.docker
@@ -168,6 +175,11 @@ impl Engine {
     }
 
     pub async fn network_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.network_labels(name).await?.is_some())
+    }
+
+    /// The labels of the network called exactly `name`; `None` when there is none.
+    pub async fn network_labels(&self, name: &str) -> Result<Option<HashMap<String, String>>> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let nets = self
             .docker
@@ -176,7 +188,10 @@ impl Engine {
             }))
             .await
             .with_context(|| format!("cannot list networks on {}", self.host))?;
-        Ok(nets.iter().any(|n| n.name.as_deref() == Some(name)))
+        Ok(nets
+            .into_iter()
+            .find(|n| n.name.as_deref() == Some(name))
+            .map(|n| n.labels.unwrap_or_default()))
     }
 
     pub async fn remove_network(&self, name: &str) -> Result<()> {
@@ -267,17 +282,21 @@ impl Engine {
         }
     }
 
+    /// Starts the container; one that already runs is left as it is.
     pub async fn start(&self, id: &str, what: &str) -> Result<()> {
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                    anyhow::anyhow!("{message}")
-                }
-                e => anyhow::anyhow!("{e}"),
-            })
-            .with_context(|| format!("cannot start the container {what}"))
+        match self.docker.start_container(id, None).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => other,
+        }
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                anyhow::anyhow!("{message}")
+            }
+            e => anyhow::anyhow!("{e}"),
+        })
+        .with_context(|| format!("cannot start the container {what}"))
     }
 
     /// Stops with a short grace period (the stack's processes exit on SIGTERM).

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::bundle;
-use crate::config::{CheckSpec, Config, Target};
+use crate::config::{Config, Target};
 use crate::release::Release;
+use crate::verify;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ pub mod prepare;
 pub mod run;
 
 pub use engine::ContainerState;
-pub use run::{down, logs, status, DownReport, HttpProbe, RunReport, RunRequest};
+pub use run::{down, down_with, logs, status, DownReport, RunReport, RunRequest};
 
 /// The file the local run uses when stand-ins changed the bundle's `Dockerrun.aws.json`.
 pub const LOCAL_DOCKERRUN: &str = "Dockerrun.local.json";
@@ -143,7 +144,7 @@ pub async fn deploy_local(
             .resolve(&config.bundle.platform)
             .join("hooks/postdeploy"),
     );
-    req.probe = http_probe(config, env_name)?;
+    req.checks = verify::Check::for_environment(config, env_name, None)?;
     req.start_timeout = env.timeouts.deploy.min(Duration::from_secs(300));
 
     if options.dry_run {
@@ -169,8 +170,8 @@ pub async fn deploy_local(
                 ports.join(" ")
             );
         }
-        if let Some(p) = &req.probe {
-            tracing::info!("  then verify GET {} → {}", p.url, p.expect_status);
+        for check in &req.checks {
+            tracing::info!("  then verify: {} {}", check.kind(), check.target());
         }
         return Ok(LocalDeployment {
             release: release.name,
@@ -190,36 +191,4 @@ pub async fn deploy_local(
         images,
         run: Some(report),
     })
-}
-
-/// The first `http` check of the environment, as a probe against its URL.
-pub fn http_probe(config: &Config, env_name: &str) -> Result<Option<HttpProbe>> {
-    let env = config.environment(env_name)?;
-    for check in &env.checks {
-        if let CheckSpec::Http {
-            url,
-            path,
-            headers,
-            expect_status,
-            timeout,
-            ..
-        } = check
-        {
-            let url = match (url, &env.url) {
-                (Some(u), _) => u.clone(),
-                (None, Some(base)) => format!("{}{path}", base.trim_end_matches('/')),
-                (None, None) => bail!(
-                    "environments.{env_name} in {} has an http check but no `url`: set url = \"http://127.0.0.1:PORT\"",
-                    config.path.display()
-                ),
-            };
-            return Ok(Some(HttpProbe {
-                url,
-                headers: headers.clone(),
-                expect_status: *expect_status,
-                timeout: *timeout,
-            }));
-        }
-    }
-    Ok(None)
 }

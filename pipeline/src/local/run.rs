@@ -1,7 +1,7 @@
 //! Run a rendered `Dockerrun.aws.json` on the local engine the way EB's ECS agent does, and
 //! replace the stack's previous version only once the new one is up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use super::engine::{
 };
 use super::hooks;
 use super::plan::{Condition, ContainerPlan, Plan};
+use crate::verify;
 
 /// What to run, where, and how to decide that it works.
 #[derive(Debug, Clone)]
@@ -35,8 +36,9 @@ pub struct RunRequest {
     pub postdeploy_hooks: Option<PathBuf>,
     /// The engine (`unix://…`, `tcp://…`); else `DOCKER_HOST`, else the default socket.
     pub docker_host: Option<String>,
-    /// The HTTP check that decides whether the new version works.
-    pub probe: Option<HttpProbe>,
+    /// The checks that decide whether the new version works (the verify stage's), run while
+    /// the essential containers are watched. None: the containers' staying up decides.
+    pub checks: Vec<verify::Check>,
     /// How long essential containers must keep running after the last one started.
     pub settle: Duration,
     /// Deadline for each `dependsOn` condition.
@@ -48,7 +50,7 @@ pub struct RunRequest {
 }
 
 impl RunRequest {
-    /// A request with the defaults: no hooks, no probe, 2 s settle, 60 s waits, 50 log lines.
+    /// A request with the defaults: no hooks, no checks, 2 s settle, 60 s waits, 50 log lines.
     pub fn new(
         stack: &str,
         environment: &str,
@@ -65,31 +67,12 @@ impl RunRequest {
             host_port_offset: 0,
             postdeploy_hooks: None,
             docker_host: None,
-            probe: None,
+            checks: Vec::new(),
             settle: Duration::from_secs(2),
             start_timeout: Duration::from_secs(60),
             hook_timeout: Duration::from_secs(300),
             log_lines: 50,
         }
-    }
-}
-
-/// GET `url` until it answers `expect_status`, within `timeout`.
-#[derive(Debug, Clone, Serialize)]
-pub struct HttpProbe {
-    pub url: String,
-    pub headers: BTreeMap<String, String>,
-    pub expect_status: u16,
-    #[serde(with = "humantime_secs")]
-    pub timeout: Duration,
-}
-
-mod humantime_secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }
 
@@ -105,8 +88,8 @@ pub struct RunReport {
     pub replaced: Vec<String>,
     /// Postdeploy hooks that ran.
     pub hooks: Vec<String>,
-    /// What the probe saw, e.g. `GET http://127.0.0.1:8080/api/v2/ → 200`.
-    pub verified: Option<String>,
+    /// The verify stage's report (`None` without checks).
+    pub verified: Option<verify::VerifyReport>,
 }
 
 /// Why the new version was rejected, and whose logs explain it.
@@ -205,14 +188,16 @@ pub async fn run(req: &RunRequest) -> Result<RunReport> {
             req.version
         );
     }
-    for c in &was_running {
-        engine.stop(&c.id).await?;
-    }
-
+    let switch = async {
+        for c in &was_running {
+            engine.stop(&c.id).await?;
+        }
+        bring_up(&engine, req, &created).await
+    };
     // Ctrl-C while the new version comes up rolls back like a failure: the previous version
     // runs again rather than staying stopped.
     let outcome = tokio::select! {
-        outcome = bring_up(&engine, req, &created) => outcome,
+        outcome = switch => outcome,
         _ = tokio::signal::ctrl_c() => Err(Failure::new("interrupted (Ctrl-C) before the new version was up", Vec::new())),
     };
     match outcome {
@@ -289,12 +274,12 @@ pub async fn run(req: &RunRequest) -> Result<RunReport> {
 }
 
 /// Starts the containers in order, honouring `dependsOn`, then lets them settle, runs the
-/// postdeploy hooks and the probe, checking the essential containers all along.
+/// postdeploy hooks and the verify checks, checking the essential containers all along.
 async fn bring_up(
     engine: &Engine,
     req: &RunRequest,
     created: &[Created<'_>],
-) -> Result<(Vec<String>, Option<String>), Failure> {
+) -> Result<(Vec<String>, Option<verify::VerifyReport>), Failure> {
     for c in created {
         for (dep, cond) in &c.plan.depends_on {
             let d = created
@@ -350,9 +335,10 @@ async fn bring_up(
         }
     }
 
-    let verified = match &req.probe {
-        Some(probe) => Some(probe_until_ok(engine, created, probe).await?),
-        None => None,
+    let verified = if req.checks.is_empty() {
+        None
+    } else {
+        Some(verify_while_watching(engine, created, &req.checks).await?)
     };
     check_essentials(engine, created).await?;
     Ok((ran, verified))
@@ -452,64 +438,45 @@ async fn wait_condition(
     }
 }
 
-async fn probe_until_ok(
+/// Runs the verify checks while watching the essential containers: a container that exits
+/// ends the wait at once. A report that did not pass is a failure, with the essential
+/// containers' logs.
+async fn verify_while_watching(
     engine: &Engine,
     created: &[Created<'_>],
-    probe: &HttpProbe,
-) -> Result<String, Failure> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Failure::new(format!("cannot build an HTTP client: {e}"), Vec::new()))?;
-    let deadline = Instant::now() + probe.timeout;
-    let essential: Vec<String> = created
-        .iter()
-        .filter(|c| c.plan.essential)
-        .map(|c| c.plan.name.clone())
-        .collect();
-    loop {
-        check_essentials(engine, created).await?;
-        let mut request = client.get(&probe.url);
-        for (k, v) in &probe.headers {
-            request = request.header(k, v);
-        }
-        let last = match request.send().await {
-            Ok(r) if r.status().as_u16() == probe.expect_status => {
-                let line = format!("GET {} → {}", probe.url, r.status().as_u16());
-                tracing::info!("verified: {line}");
-                return Ok(line);
+    checks: &[verify::Check],
+) -> Result<verify::VerifyReport, Failure> {
+    let watch = async {
+        loop {
+            if let Err(failure) = check_essentials(engine, created).await {
+                return failure;
             }
-            Ok(r) => format!(
-                "answered {} (expected {})",
-                r.status().as_u16(),
-                probe.expect_status
-            ),
-            Err(e) => format!("no answer ({})", error_chain(&e)),
-        };
-        if Instant::now() > deadline {
-            return Err(Failure::new(
-                format!(
-                    "verify: GET {} {last} after {}: check the logs below and the environment's `url` and `checks`",
-                    probe.url,
-                    humantime::format_duration(probe.timeout)
-                ),
-                essential,
-            ));
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let report = tokio::select! {
+        report = verify::run(checks) => report,
+        failure = watch => return Err(failure),
+    };
+    for line in report.render_table().lines() {
+        tracing::info!("{line}");
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+    if !report.passed() {
+        let failures: Vec<String> = report
+            .failures()
+            .map(|c| format!("{} {} {}: {}", c.check, c.target, c.verdict, c.detail))
+            .collect();
+        let essential = created
+            .iter()
+            .filter(|c| c.plan.essential)
+            .map(|c| c.plan.name.clone())
+            .collect();
+        return Err(Failure::new(
+            format!("verify: {}", failures.join("; ")),
+            essential,
+        ));
     }
-    text
+    Ok(report)
 }
 
 async fn remove_all(engine: &Engine, created: &[Created<'_>]) {
@@ -633,6 +600,8 @@ pub async fn logs(
 /// What `down` removed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DownReport {
+    /// True when nothing was removed (`--dry-run`): the fields say what would be.
+    pub dry_run: bool,
     pub stack: String,
     pub containers: Vec<String>,
     pub network_removed: bool,
@@ -640,16 +609,39 @@ pub struct DownReport {
 
 /// Removes the stack's containers and network. Idempotent.
 pub async fn down(docker_host: Option<&str>, stack: &str) -> Result<DownReport> {
+    down_with(docker_host, stack, false).await
+}
+
+/// [`down`], or with `dry_run` the report of what it would remove.
+pub async fn down_with(
+    docker_host: Option<&str>,
+    stack: &str,
+    dry_run: bool,
+) -> Result<DownReport> {
     let engine = Engine::connect(docker_host).await?;
     let containers = engine.list(LABEL_STACK, stack).await?;
-    for c in &containers {
-        engine.remove(&c.id).await?;
+    if !dry_run {
+        for c in &containers {
+            engine.remove(&c.id).await?;
+        }
     }
-    let network_removed = engine.network_exists(stack).await?;
-    if network_removed {
-        engine.remove_network(stack).await?;
-    }
+    let network_removed = match engine.network_labels(stack).await? {
+        Some(labels) if labels.get(LABEL_STACK).map(String::as_str) == Some(stack) => {
+            if !dry_run {
+                engine.remove_network(stack).await?;
+            }
+            true
+        }
+        Some(_) => {
+            tracing::warn!(
+                "the network {stack} was not created by the local target: left in place"
+            );
+            false
+        }
+        None => false,
+    };
     Ok(DownReport {
+        dry_run,
         stack: stack.to_string(),
         containers: containers.into_iter().map(|c| c.docker_name).collect(),
         network_removed,

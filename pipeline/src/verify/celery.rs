@@ -212,16 +212,31 @@ async fn publish_and_collect(
     let expected = destination.map_or(listeners.max(0) as usize, <[String]>::len);
     let mut answers = BTreeMap::new();
     let until = Instant::now() + window;
+    let mut whole_seconds = false;
     while answers.len() < expected {
         let left = until.saturating_duration_since(Instant::now());
         if left < Duration::from_millis(10) {
             break;
         }
-        let secs = format!("{:.3}", left.as_secs_f64());
-        match conn
+        // Redis 6 and later take a fractional timeout; older servers whole seconds.
+        let secs = if whole_seconds {
+            left.as_secs_f64().ceil().max(1.0).to_string()
+        } else {
+            format!("{:.3}", left.as_secs_f64())
+        };
+        let reply = match conn
             .call(&[b"BRPOP", queue.as_bytes(), secs.as_bytes()])
-            .await?
+            .await
         {
+            Err(RedisError::Server { message, .. })
+                if !whole_seconds && message.contains("timeout") =>
+            {
+                whole_seconds = true;
+                continue;
+            }
+            r => r?,
+        };
+        match reply {
             Resp::Array(Some(items)) if items.len() == 2 => {
                 let Resp::Bulk(Some(raw)) = &items[1] else {
                     continue;

@@ -229,7 +229,8 @@ impl FlowerCheck {
                 return Err(Attempt::fail(format!(
                     "connected to Flower, but /api/workers?{query} did not answer within {} (refresh=1 waits for every worker's reply)",
                     super::report::human_duration(left)
-                )))
+                ))
+                .cut_short(true))
             }
             Err(e) => return Err(Attempt::unreachable(format!("request to Flower failed: {}", super::http::root_cause(&e)))),
         };

@@ -75,7 +75,12 @@ impl HttpCheck {
         let per_attempt = ATTEMPT_TIMEOUT.min(left);
         let response = match self.client.get(&self.url).timeout(per_attempt).send().await {
             Ok(r) => r,
-            Err(e) => return request_error(&e, &self.url, per_attempt).await,
+            Err(e) => {
+                let cut_short = e.is_timeout() && per_attempt < ATTEMPT_TIMEOUT;
+                return request_error(&e, &self.url, per_attempt)
+                    .await
+                    .cut_short(cut_short);
+            }
         };
         let status = response.status();
         let location = response

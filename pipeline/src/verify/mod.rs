@@ -13,6 +13,7 @@ mod http;
 pub mod pidbox;
 mod redis;
 mod report;
+mod stage;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ pub use flower::{FlowerAuth, FlowerCheck};
 pub use http::HttpCheck;
 pub use redis::{CertReqs, RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
+pub use stage::StageVerifier;
 
 /// One check of the verify stage, ready to run.
 #[derive(Debug, Clone)]
@@ -297,6 +299,9 @@ pub(crate) struct Attempt {
     pub detail: String,
     /// Worth trying again before the deadline (the server may still be starting).
     pub retry: bool,
+    /// Ended by the check's deadline rather than by an answer: an earlier attempt that got
+    /// an answer says more about what is wrong.
+    pub cut_short: bool,
 }
 
 impl Attempt {
@@ -305,6 +310,7 @@ impl Attempt {
             verdict: Verdict::Pass,
             detail: detail.into(),
             retry: false,
+            cut_short: false,
         }
     }
     /// Reached, but wrong, and it may still change (a worker starting, a 502 during a deploy).
@@ -313,6 +319,7 @@ impl Attempt {
             verdict: Verdict::Fail,
             detail: detail.into(),
             retry: true,
+            cut_short: false,
         }
     }
     /// Reached, but wrong in a way that waiting will not fix (credentials, certificate, settings).
@@ -321,13 +328,20 @@ impl Attempt {
             verdict: Verdict::Fail,
             detail: detail.into(),
             retry: false,
+            cut_short: false,
         }
+    }
+    /// Marks an attempt that the deadline ended (see [`Attempt::cut_short`]).
+    pub fn cut_short(mut self, by_deadline: bool) -> Self {
+        self.cut_short = by_deadline;
+        self
     }
     pub fn unreachable(detail: impl Into<String>) -> Self {
         Self {
             verdict: Verdict::Unreachable,
             detail: detail.into(),
             retry: true,
+            cut_short: false,
         }
     }
 }
@@ -351,6 +365,8 @@ where
     let deadline = start + timeout;
     let mut delay = Duration::from_millis(250);
     let mut attempts = 0;
+    // The latest attempt that ended with an answer, and its duration.
+    let mut answered: Option<(Attempt, Duration)> = None;
     loop {
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -361,7 +377,8 @@ where
             Err(_) => Attempt::unreachable(format!(
                 "no answer within {}",
                 report::human_duration(timeout)
-            )),
+            ))
+            .cut_short(true),
         };
         let latency = t0.elapsed();
         let now = Instant::now();
@@ -369,12 +386,19 @@ where
         // Stop when done, or when what is left would not fit another attempt as long as this
         // one (a cut-off attempt would only report the deadline, not what is wrong).
         if last.verdict == Verdict::Pass || !last.retry || now + wait + latency >= deadline {
+            let (last, latency) = match (last.cut_short, answered) {
+                (true, Some(earlier)) => earlier,
+                _ => (last, latency),
+            };
             return Tried {
                 last,
                 attempts,
                 latency,
                 elapsed: start.elapsed(),
             };
+        }
+        if !last.cut_short {
+            answered = Some((last.clone(), latency));
         }
         tracing::debug!(detail = %last.detail, "check not passing yet; trying again in {wait:?}");
         tokio::time::sleep(wait).await;
@@ -465,6 +489,76 @@ pub(crate) fn uuid4() -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn retries_until_it_passes() {
+        let mut n = 0;
+        let tried = retry_until(Duration::from_secs(10), |_| {
+            n += 1;
+            let a = if n < 3 {
+                Attempt::fail("not yet")
+            } else {
+                Attempt::pass("up")
+            };
+            async move { a }
+        })
+        .await;
+        assert_eq!((tried.attempts, tried.last.verdict), (3, Verdict::Pass));
+        assert_eq!(tried.last.detail, "up");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cut_short_by_the_deadline_does_not_hide_the_answer_before() {
+        let mut n = 0;
+        let tried = retry_until(Duration::from_millis(700), |left| {
+            n += 1;
+            let first = n == 1;
+            async move {
+                if first {
+                    Attempt::fail("0 of 1 worker(s) online")
+                } else {
+                    tokio::time::sleep(left).await;
+                    Attempt::fail("no answer in time").cut_short(true)
+                }
+            }
+        })
+        .await;
+        assert_eq!(tried.attempts, 2);
+        assert_eq!(tried.last.detail, "0 of 1 worker(s) online");
+    }
+
+    #[tokio::test]
+    async fn a_failure_for_good_is_not_retried() {
+        let tried = retry_until(Duration::from_secs(10), |_| async {
+            Attempt::fail_for_good("401")
+        })
+        .await;
+        assert_eq!((tried.attempts, tried.last.verdict), (1, Verdict::Fail));
+    }
+
+    #[tokio::test]
+    async fn gives_up_at_the_deadline_and_cuts_off_a_hung_attempt() {
+        let start = Instant::now();
+        let tried = retry_until(Duration::from_millis(600), |_| async {
+            Attempt::unreachable("refused")
+        })
+        .await;
+        assert!(tried.attempts >= 2, "{}", tried.attempts);
+        assert_eq!(tried.last.detail, "refused");
+        assert!(
+            start.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            start.elapsed()
+        );
+
+        let tried = retry_until(Duration::from_millis(200), |_| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Attempt::pass("never")
+        })
+        .await;
+        assert_eq!(tried.last.verdict, Verdict::Unreachable);
+        assert_eq!(tried.last.detail, "no answer within 200 ms");
+    }
 
     #[test]
     fn masks_passwords_in_urls() {

@@ -201,6 +201,9 @@ impl RedisError {
             RedisError::Io(_) | RedisError::Protocol(_) if url.tls.is_none() => {
                 Some("if the server requires TLS (in-transit encryption), use rediss://")
             }
+            RedisError::Server { message, .. } if message.starts_with("READONLY") => {
+                Some("this is a read-only replica: use the primary endpoint")
+            }
             RedisError::Connect { .. } => Some(
                 "is Redis running, and reachable from here? ElastiCache answers only inside its VPC: from outside, use the flower check",
             ),
@@ -620,6 +623,9 @@ impl RedisCheck {
             version.as_deref().unwrap_or("(version unknown)"),
             role.as_deref().unwrap_or("role unknown")
         );
+        if role.as_deref() == Some("slave") {
+            detail.push_str(" (a read-only replica: Celery needs the primary endpoint)");
+        }
         detail.push_str(&format!(", db {}", self.url.db));
         match conn.verified {
             Some(true) => detail.push_str(", TLS, certificate verified"),

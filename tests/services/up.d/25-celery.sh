@@ -12,12 +12,24 @@ celery_run() {
   start "$name" env CELERY_BROKER_URL="$celery_broker" PYTHONPATH="$celery_dir" \
     "$VENV/bin/celery" --workdir "$celery_dir" -A app "$@"
 }
-celery_run celery-w1 worker --pool=solo -n w1@verify -Q antenna,jobs --without-mingle --without-gossip
-celery_run celery-w2 worker --pool=solo -n w2@verify -Q antenna --without-mingle --without-gossip
+celery_run celery-w1 worker --pool=solo -n w1@verify -Q antenna,jobs --without-mingle --without-gossip -l INFO
+celery_run celery-w2 worker --pool=solo -n w2@verify -Q antenna --without-mingle --without-gossip -l INFO
 celery_run flower flower --address=127.0.0.1 --port="$flower_port" --basic-auth="$flower_user:$flower_password"
 wait_port "$flower_port" 60
+# The workers log "NAME ready." once they consume; tests with short timeouts rely on it.
+for w in w1 w2; do
+  i=0
+  until grep -q "$w@verify ready" "$SERVICES_DIR/logs/celery-$w.log" 2>/dev/null; do
+    i=$((i + 1))
+    if [ "$i" -gt 600 ]; then
+      log "the Celery worker $w@verify is not ready after 60s; its log:"
+      tail -n 30 "$SERVICES_DIR/logs/celery-$w.log" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+done
 export_env CELERY_BROKER_URL "$celery_broker"
-export_env CELERY_WORKERS "w1@verify,w2@verify"
 export_env FLOWER_URL "http://127.0.0.1:$flower_port"
 export_env FLOWER_USER "$flower_user"
 export_env FLOWER_PASSWORD "$flower_password"

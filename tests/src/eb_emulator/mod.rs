@@ -27,7 +27,8 @@ pub struct Call {
     pub action: String,
     pub params: BTreeMap<String, String>,
     pub at: Instant,
-    /// The HTTP status the emulator answered with (0 for a dropped connection).
+    /// The HTTP status the emulator answered with (0 for a dropped connection or while the
+    /// call is being answered).
     pub status: u16,
 }
 
@@ -134,6 +135,12 @@ struct State {
     finish_log: Vec<(String, Instant)>,
     latency: Duration,
     processing_delay: Duration,
+    /// A foreign deploy that starts just before the next `UpdateEnvironment` is handled.
+    foreign_before_update: Option<(String, String, Script)>,
+    /// EB's own throttle on DescribeEnvironments and DescribeEvents: (calls/s, burst).
+    rate_limit: Option<(f64, f64)>,
+    /// Tokens left and when they were counted.
+    rate_tokens: (f64, Option<Instant>),
     request_counter: u64,
 }
 
@@ -279,6 +286,14 @@ impl EbEmulator {
         });
     }
 
+    /// Makes the next `UpdateEnvironment` of `environment` lose a race: someone else's deploy
+    /// of `version` starts just before it, so EB refuses it.
+    pub fn race_next_update(&self, environment: &str, version: &str, script: Script) {
+        self.with(|s| {
+            s.foreign_before_update = Some((environment.to_string(), version.to_string(), script))
+        });
+    }
+
     /// Injects `fault` into the next `count` calls of `action` (any action when `None`).
     pub fn inject(&self, action: Option<&str>, fault: Fault, count: usize) {
         self.with(|s| {
@@ -287,6 +302,15 @@ impl EbEmulator {
                 fault,
                 remaining: count,
             })
+        });
+    }
+
+    /// Throttles DescribeEnvironments and DescribeEvents above `per_second` (burst `burst`),
+    /// as EB does at about 2 calls/s with a burst of 15.
+    pub fn set_rate_limit(&self, per_second: f64, burst: u32) {
+        self.with(|s| {
+            s.rate_limit = Some((per_second, burst as f64));
+            s.rate_tokens = (burst as f64, None);
         });
     }
 
@@ -501,6 +525,20 @@ impl State {
     }
 
     fn take_fault(&mut self, action: &str) -> Option<Fault> {
+        if let Some((rate, burst)) = self.rate_limit {
+            if matches!(action, "DescribeEnvironments" | "DescribeEvents") {
+                let now = Instant::now();
+                let (tokens, last) = self.rate_tokens;
+                let tokens = last.map_or(tokens, |l| {
+                    (tokens + now.duration_since(l).as_secs_f64() * rate).min(burst)
+                });
+                if tokens < 1.0 {
+                    self.rate_tokens = (tokens, Some(now));
+                    return Some(Fault::Throttle);
+                }
+                self.rate_tokens = (tokens - 1.0, Some(now));
+            }
+        }
         let rule = self
             .faults
             .iter_mut()
@@ -552,22 +590,17 @@ impl Handler {
     pub(crate) async fn handle(&self, body: &[u8]) -> Reply {
         let params: Params = url::form_urlencoded::parse(body).into_owned().collect();
         let action = params.get("Action").cloned().unwrap_or_default();
-        let (latency, fault, request_id) = {
+        let (latency, fault, request_id, index) = {
             let mut s = self.state.lock().unwrap();
             let fault = s.take_fault(&action);
-            let status = match fault {
-                None => 200,
-                Some(Fault::Throttle) => 400,
-                Some(Fault::ServerError(code)) => code,
-                Some(Fault::Drop) => 0,
-            };
             s.calls.push(Call {
                 action: action.clone(),
                 params: params.clone(),
                 at: Instant::now(),
-                status,
+                status: 0,
             });
-            (s.latency, fault, s.new_request_id())
+            let index = s.calls.len() - 1;
+            (s.latency, fault, s.new_request_id(), index)
         };
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
@@ -587,6 +620,11 @@ impl Handler {
             )),
             None => self.dispatch(&action, &params, &request_id).await,
         };
+        let status = match &result {
+            Ok(_) => 200,
+            Err(e) => e.status,
+        };
+        self.state.lock().unwrap().calls[index].status = status;
         match result {
             Ok(inner) => Reply::Ok {
                 body: format!(
@@ -722,6 +760,14 @@ impl Handler {
             "UpdateEnvironment" => {
                 let name = req("EnvironmentName")?;
                 let label = req("VersionLabel")?;
+                if s.foreign_before_update
+                    .as_ref()
+                    .is_some_and(|(e, _, _)| *e == name)
+                {
+                    let (e, v, script) = s.foreign_before_update.take().unwrap();
+                    let rid = s.new_request_id();
+                    s.begin(&e, Some(v), script, Some(rid));
+                }
                 let e = s.environments.get(&name).ok_or_else(|| {
                     sender(
                         "InvalidParameterValue",
