@@ -107,10 +107,28 @@ fn uploads(repository: &str) -> usize {
     log.lines().filter(|l| l.contains(&needle)).count()
 }
 
-async fn cleanup(references: &[String]) {
-    if let Ok(engine) = Engine::connect(None).await {
-        for r in references {
-            let _ = engine.untag(r).await;
+/// Removes every local tag of `repository` (`host/name`) when dropped, also when the test
+/// fails: only images this test built carry its unique name.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let format = "{{.Repository}}:{{.Tag}}";
+        let Ok(out) = std::process::Command::new("docker")
+            .args(["image", "ls", &self.0, "--format", format])
+            .output()
+        else {
+            return;
+        };
+        let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !refs.is_empty() {
+            let _ = std::process::Command::new("docker")
+                .arg("rmi")
+                .args(&refs)
+                .output();
         }
     }
 }
@@ -120,6 +138,7 @@ async fn build_push_read_back_then_skip() {
     let dir = tempfile::tempdir().unwrap();
     let registry = services::env("REGISTRY");
     let repo = services::unique("it-backend");
+    let _untag = Untag(format!("{registry}/{repo}"));
     let commit = random_commit();
     let release = services::unique("v1");
     let cfg = config(dir.path(), &registry, &repo, "");
@@ -154,6 +173,17 @@ async fn build_push_read_back_then_skip() {
             .starts_with(&format!("pushed {reference} ({digest};")),
         "{}",
         report.message
+    );
+    // Both tags point at the built image in the engine too.
+    let engine = Engine::connect(None).await.unwrap();
+    let id = report.image_id.clone().unwrap();
+    assert_eq!(
+        engine.image_id(&reference).await.unwrap().as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        engine.image_id(&commit_ref).await.unwrap().as_deref(),
+        Some(id.as_str())
     );
     let ctx = report.context.unwrap();
     assert_eq!(
@@ -283,9 +313,12 @@ async fn build_push_read_back_then_skip() {
 
     // Same release name, another commit: refused, naming both revisions.
     let other = random_commit();
-    let err = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
-        .await
-        .unwrap_err();
+    let err = image::run(
+        &request(cfg.clone(), Release::fixed(&release, &other)),
+        Some(&aws),
+    )
+    .await
+    .unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.starts_with(&format!(
@@ -299,7 +332,64 @@ async fn build_push_read_back_then_skip() {
     );
     assert_eq!(uploads(&repo), before);
 
-    cleanup(&[reference, commit_ref]).await;
+    // --force pushes over it (this registry has no tag immutability); then it skips again.
+    let forced = image::run(
+        &request(cfg.clone(), Release::fixed(&release, &other)).with_force(true),
+        Some(&aws),
+    )
+    .await
+    .unwrap();
+    assert_eq!(forced.images[0].outcome, Outcome::Pushed);
+    let m = registry_json(&format!("/v2/{repo}/manifests/{release}"), accept).await;
+    let config_digest = m["config"]["digest"].as_str().unwrap();
+    let config = registry_json(&format!("/v2/{repo}/blobs/{config_digest}"), "*/*").await;
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.revision"],
+        other.as_str()
+    );
+    let again = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
+        .await
+        .unwrap();
+    assert_eq!(again.images[0].outcome, Outcome::Skipped);
+}
+
+#[tokio::test]
+async fn build_only_tags_locally_and_contacts_no_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = services::env("REGISTRY");
+    let repo = services::unique("it-local");
+    let _untag = Untag(format!("{registry}/{repo}"));
+    let commit = random_commit();
+    let cfg = config(dir.path(), &registry, &repo, "");
+    let req = ImageRequest::new(cfg, Release::fixed("v3", &commit)).with_output(OutputMode::Plain);
+    let run = image::run(&req, None).await.unwrap();
+    let report = &run.images[0];
+    assert_eq!(report.outcome, Outcome::Built);
+    assert_eq!(report.reference, format!("{registry}/{repo}:v3"));
+    assert!(
+        report
+            .message
+            .starts_with(&format!("built {registry}/{repo}:v3 (")),
+        "{}",
+        report.message
+    );
+    assert!(
+        report
+            .message
+            .ends_with("context 6 files, 8.0 KiB sent, 5 left out by .dockerignore)"),
+        "{}",
+        report.message
+    );
+    let engine = Engine::connect(None).await.unwrap();
+    let id = report.image_id.clone().unwrap();
+    assert_eq!(
+        engine
+            .image_id(&format!("{registry}/{repo}:{commit}"))
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    assert_eq!(uploads(&repo), 0, "a build pushes nothing");
 }
 
 #[tokio::test]
@@ -345,6 +435,20 @@ async fn broken_dockerfile_fails_naming_the_step_and_tags_nothing() {
         None,
         "nothing tagged"
     );
+
+    // A Dockerfile the engine cannot parse fails before the first step, with its message.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPPY busybox /bin/busybox\n",
+    )
+    .unwrap();
+    let msg = format!("{:#}", image::run(&req, None).await.unwrap_err());
+    assert!(
+        msg.contains("the image build failed before the first step of "),
+        "{msg}"
+    );
+    assert!(msg.contains("unknown instruction: COPPY"), "{msg}");
+    assert_eq!(engine.image_id(&format!("{repo}:v0")).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -370,6 +474,7 @@ async fn wrong_registry_password_is_not_retried_and_names_the_user() {
     let dir = tempfile::tempdir().unwrap();
     let other = services::env("REGISTRY_OTHER");
     let repo = services::unique("it-auth");
+    let _untag = Untag(format!("{other}/{repo}"));
     let release = services::unique("v1");
     let cfg = config(dir.path(), &other, &repo, "");
     let started = std::time::Instant::now();
@@ -392,7 +497,6 @@ async fn wrong_registry_password_is_not_retried_and_names_the_user() {
         "auth failures are not retried: {msg}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
-    cleanup(&[format!("{other}/{repo}:{release}")]).await;
 }
 
 #[tokio::test]
@@ -406,6 +510,7 @@ async fn registry_down_retries_then_fails_clearly() {
         .port();
     let down = format!("127.0.0.1:{port}");
     let repo = services::unique("it-down");
+    let _untag = Untag(format!("{down}/{repo}"));
     let release = services::unique("v1");
     let cfg = config(dir.path(), &down, &repo, "");
     let err = image::run(
@@ -423,7 +528,6 @@ async fn registry_down_retries_then_fails_clearly() {
     );
     assert!(msg.contains("connection refused"), "{msg}");
     assert!(msg.contains("check that the registry is up"), "{msg}");
-    cleanup(&[format!("{down}/{repo}:{release}")]).await;
 }
 
 #[tokio::test]
@@ -519,4 +623,138 @@ async fn missing_external_image_fails_before_building() {
         .send()
         .await;
     assert!(repos.is_err(), "a dry run creates no repository");
+}
+
+/// A git work tree holding the configuration, so that the binary detects a real commit.
+fn git_tree(registry: &str, repository: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    config(dir.path(), registry, repository, "");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "deploy.toml"]);
+    git(&["commit", "-q", "-m", "config"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    (dir, commit)
+}
+
+fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    integration::xtask()
+        .arg("--config")
+        .arg(dir.join("deploy.toml"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", services::env("MOTO_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env("CI", "1")
+        .env_remove("DEPLOY_REGISTRY")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cli_push_prints_the_report_then_skips() {
+    let registry = services::env("REGISTRY");
+    let repo = services::unique("it-cli");
+    let _untag = Untag(format!("{registry}/{repo}"));
+    let release = services::unique("v2");
+    let (dir, commit) = git_tree(&registry, &repo);
+    let args = [
+        "--json",
+        "push",
+        "--release",
+        &release,
+        "--create-repository",
+    ];
+    let out = cli(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "the token never shows");
+    assert!(
+        stderr.contains(" build: Step 1/"),
+        "build output streamed line by line: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["release"], release.as_str());
+    assert_eq!(report["commit"], commit.as_str());
+    assert_eq!(report["registry"], registry.as_str());
+    let image = &report["images"][0];
+    assert_eq!(image["outcome"], "pushed");
+    assert_eq!(image["reference"], format!("{registry}/{repo}:{release}"));
+    assert!(image["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(image["duration_ms"].as_u64().is_some());
+
+    let out = cli(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"][0]["outcome"], "skipped");
+    assert!(
+        stderr.contains(&format!("{registry}/{repo}:{release} already exists with revision {commit}: build and push skipped")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cli_exits_non_zero_when_the_engine_is_unreachable() {
+    let (dir, _) = git_tree("127.0.0.1:1", "it-cli-dead");
+    let host = format!("unix://{}/dead.sock", dir.path().display());
+    let out = integration::xtask()
+        .arg("--config")
+        .arg(dir.path().join("deploy.toml"))
+        .args(["build", "--release", "v1"])
+        .env("DOCKER_HOST", &host)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot reach the Docker Engine at {host}: "
+        )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn expired_ecr_token_is_refused_without_a_registry_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = services::unique("it-expired");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!("region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"{repo}\"\nbuild = {{ context = \"ctx\" }}\n[environments.local]\ntarget = \"local\"\n"),
+    )
+    .unwrap();
+    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let err = image::run(
+        &request(cfg, Release::fixed("v1", &random_commit())),
+        Some(&moto().await),
+    )
+    .await
+    .unwrap_err();
+    // moto's token expired in 2015; real ECR's lasts 12 hours.
+    let msg = format!("{err:#}");
+    assert!(
+        msg.starts_with("ECR returned an authorization token that expired at 2015-"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("check the machine's clock and the AWS endpoint"),
+        "{msg}"
+    );
 }

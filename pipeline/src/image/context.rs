@@ -170,6 +170,8 @@ pub struct ContextStats {
     pub excluded: u64,
     /// Size of the tar stream in bytes.
     pub bytes: u64,
+    /// Time from the first byte to the last handed to the engine (streaming only).
+    pub send_ms: u64,
 }
 
 impl BuildContext {
@@ -331,7 +333,11 @@ impl BuildContext {
             sent: sent.clone(),
         };
         let handle = tokio::task::spawn_blocking(move || {
-            let result = self.write_tar(writer);
+            let started = std::time::Instant::now();
+            let result = self.write_tar(writer).map(|mut stats| {
+                stats.send_ms = started.elapsed().as_millis() as u64;
+                stats
+            });
             if let Err(e) = &result {
                 // Abort the request body so that the engine does not build a partial context.
                 let _ = tx.blocking_send(Err(io::Error::other(format!("{e:#}"))));
@@ -596,6 +602,7 @@ mod tests {
         let joined: Vec<u8> = pieces.concat();
         assert_eq!(joined, expected);
         assert_eq!(stats.bytes, joined.len() as u64);
+        assert!(stats.send_ms < 60_000);
         assert_eq!(sent.load(Ordering::Relaxed), joined.len() as u64);
     }
 }

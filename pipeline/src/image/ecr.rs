@@ -11,10 +11,15 @@ use super::RegistryAuth;
 
 /// Registry credentials from `GetAuthorizationToken`, for `registry`.
 ///
-/// The address is ECR's `proxyEndpoint` unless `override_host` is given (config `registry`
-/// or `DEPLOY_REGISTRY`). An expired token is an error, except with an override: emulators
-/// hand out tokens that expired long ago, and the registry they stand beside decides.
-pub async fn authorization(ecr: &Client, override_host: Option<&str>) -> Result<RegistryAuth> {
+/// The address is `host` when given (the configured account's ECR host, or the `registry`
+/// override), else ECR's `proxyEndpoint`. An expired token is an error unless
+/// `lenient_expiry` (a registry override: emulators hand out tokens that expired long ago,
+/// and the registry they stand beside decides).
+pub async fn authorization(
+    ecr: &Client,
+    host: Option<&str>,
+    lenient_expiry: bool,
+) -> Result<RegistryAuth> {
     let out = ecr
         .get_authorization_token()
         .send()
@@ -37,14 +42,14 @@ pub async fn authorization(ecr: &Client, override_host: Option<&str>) -> Result<
         .split_once(':')
         .context("ECR returned an authorization token without `user:password`")?;
     let proxy = data.proxy_endpoint().unwrap_or_default();
-    let registry = match override_host {
+    let registry = match host {
         Some(h) => h.to_string(),
         None => host_of(proxy).context("ECR returned no proxyEndpoint: set `registry` in the configuration (or DEPLOY_REGISTRY)")?,
     };
     if let Some(expires) = data.expires_at() {
         let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
         if expires.secs() <= now.secs() {
-            if override_host.is_some() {
+            if lenient_expiry {
                 tracing::warn!(
                     "ECR's authorization token expired at {expires}; using it anyway for the configured registry {registry}"
                 );

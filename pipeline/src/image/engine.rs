@@ -69,8 +69,6 @@ pub struct BuildOptions {
 pub struct Built {
     pub image_id: String,
     pub context: ContextStats,
-    /// Time until the engine had read the whole context.
-    pub context_send: Duration,
 }
 
 /// What a push did.
@@ -146,6 +144,7 @@ impl Engine {
     /// tagged `opts.tag` only if every step succeeds.
     pub async fn build(&self, context: BuildContext, opts: &BuildOptions) -> Result<Built> {
         let dockerfile = context.dockerfile_name.clone();
+        let root = context.root.clone();
         let options = BuildImageOptions {
             dockerfile,
             t: Some(opts.tag.clone()),
@@ -157,7 +156,6 @@ impl Engine {
             target: opts.target.clone().unwrap_or_default(),
             ..Default::default()
         };
-        let started = std::time::Instant::now();
         let (body, writer, sent) = context.stream();
         let mut stream =
             self.docker
@@ -165,12 +163,8 @@ impl Engine {
         let mut printer = Printer::new(opts.output);
         let mut step: Option<String> = None;
         let mut image_id: Option<String> = None;
-        let mut context_send: Option<Duration> = None;
         let mut failure: Option<String> = None;
         while let Some(item) = stream.next().await {
-            if context_send.is_none() && writer.is_finished() {
-                context_send = Some(started.elapsed());
-            }
             match item {
                 Ok(info) => {
                     if let Some(text) = info.stream.as_deref() {
@@ -196,18 +190,19 @@ impl Engine {
         }
         printer.finish();
         // Read what the tar writer has to say (a file it could not read, for instance).
+        // When the engine failed first, the writer only saw the request end (a broken pipe):
+        // the engine's message is the one that matters then.
         drop(stream);
-        let context_stats = match writer.await {
-            Ok(Ok(stats)) => Some(stats),
-            Ok(Err(e)) => {
-                return Err(e.context(format!(
-                    "cannot send the build context {}",
-                    opts.dockerfile_display
-                )))
+        let written = writer
+            .await
+            .map_err(|e| anyhow!("the build context writer stopped: {e}"))?;
+        let stats = match written {
+            Ok(stats) => stats,
+            Err(e) if failure.is_none() || !is_broken_pipe(&e) => {
+                return Err(e.context(format!("cannot send the build context {}", root.display())))
             }
-            Err(e) => return Err(anyhow!("the build context writer stopped: {e}")),
+            Err(_) => ContextStats::default(),
         };
-        let context_send = context_send.unwrap_or_else(|| started.elapsed());
         if let Some(message) = failure {
             let at = match &step {
                 Some(s) => format!("at `{s}`"),
@@ -226,12 +221,10 @@ impl Engine {
                 .await?
                 .with_context(|| format!("the build ended without an image for {}", opts.tag))?,
         };
-        let stats = context_stats.unwrap_or_default();
         debug_assert_eq!(stats.bytes, sent.load(std::sync::atomic::Ordering::Relaxed));
         Ok(Built {
             image_id,
             context: stats,
-            context_send,
         })
     }
 
@@ -357,7 +350,18 @@ impl Engine {
                 "Pushing" => {
                     if let (Some(cur), Some(total)) = (detail.current, detail.total) {
                         let e = uploads.entry(total).or_insert(0);
+                        let before = *e * 4 / total.max(1);
                         *e = (*e).max(cur.min(total));
+                        // One line per quarter of each layer, not one per engine message.
+                        let now = *e * 4 / total.max(1);
+                        if now > before {
+                            tracing::info!(
+                                "uploading a layer of {}: {} of {}",
+                                super::human_bytes(total as u64),
+                                super::human_bytes(*e as u64),
+                                super::human_bytes(total as u64)
+                            );
+                        }
                     }
                 }
                 "Pushed" => {
@@ -380,6 +384,9 @@ impl Engine {
                     tracing::info!("{s}");
                 }
                 "" | "Preparing" | "Waiting" => {}
+                s if s.starts_with("Retrying in") => {
+                    tracing::warn!("the engine retries a layer upload: {s}")
+                }
                 s => tracing::debug!("push: {s}"),
             }
         }
@@ -437,6 +444,14 @@ fn classify(message: &str) -> PushFailure {
     } else {
         PushFailure::Other(message.to_string())
     }
+}
+
+/// True when the error comes from the engine no longer reading the request body.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The engine's own message for stream errors, else the error and its causes.

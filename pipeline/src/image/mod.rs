@@ -157,7 +157,6 @@ pub struct ImageReport {
     pub layers_pushed: u32,
     pub layers_existing: u32,
     pub context: Option<ContextStats>,
-    pub context_send_ms: Option<u64>,
     pub duration_ms: u64,
     pub message: String,
 }
@@ -221,24 +220,14 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
 
     let aws = aws.context("pushing needs AWS (ECR): no AWS configuration was given")?;
     let ecr = aws.ecr();
-    let override_host = req.config.registry.clone();
-    let auth = match &override_host {
+    // The override, else the configured account's ECR host, else the caller's account's
+    // (ECR's proxyEndpoint).
+    let auth = match &req.config.registry {
         Some(h) => {
             tracing::info!("registry override in effect: pushing to {h} (config `registry` or DEPLOY_REGISTRY)");
-            ecr::authorization(&ecr, Some(h)).await?
+            ecr::authorization(&ecr, Some(h), true).await?
         }
-        None => {
-            let account = aws.account(req.config.account.as_deref()).await?;
-            let expected = format!("{account}.dkr.ecr.{}.amazonaws.com", req.config.region);
-            let auth = ecr::authorization(&ecr, None).await?;
-            if auth.registry != expected {
-                tracing::debug!(
-                    "ECR proxy endpoint {} (account registry {expected})",
-                    auth.registry
-                );
-            }
-            auth
-        }
+        None => ecr::authorization(&ecr, req.config.registry_host().as_deref(), false).await?,
     };
     run.registry = Some(auth.registry.clone());
     let registry = registry::Registry::new(
@@ -268,7 +257,9 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
         if let Some(existing) = existing {
             let revision =
                 existing_revision(&registry, &image.repository, release, &existing).await;
-            if revision.as_deref() == Some(req.release.commit.as_str()) && !req.release.dirty {
+            // Outside git the commit is "unknown": nothing to compare, so never a skip.
+            let known = req.release.commit != "unknown" && !req.release.dirty;
+            if known && revision.as_deref() == Some(req.release.commit.as_str()) {
                 let message = format!(
                     "{repo}:{release} already exists with revision {}: build and push skipped",
                     req.release.commit
@@ -285,7 +276,6 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
                     layers_pushed: 0,
                     layers_existing: 0,
                     context: None,
-                    context_send_ms: None,
                     duration_ms: one.elapsed().as_millis() as u64,
                     message,
                 });
@@ -397,7 +387,6 @@ async fn build_one(
         layers_pushed: 0,
         layers_existing: 0,
         context: None,
-        context_send_ms: None,
         duration_ms: 0,
         message: String::new(),
     };
@@ -441,7 +430,6 @@ async fn build_one(
     report.outcome = Outcome::Built;
     report.image_id = Some(built.image_id.clone());
     report.context = Some(built.context);
-    report.context_send_ms = Some(built.context_send.as_millis() as u64);
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.message = format!(
         "built {reference} ({}; context {} files, {} sent, {} left out by .dockerignore)",

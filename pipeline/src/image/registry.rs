@@ -8,6 +8,9 @@ use reqwest::header::{HeaderMap, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
+/// Attempts per request when the registry fails transiently.
+const ATTEMPTS: u32 = 3;
+
 /// Manifest kinds we ask for, newest first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -85,10 +88,24 @@ impl Registry {
                     .encode(format!("{u}:{}", p.expose_secret()))
             )
         });
-        let first = request(basic.clone())
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the registry at {url}"))?;
+        // Connection failures and 5xx answers are retried with jittered backoff.
+        let mut attempt = 1;
+        let first = loop {
+            let result = request(basic.clone()).send().await;
+            let transient = match &result {
+                Ok(r) => r.status().is_server_error(),
+                Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            };
+            if !transient || attempt >= ATTEMPTS {
+                break result.with_context(|| format!("cannot reach the registry at {url}"))?;
+            }
+            let wait = Duration::from_millis(fastrand::u64(100..=(200 << attempt)));
+            tracing::debug!(
+                "{method} {url} failed (attempt {attempt}/{ATTEMPTS}); retrying in {wait:?}"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        };
         if first.status() != StatusCode::UNAUTHORIZED {
             return Ok(first);
         }
@@ -331,6 +348,72 @@ mod tests {
         );
         assert_eq!(p.len(), 3);
         assert_eq!(p[2], r#"scope="repository:a/b:pull,push""#);
+    }
+
+    /// A one-shot HTTP server on loopback answering each connection with the next status.
+    async fn serve(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            for status in statuses {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        (host, seen)
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_the_answer_counts() {
+        let (host, seen) = serve(vec![503, 502, 404]).await;
+        let r = Registry::new(&host, None).unwrap();
+        assert!(!r.manifest_exists("a/b", "v1").await.unwrap());
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+        let (host, seen) = serve(vec![503, 503, 503, 200]).await;
+        let r = Registry::new(&host, None).unwrap();
+        let err = r
+            .manifest_exists("a/b", "v1")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("the registry {host} answered 503 Service Unavailable for a/b:v1")
+        );
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            3,
+            "three attempts, no more"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_credentials_name_the_user_not_the_password() {
+        let (host, _) = serve(vec![401, 401]).await;
+        let r = Registry::new(
+            &host,
+            Some(("AWS".into(), SecretString::from("s3cret".to_string()))),
+        )
+        .unwrap();
+        let err = r
+            .manifest_exists("a/b", "v1")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("the registry {host} refused access to a/b:v1 (401 Unauthorized) with the credentials of user \"AWS\"")
+        );
     }
 
     #[test]
