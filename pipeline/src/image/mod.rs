@@ -367,6 +367,11 @@ async fn build_one(
     build: &BuildSpec,
 ) -> Result<ImageReport> {
     let started = Instant::now();
+    if engine.is_some() {
+        // A context that is a Cargo package (the demo app) gets its static binary first.
+        crate::local::prepare::build_static_binaries(&req.config)
+            .with_context(|| format!("cannot build image {name}"))?;
+    }
     let context_dir = req.config.resolve(&build.context);
     let dockerfile = match &build.dockerfile {
         Some(d) => req.config.resolve(d),
