@@ -762,7 +762,8 @@ fn xtask_against(w: &World, args: &[&str]) -> std::process::Command {
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-west-2")
         .env_remove("AWS_PROFILE")
-        .env_remove("DEPLOY_BUCKET");
+        .env_remove("DEPLOY_BUCKET")
+        .env("DEPLOY_ENV", "staging");
     cmd
 }
 
