@@ -269,9 +269,9 @@ pub fn base_commit_baseline(
     account: Option<&str>,
 ) -> Result<Baseline> {
     let dir = config.root.clone();
-    let top = git(&dir, &["rev-parse", "--show-toplevel"])?;
+    let top = crate::release::git(&dir, &["rev-parse", "--show-toplevel"])?;
     let top = PathBuf::from(top.trim());
-    let commit = git(&dir, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
+    let commit = crate::release::git(&dir, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])
         .with_context(|| format!("the base revision {rev:?} is not a commit of this repository: fetch it (actions/checkout with fetch-depth: 0) or pass another --base"))?
         .trim()
         .to_string();
@@ -354,22 +354,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .context("cannot run git: is it installed?")?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).to_string())
 }
 
 /// One changed file.
@@ -704,7 +688,6 @@ pub async fn run(
     req: &PreviewRequest<'_>,
     actions: &crate::github::actions::Actions,
 ) -> Result<PreviewOutcome> {
-    use crate::github::actions::{Annotation, Level};
     let config = req.config;
     let env = config.environment(&req.env_name)?;
     let root = repo_root(&config.root);
@@ -712,26 +695,7 @@ pub async fn run(
     let head = {
         let _g = actions.group(&format!("render and lint the bundle of {}", req.env_name));
         let head = render_head(config, &req.env_name, &req.release, req.account.as_deref())?;
-        for f in &head.lint.findings {
-            let level = match f.severity {
-                Severity::Error => Level::Error,
-                Severity::Warning => Level::Warning,
-            };
-            actions.annotate(
-                level,
-                &Annotation {
-                    file: Some(relative(&f.file, &root)),
-                    line: (f.line > 0).then_some(f.line),
-                    col: (f.column > 0).then_some(f.column),
-                    title: Some(format!("{} {}", f.rule, f.name)),
-                    message: if f.hint.is_empty() {
-                        f.message.clone()
-                    } else {
-                        format!("{}\n{}", f.message, f.hint)
-                    },
-                },
-            );
-        }
+        crate::github::report::annotate_lint(actions, &head.lint, &root);
         tracing::info!(
             "rendered {}: {} lint error(s), {} warning(s)",
             req.env_name,
@@ -843,7 +807,7 @@ async fn has_credentials(aws: &crate::aws::Aws) -> bool {
 
 /// The git work tree's top directory around `dir`, else `dir`.
 fn repo_root(dir: &Path) -> PathBuf {
-    git(dir, &["rev-parse", "--show-toplevel"])
+    crate::release::git(dir, &["rev-parse", "--show-toplevel"])
         .map(|s| PathBuf::from(s.trim()))
         .unwrap_or_else(|_| dir.to_path_buf())
 }

@@ -104,7 +104,8 @@ pub fn validate_release_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+/// Runs `git ARGS` in `dir`; its trimmed stdout, or an error with git's stderr.
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)

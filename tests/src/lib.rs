@@ -80,29 +80,69 @@ pub fn workspace_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// A command running the `xtask` binary: `XTASK_BIN` (set by `cargo xtask test` to itself),
-/// else the one built next to this test binary (build it first with `cargo build -p xtask`).
-pub fn xtask() -> std::process::Command {
-    let bin = match std::env::var_os("XTASK_BIN") {
+/// The `xtask` binary: `XTASK_BIN` (set by `cargo xtask test` to itself), else
+/// `target/debug/xtask`, rebuilt first when missing or older than the sources.
+pub fn xtask_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("XTASK_BIN") {
         Some(p) => std::path::PathBuf::from(p),
-        None => {
-            let exe = std::env::current_exe().expect("current test binary");
-            // target/<profile>/deps/<test> → target/<profile>/xtask
-            exe.parent()
-                .and_then(|deps| deps.parent())
-                .expect("test binary lives in target/<profile>/deps")
-                .join("xtask")
-        }
-    };
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p xtask` (cargo xtask test does)",
-        bin.display()
-    );
-    let mut cmd = std::process::Command::new(bin);
+        None => build_xtask(),
+    })
+    .clone()
+}
+
+/// A command running [`xtask_bin`], without the deploy variables of the caller's environment.
+pub fn xtask() -> std::process::Command {
+    let mut cmd = std::process::Command::new(xtask_bin());
     cmd.env_remove("DEPLOY_CONFIG")
         .env_remove("DEPLOY_ENV")
         .env_remove("DEPLOY_RELEASE")
         .env("NO_COLOR", "1");
     cmd
+}
+
+/// `target/debug/xtask`, rebuilt when missing or older than the sources, with cargo's
+/// variables of this test process removed so that the build is the same as `cargo xtask`'s.
+fn build_xtask() -> std::path::PathBuf {
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug/xtask");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest_source = ["pipeline/src", "xtask/src"]
+        .iter()
+        .flat_map(|d| walk(&root.join(d)))
+        .filter_map(|p| modified(&p))
+        .max();
+    let fresh = matches!((modified(&bin), newest_source), (Some(b), Some(s)) if b >= s);
+    if !fresh {
+        let mut cmd =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "--quiet", "--package", "xtask"])
+            .current_dir(&root);
+        for (k, _) in std::env::vars() {
+            if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                || k.starts_with("RUST")
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let status = cmd.status().expect("cannot run cargo build");
+        assert!(status.success(), "cargo build --package xtask failed");
+    }
+    bin
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

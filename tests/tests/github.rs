@@ -580,62 +580,6 @@ fn actions_outputs_summary_and_masks_go_where_the_runner_reads_them() {
     );
 }
 
-/// The xtask binary of this workspace, built once if needed.
-fn xtask_binary() -> std::path::PathBuf {
-    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(build_xtask).clone()
-}
-
-/// `target/debug/xtask` (as `cargo xtask test` leaves it); rebuilt when missing or older than
-/// the sources, with cargo's variables for this test process removed so that the build is the
-/// same as `cargo xtask`'s (no rebuild back and forth).
-fn build_xtask() -> std::path::PathBuf {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug/xtask");
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let newest_source = ["pipeline/src", "xtask/src"]
-        .iter()
-        .flat_map(|d| walk(&root.join(d)))
-        .filter_map(|p| modified(&p))
-        .max();
-    let fresh = matches!((modified(&bin), newest_source), (Some(b), Some(s)) if b >= s);
-    if !fresh {
-        let mut cmd =
-            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "--quiet", "--package", "xtask"])
-            .current_dir(&root);
-        for (k, _) in std::env::vars() {
-            if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
-                || k.starts_with("RUST")
-            {
-                cmd.env_remove(k);
-            }
-        }
-        let status = cmd.status().expect("cannot run cargo build");
-        assert!(status.success(), "cargo build --package xtask failed");
-    }
-    bin
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
         .args(args)
@@ -716,7 +660,7 @@ struct Run {
 async fn run_preview(repo: &std::path::Path, base: &str, server: &MockServer) -> Run {
     let files = tempfile::tempdir().unwrap();
     let (output, summary) = (files.path().join("output"), files.path().join("summary.md"));
-    let out = tokio::process::Command::new(xtask_binary())
+    let out = tokio::process::Command::new(integration::xtask_bin())
         .args([
             "preview",
             "--env",
@@ -890,7 +834,7 @@ async fn preview_command_in_actions_posts_one_comment_with_outputs_masks_and_ann
 #[tokio::test]
 async fn preview_command_outside_actions_prints_markdown_and_posts_nothing() {
     let (repo, base) = fixture_repo();
-    let out = tokio::process::Command::new(xtask_binary())
+    let out = tokio::process::Command::new(integration::xtask_bin())
         .args([
             "preview",
             "--env",

@@ -34,6 +34,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// The release, and the placeholder values of this environment.
+    async fn render_context(
+        &self,
+        global: &Global,
+        config: &pipeline::config::Config,
+    ) -> Result<(Release, RenderContext)> {
+        let env = config.environment(&self.env)?;
+        let release = self.release(global)?;
+        let account = bundle::account_for(config, env).await;
+        let ctx =
+            RenderContext::for_environment(config, &self.env, env, &release, account.as_deref());
+        Ok((release, ctx))
+    }
+
     pub fn release(&self, global: &Global) -> Result<Release> {
         let config_dir = global
             .config
@@ -92,16 +106,7 @@ impl Cmd {
 
 async fn render(args: RenderArgs, global: &Global) -> Result<()> {
     let config = global.load_config()?;
-    let env = config.environment(&args.target.env)?;
-    let release = args.target.release(global)?;
-    let account = bundle::account_for(&config, env).await;
-    let ctx = RenderContext::for_environment(
-        &config,
-        &args.target.env,
-        env,
-        &release,
-        account.as_deref(),
-    );
+    let (release, ctx) = args.target.render_context(global, &config).await?;
     let rendered = template::render_file(&config, &ctx)?;
     let out = args.out.unwrap_or_else(|| {
         config
@@ -146,15 +151,7 @@ async fn lint(args: LintArgs, global: &Global) -> Result<()> {
     if args.files.is_empty() {
         let config = global.load_config()?;
         let env = config.environment(&args.target.env)?;
-        let release = args.target.release(global)?;
-        let account = bundle::account_for(&config, env).await;
-        let ctx = RenderContext::for_environment(
-            &config,
-            &args.target.env,
-            env,
-            &release,
-            account.as_deref(),
-        );
+        let (_, ctx) = args.target.render_context(global, &config).await?;
         let inputs = bundle::collect_inputs(&config)?;
         report = bundle::lint_inputs(&config, env, &ctx, &inputs)?.1;
     } else {

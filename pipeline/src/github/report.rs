@@ -220,7 +220,11 @@ pub fn annotate_lint(actions: &Actions, report: &Report, root: &Path) {
                 line: (f.line > 0).then_some(f.line),
                 col: (f.column > 0).then_some(f.column),
                 title: Some(format!("{} {}", f.rule, f.name)),
-                message: f.message.clone(),
+                message: if f.hint.is_empty() {
+                    f.message.clone()
+                } else {
+                    format!("{}\n{}", f.message, f.hint)
+                },
             },
         );
     }
