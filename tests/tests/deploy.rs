@@ -818,6 +818,57 @@ async fn the_binary_plans_then_deploys_with_json_output() {
     assert_eq!(w.deployed_labels(), vec![label]);
 }
 
+/// In GitHub Actions the deploy groups its stages, writes step outputs and the job summary,
+/// and prints nothing extra on stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reports_to_github_actions() {
+    let w = World::new().await;
+    let label = w.label();
+    w.config(&Settings::default());
+    let bundle = w.bundle.display().to_string();
+    let outputs = w.dir.path().join("github_output");
+    let summary = w.dir.path().join("github_summary");
+    std::fs::write(&outputs, "").unwrap();
+    std::fs::write(&summary, "").unwrap();
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--bundle",
+            bundle.as_str(),
+        ],
+    );
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env_remove("GITHUB_TOKEN");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "stdout is for --json only");
+    for stage in ["upload", "version", "deploy", "verify"] {
+        assert!(
+            stderr.contains(&format!("::group::{stage}\n")),
+            "no group for {stage}:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("::group::").count(),
+        stderr.matches("::endgroup::").count()
+    );
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    assert!(
+        outputs.contains(&format!("version_label={label}")),
+        "{outputs}"
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("## Deploy `v1.0.0`"), "{summary}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_fails_with_the_event_text_and_status_1() {
     let w = World::new().await;

@@ -41,6 +41,8 @@ pub async fn authorization(
     let (username, password) = decoded
         .split_once(':')
         .context("ECR returned an authorization token without `user:password`")?;
+    // In GitHub Actions the registry password is masked in the job's log.
+    crate::github::actions::Actions::from_env().mask(password);
     let proxy = data.proxy_endpoint().unwrap_or_default();
     let registry = match host {
         Some(h) => h.to_string(),

@@ -163,7 +163,22 @@ impl Check {
         env_name: &str,
         base_url_override: Option<&str>,
     ) -> Result<Vec<Check>> {
-        let lookup = |name: &str| std::env::var(name).ok();
+        // In GitHub Actions, every password read here is masked in the job's log.
+        let actions = crate::github::actions::Actions::from_env();
+        let lookup = |name: &str| {
+            let value = std::env::var(name).ok()?;
+            match url::Url::parse(&value)
+                .ok()
+                .and_then(|u| u.password().map(str::to_string))
+            {
+                Some(password) => actions.mask(&password),
+                None if crate::lint::secrets::secret_reason(name, &value).is_some() => {
+                    actions.mask(&value)
+                }
+                None => {}
+            }
+            Some(value)
+        };
         Self::for_environment_with(config, env_name, base_url_override, &lookup)
     }
 
