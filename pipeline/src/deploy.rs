@@ -327,7 +327,8 @@ pub async fn run(
     // In GitHub Actions, each stage's log is a collapsible group (a no-op elsewhere).
     let actions = crate::github::actions::Actions::from_env();
     for stage in Stage::ALL {
-        if failed {
+        // A dry run goes on past a failed stage, so that the plan shows every stage.
+        if failed && !req.dry_run {
             stages.push(report(
                 stage.name(),
                 Outcome::NotRun,
@@ -352,14 +353,15 @@ pub async fn run(
             Err(e) => (Outcome::Failed, format!("{e:#}")),
         };
         drop(group);
-        if outcome == Outcome::Failed {
+        let stage_failed = outcome == Outcome::Failed;
+        if stage_failed {
             tracing::error!("{stage}: {output}");
             failed = true;
         } else {
             tracing::info!("{stage}: {} {output}", outcome.as_str());
         }
         stages.push(report(stage.name(), outcome, started.elapsed(), output));
-        if failed && matches!(stage, Stage::Deploy | Stage::Verify) {
+        if stage_failed && !req.dry_run && matches!(stage, Stage::Deploy | Stage::Verify) {
             let started = Instant::now();
             if let Some(r) = roll_back(&mut ctx).await {
                 stages.push(report("rollback", r.0, started.elapsed(), r.1));

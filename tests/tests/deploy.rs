@@ -818,6 +818,83 @@ async fn the_binary_plans_then_deploys_with_json_output() {
     assert_eq!(w.deployed_labels(), vec![label]);
 }
 
+/// A dry run without AWS credentials still shows every stage of the plan, each failure with
+/// its reason, and gives up at once instead of retrying what cannot pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_without_credentials_shows_every_stage() {
+    let w = World::named("antenna", "antenna-staging", GOOD_DOCKERRUN).await;
+    let root = integration::workspace_root();
+    for rel in [
+        "deploy.toml",
+        "Dockerrun.template.json",
+        ".ebextensions/00_setup.config",
+        ".platform/hooks/postdeploy/01_migrate.sh",
+    ] {
+        let to = w.dir.path().join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(rel), &to).unwrap();
+    }
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--dry-run",
+        ],
+    );
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            w.dir.path().join("no-aws-credentials"),
+        )
+        .env("DEPLOY_ACCOUNT", "123456789012");
+    let started = std::time::Instant::now();
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "credential errors are not retried"
+    );
+    let table: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("stage "))
+        .collect();
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("render ") && l.contains(" done ")),
+        "{stderr}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("bundle ") && l.contains(" planned ")),
+        "{stderr}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("verify ") && l.contains(" planned ")),
+        "{stderr}"
+    );
+    assert!(!table.iter().any(|l| l.contains("not run")), "{stderr}");
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("deploy ") && l.contains("FAILED") && l.contains("credentials")),
+        "{stderr}"
+    );
+    assert!(w.emu.write_calls().is_empty());
+}
+
 /// In GitHub Actions the deploy groups its stages, writes step outputs and the job summary,
 /// and prints nothing extra on stdout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,7 +116,15 @@ impl Cmd {
                 .any(|s| opts.selection.includes(*s));
         // `${account}` in the template: the configured account, else STS (only when rendering).
         let account = if renders {
-            Some(aws.account(config.account.as_deref()).await?)
+            match aws.account(config.account.as_deref()).await {
+                Ok(a) => Some(a),
+                // A dry run still shows the plan; rendering then says what is missing.
+                Err(e) if args.dry_run => {
+                    tracing::warn!("{e:#}");
+                    None
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };

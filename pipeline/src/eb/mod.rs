@@ -293,8 +293,11 @@ where
             )
         }
         other => {
-            let retryable = !matches!(other, SdkError::ConstructionFailure(_));
             let detail = aws_sdk_elasticbeanstalk::error::DisplayErrorContext(&other).to_string();
+            // Connection failures pass; a request that could not be built, or signed for want
+            // of credentials, fails the same way every time.
+            let retryable = !matches!(other, SdkError::ConstructionFailure(_))
+                && !detail.contains("credential");
             (
                 retryable,
                 EbError::Transport {

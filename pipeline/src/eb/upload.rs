@@ -52,14 +52,19 @@ pub fn bundle_key(application: &str, label: &str) -> String {
 
 /// Uploads the bundle unless the same content is already at its key.
 pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -> Result<Uploaded> {
-    let size = std::fs::metadata(req.path)
-        .with_context(|| {
-            format!(
-                "cannot read the bundle {}: run the bundle stage first",
-                req.path.display()
-            )
-        })?
-        .len();
+    // A dry run's bundle stage computes the bundle without writing it.
+    let size = if req.dry_run {
+        req.size
+    } else {
+        std::fs::metadata(req.path)
+            .with_context(|| {
+                format!(
+                    "cannot read the bundle {}: run the bundle stage first",
+                    req.path.display()
+                )
+            })?
+            .len()
+    };
     if size > MAX_BUNDLE_BYTES {
         bail!(
             "the bundle {} is {size} bytes, over Elastic Beanstalk's 500 MB limit: add large files to .ebignore",
