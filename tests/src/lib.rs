@@ -72,6 +72,24 @@ pub mod aws {
     }
 }
 
+/// The repository's deploy inputs (relative to the root), as committed.
+pub const DEPLOY_INPUTS: [&str; 4] = [
+    "deploy.toml",
+    "Dockerrun.template.json",
+    ".ebextensions/00_setup.config",
+    ".platform/hooks/postdeploy/01_migrate.sh",
+];
+
+/// Copies `files` (relative to the repository's root) into `dir`, in that order.
+pub fn copy_repo_files<'a>(dir: &std::path::Path, files: impl IntoIterator<Item = &'a str>) {
+    let root = workspace_root();
+    for rel in files {
+        let to = dir.join(rel);
+        std::fs::create_dir_all(to.parent().expect("a file has a parent")).unwrap();
+        std::fs::copy(root.join(rel), &to).unwrap();
+    }
+}
+
 /// The workspace's root directory.
 pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

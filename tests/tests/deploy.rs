@@ -695,17 +695,7 @@ async fn whole_pipeline_from_the_repository_template() {
     // The repository's own inputs, rendered, linted, zipped, uploaded to EB's storage
     // location, processed by the emulator's Dockerrun checks and deployed.
     let w = World::named("antenna", "antenna-staging", GOOD_DOCKERRUN).await;
-    let root = integration::workspace_root();
-    for rel in [
-        "deploy.toml",
-        "Dockerrun.template.json",
-        ".ebextensions/00_setup.config",
-        ".platform/hooks/postdeploy/01_migrate.sh",
-    ] {
-        let to = w.dir.path().join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(rel), &to).unwrap();
-    }
+    integration::copy_repo_files(w.dir.path(), integration::DEPLOY_INPUTS);
     let config =
         pipeline::config::Config::load(&w.dir.path().join("deploy.toml"), &Default::default())
             .unwrap();
@@ -823,17 +813,7 @@ async fn the_binary_plans_then_deploys_with_json_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_without_credentials_shows_every_stage() {
     let w = World::named("antenna", "antenna-staging", GOOD_DOCKERRUN).await;
-    let root = integration::workspace_root();
-    for rel in [
-        "deploy.toml",
-        "Dockerrun.template.json",
-        ".ebextensions/00_setup.config",
-        ".platform/hooks/postdeploy/01_migrate.sh",
-    ] {
-        let to = w.dir.path().join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(rel), &to).unwrap();
-    }
+    integration::copy_repo_files(w.dir.path(), integration::DEPLOY_INPUTS);
     let mut cmd = xtask_against(
         &w,
         &[

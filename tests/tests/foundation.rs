@@ -12,22 +12,12 @@ use pipeline::release::Release;
 use pipeline::template::{render_file, RenderContext};
 
 /// The files the bundle is made of, as committed.
-const INPUTS: [&str; 4] = [
-    "deploy.toml",
-    "Dockerrun.template.json",
-    ".ebextensions/00_setup.config",
-    ".platform/hooks/postdeploy/01_migrate.sh",
-];
+const INPUTS: [&str; 4] = integration::DEPLOY_INPUTS;
 
 /// A copy of the repository's deploy inputs in a fresh directory, files written in `order`.
 fn copy_tree(order: impl IntoIterator<Item = &'static str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let root = workspace_root();
-    for rel in order {
-        let to = dir.path().join(rel);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(rel), &to).unwrap();
-    }
+    integration::copy_repo_files(dir.path(), order);
     dir
 }
 
