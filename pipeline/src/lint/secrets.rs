@@ -49,26 +49,6 @@ pub fn url_with_password(value: &str) -> bool {
     }
 }
 
-/// `value` with the password of any `scheme://user:password@` replaced by `****`.
-pub fn mask_url(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else {
-        return value.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:****@{host}{tail}")
-            } else {
-                format!("{scheme}://****@{host}{tail}")
-            }
-        }
-        None => value.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,16 +89,5 @@ mod tests {
             secret_reason("DJANGO_SETTINGS_MODULE", "config.settings.production"),
             None
         );
-    }
-
-    #[test]
-    fn masking() {
-        assert_eq!(mask_url("redis://:pw@h:6379/0"), "redis://:****@h:6379/0");
-        assert_eq!(
-            mask_url("postgres://u:p@db/x?a=b"),
-            "postgres://u:****@db/x?a=b"
-        );
-        assert_eq!(mask_url("https://tok@h/x"), "https://****@h/x");
-        assert_eq!(mask_url("http://h/x"), "http://h/x");
     }
 }
