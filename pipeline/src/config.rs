@@ -169,6 +169,36 @@ pub struct EnvironmentSpec {
     /// 80 becomes 8080 with `host_port_offset = 8000` (ports below 1024 need root).
     #[serde(default)]
     pub host_port_offset: u16,
+    /// Environment properties that must exist on the environment before a deploy, by name
+    /// (values are never read into output); unset means [`ANTENNA_REQUIRED_PROPERTIES`].
+    #[serde(default)]
+    pub required: Option<Vec<String>>,
+}
+
+/// The environment properties Antenna's production settings cannot start without.
+pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
+    "DJANGO_SETTINGS_MODULE",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ADMIN_URL",
+    "DJANGO_ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "SENTRY_DSN",
+    "DJANGO_AWS_STORAGE_BUCKET_NAME",
+];
+
+impl EnvironmentSpec {
+    /// The names `doctor` checks before a deploy: `required`, else Antenna's list.
+    pub fn required_properties(&self) -> Vec<String> {
+        match &self.required {
+            Some(names) => names.clone(),
+            None => ANTENNA_REQUIRED_PROPERTIES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 /// `[environments.NAME.images.IMAGE]`: run another image of `[images]` in place of `IMAGE`.
@@ -389,6 +419,13 @@ pub enum ConfigError {
         name: String,
         known: Vec<String>,
     },
+    #[error("environment {name:?} in {} runs on the local Docker Engine; `{command}` works on Elastic Beanstalk environments only: {}", path.display(), if aws.is_empty() { "this file has none".to_string() } else { format!("pick one of {}", aws.join(", ")) })]
+    NotAws {
+        path: PathBuf,
+        name: String,
+        command: String,
+        aws: Vec<String>,
+    },
 }
 
 fn location(path: &Path, line: usize, column: usize) -> String {
@@ -564,6 +601,15 @@ impl Config {
                 name: name.to_string(),
                 known: self.environments.keys().cloned().collect(),
             })
+    }
+
+    /// The names of the environments that run on Elastic Beanstalk, sorted.
+    pub fn aws_environment_names(&self) -> Vec<String> {
+        self.environments
+            .iter()
+            .filter(|(_, e)| e.target == Target::Aws)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// A path from the file, resolved against the config's directory.
@@ -756,6 +802,20 @@ timeout = "90s"
             err,
             "unknown environment \"prod\" in deploy.toml; known environments: staging"
         );
+    }
+
+    #[test]
+    fn a_local_environment_is_refused_by_aws_commands() {
+        let c = parse(&format!("{MINIMAL}{LOCAL}")).unwrap();
+        assert_eq!(c.aws_environment_names(), vec!["staging".to_string()]);
+        let err = crate::ops::AwsEnvironment::resolve(&c, "local", "status")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "environment \"local\" in deploy.toml runs on the local Docker Engine; `status` works on Elastic Beanstalk environments only: pick one of staging");
+        let all = crate::ops::AwsEnvironment::selected(&c, None, "status").unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].eb_environment, "antenna-staging");
+        assert_eq!(all[0].application, "antenna");
     }
 
     #[test]

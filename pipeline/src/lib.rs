@@ -15,6 +15,8 @@ pub mod iam;
 pub mod image;
 pub mod lint;
 pub mod local;
+pub mod ops;
+pub mod output;
 pub mod preview;
 pub mod release;
 pub mod stages;
