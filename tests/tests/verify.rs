@@ -631,6 +631,151 @@ async fn celery_broker_nothing_listening_is_unreachable() {
     );
 }
 
+// ---------------------------------------------------------------- Celery over AMQP
+
+/// The broker URL of the RabbitMQ test node for `vhost`, with the test user's password.
+fn amqp_url(vhost: &str) -> String {
+    format!(
+        "amqp://antenna:{}@{}/{vhost}",
+        services::env("AMQP_PASSWORD"),
+        services::env("AMQP_BASE")
+    )
+}
+
+fn assert_no_secret(o: &CheckOutcome, secret: &str) {
+    let text = format!("{o:?}");
+    assert!(!text.contains(secret), "the password leaked: {text}");
+}
+
+#[tokio::test]
+async fn celery_over_amqp_pings_and_covers_antennas_queues() {
+    let broker = services::env("AMQP_URL");
+    let o = run_celery(&broker, 1, &["antenna", "jobs", "ml_results"], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["1 worker answered: amqp1@verify [antenna, jobs, ml_results]"],
+    );
+    assert!(o.target.starts_with("amqp://antenna:***@127.0.0.1:"), "{o:?}");
+    assert_no_secret(&o, &services::env("AMQP_PASSWORD"));
+
+    let o = run_celery(&broker, 1, &["antenna", "other"], "3s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["no worker consumes other:", "amqp1@verify [antenna, jobs, ml_results]"],
+    );
+}
+
+#[tokio::test]
+async fn celery_over_amqps_verifies_the_certificate_with_the_ca_file() {
+    let ca = services::env("AMQP_TLS_CA");
+    let broker = format!("{}?ssl_ca_certs={ca}", services::env("AMQPS_URL"));
+    let o = run_celery(&broker, 1, &["antenna", "jobs", "ml_results"], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["amqp1@verify [antenna, jobs, ml_results]", "TLS, certificate verified"],
+    );
+
+    let broker = format!("{}?ssl_cert_reqs=none", services::env("AMQPS_URL"));
+    let o = run_celery(&broker, 1, &[], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["TLS, certificate not verified (ssl_cert_reqs=none)"],
+    );
+}
+
+#[tokio::test]
+async fn celery_over_amqps_rejects_an_unknown_ca_at_once() {
+    let o = run_celery(&services::env("AMQPS_URL"), 1, &[], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["was rejected: it is signed by an unknown authority", "ssl_ca_certs=PATH"],
+    );
+    assert_eq!(o.attempts, 1, "a certificate is not retried: {o:?}");
+    assert_no_secret(&o, &services::env("AMQP_PASSWORD"));
+}
+
+#[tokio::test]
+async fn celery_over_amqp_wrong_password_and_wrong_vhost_are_told_apart() {
+    let password = services::env("AMQP_PASSWORD");
+    let wrong = amqp_url("antenna").replace(&password, "wrong-secret");
+    let o = run_celery(&wrong, 1, &[], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["refused the login of user \"antenna\"", "check the user and password"],
+    );
+    assert_eq!(o.attempts, 1, "{o:?}");
+    assert_no_secret(&o, "wrong-secret");
+
+    let o = run_celery(&amqp_url("no-such-vhost"), 1, &[], "10s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["refused vhost \"no-such-vhost\"", "check the vhost"],
+    );
+    assert_eq!(o.attempts, 1, "{o:?}");
+    assert_no_secret(&o, &password);
+
+    // A vhost where no worker ever started: no mailbox exchange.
+    let o = run_celery(&amqp_url("spare"), 1, &[], "1s").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["vhost \"spare\" has no exchange celery.pidbox"],
+    );
+}
+
+#[tokio::test]
+async fn celery_over_amqp_nothing_listening_is_unreachable() {
+    let o = run_celery(
+        &format!("amqp://u:secret@127.0.0.1:{}/v", free_port()),
+        1,
+        &[],
+        "1s",
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Unreachable,
+        &["broker: cannot connect to 127.0.0.1:", "where = \"instance\""],
+    );
+    assert_no_secret(&o, "secret");
+}
+
+#[tokio::test]
+async fn celery_over_amqp_hung_worker_fails_within_the_timeout() {
+    let broker = amqp_url("stopped");
+    let name = format!("{}@verify", services::unique("amqphung"));
+    let worker = CeleryProcess::worker(&broker, &name, "antenna");
+    let o = run_celery(&broker, 1, &["antenna"], "60s").await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &[&format!("1 worker answered: {name} [antenna]")],
+    );
+
+    // SIGSTOP: its mailbox queue stays bound, but it never answers.
+    worker.signal("STOP");
+    let start = Instant::now();
+    let o = run_celery(&broker, 1, &["antenna"], "3s").await;
+    let took = start.elapsed();
+    worker.signal("CONT");
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["no worker answered the ping within", "a stuck or killed worker?"],
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} with a 3 s timeout"
+    );
+}
+
 // ---------------------------------------------------------------- Flower
 
 fn flower_toml(url: &str, min_workers: usize, queues: &[&str], timeout: &str) -> String {
@@ -1061,7 +1206,7 @@ async fn command_names_the_missing_variable() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("the celery check needs the Celery broker URL (redis://… or rediss://…) in the environment variable VERIFY_TEST_UNSET_BROKER, which is not set"),
+        stderr.contains("the celery check needs the Celery broker URL (amqp://…, amqps://…, redis://… or rediss://…) in the environment variable VERIFY_TEST_UNSET_BROKER, which is not set"),
         "{stderr}"
     );
 }

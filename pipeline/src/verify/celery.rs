@@ -1,93 +1,189 @@
-//! The Celery check: ping the workers over the Redis broker (pidbox), then ask each one's
-//! `active_queues` and check that every configured queue has a consumer. No Python.
+//! The Celery check: ping the workers through the broker (the pidbox, over Redis or AMQP),
+//! then ask each one's `active_queues` and check that every configured queue has a consumer.
+//! No Python.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::amqp::{AmqpMailbox, AmqpUrl, Replies};
 use super::pidbox::{self, Request};
 use super::redis::{RedisConn, RedisError, RedisUrl, Value as Resp};
-use super::{uuid4, Attempt};
+use super::{uuid4, Attempt, UrlError};
 
 /// How long to wait for replies to one broadcast (Celery's `inspect` waits 1 s by default);
-/// the wait ends earlier once every subscribed worker has answered.
+/// the wait ends earlier once every expected worker has answered.
 const REPLY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Celery's broker, from `CELERY_BROKER_URL`.
+#[derive(Debug, Clone)]
+pub enum Broker {
+    /// `redis://` or `rediss://` (ElastiCache).
+    Redis(RedisUrl),
+    /// `amqp://` or `amqps://` (RabbitMQ, Amazon MQ).
+    Amqp(AmqpUrl),
+}
+
+impl Broker {
+    /// Parses a broker URL by its scheme.
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
+        let scheme = text.trim().split("://").next().unwrap_or("");
+        match scheme {
+            "redis" | "rediss" => RedisUrl::parse(text).map(Broker::Redis),
+            "amqp" | "amqps" | "pyamqp" => AmqpUrl::parse(text).map(Broker::Amqp),
+            other => Err(UrlError::Invalid {
+                masked: super::mask_url(text.trim()),
+                reason: format!("unsupported scheme {other:?}: expected redis://, rediss://, amqp:// or amqps://"),
+            }),
+        }
+    }
+
+    /// The URL with its password masked.
+    pub fn masked(&self) -> String {
+        match self {
+            Broker::Redis(u) => u.masked(),
+            Broker::Amqp(u) => u.masked(),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct CeleryCheck {
-    pub broker: RedisUrl,
+    pub broker: Broker,
     pub min_workers: usize,
     pub queues: Vec<String>,
     pub timeout: Duration,
     pub required: bool,
 }
 
-/// What a broadcast brought back.
-struct Replies {
-    /// Clients subscribed to the pidbox channel when the request was published.
-    listeners: i64,
-    answers: BTreeMap<String, Value>,
+/// An open connection to the broker, ready to broadcast control requests.
+enum Mailbox<'a> {
+    Redis { conn: RedisConn, url: &'a RedisUrl },
+    Amqp(AmqpMailbox, &'a AmqpUrl),
+}
+
+impl Mailbox<'_> {
+    async fn broadcast(
+        &mut self,
+        method: &str,
+        destination: Option<&[String]>,
+        window: Duration,
+    ) -> Result<Replies, String> {
+        match self {
+            Mailbox::Redis { conn, url } => {
+                redis_broadcast(conn, url.db, method, destination, window)
+                    .await
+                    .map_err(|e| format!("broker: {}", e.describe(url)))
+            }
+            Mailbox::Amqp(mailbox, url) => mailbox
+                .broadcast(method, destination, window)
+                .await
+                .map_err(|e| format!("broker: {}", e.describe(url))),
+        }
+    }
+
+    /// Where the requests go: the Redis channel, or the AMQP exchange.
+    fn name(&self) -> String {
+        match self {
+            Mailbox::Redis { url, .. } => pidbox::channel(url.db),
+            Mailbox::Amqp(..) => pidbox::EXCHANGE.to_string(),
+        }
+    }
+
+    /// Why nobody heard the request, when the transport says that no worker listens.
+    fn nobody_listens(&self) -> String {
+        match self {
+            Mailbox::Redis { url, .. } => format!(
+                "no worker listens on the broker (PUBLISH {} reached 0 clients): are the Celery workers running, on this broker and database?",
+                pidbox::channel(url.db)
+            ),
+            Mailbox::Amqp(_, url) => format!(
+                "no worker listens on the broker (the ping to {} on vhost {:?} was returned unroutable): are the Celery workers running, on this broker and vhost?",
+                pidbox::EXCHANGE, url.vhost
+            ),
+        }
+    }
 }
 
 impl CeleryCheck {
     pub(crate) async fn attempt(&self, left: Duration) -> Attempt {
-        let mut conn = match RedisConn::connect(&self.broker, left).await {
-            Ok(c) => c,
-            Err(e) if e.is_unreachable() => {
-                return Attempt::unreachable(format!("broker: {}", e.describe(&self.broker)))
+        match &self.broker {
+            Broker::Redis(url) => {
+                let conn = match RedisConn::connect(url, left).await {
+                    Ok(c) => c,
+                    Err(e) if e.is_unreachable() => {
+                        return Attempt::unreachable(format!("broker: {}", e.describe(url)))
+                    }
+                    Err(
+                        e @ (RedisError::Certificate { .. }
+                        | RedisError::Auth(_)
+                        | RedisError::TlsSetup(_)),
+                    ) => return Attempt::fail_for_good(format!("broker: {}", e.describe(url))),
+                    Err(e) => return Attempt::fail(format!("broker: {}", e.describe(url))),
+                };
+                let mut mailbox = Mailbox::Redis { conn, url };
+                self.inspect(&mut mailbox, left)
+                    .await
+                    .unwrap_or_else(Attempt::fail)
             }
-            Err(
-                e
-                @ (RedisError::Certificate { .. } | RedisError::Auth(_) | RedisError::TlsSetup(_)),
-            ) => return Attempt::fail_for_good(format!("broker: {}", e.describe(&self.broker))),
-            Err(e) => return Attempt::fail(format!("broker: {}", e.describe(&self.broker))),
-        };
-        match self.inspect(&mut conn, left).await {
-            Ok(a) => a,
-            Err(e) => Attempt::fail(format!("broker: {}", e.describe(&self.broker))),
+            Broker::Amqp(url) => {
+                let started = Instant::now();
+                let mailbox = match AmqpMailbox::connect(url, left).await {
+                    Ok(m) => m,
+                    Err(e) if e.is_unreachable() => {
+                        return Attempt::unreachable(format!("broker: {}", e.describe(url)))
+                    }
+                    Err(e) if e.is_for_good() => {
+                        return Attempt::fail_for_good(format!("broker: {}", e.describe(url)))
+                    }
+                    Err(e) => return Attempt::fail(format!("broker: {}", e.describe(url))),
+                };
+                let mut mailbox = Mailbox::Amqp(mailbox, url);
+                let outcome = self
+                    .inspect(&mut mailbox, left.saturating_sub(started.elapsed()))
+                    .await
+                    .unwrap_or_else(Attempt::fail);
+                if let Mailbox::Amqp(m, _) = mailbox {
+                    m.close().await;
+                }
+                outcome
+            }
         }
     }
 
-    async fn inspect(&self, conn: &mut RedisConn, left: Duration) -> Result<Attempt, RedisError> {
+    async fn inspect(&self, mailbox: &mut Mailbox<'_>, left: Duration) -> Result<Attempt, String> {
         let until = Instant::now() + left;
         let window =
             |share: u32| REPLY_WINDOW.min(until.saturating_duration_since(Instant::now()) / share);
         let ping_window = window(2);
-        let ping = broadcast(conn, self.broker.db, "ping", None, ping_window).await?;
+        let ping = mailbox.broadcast("ping", None, ping_window).await?;
         let workers: Vec<String> = ping
             .answers
             .iter()
             .filter(|(_, v)| v.get("ok").and_then(Value::as_str) == Some("pong"))
             .map(|(k, _)| k.clone())
             .collect();
-        let channel = pidbox::channel(self.broker.db);
         if workers.len() < self.min_workers {
-            let detail = if workers.is_empty() && ping.listeners == 0 {
-                format!("no worker listens on the broker (PUBLISH {channel} reached 0 clients): are the Celery workers running, on this broker and database?")
-            } else if workers.is_empty() {
-                format!("no worker answered the ping within {} ({} client(s) subscribed to {channel}: a stuck or killed worker?)", super::report::human_duration(ping_window), ping.listeners)
-            } else {
-                format!(
-                    "{} of at least {} worker(s) answered the ping within {}: {}",
+            let waited = super::report::human_duration(ping_window);
+            let detail = match (workers.is_empty(), ping.listeners) {
+                (true, Some(0)) => mailbox.nobody_listens(),
+                (true, Some(n)) => format!("no worker answered the ping within {waited} ({n} client(s) subscribed to {}: a stuck or killed worker?)", mailbox.name()),
+                (true, None) => format!("no worker answered the ping within {waited} (the mailbox has listeners: a stuck or killed worker?)"),
+                (false, _) => format!(
+                    "{} of at least {} worker(s) answered the ping within {waited}: {}",
                     workers.len(),
                     self.min_workers,
-                    super::report::human_duration(ping_window),
                     workers.join(", ")
-                )
+                ),
             };
             return Ok(Attempt::fail(detail));
         }
         let mut consumed: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if !self.queues.is_empty() {
-            let replies = broadcast(
-                conn,
-                self.broker.db,
-                "active_queues",
-                Some(&workers),
-                window(1),
-            )
-            .await?;
+            let replies = mailbox
+                .broadcast("active_queues", Some(&workers), window(1))
+                .await?;
             for (worker, queues) in &replies.answers {
                 consumed.insert(worker.clone(), pidbox::queue_names(queues));
             }
@@ -115,8 +211,16 @@ impl CeleryCheck {
                 self.queues.join(",")
             )));
         }
+        let tls = match mailbox {
+            Mailbox::Amqp(m, _) => match m.verified {
+                Some(true) => ", TLS, certificate verified",
+                Some(false) => ", TLS, certificate not verified (ssl_cert_reqs=none)",
+                None => "",
+            },
+            Mailbox::Redis { .. } => "",
+        };
         Ok(Attempt::pass(format!(
-            "{} answered: {who}",
+            "{} answered: {who}{tls}",
             plural(workers.len(), "worker")
         )))
     }
@@ -130,9 +234,9 @@ fn plural(n: usize, what: &str) -> String {
     }
 }
 
-/// Publishes a control request and collects the replies until `window` ends or every
-/// expected worker has answered; cleans up the reply binding and queue afterwards.
-async fn broadcast(
+/// Publishes a control request over Redis and collects the replies until `window` ends or
+/// every expected worker has answered; cleans up the reply binding and queue afterwards.
+async fn redis_broadcast(
     conn: &mut RedisConn,
     db: u32,
     method: &str,
@@ -174,7 +278,6 @@ async fn broadcast(
     cleaned?;
     Ok(replies)
 }
-
 #[allow(clippy::too_many_arguments)]
 async fn publish_and_collect(
     conn: &mut RedisConn,
@@ -251,5 +354,8 @@ async fn publish_and_collect(
             other => return Err(RedisError::Protocol(format!("BRPOP answered {other:?}"))),
         }
     }
-    Ok(Replies { listeners, answers })
+    Ok(Replies {
+        listeners: Some(listeners),
+        answers,
+    })
 }

@@ -7,6 +7,7 @@
 //! wrong", unreachable "could not reach"), latency and detail. Targets are printed with their
 //! secrets masked.
 
+mod amqp;
 mod celery;
 mod flower;
 mod http;
@@ -14,6 +15,7 @@ pub mod pidbox;
 mod redis;
 mod report;
 mod stage;
+mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,12 +25,21 @@ use secrecy::SecretString;
 
 use crate::config::{CheckSpec, Config};
 
-pub use celery::CeleryCheck;
+pub use amqp::{AmqpError, AmqpUrl};
+pub use celery::{Broker, CeleryCheck};
 pub use flower::{FlowerAuth, FlowerCheck};
 pub use http::HttpCheck;
-pub use redis::{CertReqs, RedisCheck, RedisError, RedisUrl};
+pub use redis::{RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
 pub use stage::StageVerifier;
+pub use tls::CertReqs;
+
+/// Why a broker URL was rejected (the message shows the URL with its password masked).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("{masked}: {reason}")]
+    Invalid { masked: String, reason: String },
+}
 
 /// One check of the verify stage, ready to run.
 #[derive(Debug, Clone)]
@@ -106,9 +117,9 @@ impl Check {
             } => {
                 let url = var(
                     broker_url_env,
-                    "the Celery broker URL (redis://… or rediss://…)",
+                    "the Celery broker URL (amqp://…, amqps://…, redis://… or rediss://…)",
                 )?;
-                let broker = RedisUrl::parse(&url)
+                let broker = Broker::parse(&url)
                     .with_context(|| format!("invalid Celery broker URL in {broker_url_env}"))?;
                 Check::Celery(CeleryCheck {
                     broker,

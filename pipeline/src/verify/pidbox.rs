@@ -1,4 +1,9 @@
-//! Celery's remote-control ("pidbox") messages as they travel over a Redis broker.
+//! Celery's remote-control ("pidbox") messages, over a Redis broker and over AMQP.
+//!
+//! Over AMQP (RabbitMQ) a request is published on the fanout exchange `celery.pidbox` with the
+//! request itself as the JSON body; each worker publishes its reply, `{"<worker>": <result>}`,
+//! on the direct exchange `reply.celery.pidbox` with the reply key as routing key and the
+//! ticket in a `ticket` header (kombu's `pidbox.py`). Over Redis:
 //!
 //! A request is PUBLISHed on the fanout channel `/<db>.celery.pidbox`: a kombu envelope
 //! (JSON) whose `body` is the base64 of `{"method", "arguments", "destination", "reply_to",
@@ -48,9 +53,10 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
-    /// The kombu envelope (JSON text) carrying this request.
-    pub fn encode(&self) -> String {
-        let body = json!({
+    /// The request itself: what AMQP carries as the message body, and what the Redis
+    /// envelope carries in base64.
+    pub fn body(&self) -> Value {
+        json!({
             "method": self.method,
             "arguments": {},
             "destination": self.destination,
@@ -58,7 +64,12 @@ impl Request<'_> {
             "matcher": null,
             "ticket": self.ticket,
             "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": self.reply_key},
-        });
+        })
+    }
+
+    /// The kombu envelope (JSON text) carrying this request over Redis.
+    pub fn encode(&self) -> String {
+        let body = self.body();
         json!({
             "body": base64::engine::general_purpose::STANDARD.encode(body.to_string()),
             "content-encoding": "utf-8",
@@ -95,9 +106,7 @@ pub fn decode_reply(raw: &[u8], ticket: &str) -> Result<Option<Map<String, Value
         .get("content-type")
         .and_then(Value::as_str)
         .unwrap_or("application/json");
-    if content_type != "application/json" {
-        return Err(DecodeError(format!("content-type {content_type:?}; only application/json is understood (the workers' result_serializer/accept_content)")));
-    }
+    check_content_type(content_type)?;
     let body = envelope
         .get("body")
         .ok_or_else(|| DecodeError("the envelope has no body".into()))?;
@@ -118,8 +127,27 @@ pub fn decode_reply(raw: &[u8], ticket: &str) -> Result<Option<Map<String, Value
             .map_err(|e| DecodeError(format!("the body is not JSON ({e})")))?,
         (_, other) => other.clone(),
     };
+    answers(body).map(Some)
+}
+
+fn check_content_type(content_type: &str) -> Result<(), DecodeError> {
+    if content_type != "application/json" {
+        return Err(DecodeError(format!("content-type {content_type:?}; only application/json is understood (the workers' result_serializer/accept_content)")));
+    }
+    Ok(())
+}
+
+/// Reads the body of a reply as AMQP delivers it (the JSON itself, no envelope).
+pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+    check_content_type(content_type.unwrap_or("application/json"))?;
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| DecodeError(format!("the body is not JSON ({e})")))?;
+    answers(body)
+}
+
+fn answers(body: Value) -> Result<Map<String, Value>, DecodeError> {
     match body {
-        Value::Object(map) => Ok(Some(map)),
+        Value::Object(map) => Ok(map),
         other => Err(DecodeError(format!(
             "expected {{\"worker\": result}}, got {other}"
         ))),

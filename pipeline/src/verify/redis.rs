@@ -14,16 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
-use super::Attempt;
-
-/// Which server certificates a `rediss://` connection accepts (`ssl_cert_reqs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CertReqs {
-    /// Any certificate (`ssl_cert_reqs=none`, what ElastiCache's URLs say).
-    None,
-    /// A certificate valid for the host, from a trusted CA (the default; also `optional`).
-    Required,
-}
+use super::tls::{self, percent_decode, CertReqs};
+use super::{Attempt, UrlError};
 
 /// A parsed `redis://` or `rediss://` URL.
 #[derive(Debug, Clone)]
@@ -40,19 +32,12 @@ pub struct RedisUrl {
     masked: String,
 }
 
-/// Why a Redis URL was rejected.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RedisUrlError {
-    #[error("{masked}: {reason}")]
-    Invalid { masked: String, reason: String },
-}
-
 impl RedisUrl {
     /// Parses `redis://[[user]:password@]host[:port][/db][?ssl_cert_reqs=none|required&ssl_ca_certs=PATH]`
     /// (also `rediss://`).
-    pub fn parse(text: &str) -> Result<Self, RedisUrlError> {
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
         let masked = super::mask_url(text.trim());
-        let invalid = |reason: String| RedisUrlError::Invalid {
+        let invalid = |reason: String| UrlError::Invalid {
             masked: masked.clone(),
             reason,
         };
@@ -90,31 +75,11 @@ impl RedisUrl {
                 ))
             })?,
         };
-        let mut cert_reqs = CertReqs::Required;
-        let mut ca_file = None;
-        for (k, v) in url.query_pairs() {
-            match &*k {
-                "ssl_cert_reqs" => {
-                    cert_reqs = match v.to_ascii_lowercase().as_str() {
-                        "none" | "cert_none" => CertReqs::None,
-                        "required" | "cert_required" | "optional" | "cert_optional" => {
-                            CertReqs::Required
-                        }
-                        other => {
-                            return Err(invalid(format!(
-                                "ssl_cert_reqs={other:?}: expected none or required"
-                            )))
-                        }
-                    }
-                }
-                "ssl_ca_certs" => ca_file = Some(PathBuf::from(&*v)),
-                "db" => {
-                    db = v
-                        .parse()
-                        .map_err(|_| invalid(format!("db={v:?} is not a database number")))?
-                }
-                _ => {}
-            }
+        let (cert_reqs, ca_file) = tls::query_options(&url).map_err(invalid)?;
+        if let Some(v) = url.query_pairs().find(|(k, _)| k == "db").map(|(_, v)| v) {
+            db = v
+                .parse()
+                .map_err(|_| invalid(format!("db={v:?} is not a database number")))?;
         }
         Ok(Self {
             tls: tls.then_some(cert_reqs),
@@ -140,28 +105,6 @@ impl RedisUrl {
             format!("{}:{}", self.host, self.port)
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            if let (true, Ok(b)) = (
-                hex.bytes().all(|c| c.is_ascii_hexdigit()),
-                u8::from_str_radix(hex, 16),
-            ) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What went wrong talking to Redis.
@@ -279,7 +222,8 @@ impl RedisConn {
         let (stream, verified): (Pin<Box<dyn Stream>>, _) = match url.tls {
             None => (Box::pin(tcp), None),
             Some(reqs) => {
-                let config = tls_config(reqs, url.ca_file.as_ref())?;
+                let config =
+                    tls::client_config(reqs, url.ca_file.as_ref()).map_err(RedisError::TlsSetup)?;
                 let name =
                     rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
                         RedisError::TlsSetup(format!(
@@ -430,155 +374,15 @@ fn not_redis(line: &[u8]) -> RedisError {
 }
 
 fn tls_error(addr: &str, e: io::Error) -> RedisError {
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    match inner {
-        Some(rustls::Error::InvalidCertificate(c)) => RedisError::Certificate {
+    match tls::classify(&e) {
+        tls::HandshakeFailure::Certificate(reason) => RedisError::Certificate {
             addr: addr.to_string(),
-            reason: match c {
-                rustls::CertificateError::UnknownIssuer => {
-                    "it is signed by an unknown authority (self-signed, or a private CA)"
-                        .to_string()
-                }
-                rustls::CertificateError::NotValidForName
-                | rustls::CertificateError::NotValidForNameContext { .. } => {
-                    format!("it is not valid for this host name ({c})")
-                }
-                other => format!("{other}"),
-            },
+            reason,
         },
-        Some(other) => RedisError::Tls {
+        tls::HandshakeFailure::Other(reason) => RedisError::Tls {
             addr: addr.to_string(),
-            reason: other.to_string(),
+            reason,
         },
-        None => match e.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => RedisError::Tls {
-                addr: addr.to_string(),
-                reason: format!("the server closed the connection during the handshake ({e})"),
-            },
-            _ => RedisError::Tls {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            },
-        },
-    }
-}
-
-fn tls_config(
-    reqs: CertReqs,
-    ca_file: Option<&PathBuf>,
-) -> Result<rustls::ClientConfig, RedisError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| RedisError::TlsSetup(format!("cannot set up TLS: {e}")))?;
-    let config = match reqs {
-        CertReqs::None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
-            .with_no_client_auth(),
-        CertReqs::Required => {
-            let mut roots = public_roots().clone();
-            if let Some(path) = ca_file {
-                use rustls::pki_types::pem::PemObject;
-                let certs =
-                    rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
-                        RedisError::TlsSetup(format!(
-                            "cannot read ssl_ca_certs={}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                let mut added = 0;
-                for cert in certs {
-                    let cert = cert.map_err(|e| {
-                        RedisError::TlsSetup(format!(
-                            "cannot read ssl_ca_certs={}: {e}",
-                            path.display()
-                        ))
-                    })?;
-                    roots.add(cert).map_err(|e| {
-                        RedisError::TlsSetup(format!(
-                            "ssl_ca_certs={}: not a usable CA certificate: {e}",
-                            path.display()
-                        ))
-                    })?;
-                    added += 1;
-                }
-                if added == 0 {
-                    return Err(RedisError::TlsSetup(format!(
-                        "ssl_ca_certs={} holds no PEM certificate",
-                        path.display()
-                    )));
-                }
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
-    };
-    Ok(config)
-}
-
-/// The Mozilla roots and the system's, loaded once.
-fn public_roots() -> &'static rustls::RootCertStore {
-    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-        tracing::debug!(
-            "TLS roots: {} Mozilla, {added} from the system",
-            webpki_roots::TLS_SERVER_ROOTS.len()
-        );
-        roots
-    })
-}
-
-/// `ssl_cert_reqs=none`: any certificate is accepted (the handshake signatures are still
-/// checked, so the connection is encrypted to whoever holds the key).
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
