@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use toml::Spanned;
 
 /// Default file name of the configuration, at the repository root.
@@ -281,6 +281,10 @@ pub enum CheckSpec {
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
+        /// Where the check runs: `runner` (here, the default) or `instance` (on the EB
+        /// instance, by the postdeploy hook, inside the VPC).
+        #[serde(default, rename = "where")]
+        place: Where,
     },
     /// PING a Redis server (`redis://` or `rediss://…?ssl_cert_reqs=none`).
     Redis {
@@ -290,6 +294,10 @@ pub enum CheckSpec {
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
+        /// Where the check runs: `runner` (here, the default) or `instance` (on the EB
+        /// instance, by the postdeploy hook, inside the VPC).
+        #[serde(default, rename = "where")]
+        place: Where,
     },
     /// Ping Celery workers over the Redis broker and check their queues.
     Celery {
@@ -303,6 +311,40 @@ pub enum CheckSpec {
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
+        /// Where the check runs: `runner` (here, the default) or `instance` (on the EB
+        /// instance, by the postdeploy hook, inside the VPC).
+        #[serde(default, rename = "where")]
+        place: Where,
+    },
+    /// Connect to NATS; report its version and JetStream; check that the named streams exist.
+    Nats {
+        /// Name of the environment variable that holds the URL (`nats://…` or `tls://…`; it
+        /// may carry a user and password, or a token).
+        #[serde(default = "default_nats_url_env")]
+        url_env: String,
+        /// A credentials file (JWT and NKey seed) to log in with.
+        #[serde(default)]
+        creds_file: Option<PathBuf>,
+        /// Extra trusted CA certificates (PEM) for `tls://`.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        /// `false` accepts any server certificate (only for a test server).
+        #[serde(default = "yes")]
+        verify_certificate: bool,
+        /// Fail when JetStream is off (implied by `streams`).
+        #[serde(default)]
+        jetstream: bool,
+        /// JetStream streams that must exist; their consumers are reported.
+        #[serde(default)]
+        streams: Vec<String>,
+        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+        #[serde(default = "yes")]
+        required: bool,
+        /// Where the check runs: `runner` (here, the default) or `instance` (on the EB
+        /// instance, by the postdeploy hook, inside the VPC).
+        #[serde(default, rename = "where")]
+        place: Where,
     },
     /// Ask Flower's API about the workers (for runners outside the VPC).
     Flower {
@@ -321,6 +363,10 @@ pub enum CheckSpec {
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
+        /// Where the check runs: `runner` (here, the default) or `instance` (on the EB
+        /// instance, by the postdeploy hook, inside the VPC).
+        #[serde(default, rename = "where")]
+        place: Where,
     },
 }
 
@@ -331,8 +377,32 @@ impl CheckSpec {
             CheckSpec::Redis { .. } => "redis",
             CheckSpec::Celery { .. } => "celery",
             CheckSpec::Flower { .. } => "flower",
+            CheckSpec::Nats { .. } => "nats",
         }
     }
+
+    /// Where the check runs.
+    pub fn place(&self) -> Where {
+        match self {
+            CheckSpec::Http { place, .. }
+            | CheckSpec::Redis { place, .. }
+            | CheckSpec::Celery { place, .. }
+            | CheckSpec::Flower { place, .. }
+            | CheckSpec::Nats { place, .. } => *place,
+        }
+    }
+}
+
+/// Where a check runs (`where = "runner"` or `"instance"`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Where {
+    /// Where the pipeline runs (a developer's machine, a CI runner): the default.
+    #[default]
+    Runner,
+    /// On the EB instance, by the postdeploy hook: for servers only the VPC can reach
+    /// (ElastiCache, Amazon MQ, NATS).
+    Instance,
 }
 
 /// The path the verify stage checks when none is configured: DRF's API root.
@@ -349,6 +419,9 @@ fn default_check_timeout() -> Duration {
 }
 fn one() -> usize {
     1
+}
+fn default_nats_url_env() -> String {
+    "NATS_URL".into()
 }
 fn default_flower_user_env() -> String {
     "FLOWER_USER".into()

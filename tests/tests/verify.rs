@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration::services;
-use pipeline::config::Config;
+use pipeline::config::{Config, Where};
 use pipeline::verify::{self, Check, CheckOutcome, Verdict};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -23,7 +23,8 @@ fn checks_with(base: Option<&str>, checks_toml: &str, vars: &[(&str, String)]) -
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Check::for_environment_with(&config, "t", base, &lookup).expect("checks build")
+    Check::for_environment_with(&config, "t", base, Where::Runner, &lookup)
+        .expect("checks build")
 }
 
 async fn run_one(base: Option<&str>, check_toml: &str, vars: &[(&str, String)]) -> CheckOutcome {
@@ -774,6 +775,117 @@ async fn celery_over_amqp_hung_worker_fails_within_the_timeout() {
         took < Duration::from_secs(5),
         "took {took:?} with a 3 s timeout"
     );
+}
+
+// ---------------------------------------------------------------- NATS
+
+fn nats_toml(extra: &str) -> String {
+    format!("kind = \"nats\"\nurl_env = \"N\"\ntimeout = \"3s\"\n{extra}")
+}
+
+async fn run_nats(url: &str, extra: &str) -> CheckOutcome {
+    run_one(None, &nats_toml(extra), &[("N", url.to_string())]).await
+}
+
+/// Creates a stream with one durable pull consumer on the JetStream test server, as
+/// Antenna does for an ML job; returns the stream's name.
+async fn nats_job_stream(consumer: &str) -> String {
+    use async_nats::jetstream::{self, consumer::pull, stream};
+    let name = services::unique("jobs").replace(['-', '.'], "_");
+    let client = async_nats::connect(services::env("NATS_URL")).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = js
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{name}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(consumer.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    name
+}
+
+#[tokio::test]
+async fn nats_reports_version_jetstream_and_the_streams_consumers() {
+    let stream = nats_job_stream("job-worker").await;
+    let o = run_nats(&services::env("NATS_URL"), &format!("streams = [{stream:?}]")).await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["NATS 2.", "JetStream on", &format!("streams: {stream} (consumers: job-worker)")],
+    );
+
+    let o = run_nats(
+        &services::env("NATS_URL"),
+        &format!("streams = [{stream:?}, \"no_such_stream\"]"),
+    )
+    .await;
+    assert_outcome(&o, Verdict::Fail, &["missing stream(s): no_such_stream"]);
+}
+
+#[tokio::test]
+async fn nats_without_jetstream_fails_when_streams_are_required() {
+    let url = services::env("NATS_NOJS_URL");
+    let o = run_nats(&url, "").await;
+    assert_outcome(&o, Verdict::Pass, &["JetStream off"]);
+    let o = run_nats(&url, "streams = [\"antenna_jobs\"]").await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["JetStream off, but streams antenna_jobs are required", "-js"],
+    );
+    assert_eq!(o.attempts, 1, "{o:?}");
+    let o = run_nats(&url, "jetstream = true").await;
+    assert_outcome(&o, Verdict::Fail, &["but JetStream is required"]);
+}
+
+#[tokio::test]
+async fn nats_credentials_are_checked_and_never_printed() {
+    let password = services::env("NATS_PASSWORD");
+    let o = run_nats(&services::env("NATS_AUTH_URL"), "jetstream = true").await;
+    assert_outcome(&o, Verdict::Pass, &["JetStream on"]);
+    assert!(o.target.contains("antenna:***@"), "{o:?}");
+    assert_no_secret(&o, &password);
+
+    let wrong = services::env("NATS_AUTH_URL").replace(&password, "wrong-secret");
+    let o = run_nats(&wrong, "").await;
+    assert_outcome(&o, Verdict::Fail, &["refused the credentials"]);
+    assert_eq!(o.attempts, 1, "{o:?}");
+    assert_no_secret(&o, "wrong-secret");
+
+    let token = services::env("NATS_TOKEN");
+    let o = run_nats(&services::env("NATS_TOKEN_URL"), "").await;
+    assert_outcome(&o, Verdict::Pass, &["JetStream on"]);
+    assert!(o.target.starts_with("nats://***@127.0.0.1:"), "{o:?}");
+    assert_no_secret(&o, &token);
+    let o = run_nats(&services::env("NATS_TOKEN_URL").replace(&token, "bad-token"), "").await;
+    assert_outcome(&o, Verdict::Fail, &["refused the credentials"]);
+    assert_no_secret(&o, "bad-token");
+}
+
+#[tokio::test]
+async fn nats_over_tls_verifies_the_certificate() {
+    let url = services::env("NATS_TLS_URL");
+    let o = run_nats(&url, &format!("ca_file = {:?}", services::env("REDIS_TLS_CA"))).await;
+    assert_outcome(&o, Verdict::Pass, &["JetStream on", "TLS, certificate verified"]);
+    let o = run_nats(&url, "").await;
+    assert_outcome(&o, Verdict::Fail, &["was rejected", "unknown authority"]);
+    assert_eq!(o.attempts, 1, "{o:?}");
+    let o = run_nats(&url, "verify_certificate = false").await;
+    assert_outcome(&o, Verdict::Pass, &["TLS, certificate not verified"]);
+}
+
+#[tokio::test]
+async fn nats_nothing_listening_is_unreachable() {
+    let o = run_nats(&format!("nats://127.0.0.1:{}", free_port()), "").await;
+    assert_outcome(&o, Verdict::Unreachable, &["cannot connect to nats://127.0.0.1:"]);
 }
 
 // ---------------------------------------------------------------- Flower

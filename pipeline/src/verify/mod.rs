@@ -11,6 +11,7 @@ mod amqp;
 mod celery;
 mod flower;
 mod http;
+mod nats;
 pub mod pidbox;
 mod redis;
 mod report;
@@ -23,12 +24,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use secrecy::SecretString;
 
-use crate::config::{CheckSpec, Config};
+use crate::config::{CheckSpec, Config, Where};
 
 pub use amqp::{AmqpError, AmqpUrl};
 pub use celery::{Broker, CeleryCheck};
 pub use flower::{FlowerAuth, FlowerCheck};
 pub use http::HttpCheck;
+pub use nats::{NatsCheck, NatsUrl};
 pub use redis::{RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
 pub use stage::StageVerifier;
@@ -48,6 +50,7 @@ pub enum Check {
     Redis(RedisCheck),
     Celery(CeleryCheck),
     Flower(FlowerCheck),
+    Nats(NatsCheck),
 }
 
 impl Check {
@@ -76,6 +79,7 @@ impl Check {
                 expect_status,
                 timeout,
                 required,
+                ..
             } => {
                 let url = match url {
                     Some(u) => u.clone(),
@@ -98,6 +102,7 @@ impl Check {
                 url_env,
                 timeout,
                 required,
+                ..
             } => {
                 let url = var(url_env, "the Redis URL (redis://… or rediss://…)")?;
                 let url = RedisUrl::parse(&url)
@@ -114,6 +119,7 @@ impl Check {
                 queues,
                 timeout,
                 required,
+                ..
             } => {
                 let url = var(
                     broker_url_env,
@@ -137,6 +143,7 @@ impl Check {
                 queues,
                 timeout,
                 required,
+                ..
             } => {
                 let url = match url {
                     Some(u) => u.clone(),
@@ -164,15 +171,51 @@ impl Check {
                     *required,
                 )?)
             }
+            CheckSpec::Nats {
+                url_env,
+                creds_file,
+                ca_file,
+                verify_certificate,
+                jetstream,
+                streams,
+                timeout,
+                required,
+                ..
+            } => {
+                let url = var(url_env, "the NATS URL (nats://… or tls://…)")?;
+                let url = NatsUrl::parse(&url)
+                    .with_context(|| format!("invalid NATS URL in {url_env}"))?;
+                Check::Nats(NatsCheck {
+                    url,
+                    creds_file: creds_file.clone(),
+                    ca_file: ca_file.clone(),
+                    verify_certificate: *verify_certificate,
+                    jetstream: *jetstream,
+                    streams: streams.clone(),
+                    timeout: *timeout,
+                    required: *required,
+                })
+            }
         })
     }
 
-    /// The checks configured for environment `env_name`, against `base_url_override` (else
-    /// the environment's `url`), with URLs and credentials read from the process environment.
+    /// The checks configured for environment `env_name` that run here (`where = "runner"`),
+    /// against `base_url_override` (else the environment's `url`), with URLs and credentials
+    /// read from the process environment.
     pub fn for_environment(
         config: &Config,
         env_name: &str,
         base_url_override: Option<&str>,
+    ) -> Result<Vec<Check>> {
+        Self::for_environment_at(config, env_name, base_url_override, Where::Runner)
+    }
+
+    /// [`Check::for_environment`], for the checks that run at `place`.
+    pub fn for_environment_at(
+        config: &Config,
+        env_name: &str,
+        base_url_override: Option<&str>,
+        place: Where,
     ) -> Result<Vec<Check>> {
         // In GitHub Actions, every password read here is masked in the job's log.
         let actions = crate::github::actions::Actions::from_env();
@@ -190,15 +233,16 @@ impl Check {
             }
             Some(value)
         };
-        Self::for_environment_with(config, env_name, base_url_override, &lookup)
+        Self::for_environment_with(config, env_name, base_url_override, place, &lookup)
     }
 
-    /// [`Check::for_environment`], with variables looked up by `env` instead of the process
-    /// environment.
+    /// The checks of environment `env_name` that run at `place`, with variables looked up
+    /// by `env` instead of the process environment.
     pub fn for_environment_with(
         config: &Config,
         env_name: &str,
         base_url_override: Option<&str>,
+        place: Where,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<Check>> {
         let environment = config.environment(env_name)?;
@@ -208,6 +252,7 @@ impl Check {
             .checks
             .iter()
             .enumerate()
+            .filter(|(_, spec)| spec.place() == place)
             .map(|(i, spec)| {
                 let mut check = Check::from_spec(spec, base, env).with_context(|| {
                     format!(
@@ -228,6 +273,7 @@ impl Check {
             Check::Redis(_) => "redis",
             Check::Celery(_) => "celery",
             Check::Flower(_) => "flower",
+            Check::Nats(_) => "nats",
         }
     }
 
@@ -238,6 +284,7 @@ impl Check {
             Check::Redis(c) => c.url.masked(),
             Check::Celery(c) => c.broker.masked(),
             Check::Flower(c) => c.target(),
+            Check::Nats(c) => c.url.masked(),
         }
     }
 
@@ -247,6 +294,7 @@ impl Check {
             Check::Redis(c) => c.timeout,
             Check::Celery(c) => c.timeout,
             Check::Flower(c) => c.timeout,
+            Check::Nats(c) => c.timeout,
         }
     }
 
@@ -257,6 +305,7 @@ impl Check {
             Check::Redis(c) => &mut c.timeout,
             Check::Celery(c) => &mut c.timeout,
             Check::Flower(c) => &mut c.timeout,
+            Check::Nats(c) => &mut c.timeout,
         };
         *t = (*t).min(limit);
     }
@@ -267,6 +316,7 @@ impl Check {
             Check::Redis(c) => c.required,
             Check::Celery(c) => c.required,
             Check::Flower(c) => c.required,
+            Check::Nats(c) => c.required,
         }
     }
 
@@ -278,6 +328,7 @@ impl Check {
             Check::Redis(c) => retry_until(timeout, |left| c.attempt(left)).await,
             Check::Celery(c) => retry_until(timeout, |left| c.attempt(left)).await,
             Check::Flower(c) => retry_until(timeout, |left| c.attempt(left)).await,
+            Check::Nats(c) => retry_until(timeout, |left| c.attempt(left)).await,
         };
         let mut detail = tried.last.detail;
         if tried.attempts > 1 {
@@ -704,12 +755,20 @@ path = "/health/"
 timeout = "10s"
 "#;
         let config = Config::parse(std::path::Path::new("deploy.toml"), text).unwrap();
-        let checks = Check::for_environment_with(&config, "t", None, &env_of(&[])).unwrap();
+        let checks = Check::for_environment_with(&config, "t", None, Where::Runner, &env_of(&[]))
+                .unwrap();
         assert_eq!(checks[0].timeout(), Duration::from_secs(30));
         assert_eq!(checks[1].timeout(), Duration::from_secs(10));
         assert_eq!(checks[1].target(), "http://h/health/");
         let checks =
-            Check::for_environment_with(&config, "t", Some("https://other"), &env_of(&[])).unwrap();
+            Check::for_environment_with(
+                &config,
+                "t",
+                Some("https://other"),
+                Where::Runner,
+                &env_of(&[]),
+            )
+            .unwrap();
         assert_eq!(checks[0].target(), "https://other/api/v2/");
     }
 

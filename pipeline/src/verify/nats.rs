@@ -1,0 +1,302 @@
+//! The NATS check: connect (`nats://` or `tls://`, with a user and password, a token or a
+//! credentials file), report the server's version and whether JetStream is on, and that the
+//! configured streams exist, with their consumers (Antenna's ML job queues).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::tls::{self, CertReqs};
+use super::{Attempt, UrlError};
+
+/// A parsed NATS URL: `nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT]` or `tls://…`.
+#[derive(Debug, Clone)]
+pub struct NatsUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<SecretString>,
+    /// A user name without a password is a token, as NATS clients read it.
+    pub token: Option<SecretString>,
+    masked: String,
+}
+
+impl NatsUrl {
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
+        let text = text.trim();
+        let url = url::Url::parse(text).ok();
+        // A token sits where a user name would: mask it as a password.
+        let masked = match &url {
+            Some(u) if !u.username().is_empty() && u.password().is_none() => {
+                let mut m = u.clone();
+                let _ = m.set_username("***");
+                m.to_string()
+            }
+            _ => super::mask_url(text),
+        };
+        let invalid = |reason: String| UrlError::Invalid {
+            masked: masked.clone(),
+            reason,
+        };
+        let url = url.ok_or_else(|| {
+            invalid("not a URL: expected nats://HOST:4222 or tls://HOST:4222".into())
+        })?;
+        let tls = match url.scheme() {
+            "nats" => false,
+            "tls" => true,
+            other => {
+                return Err(invalid(format!(
+                    "unsupported scheme {other:?}: expected nats:// or tls://"
+                )))
+            }
+        };
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid("no host: expected nats://HOST:4222".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = tls::percent_decode(url.username());
+        let (user, password, token) = match url.password() {
+            Some(p) => (
+                Some(name),
+                Some(SecretString::from(tls::percent_decode(p))),
+                None,
+            ),
+            None if !name.is_empty() => (None, None, Some(SecretString::from(name))),
+            None => (None, None, None),
+        };
+        Ok(Self {
+            tls,
+            host,
+            port: url.port().unwrap_or(4222),
+            user,
+            password,
+            token,
+            masked,
+        })
+    }
+
+    pub fn masked(&self) -> String {
+        self.masked.clone()
+    }
+
+    /// The address without credentials (they go in the connect options).
+    fn server(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{}://{host}:{}",
+            if self.tls { "tls" } else { "nats" },
+            self.port
+        )
+    }
+}
+
+/// Connect to NATS; report version and JetStream; check the named streams.
+#[derive(Debug, Clone)]
+pub struct NatsCheck {
+    pub url: NatsUrl,
+    /// A credentials file (JWT and NKey seed), as `nsc` writes it.
+    pub creds_file: Option<PathBuf>,
+    /// Extra trusted CA certificates (PEM) for `tls://`.
+    pub ca_file: Option<PathBuf>,
+    /// `false` accepts any certificate (only for a test server).
+    pub verify_certificate: bool,
+    /// Fail when JetStream is off.
+    pub jetstream: bool,
+    /// Streams that must exist (JetStream required then).
+    pub streams: Vec<String>,
+    pub timeout: Duration,
+    pub required: bool,
+}
+
+impl NatsCheck {
+    pub(crate) async fn attempt(&self, left: Duration) -> Attempt {
+        let client = match self.connect(left).await {
+            Ok(c) => c,
+            Err(a) => return a,
+        };
+        let info = client.server_info();
+        let mut detail = format!(
+            "NATS {} ({}), JetStream {}",
+            info.version,
+            info.server_name,
+            if info.jetstream { "on" } else { "off" }
+        );
+        let needs_jetstream = self.jetstream || !self.streams.is_empty();
+        if !info.jetstream {
+            if needs_jetstream {
+                let what = if self.streams.is_empty() {
+                    "JetStream is required".to_string()
+                } else {
+                    format!("streams {} are required", self.streams.join(", "))
+                };
+                return Attempt::fail_for_good(format!("{detail}, but {what}; hint: start nats-server with JetStream on (-js, or a jetstream {{}} block in its configuration)"));
+            }
+            return Attempt::pass(detail);
+        }
+        let js = jetstream::new(client);
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for name in &self.streams {
+            match js.get_stream(name).await {
+                Ok(stream) => {
+                    let mut consumers: Vec<String> = Vec::new();
+                    let mut names = stream.consumer_names();
+                    while let Some(c) = names.next().await {
+                        match c {
+                            Ok(c) => consumers.push(c),
+                            Err(e) => {
+                                return Attempt::fail(format!(
+                                    "{detail}; cannot list the consumers of stream {name}: {e}"
+                                ))
+                            }
+                        }
+                    }
+                    consumers.sort();
+                    found.push(if consumers.is_empty() {
+                        format!("{name} (no consumer)")
+                    } else {
+                        format!("{name} (consumers: {})", consumers.join(", "))
+                    });
+                }
+                Err(e) => match e.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(j)
+                        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        missing.push(name.clone())
+                    }
+                    _ => return Attempt::fail(format!("{detail}; cannot look up stream {name}: {e}")),
+                },
+            }
+        }
+        if !found.is_empty() {
+            detail.push_str(&format!("; streams: {}", found.join(", ")));
+        }
+        if !missing.is_empty() {
+            return Attempt::fail(format!(
+                "{detail}; missing stream(s): {} (Antenna creates its job streams when it queues ML jobs: has it run, on this server and account?)",
+                missing.join(", ")
+            ));
+        }
+        if self.url.tls {
+            detail.push_str(if self.verify_certificate {
+                ", TLS, certificate verified"
+            } else {
+                ", TLS, certificate not verified"
+            });
+        }
+        Attempt::pass(detail)
+    }
+
+    async fn connect(&self, left: Duration) -> Result<async_nats::Client, Attempt> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("antenna-pipeline verify")
+            .connection_timeout(left)
+            .max_reconnects(Some(0))
+            .ignore_discovered_servers();
+        if let (Some(user), Some(password)) = (&self.url.user, &self.url.password) {
+            options = options.user_and_password(user.clone(), password.expose_secret().to_string());
+        }
+        if let Some(token) = &self.url.token {
+            options = options.token(token.expose_secret().to_string());
+        }
+        if let Some(path) = &self.creds_file {
+            options = match options.credentials_file(path).await {
+                Ok(o) => o,
+                Err(e) => {
+                    return Err(Attempt::fail_for_good(format!(
+                        "cannot read the credentials file {}: {e}",
+                        path.display()
+                    )))
+                }
+            };
+        }
+        if self.url.tls {
+            let reqs = if self.verify_certificate {
+                CertReqs::Required
+            } else {
+                CertReqs::None
+            };
+            let config = tls::client_config(reqs, self.ca_file.as_ref())
+                .map_err(Attempt::fail_for_good)?;
+            options = options.require_tls(true).tls_client_config(config);
+        }
+        let server = self.url.server();
+        match tokio::time::timeout(left, options.connect(server.as_str())).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(self.connect_failure(&e)),
+            Err(_) => Err(Attempt::unreachable(format!(
+                "cannot connect to {}: no answer within {}",
+                self.url.masked(),
+                super::report::human_duration(left)
+            ))),
+        }
+    }
+
+    fn connect_failure(&self, e: &async_nats::ConnectError) -> Attempt {
+        use async_nats::ConnectErrorKind as K;
+        // The rustls error, if any, travels in the source chain.
+        let mut certificate = None;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(rustls::Error::InvalidCertificate(_)) = s.downcast_ref::<rustls::Error>() {
+                certificate = Some(s.to_string());
+            }
+            // io::Error::source skips the error it wraps: look inside.
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if let tls::HandshakeFailure::Certificate(reason) = tls::classify(io) {
+                    certificate = Some(reason);
+                }
+            }
+            source = s.source();
+        }
+        let server = self.url.masked();
+        match (e.kind(), certificate) {
+            (_, Some(reason)) => Attempt::fail_for_good(format!(
+                "the TLS certificate of {server} was rejected: {reason}; hint: trust its CA with ca_file = PATH in the check"
+            )),
+            (K::AuthorizationViolation | K::Authentication, _) => Attempt::fail_for_good(format!(
+                "{server} refused the credentials ({e}); hint: check the user and password or token in the URL, or the credentials file"
+            )),
+            (K::Tls, _) => Attempt::fail_for_good(format!(
+                "the TLS handshake with {server} failed ({e}); hint: tls:// needs a server with TLS on, nats:// one without"
+            )),
+            (K::Io | K::TimedOut | K::Dns | K::MaxReconnects, _) => Attempt::unreachable(format!(
+                "cannot connect to {server} ({e}); hint: is nats-server running, and reachable from here? In a VPC, run this check on the instance (where = \"instance\")"
+            )),
+            _ => Attempt::fail(format!("cannot connect to {server}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nats_urls_and_masks_tokens_and_passwords() {
+        let u = NatsUrl::parse("nats://antenna:s3cret@nats:4222").unwrap();
+        assert_eq!(u.user.as_deref(), Some("antenna"));
+        assert_eq!(u.password.as_ref().unwrap().expose_secret(), "s3cret");
+        assert_eq!(u.masked(), "nats://antenna:***@nats:4222");
+        assert_eq!(u.server(), "nats://nats:4222");
+        let u = NatsUrl::parse("tls://t0ken@nats.internal").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.port, 4222);
+        assert_eq!(u.token.as_ref().unwrap().expose_secret(), "t0ken");
+        assert_eq!(u.masked(), "tls://***@nats.internal");
+        assert_eq!(u.server(), "tls://nats.internal:4222");
+        let err = NatsUrl::parse("http://u:secret@h").unwrap_err().to_string();
+        assert!(err.contains("expected nats:// or tls://") && !err.contains("secret"), "{err}");
+    }
+}
