@@ -68,6 +68,42 @@ pub struct PolicyRequest<'a> {
     pub account: Option<&'a str>,
 }
 
+/// `iam-policy`: which policy to print.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IamPolicyRequest {
+    pub environment: String,
+    /// The AWS account id (else the configuration's, or DEPLOY_ACCOUNT).
+    pub account: Option<String>,
+    /// The trust policy for GitHub Actions of this repository (`owner/name`) instead.
+    pub trust: Option<String>,
+    /// The read-only policy of the preview role instead.
+    pub preview: bool,
+}
+
+/// The policy document `req` asks for.
+pub fn policy_document(config: &Config, req: &IamPolicyRequest) -> Result<Value> {
+    let policy_req = PolicyRequest {
+        environment: &req.environment,
+        account: req.account.as_deref(),
+    };
+    let policy = if req.preview {
+        preview_policy(config, &policy_req)?
+    } else {
+        deploy_policy(config, &policy_req)?
+    };
+    match &req.trust {
+        None => Ok(serde_json::to_value(&policy)?),
+        Some(repository) => {
+            let account = req
+                .account
+                .as_deref()
+                .or(config.account.as_deref())
+                .context("the AWS account id is unknown: pass --account ID")?;
+            trust_policy(account, repository, &req.environment)
+        }
+    }
+}
+
 /// The deploy role's permissions policy for `req.environment` of `config`.
 pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy> {
     let env = config.environment(req.environment)?;
