@@ -930,7 +930,7 @@ async fn deploy_stage_verifier_passes_and_fails_with_what_failed() {
     let bad = EnvironmentChecks::new(&config, "bad");
     let err = bad.verify(&target("bad")).await.unwrap_err().to_string();
     assert!(
-        err.starts_with(&format!("http {} fail: ", server.uri())),
+        err.starts_with(&format!("http {}/api/v2/ fail: ", server.uri())),
         "{err}"
     );
     assert!(err.contains("HTTP 301 Moved Permanently"), "{err}");

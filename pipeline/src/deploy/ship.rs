@@ -41,9 +41,9 @@ pub struct ShipRequest {
 #[serde(untagged)]
 pub enum Shipped {
     /// `target = "local"`: the stack on the local Docker Engine.
-    Local(LocalDeployment),
+    Local(Box<LocalDeployment>),
     /// `target = "aws"`: every stage's outcome.
-    Aws(RunReport),
+    Aws(Box<RunReport>),
 }
 
 impl Shipped {
@@ -67,7 +67,7 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
             ..Default::default()
         };
         let done = crate::local::deploy_local(&config, &req.environment, &options).await?;
-        return Ok(Shipped::Local(done));
+        return Ok(Shipped::Local(Box::new(done)));
     }
     let url = spec.url.clone();
     let release = Release::detect(&config.root, req.release.as_deref())?;
@@ -124,5 +124,5 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         }
     };
     github.finish(&report, url.as_deref()).await?;
-    Ok(Shipped::Aws(report))
+    Ok(Shipped::Aws(Box::new(report)))
 }
