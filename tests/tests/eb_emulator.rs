@@ -278,6 +278,28 @@ fn option(
         .build()
 }
 
+async fn configuration(
+    eb: &aws_sdk_elasticbeanstalk::Client,
+    env: &str,
+) -> (
+    aws_sdk_elasticbeanstalk::operation::describe_configuration_settings::DescribeConfigurationSettingsOutput,
+    Vec<String>,
+){
+    let out = eb
+        .describe_configuration_settings()
+        .application_name("app")
+        .environment_name(env)
+        .send()
+        .await
+        .unwrap();
+    let statuses = out
+        .configuration_settings()
+        .iter()
+        .map(|s| s.deployment_status().unwrap().as_str().to_string())
+        .collect();
+    (out, statuses)
+}
+
 #[tokio::test]
 async fn option_settings_are_described_drafted_and_deployed() {
     use integration::eb_emulator::{ENVIRONMENT, ENVIRONMENT_SECRETS};
@@ -288,13 +310,7 @@ async fn option_settings_are_described_drafted_and_deployed() {
     emu.set_environment_property("env-o", "OLD", "1");
     let eb = eb(&emu);
 
-    let out = eb
-        .describe_configuration_settings()
-        .application_name("app")
-        .environment_name("env-o")
-        .send()
-        .await
-        .unwrap();
+    let (out, _) = configuration(&eb, "env-o").await;
     let sets = out.configuration_settings();
     assert_eq!(sets.len(), 1);
     let deployed = &sets[0];
@@ -351,31 +367,14 @@ async fn option_settings_are_described_drafted_and_deployed() {
         .await
         .unwrap();
     assert_eq!(emu.environment("env-o").version.as_deref(), Some("v0"));
-    let out = eb
-        .describe_configuration_settings()
-        .application_name("app")
-        .environment_name("env-o")
-        .send()
-        .await
-        .unwrap();
-    let statuses: Vec<_> = out
-        .configuration_settings()
-        .iter()
-        .map(|s| s.deployment_status().unwrap().as_str().to_string())
-        .collect();
+    let (out, statuses) = configuration(&eb, "env-o").await;
     assert_eq!(statuses, ["deployed", "pending"]);
     assert_eq!(
         option_values(&out.configuration_settings()[1], ENVIRONMENT),
         vec![("NEW".to_string(), Some("2".to_string()))]
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = eb
-        .describe_configuration_settings()
-        .application_name("app")
-        .environment_name("env-o")
-        .send()
-        .await
-        .unwrap();
+    let (out, _) = configuration(&eb, "env-o").await;
     assert_eq!(out.configuration_settings().len(), 1);
     assert_eq!(
         option_values(&out.configuration_settings()[0], ENVIRONMENT_SECRETS),
@@ -415,18 +414,7 @@ async fn option_settings_are_described_drafted_and_deployed() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let out = eb
-        .describe_configuration_settings()
-        .application_name("app")
-        .environment_name("env-o")
-        .send()
-        .await
-        .unwrap();
-    let statuses: Vec<_> = out
-        .configuration_settings()
-        .iter()
-        .map(|s| s.deployment_status().unwrap().as_str().to_string())
-        .collect();
+    let (_, statuses) = configuration(&eb, "env-o").await;
     assert_eq!(statuses, ["deployed", "failed"]);
     assert_eq!(emu.options("env-o", ENVIRONMENT)["NEW"], "3");
 }
