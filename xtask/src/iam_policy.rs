@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use pipeline::config::Config;
-use pipeline::iam::IamPolicyRequest;
+use pipeline::iam::{IamPolicyOutput, IamPolicyRequest};
 
 use crate::args::EnvArg;
 use crate::Global;
@@ -23,6 +23,21 @@ pub struct Cmd {
     /// Print the read-only policy of the preview role instead.
     #[arg(long, conflicts_with = "trust")]
     preview: bool,
+    /// Print, for each statement, the commands and stages that need it and the AWS page that
+    /// says so, instead of the policy.
+    #[arg(long, conflicts_with = "trust")]
+    explain: bool,
+    /// Print the alternative that always works: AWS's managed Elastic Beanstalk policy plus the
+    /// ECR and bundle statements, with the trade-off.
+    #[arg(long, conflicts_with_all = ["trust", "preview"])]
+    managed: bool,
+    /// The Elastic Beanstalk environment id (e-abc123); else it is looked up when AWS can be
+    /// reached, and the environment's resources are scoped by their EB tag when it cannot.
+    #[arg(long, value_name = "ID")]
+    environment_id: Option<String>,
+    /// Do not ask AWS for the environment id and roles.
+    #[arg(long)]
+    offline: bool,
 }
 
 impl Cmd {
@@ -32,14 +47,33 @@ impl Cmd {
             account: self.account.clone(),
             trust: self.trust.clone(),
             preview: self.preview,
+            explain: self.explain,
+            managed: self.managed,
+            environment_id: self.environment_id.clone(),
+            offline: self.offline,
         })
     }
 
-    pub fn run(self, global: &Global) -> Result<()> {
+    pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let policy = pipeline::iam::policy_document(&config, &self.request(&config)?)?;
+        let output = pipeline::iam::iam_policy(&config, &self.request(&config)?).await?;
         // The policy is the command's output: stdout, with or without --json.
-        println!("{}", serde_json::to_string_pretty(&policy)?);
+        match output {
+            IamPolicyOutput::Policy(policy) => {
+                println!("{}", serde_json::to_string_pretty(&policy)?)
+            }
+            IamPolicyOutput::Trust(trust) => println!("{}", serde_json::to_string_pretty(&trust)?),
+            IamPolicyOutput::Explained(text) => print!("{text}"),
+            IamPolicyOutput::Managed(alt) => {
+                if global.json {
+                    return global.emit_json(&alt);
+                }
+                eprintln!("{}\n", alt.trade_off);
+                eprintln!("attach: {}", alt.managed_policy_arns.join(", "));
+                eprintln!("and this inline policy:");
+                println!("{}", serde_json::to_string_pretty(&alt.inline_policy)?);
+            }
+        }
         Ok(())
     }
 }

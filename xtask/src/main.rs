@@ -113,7 +113,7 @@ fn main() -> ExitCode {
             Command::Upload(cmd) => cmd.run(&global).await,
             Command::Version(cmd) => cmd.run(&global).await,
             Command::Local(cmd) => cmd.run(&global).await,
-            Command::IamPolicy(cmd) => cmd.run(&global),
+            Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
         }
     });
