@@ -9,6 +9,7 @@
 //! (moto) and checked the way EB checks a multi-container Docker bundle.
 
 mod http;
+mod ops;
 mod script;
 mod validate;
 mod xml;
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use ops::{LogSample, DEFAULT_VERSION_QUOTA};
 pub use script::{Script, Step, Which};
 
 use xml::{Xml, NS};
@@ -142,6 +144,8 @@ struct State {
     /// Tokens left and when they were counted.
     rate_tokens: (f64, Option<Instant>),
     request_counter: u64,
+    /// The operating commands' state (logs, version descriptions, quota, lifecycle).
+    ops: ops::OpsState,
 }
 
 /// The emulator; dropping it stops the server.
@@ -659,6 +663,9 @@ impl Handler {
                 )
             })
         };
+        if let Some(result) = self.dispatch_ops(action, p).await {
+            return result;
+        }
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.advance(now);
@@ -704,42 +711,6 @@ impl Handler {
                 x.open("ApplicationVersion");
                 version_xml(&mut x, &v);
                 x.close("ApplicationVersion");
-            }
-            "DescribeApplicationVersions" => {
-                let app = p.get("ApplicationName");
-                let labels = members(p, "VersionLabels");
-                x.open("ApplicationVersions");
-                for v in s.versions.values() {
-                    if app.is_some_and(|a| *a != v.application) {
-                        continue;
-                    }
-                    if !labels.is_empty() && !labels.contains(&v.label) {
-                        continue;
-                    }
-                    x.open("member");
-                    version_xml(&mut x, v);
-                    x.close("member");
-                }
-                x.close("ApplicationVersions");
-            }
-            "DeleteApplicationVersion" => {
-                let app = req("ApplicationName")?;
-                let label = req("VersionLabel")?;
-                if s.environments
-                    .values()
-                    .any(|e| e.application == app && e.version.as_deref() == Some(&label))
-                {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("Unable to delete application version '{label}' because it is being used by an environment."),
-                    ));
-                }
-                if s.versions.remove(&(app, label.clone())).is_none() {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("No Application Version named '{label}' found."),
-                    ));
-                }
             }
             "DescribeEnvironments" => {
                 let names = members(p, "EnvironmentNames");
