@@ -162,7 +162,8 @@ impl Handler {
                     return None;
                 };
                 let key = (app, label);
-                if s.versions.contains_key(&key) {
+                // The core answers an unknown application or an existing label.
+                if s.versions.contains_key(&key) || !s.applications.contains_key(&key.0) {
                     return None;
                 }
                 if s.versions.len() >= s.ops.quota {
