@@ -12,7 +12,6 @@
 //! a line of dashes, the file's path, a line of dashes. A bundle is a zip of `/var/log`.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -323,31 +322,26 @@ pub fn parse_tail(text: &str) -> Vec<LogFile> {
 
 /// The files of a log bundle (a zip of `/var/log`), each with its absolute path.
 pub fn parse_bundle(zip_bytes: &[u8]) -> Result<Vec<LogFile>> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))?;
-    let mut files = vec![];
-    for i in 0..zip.len() {
-        let mut entry = zip.by_index(i)?;
-        if entry.is_dir() {
-            continue;
-        }
-        let name = entry.name()?.trim_start_matches('/').to_string();
-        let mut bytes = vec![];
-        entry
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read {name} in the bundle"))?;
-        let path = if name.starts_with("var/") {
-            format!("/{name}")
-        } else {
-            format!("/var/log/{name}")
-        };
-        files.push(LogFile {
-            path,
-            lines: String::from_utf8_lossy(&bytes)
-                .lines()
-                .map(str::to_string)
-                .collect(),
-        });
-    }
+    let files = crate::preview::Files::from_zip(zip_bytes)?;
+    let mut files: Vec<LogFile> = files
+        .0
+        .into_iter()
+        .map(|(name, bytes)| {
+            let name = name.trim_start_matches('/');
+            let path = if name.starts_with("var/") {
+                format!("/{name}")
+            } else {
+                format!("/var/log/{name}")
+            };
+            LogFile {
+                path,
+                lines: String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+            }
+        })
+        .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
