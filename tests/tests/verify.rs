@@ -23,8 +23,7 @@ fn checks_with(base: Option<&str>, checks_toml: &str, vars: &[(&str, String)]) -
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Check::for_environment_with(&config, "t", base, Where::Runner, &lookup)
-        .expect("checks build")
+    Check::for_environment_with(&config, "t", base, Where::Runner, &lookup).expect("checks build")
 }
 
 async fn run_one(base: Option<&str>, check_toml: &str, vars: &[(&str, String)]) -> CheckOutcome {
@@ -657,14 +656,20 @@ async fn celery_over_amqp_pings_and_covers_antennas_queues() {
         Verdict::Pass,
         &["1 worker answered: amqp1@verify [antenna, jobs, ml_results]"],
     );
-    assert!(o.target.starts_with("amqp://antenna:***@127.0.0.1:"), "{o:?}");
+    assert!(
+        o.target.starts_with("amqp://antenna:***@127.0.0.1:"),
+        "{o:?}"
+    );
     assert_no_secret(&o, &services::env("AMQP_PASSWORD"));
 
     let o = run_celery(&broker, 1, &["antenna", "other"], "3s").await;
     assert_outcome(
         &o,
         Verdict::Fail,
-        &["no worker consumes other:", "amqp1@verify [antenna, jobs, ml_results]"],
+        &[
+            "no worker consumes other:",
+            "amqp1@verify [antenna, jobs, ml_results]",
+        ],
     );
 }
 
@@ -676,7 +681,10 @@ async fn celery_over_amqps_verifies_the_certificate_with_the_ca_file() {
     assert_outcome(
         &o,
         Verdict::Pass,
-        &["amqp1@verify [antenna, jobs, ml_results]", "TLS, certificate verified"],
+        &[
+            "amqp1@verify [antenna, jobs, ml_results]",
+            "TLS, certificate verified",
+        ],
     );
 
     let broker = format!("{}?ssl_cert_reqs=none", services::env("AMQPS_URL"));
@@ -694,7 +702,10 @@ async fn celery_over_amqps_rejects_an_unknown_ca_at_once() {
     assert_outcome(
         &o,
         Verdict::Fail,
-        &["was rejected: it is signed by an unknown authority", "ssl_ca_certs=PATH"],
+        &[
+            "was rejected: it is signed by an unknown authority",
+            "ssl_ca_certs=PATH",
+        ],
     );
     assert_eq!(o.attempts, 1, "a certificate is not retried: {o:?}");
     assert_no_secret(&o, &services::env("AMQP_PASSWORD"));
@@ -708,7 +719,10 @@ async fn celery_over_amqp_wrong_password_and_wrong_vhost_are_told_apart() {
     assert_outcome(
         &o,
         Verdict::Fail,
-        &["refused the login of user \"antenna\"", "check the user and password"],
+        &[
+            "refused the login of user \"antenna\"",
+            "check the user and password",
+        ],
     );
     assert_eq!(o.attempts, 1, "{o:?}");
     assert_no_secret(&o, "wrong-secret");
@@ -743,7 +757,10 @@ async fn celery_over_amqp_nothing_listening_is_unreachable() {
     assert_outcome(
         &o,
         Verdict::Unreachable,
-        &["broker: cannot connect to 127.0.0.1:", "where = \"instance\""],
+        &[
+            "broker: cannot connect to 127.0.0.1:",
+            "where = \"instance\"",
+        ],
     );
     assert_no_secret(&o, "secret");
 }
@@ -769,7 +786,10 @@ async fn celery_over_amqp_hung_worker_fails_within_the_timeout() {
     assert_outcome(
         &o,
         Verdict::Fail,
-        &["no worker answered the ping within", "a stuck or killed worker?"],
+        &[
+            "no worker answered the ping within",
+            "a stuck or killed worker?",
+        ],
     );
     assert!(
         took < Duration::from_secs(5),
@@ -792,7 +812,9 @@ async fn run_nats(url: &str, extra: &str) -> CheckOutcome {
 async fn nats_job_stream(consumer: &str) -> String {
     use async_nats::jetstream::{self, consumer::pull, stream};
     let name = services::unique("jobs").replace(['-', '.'], "_");
-    let client = async_nats::connect(services::env("NATS_URL")).await.unwrap();
+    let client = async_nats::connect(services::env("NATS_URL"))
+        .await
+        .unwrap();
     let js = jetstream::new(client);
     let stream = js
         .create_stream(stream::Config {
@@ -815,11 +837,19 @@ async fn nats_job_stream(consumer: &str) -> String {
 #[tokio::test]
 async fn nats_reports_version_jetstream_and_the_streams_consumers() {
     let stream = nats_job_stream("job-worker").await;
-    let o = run_nats(&services::env("NATS_URL"), &format!("streams = [{stream:?}]")).await;
+    let o = run_nats(
+        &services::env("NATS_URL"),
+        &format!("streams = [{stream:?}]"),
+    )
+    .await;
     assert_outcome(
         &o,
         Verdict::Pass,
-        &["NATS 2.", "JetStream on", &format!("streams: {stream} (consumers: job-worker)")],
+        &[
+            "NATS 2.",
+            "JetStream on",
+            &format!("streams: {stream} (consumers: job-worker)"),
+        ],
     );
 
     let o = run_nats(
@@ -839,7 +869,10 @@ async fn nats_without_jetstream_fails_when_streams_are_required() {
     assert_outcome(
         &o,
         Verdict::Fail,
-        &["JetStream off, but streams antenna_jobs are required", "-js"],
+        &[
+            "JetStream off, but streams antenna_jobs are required",
+            "-js",
+        ],
     );
     assert_eq!(o.attempts, 1, "{o:?}");
     let o = run_nats(&url, "jetstream = true").await;
@@ -865,7 +898,11 @@ async fn nats_credentials_are_checked_and_never_printed() {
     assert_outcome(&o, Verdict::Pass, &["JetStream on"]);
     assert!(o.target.starts_with("nats://***@127.0.0.1:"), "{o:?}");
     assert_no_secret(&o, &token);
-    let o = run_nats(&services::env("NATS_TOKEN_URL").replace(&token, "bad-token"), "").await;
+    let o = run_nats(
+        &services::env("NATS_TOKEN_URL").replace(&token, "bad-token"),
+        "",
+    )
+    .await;
     assert_outcome(&o, Verdict::Fail, &["refused the credentials"]);
     assert_no_secret(&o, "bad-token");
 }
@@ -873,8 +910,16 @@ async fn nats_credentials_are_checked_and_never_printed() {
 #[tokio::test]
 async fn nats_over_tls_verifies_the_certificate() {
     let url = services::env("NATS_TLS_URL");
-    let o = run_nats(&url, &format!("ca_file = {:?}", services::env("REDIS_TLS_CA"))).await;
-    assert_outcome(&o, Verdict::Pass, &["JetStream on", "TLS, certificate verified"]);
+    let o = run_nats(
+        &url,
+        &format!("ca_file = {:?}", services::env("REDIS_TLS_CA")),
+    )
+    .await;
+    assert_outcome(
+        &o,
+        Verdict::Pass,
+        &["JetStream on", "TLS, certificate verified"],
+    );
     let o = run_nats(&url, "").await;
     assert_outcome(&o, Verdict::Fail, &["was rejected", "unknown authority"]);
     assert_eq!(o.attempts, 1, "{o:?}");
@@ -885,7 +930,11 @@ async fn nats_over_tls_verifies_the_certificate() {
 #[tokio::test]
 async fn nats_nothing_listening_is_unreachable() {
     let o = run_nats(&format!("nats://127.0.0.1:{}", free_port()), "").await;
-    assert_outcome(&o, Verdict::Unreachable, &["cannot connect to nats://127.0.0.1:"]);
+    assert_outcome(
+        &o,
+        Verdict::Unreachable,
+        &["cannot connect to nats://127.0.0.1:"],
+    );
 }
 
 // ---------------------------------------------------------------- Flower

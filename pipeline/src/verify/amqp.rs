@@ -128,7 +128,9 @@ pub enum AmqpError {
     #[error("the broker refused vhost {vhost:?}: {message}")]
     Vhost { vhost: String, message: String },
     /// The vhost has no `celery.pidbox` exchange: no worker ever started on it.
-    #[error("vhost {vhost:?} has no exchange celery.pidbox: no Celery worker has started on this vhost")]
+    #[error(
+        "vhost {vhost:?} has no exchange celery.pidbox: no Celery worker has started on this vhost"
+    )]
     NoMailbox { vhost: String },
     #[error("{0}")]
     Protocol(String),
@@ -553,7 +555,9 @@ mod tests {
             err.contains("expected none or required") && !err.contains("secret"),
             "{err}"
         );
-        let err = AmqpUrl::parse("amqp://u:secret@/v").unwrap_err().to_string();
+        let err = AmqpUrl::parse("amqp://u:secret@/v")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("secret"), "{err}");
     }
 }

@@ -60,7 +60,7 @@ pub struct CeleryCheck {
 /// An open connection to the broker, ready to broadcast control requests.
 enum Mailbox<'a> {
     Redis { conn: RedisConn, url: &'a RedisUrl },
-    Amqp(AmqpMailbox, &'a AmqpUrl),
+    Amqp(Box<AmqpMailbox>, &'a AmqpUrl),
 }
 
 impl Mailbox<'_> {
@@ -139,7 +139,7 @@ impl CeleryCheck {
                     }
                     Err(e) => return Attempt::fail(format!("broker: {}", e.describe(url))),
                 };
-                let mut mailbox = Mailbox::Amqp(mailbox, url);
+                let mut mailbox = Mailbox::Amqp(Box::new(mailbox), url);
                 let outcome = self
                     .inspect(&mut mailbox, left.saturating_sub(started.elapsed()))
                     .await

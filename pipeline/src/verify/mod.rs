@@ -779,20 +779,19 @@ path = "/health/"
 timeout = "10s"
 "#;
         let config = Config::parse(std::path::Path::new("deploy.toml"), text).unwrap();
-        let checks = Check::for_environment_with(&config, "t", None, Where::Runner, &env_of(&[]))
-                .unwrap();
+        let checks =
+            Check::for_environment_with(&config, "t", None, Where::Runner, &env_of(&[])).unwrap();
         assert_eq!(checks[0].timeout(), Duration::from_secs(30));
         assert_eq!(checks[1].timeout(), Duration::from_secs(10));
         assert_eq!(checks[1].target(), "http://h/health/");
-        let checks =
-            Check::for_environment_with(
-                &config,
-                "t",
-                Some("https://other"),
-                Where::Runner,
-                &env_of(&[]),
-            )
-            .unwrap();
+        let checks = Check::for_environment_with(
+            &config,
+            "t",
+            Some("https://other"),
+            Where::Runner,
+            &env_of(&[]),
+        )
+        .unwrap();
         assert_eq!(checks[0].target(), "https://other/api/v2/");
     }
 

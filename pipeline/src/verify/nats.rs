@@ -175,7 +175,11 @@ impl NatsCheck {
                     {
                         missing.push(name.clone())
                     }
-                    _ => return Attempt::fail(format!("{detail}; cannot look up stream {name}: {e}")),
+                    _ => {
+                        return Attempt::fail(format!(
+                            "{detail}; cannot look up stream {name}: {e}"
+                        ))
+                    }
                 },
             }
         }
@@ -227,8 +231,8 @@ impl NatsCheck {
             } else {
                 CertReqs::None
             };
-            let config = tls::client_config(reqs, self.ca_file.as_ref())
-                .map_err(Attempt::fail_for_good)?;
+            let config =
+                tls::client_config(reqs, self.ca_file.as_ref()).map_err(Attempt::fail_for_good)?;
             options = options.require_tls(true).tls_client_config(config);
         }
         let server = self.url.server();
@@ -297,6 +301,9 @@ mod tests {
         assert_eq!(u.masked(), "tls://***@nats.internal");
         assert_eq!(u.server(), "tls://nats.internal:4222");
         let err = NatsUrl::parse("http://u:secret@h").unwrap_err().to_string();
-        assert!(err.contains("expected nats:// or tls://") && !err.contains("secret"), "{err}");
+        assert!(
+            err.contains("expected nats:// or tls://") && !err.contains("secret"),
+            "{err}"
+        );
     }
 }

@@ -138,7 +138,10 @@ fn check_content_type(content_type: &str) -> Result<(), DecodeError> {
 }
 
 /// Reads the body of a reply as AMQP delivers it (the JSON itself, no envelope).
-pub fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, DecodeError> {
+pub fn decode_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, DecodeError> {
     check_content_type(content_type.unwrap_or("application/json"))?;
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| DecodeError(format!("the body is not JSON ({e})")))?;
