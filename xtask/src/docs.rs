@@ -131,7 +131,12 @@ mod tests {
     fn the_cli_reference_covers_every_command() {
         let help = cli_help();
         let names: Vec<&str> = help.iter().map(|h| h.command.as_str()).collect();
-        for command in ["cargo xtask", "cargo xtask deploy", "cargo xtask local up", "cargo xtask docs"] {
+        for command in [
+            "cargo xtask",
+            "cargo xtask deploy",
+            "cargo xtask local up",
+            "cargo xtask docs",
+        ] {
             assert!(names.contains(&command), "{command} missing from {names:?}");
         }
         assert!(validate(&["deploy".into(), "--dry-run".into()]).is_ok());
