@@ -7,30 +7,17 @@ use pipeline::docs::{CliHelp, DocsRequest};
 
 use crate::Global;
 
-#[derive(clap::Subcommand, Debug)]
-pub enum Cmd {
-    /// Regenerate docs/cli.md, docs/configuration.md and docs/lint-rules.md from the code, and
-    /// check every TOML and shell block of README.md and docs/.
-    Docs(DocsCmd),
-}
-
+/// Regenerate docs/cli.md, docs/configuration.md and docs/lint-rules.md from the code, and
+/// check every TOML and shell block of README.md and docs/.
 #[derive(clap::Args, Debug)]
-pub struct DocsCmd {
+pub struct Cmd {
     /// Write nothing: fail when a generated section is stale (and show the difference).
     #[arg(long)]
     check: bool,
 }
 
 impl Cmd {
-    pub async fn run(self, global: &Global) -> Result<()> {
-        match self {
-            Cmd::Docs(c) => c.run(global),
-        }
-    }
-}
-
-impl DocsCmd {
-    fn run(self, global: &Global) -> Result<()> {
+    pub fn run(self, global: &Global) -> Result<()> {
         let report = pipeline::docs::run(&request(self.check)?)?;
         global.emit_json(&report)?;
         for file in &report.written {
@@ -51,8 +38,13 @@ impl DocsCmd {
                 report.problems.len()
             );
         }
+        let generated = if report.written.is_empty() {
+            "generated sections up to date"
+        } else {
+            "generated sections rewritten"
+        };
         tracing::info!(
-            "docs: generated sections up to date, {} code blocks checked",
+            "docs: {generated}, {} code blocks checked",
             report.blocks_checked
         );
         Ok(())
