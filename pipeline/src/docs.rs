@@ -131,6 +131,9 @@ pub fn run(req: &DocsRequest<'_>) -> Result<DocsReport> {
         report.problems.push(format!("{file}:{line}: {problem}"));
     }
     let known_vars = variables_in_code(&req.root)?;
+    for (file, line, problem) in check_links(&req.root)? {
+        report.problems.push(format!("{file}:{line}: {problem}"));
+    }
     for file in markdown_files(&req.root)? {
         let text = std::fs::read_to_string(req.root.join(&file))
             .with_context(|| format!("cannot read {file}"))?;
@@ -507,16 +510,7 @@ fn cell(text: &str) -> String {
 
 /// A link to a heading on the same page, as GitHub derives its anchor.
 fn anchor_link(heading: &str) -> String {
-    let anchor: String = heading
-        .to_lowercase()
-        .chars()
-        .filter_map(|c| match c {
-            'a'..='z' | '0'..='9' | '-' | '_' => Some(c),
-            ' ' => Some('-'),
-            _ => None,
-        })
-        .collect();
-    format!("[{heading}](#{anchor})")
+    format!("[{heading}](#{})", slug(heading))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,6 +519,10 @@ fn anchor_link(heading: &str) -> String {
 /// Every command's `--help`, one section each.
 pub fn cli_reference(cli: &[CliHelp]) -> String {
     let mut out = String::new();
+    for page in cli {
+        let _ = writeln!(out, "- {}", anchor_link(&format!("`{}`", page.command)));
+    }
+    out.push('\n');
     for page in cli {
         let help: Vec<&str> = page.help.trim_end().lines().map(str::trim_end).collect();
         let _ = write!(
@@ -753,6 +751,141 @@ pub fn variables_in_code(root: &Path) -> Result<BTreeSet<String>> {
         }
     }
     Ok(vars)
+}
+
+/// Relative links of README.md and docs/ whose file or heading does not exist. Links to
+/// `docs/*.md` pages that do not exist are warnings only: other changes write them.
+pub fn check_links(root: &Path) -> Result<Vec<(String, usize, String)>> {
+    let mut problems = Vec::new();
+    for file in markdown_files(root)? {
+        let text = std::fs::read_to_string(root.join(&file))?;
+        let dir = Path::new(&file).parent().unwrap_or(Path::new(""));
+        for (line, target) in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let resolved = if path.is_empty() {
+                PathBuf::from(&file)
+            } else {
+                normalize(&dir.join(path))
+            };
+            let full = root.join(&resolved);
+            if !full.exists() {
+                let rel = resolved.to_string_lossy().replace('\\', "/");
+                if rel.starts_with("docs/") && rel.ends_with(".md") {
+                    tracing::warn!("{file}:{line}: {rel} does not exist (yet)");
+                } else {
+                    problems.push((
+                        file.clone(),
+                        line,
+                        format!("link to {rel}, which does not exist"),
+                    ));
+                }
+                continue;
+            }
+            if let Some(anchor) = anchor.filter(|a| !a.is_empty()) {
+                if full.extension().is_some_and(|e| e == "md") {
+                    let target_text = std::fs::read_to_string(&full)?;
+                    if !heading_anchors(&target_text).contains(anchor) {
+                        problems.push((
+                            file.clone(),
+                            line,
+                            format!("link to {target}: no heading with the anchor #{anchor} there"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// `a/b/../c` → `a/c`.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The `(line, target)` of every inline link `[text](target)` outside code.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        // Drop inline code spans: `[x](y)` inside them is not a link.
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .filter(|(n, _)| n % 2 == 0)
+            .map(|(_, part)| part)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut rest = prose.as_str();
+        while let Some(at) = rest.find("](") {
+            let after = &rest[at + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push((i + 1, after[..end].trim().to_string()));
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+/// The anchors GitHub gives the headings of a markdown page.
+pub fn heading_anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut out = BTreeSet::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let slug = slug(title);
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
+fn slug(title: &str) -> String {
+    title
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            ' ' => Some('-'),
+            _ => None,
+        })
+        .collect()
 }
 
 /// README.md and every markdown file under docs/, relative to the root, sorted.
@@ -1130,6 +1263,41 @@ mod tests {
                 "`cargo xtask deploy --env staging --nope`: error: unexpected argument '--nope' found".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn links_and_anchors_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = dir.path().join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(
+            dir.path().join("README.md"),
+            "[a](docs/a.md#the-b-section) [b](docs/a.md#nope) [c](deploy.toml) [d](https://x.org/y) `[e](nope.md)`\n",
+        )
+        .unwrap();
+        std::fs::write(
+            docs.join("a.md"),
+            "# A\n## The `b` section\n[up](../README.md) [later](later.md)\n",
+        )
+        .unwrap();
+        let problems = check_links(dir.path()).unwrap();
+        assert_eq!(
+            problems,
+            vec![
+                (
+                    "README.md".to_string(),
+                    1,
+                    "link to docs/a.md#nope: no heading with the anchor #nope there".to_string()
+                ),
+                (
+                    "README.md".to_string(),
+                    1,
+                    "link to deploy.toml, which does not exist".to_string()
+                ),
+            ]
+        );
+        assert!(heading_anchors("## `[[x.<y>]]` with `kind = \"http\"`\n")
+            .contains("xy-with-kind--http"));
     }
 
     #[test]
