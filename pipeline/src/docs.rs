@@ -19,6 +19,7 @@
 //! file first. Every ` ```sh `/` ```bash ` block must pass `bash -n`, and every
 //! `cargo xtask …` command line in it must parse with the real CLI.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -126,9 +127,13 @@ pub fn run(req: &DocsRequest<'_>) -> Result<DocsReport> {
             }
         }
     }
+    let known_vars = variables_in_code(&req.root)?;
     for file in markdown_files(&req.root)? {
         let text = std::fs::read_to_string(req.root.join(&file))
             .with_context(|| format!("cannot read {file}"))?;
+        for (line, problem) in check_prose(&text, req.validate_cli, &known_vars) {
+            report.problems.push(format!("{file}:{line}: {problem}"));
+        }
         for block in code_blocks(&text) {
             if let Some(problem) = check_block(&block, req.validate_cli) {
                 report
@@ -595,6 +600,115 @@ pub fn code_blocks(text: &str) -> Vec<CodeBlock> {
     blocks
 }
 
+/// Problems in the text outside code blocks: a `` `cargo xtask …` `` span whose command does
+/// not exist, a `DEPLOY_*` variable that no code reads.
+pub fn check_prose(
+    text: &str,
+    validate_cli: &CliValidator,
+    known_vars: &BTreeSet<String>,
+) -> Vec<(usize, String)> {
+    let mut problems = Vec::new();
+    let mut fence: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let ticks: String = trimmed.chars().take_while(|c| *c == '`').collect();
+        match &fence {
+            Some(f) if trimmed.trim_end() == f.as_str() => fence = None,
+            Some(_) => {}
+            None if ticks.len() >= 3 => fence = Some(ticks.clone()),
+            None => {
+                for span in line.split('`').skip(1).step_by(2) {
+                    if let Some(rest) = span.strip_prefix("cargo xtask ") {
+                        if let Some(p) = check_command_path(rest, validate_cli) {
+                            problems.push((i + 1, format!("`{span}`: {p}")));
+                        }
+                    }
+                }
+            }
+        }
+        for var in deploy_variables(line) {
+            if !known_vars.contains(&var) {
+                problems.push((
+                    i + 1,
+                    format!("{var} is read by no code of the repository: fix the name or drop it"),
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Checks that the command of `cargo xtask REST` exists (flags and their values are left to
+/// the shell-block check: prose may write `--tail N` or `[CONTAINER]`).
+fn check_command_path(rest: &str, validate_cli: &CliValidator) -> Option<String> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let mut path: Vec<String> = Vec::new();
+    for w in words {
+        if w.starts_with('-') {
+            if path.is_empty() {
+                continue; // global flags before the command (`--json`, `-v`)
+            }
+            break;
+        }
+        if !w.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+            break; // a placeholder, a path or a value
+        }
+        path.push(w.to_string());
+    }
+    path.push("--help".into());
+    validate_cli(&path)
+        .err()
+        .map(|e| format!("no such command: {}", e.lines().next().unwrap_or_default()))
+}
+
+/// The `DEPLOY_*` variable names in `text`.
+fn deploy_variables(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("DEPLOY_") {
+        let before_ok = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if before_ok && name.len() > "DEPLOY_".len() && !name.ends_with('_') {
+            out.push(name.clone());
+        }
+        rest = &rest[at + name.len().max(1)..];
+    }
+    out
+}
+
+/// Every `DEPLOY_*` name that the code, scripts and workflows of the repository mention.
+pub fn variables_in_code(root: &Path) -> Result<BTreeSet<String>> {
+    let mut vars = BTreeSet::new();
+    let mut stack: Vec<PathBuf> = [
+        "pipeline/src",
+        "xtask/src",
+        ".platform",
+        ".github",
+        "tests/services",
+    ]
+    .iter()
+    .map(|d| root.join(d))
+    .collect();
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        } else if path.extension().is_none_or(|e| e != "md") {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                vars.extend(deploy_variables(&text));
+            }
+        }
+    }
+    Ok(vars)
+}
+
 /// README.md and every markdown file under docs/, relative to the root, sorted.
 pub fn markdown_files(root: &Path) -> Result<Vec<String>> {
     let mut files = vec!["README.md".to_string()];
@@ -923,6 +1037,43 @@ mod tests {
         };
         let err = check_block(&typo, &no_cli).unwrap();
         assert!(err.contains("unknown field `timout`"), "{err}");
+    }
+
+    #[test]
+    fn prose_names_real_commands_and_variables() {
+        let cli = |args: &[String]| {
+            let known = [
+                vec!["deploy", "--help"],
+                vec!["local", "up", "--help"],
+                vec!["--help"],
+            ];
+            if known
+                .iter()
+                .any(|k| k.iter().map(|s| s.to_string()).eq(args.iter().cloned()))
+            {
+                Ok(())
+            } else {
+                Err(format!("error: unrecognized subcommand '{}'", args[0]))
+            }
+        };
+        let vars: BTreeSet<String> = ["DEPLOY_ENV".to_string()].into();
+        let text =
+            "Run `cargo xtask deploy --env NAME` or `cargo xtask --json local up --tail N`.\n\
+                    Then `cargo xtask doctor --env x` with DEPLOY_ENV and DEPLOY_NOPE.\n\
+                    ```sh\ncargo xtask nothing-checked-here `x` DEPLOY_INSIDE\n```\n";
+        let problems = check_prose(text, &cli, &vars);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems[0].0, 2);
+        assert!(problems[0].1.starts_with("`cargo xtask doctor --env x`: no such command: error: unrecognized subcommand 'doctor'"), "{problems:?}");
+        assert!(
+            problems[1].1.starts_with("DEPLOY_NOPE is read by no code"),
+            "{problems:?}"
+        );
+        assert!(problems[2].1.starts_with("DEPLOY_INSIDE"), "{problems:?}");
+        assert_eq!(
+            deploy_variables("a DEPLOY_ENV, `DEPLOY_URL`; XDEPLOY_NO DEPLOY_"),
+            vec!["DEPLOY_ENV", "DEPLOY_URL"]
+        );
     }
 
     #[test]
