@@ -127,6 +127,9 @@ pub fn run(req: &DocsRequest<'_>) -> Result<DocsReport> {
             }
         }
     }
+    for (file, line, problem) in check_scripts(&req.root, req.validate_cli)? {
+        report.problems.push(format!("{file}:{line}: {problem}"));
+    }
     let known_vars = variables_in_code(&req.root)?;
     for file in markdown_files(&req.root)? {
         let text = std::fs::read_to_string(req.root.join(&file))
@@ -661,6 +664,49 @@ fn check_command_path(rest: &str, validate_cli: &CliValidator) -> Option<String>
         .map(|e| format!("no such command: {}", e.lines().next().unwrap_or_default()))
 }
 
+/// `cargo xtask …` lines of CI (`.ci/run`) and the GitHub workflows that the CLI refuses:
+/// they run the same commands as people do, so they are held to the same check.
+pub fn check_scripts(
+    root: &Path,
+    validate_cli: &CliValidator,
+) -> Result<Vec<(String, usize, String)>> {
+    let mut files = vec![".ci/run".to_string()];
+    if let Ok(entries) = std::fs::read_dir(root.join(".github/workflows")) {
+        let mut workflows: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".yml") || n.ends_with(".yaml"))
+            .map(|n| format!(".github/workflows/{n}"))
+            .collect();
+        workflows.sort();
+        files.extend(workflows);
+    }
+    let mut problems = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(root.join(&file)) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let command = line.trim_start().trim_start_matches("- ");
+            let command = command.strip_prefix("run:").unwrap_or(command);
+            if command.trim_start().starts_with('#') {
+                continue;
+            }
+            for args in xtask_invocations(command) {
+                if let Err(e) = validate_cli(&expanded(&args)) {
+                    let first = e.lines().next().unwrap_or_default().to_string();
+                    problems.push((
+                        file.clone(),
+                        i + 1,
+                        format!("`cargo xtask {}`: {first}", args.join(" ")),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// The `DEPLOY_*` variable names in `text`.
 fn deploy_variables(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -821,7 +867,7 @@ fn check_shell(body: &str, validate_cli: &CliValidator) -> Option<String> {
         Err(e) => problems.push(format!("cannot run bash -n: {e:#}")),
     }
     for args in xtask_invocations(body) {
-        if let Err(e) = validate_cli(&args) {
+        if let Err(e) = validate_cli(&expanded(&args)) {
             let first = e.lines().next().unwrap_or_default().to_string();
             problems.push(format!("`cargo xtask {}`: {first}", args.join(" ")));
         }
@@ -868,6 +914,20 @@ pub fn xtask_invocations(script: &str) -> Vec<Vec<String>> {
         }
     }
     found
+}
+
+/// The words as the CLI would see them: a word that is a shell variable (`$PR_NUMBER`,
+/// `${ENV}`) stands for a value the shell fills in; `1` parses as a number and as a name alike.
+fn expanded(args: &[String]) -> Vec<String> {
+    args.iter()
+        .map(|a| {
+            if a.starts_with('$') {
+                "1".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect()
 }
 
 fn is_operator(word: &str) -> bool {
@@ -1037,6 +1097,39 @@ mod tests {
         };
         let err = check_block(&typo, &no_cli).unwrap();
         assert!(err.contains("unknown field `timout`"), "{err}");
+    }
+
+    #[test]
+    fn workflow_commands_are_checked_against_the_cli() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".github/workflows")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".ci")).unwrap();
+        std::fs::write(
+            dir.path().join(".ci/run"),
+            "# cargo xtask nope\ncargo xtask test\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join(".github/workflows/deploy.yml"),
+            "jobs:\n  a:\n    steps:\n      - run: cargo xtask deploy --env staging --nope\n",
+        )
+        .unwrap();
+        let cli = |args: &[String]| {
+            if args.iter().any(|a| a == "--nope") {
+                Err("error: unexpected argument '--nope' found".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let problems = check_scripts(dir.path(), &cli).unwrap();
+        assert_eq!(
+            problems,
+            vec![(
+                ".github/workflows/deploy.yml".to_string(),
+                4,
+                "`cargo xtask deploy --env staging --nope`: error: unexpected argument '--nope' found".to_string()
+            )]
+        );
     }
 
     #[test]
