@@ -233,6 +233,19 @@ impl Check {
             }
             Some(value)
         };
+        let elsewhere: Vec<&str> = config
+            .environment(env_name)?
+            .checks
+            .iter()
+            .filter(|spec| spec.place() != place)
+            .map(CheckSpec::kind)
+            .collect();
+        if !elsewhere.is_empty() {
+            tracing::warn!(
+                "not run from here: {} (their `where` is not {place:?})",
+                elsewhere.join(", ")
+            );
+        }
         Self::for_environment_with(config, env_name, base_url_override, place, &lookup)
     }
 
