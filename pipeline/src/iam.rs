@@ -320,14 +320,12 @@ const ECR_LOGIN: Grant = Grant {
 const ECR_READ: Grant = Grant {
     sid: "EcrRead",
     actions: &[
-        "ecr:BatchCheckLayerAvailability",
         "ecr:BatchGetImage",
         "ecr:DescribeImages",
         "ecr:DescribeRepositories",
-        "ecr:GetDownloadUrlForLayer",
     ],
     needed_by: &[
-        "deploy: push (is the release's tag there already?), render (the external images' tags)",
+        "deploy: push (is the release's tag there already, with which revision: DescribeImages, and the manifest through the registry: BatchGetImage), render (the external images' tags)",
         "doctor: the repositories and tags",
     ],
     why: "only the repositories the template refers to",
@@ -337,6 +335,7 @@ const ECR_READ: Grant = Grant {
 const ECR_PUSH: Grant = Grant {
     sid: "EcrPush",
     actions: &[
+        "ecr:BatchCheckLayerAvailability",
         "ecr:CompleteLayerUpload",
         "ecr:InitiateLayerUpload",
         "ecr:PutImage",
