@@ -30,6 +30,9 @@ pub const REGION: &str = "us-west-2";
 /// The instance profile's role the emulated environments run with.
 pub const INSTANCE_ROLE: &str = "aws-elasticbeanstalk-ec2-role";
 
+/// One option setting: (namespace, option, value).
+pub(crate) type Setting = (String, String, String);
+
 /// Who is calling, and what they may do.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
@@ -276,7 +279,7 @@ impl State {
 
 /// The option settings a bundle's `.ebextensions/*.config` files set:
 /// (namespace, option, value), in file order. Both YAML shapes EB accepts are read.
-pub(crate) fn bundle_option_settings(zip: &[u8]) -> Vec<(String, String, String)> {
+pub(crate) fn bundle_option_settings(zip: &[u8]) -> Vec<Setting> {
     let mut out = Vec::new();
     let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(zip)) else {
         return out;
@@ -338,9 +341,9 @@ pub(crate) fn bundle_option_settings(zip: &[u8]) -> Vec<(String, String, String)
 
 /// The settings of `bundle` that differ from `deployed` (namespace → option → value).
 pub(crate) fn differing(
-    bundle: &[(String, String, String)],
+    bundle: &[Setting],
     mut deployed: impl FnMut(&str) -> BTreeMap<String, String>,
-) -> Vec<(String, String, String)> {
+) -> Vec<Setting> {
     bundle
         .iter()
         .filter(|(ns, o, v)| deployed(ns).get(o) != Some(v))
