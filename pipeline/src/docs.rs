@@ -212,6 +212,11 @@ pub fn lint_rules_table() -> String {
 /// The reference of every key of `deploy.toml`, from the config types' JSON schema.
 pub fn configuration_keys() -> String {
     let schema = serde_json::to_value(crate::config::schema()).unwrap_or(Value::Null);
+    keys_reference(&schema)
+}
+
+/// The sections of keys of a JSON schema: a table per table, nested tables after.
+fn keys_reference(schema: &Value) -> String {
     let empty = Map::new();
     let defs = schema
         .get("$defs")
@@ -219,7 +224,7 @@ pub fn configuration_keys() -> String {
         .unwrap_or(&empty);
     let walker = Walker { defs };
     let mut sections = Vec::new();
-    walker.section("Top level", None, &schema, "", &mut sections);
+    walker.section("Top level", None, schema, "", &mut sections);
     let mut out = String::new();
     for s in sections {
         out.push_str(&s);
@@ -261,6 +266,28 @@ impl<'a> Walker<'a> {
         v.get("properties").is_some()
     }
 
+    /// The tables a value may be written as: itself when it is one, else the alternatives of
+    /// an untagged enum (`anyOf`/`oneOf`) when every one is a table.
+    fn table_forms(&self, v: &'a Value) -> Vec<&'a Value> {
+        if Self::is_struct(v) {
+            return vec![v];
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(alts) = v.get(key).and_then(Value::as_array) {
+                let forms: Vec<&Value> = alts.iter().map(|a| self.resolve(a)).collect();
+                if forms.len() > 1 && forms.iter().all(|f| Self::is_struct(f)) {
+                    return forms;
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// True when the value is written as a table (of one or several forms, or tagged kinds).
+    fn holds_tables(&self, v: &'a Value) -> bool {
+        !self.table_forms(v).is_empty() || Self::tag_of(v).is_some()
+    }
+
     /// A variant list of an internally tagged enum: each alternative is a struct whose tag
     /// property is a constant. Returns the tag's name.
     fn tag_of(v: &Value) -> Option<String> {
@@ -297,7 +324,7 @@ impl<'a> Walker<'a> {
                     .join(", ");
             }
         }
-        if Self::is_struct(v) {
+        if self.holds_tables(v) {
             return "table".into();
         }
         let ty = match v.get("type") {
@@ -375,45 +402,59 @@ impl<'a> Walker<'a> {
             } else {
                 default_text(prop.get("default"))
             };
-            // Where the nested keys are documented.
-            if Self::is_struct(inner) {
-                let h = format!("`[{child}]`");
-                nested.push((h.clone(), None, inner, child.clone()));
-                meaning = format!("{meaning} See {}.", anchor_link(&h))
-                    .trim()
-                    .to_string();
-            } else if let Some(values) = inner
+            // Where the nested keys are documented: the value itself, the values of a map,
+            // or the items of an array, when they are tables.
+            let map_values = inner
                 .get("additionalProperties")
                 .filter(|a| a.is_object())
                 .map(|a| self.resolve(a))
-                .filter(|a| Self::is_struct(a))
-            {
-                let child = format!("{child}.<{}>", singular(key));
-                let h = format!("`[{child}]`");
-                nested.push((h.clone(), None, values, child));
-                meaning = format!("{meaning} See {}.", anchor_link(&h))
-                    .trim()
-                    .to_string();
-            } else if let Some(items) = inner.get("items").map(|i| self.resolve(i)) {
-                if Self::is_struct(items) {
-                    let h = format!("`[[{child}]]`");
-                    nested.push((h.clone(), None, items, child.clone()));
-                    meaning = format!("{meaning} See {}.", anchor_link(&h))
+                .filter(|a| self.holds_tables(a));
+            let items = inner
+                .get("items")
+                .map(|i| self.resolve(i))
+                .filter(|i| self.holds_tables(i));
+            let (tables, path, array) = match (map_values, items) {
+                (Some(values), _) => (values, format!("{child}.<{}>", singular(key)), false),
+                (None, Some(items)) => (items, child.clone(), true),
+                (None, None) => (inner, child.clone(), false),
+            };
+            let header = if array {
+                format!("`[[{path}]]`")
+            } else {
+                format!("`[{path}]`")
+            };
+            if let Some(tag_name) = Self::tag_of(tables) {
+                let mut links = Vec::new();
+                for variant in tables["oneOf"].as_array().into_iter().flatten() {
+                    let value = &variant["properties"][&tag_name]["const"];
+                    let h = format!("{header} with `{tag_name} = {value}`");
+                    links.push(anchor_link(&h));
+                    nested.push((h, Some((tag_name.clone(), value)), variant, path.clone()));
+                }
+                if let Some(d) = description(tables) {
+                    meaning = format!("{meaning} {d}").trim().to_string();
+                }
+                if array {
+                    ty = "array of tables".into();
+                }
+                meaning = format!("{meaning} Kinds: {}.", links.join(", "));
+            } else {
+                let forms = self.table_forms(tables);
+                let mut links = Vec::new();
+                for (n, form) in forms.iter().enumerate() {
+                    let h = if forms.len() == 1 {
+                        header.clone()
+                    } else {
+                        format!("{header}, form {}", n + 1)
+                    };
+                    links.push(anchor_link(&h));
+                    nested.push((h, None, *form, path.clone()));
+                }
+                if !links.is_empty() {
+                    let one_of = if links.len() > 1 { "one of " } else { "" };
+                    meaning = format!("{meaning} See {one_of}{}.", links.join(", "))
                         .trim()
                         .to_string();
-                } else if let Some(tag_name) = Self::tag_of(items) {
-                    let mut links = Vec::new();
-                    for variant in items["oneOf"].as_array().into_iter().flatten() {
-                        let value = &variant["properties"][&tag_name]["const"];
-                        let h = format!("`[[{child}]]` with `{tag_name} = {}`", value);
-                        links.push(anchor_link(&h));
-                        nested.push((h, Some((tag_name.clone(), value)), variant, child.clone()));
-                    }
-                    if let Some(d) = description(items) {
-                        meaning = format!("{meaning} {d}").trim().to_string();
-                    }
-                    ty = "array of tables".into();
-                    meaning = format!("{meaning} Kinds: {}.", links.join(", "));
                 }
             }
             let _ = writeln!(
@@ -1201,6 +1242,31 @@ mod tests {
             keys.contains("| `deploy` | duration | `\"30m\"` |"),
             "{keys}"
         );
+    }
+
+    /// A key whose value is one of several tables (an untagged enum) gets a section per form,
+    /// a map of tables a section with a `<name>` placeholder.
+    #[test]
+    fn untagged_forms_and_maps_of_tables_get_their_sections() {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "secrets": {
+                    "description": "Where values live.",
+                    "type": "object",
+                    "additionalProperties": {"$ref": "#/$defs/Source"},
+                },
+            },
+            "$defs": {
+                "Source": {"anyOf": [
+                    {"type": "object", "properties": {"secret": {"type": "string", "description": "A secret."}}, "required": ["secret"]},
+                    {"type": "object", "properties": {"parameter": {"type": "string", "description": "A parameter."}}, "required": ["parameter"]},
+                ]},
+            },
+        });
+        let text = keys_reference(&schema);
+        assert!(text.contains("| `secrets` | table of tables |  | Where values live. See one of [`[secrets.<secret>]`, form 1](#secretssecret-form-1), [`[secrets.<secret>]`, form 2](#secretssecret-form-2). |"), "{text}");
+        assert!(text.contains("### `[secrets.<secret>]`, form 2\n\n| key | type | default | meaning |\n|---|---|---|---|\n| `parameter` | string | required | A parameter. |"), "{text}");
     }
 
     #[test]
