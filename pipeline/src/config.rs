@@ -313,6 +313,8 @@ pub enum CheckSpec {
         /// Flower's base URL; else `<environment URL>:5555`.
         #[serde(default)]
         url: Option<String>,
+        /// Variable holding Flower's basic-auth user; the default is the name Antenna's
+        /// `/start-flower` reads, so one secret feeds both.
         #[serde(default = "default_flower_user_env")]
         user_env: String,
         #[serde(default = "default_flower_password_env")]
@@ -355,10 +357,10 @@ fn one() -> usize {
     1
 }
 fn default_flower_user_env() -> String {
-    "FLOWER_USER".into()
+    "CELERY_FLOWER_USER".into()
 }
 fn default_flower_password_env() -> String {
-    "FLOWER_PASSWORD".into()
+    "CELERY_FLOWER_PASSWORD".into()
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
