@@ -10,6 +10,7 @@
 
 mod actions;
 mod http;
+mod ops;
 mod options;
 mod script;
 mod validate;
@@ -19,6 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use ops::{LogSample, DEFAULT_VERSION_QUOTA};
 pub use options::{ENVIRONMENT, ENVIRONMENT_SECRETS};
 pub use script::{Script, Step, Which};
 
@@ -199,6 +201,8 @@ struct State {
     /// Tokens left in each family's bucket and when they were counted.
     rate_tokens: BTreeMap<Family, (f64, Instant)>,
     request_counter: u64,
+    /// The operating commands' state (logs, version descriptions, quota, lifecycle).
+    ops: ops::OpsState,
     /// How many of the next processed versions fail with no reason (status FAILED, no event).
     silent_failures: usize,
     /// Option settings per environment (see `options`).
@@ -783,6 +787,9 @@ impl Handler {
                 )
             })
         };
+        if let Some(result) = self.dispatch_ops(action, p).await {
+            return result;
+        }
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.advance(now);
@@ -834,42 +841,6 @@ impl Handler {
                 x.open("ApplicationVersion");
                 version_xml(&mut x, &v);
                 x.close("ApplicationVersion");
-            }
-            "DescribeApplicationVersions" => {
-                let app = p.get("ApplicationName");
-                let labels = members(p, "VersionLabels");
-                x.open("ApplicationVersions");
-                for v in s.versions.values() {
-                    if app.is_some_and(|a| *a != v.application) {
-                        continue;
-                    }
-                    if !labels.is_empty() && !labels.contains(&v.label) {
-                        continue;
-                    }
-                    x.open("member");
-                    version_xml(&mut x, v);
-                    x.close("member");
-                }
-                x.close("ApplicationVersions");
-            }
-            "DeleteApplicationVersion" => {
-                let app = req("ApplicationName")?;
-                let label = req("VersionLabel")?;
-                if s.environments
-                    .values()
-                    .any(|e| e.application == app && e.version.as_deref() == Some(&label))
-                {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("Unable to delete application version '{label}' because it is being used by an environment."),
-                    ));
-                }
-                if s.versions.remove(&(app, label.clone())).is_none() {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("No Application Version named '{label}' found."),
-                    ));
-                }
             }
             "DescribeEnvironments" => {
                 let names = members(p, "EnvironmentNames");
