@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod deploy;
+mod doctor;
 mod github;
 mod image;
 mod local;
@@ -50,6 +51,8 @@ enum Command {
     Local(local::Cmd),
     #[command(flatten)]
     Github(github::Cmd),
+    #[command(flatten)]
+    Doctor(doctor::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
             Command::Local(cmd) => cmd.run(&global).await,
+            Command::Doctor(cmd) => cmd.run(&global).await,
         }
     });
     match result {
