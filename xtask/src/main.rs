@@ -12,6 +12,7 @@ mod args;
 mod build;
 mod bundle;
 mod deploy;
+mod docs;
 mod doctor;
 mod iam_policy;
 mod lint;
@@ -64,6 +65,7 @@ enum Command {
     IamPolicy(iam_policy::Cmd),
     Preview(preview::Cmd),
     Doctor(doctor::Cmd),
+    Docs(docs::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
             Command::Doctor(cmd) => cmd.run(&global).await,
+            Command::Docs(cmd) => cmd.run(&global),
         }
     });
     match result {
