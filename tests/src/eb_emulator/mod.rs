@@ -153,6 +153,10 @@ pub struct Environment {
     pub updated: SystemTime,
     /// The number of the latest deployment (EB's `DeploymentId`).
     pub deployment_id: u64,
+    /// `SolutionStackName` and `PlatformArn` (the ECS on Amazon Linux 2 platform unless a test
+    /// puts the environment on another one).
+    pub solution_stack: String,
+    pub platform_arn: String,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +316,8 @@ impl EbEmulator {
                     created: SystemTime::now(),
                     updated: SystemTime::now(),
                     deployment_id,
+                    solution_stack: actions::SOLUTION_STACK.into(),
+                    platform_arn: actions::platform_arn(),
                 },
             );
         });
@@ -1100,8 +1106,8 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     if let Some(v) = &e.version {
         x.leaf("VersionLabel", v);
     }
-    x.leaf("SolutionStackName", actions::SOLUTION_STACK);
-    x.leaf("PlatformArn", &actions::platform_arn());
+    x.leaf("SolutionStackName", &e.solution_stack);
+    x.leaf("PlatformArn", &e.platform_arn);
     x.leaf(
         "EndpointURL",
         &format!("awseb-{}-1234567890.us-west-2.elb.amazonaws.com", e.id),
