@@ -211,8 +211,9 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     pub host_port_offset: u16,
     /// Environment properties that must exist on the environment before a deploy, by name
-    /// (values are never read into output); unset means [`ANTENNA_REQUIRED_PROPERTIES`].
+    /// (values are never read into output); unset means Antenna's list (the default shown).
     #[serde(default)]
+    #[schemars(default = "antenna_required_properties")]
     pub required: Option<Vec<String>>,
     /// EC2 instance type of the environment (`t3.medium`): lint checks that the containers'
     /// memory fits it (rules DR018, DR019). Unset: not checked.
@@ -233,16 +234,24 @@ pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
     "DJANGO_AWS_STORAGE_BUCKET_NAME",
 ];
 
+/// [`ANTENNA_REQUIRED_PROPERTIES`] as the value of an unset `required` (and as the
+/// reference shows its default).
+fn antenna_required_properties() -> Option<Vec<String>> {
+    Some(
+        ANTENNA_REQUIRED_PROPERTIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+}
+
 impl EnvironmentSpec {
     /// The names `doctor` checks before a deploy: `required`, else Antenna's list.
     pub fn required_properties(&self) -> Vec<String> {
-        match &self.required {
-            Some(names) => names.clone(),
-            None => ANTENNA_REQUIRED_PROPERTIES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        }
+        self.required
+            .clone()
+            .or_else(antenna_required_properties)
+            .unwrap_or_default()
     }
 }
 
@@ -443,7 +452,8 @@ pub enum CheckSpec {
         /// Flower's base URL; else `<environment URL>:5555`.
         #[serde(default)]
         url: Option<String>,
-        /// Name of the environment variable that holds Flower's basic-auth user.
+        /// Name of the environment variable that holds Flower's basic-auth user (the default
+        /// is the name Antenna's `/start-flower` reads, so one secret feeds both).
         #[serde(default = "default_flower_user_env")]
         user_env: String,
         /// Name of the environment variable that holds Flower's basic-auth password.
@@ -527,10 +537,10 @@ fn default_nats_url_env() -> String {
     "NATS_URL".into()
 }
 fn default_flower_user_env() -> String {
-    "FLOWER_USER".into()
+    "CELERY_FLOWER_USER".into()
 }
 fn default_flower_password_env() -> String {
-    "FLOWER_PASSWORD".into()
+    "CELERY_FLOWER_PASSWORD".into()
 }
 
 /// How a duration is written in the file: a string such as `"90s"`, `"5m"` or `"1h 30m"`.

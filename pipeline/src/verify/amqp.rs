@@ -216,7 +216,7 @@ impl AmqpMailbox {
     /// Connects (TCP, TLS for `amqps://`, login, vhost) within `budget`.
     pub async fn connect(url: &AmqpUrl, budget: Duration) -> Result<Self, AmqpError> {
         let addr = url.addr();
-        let within = super::report::human_duration(budget);
+        let within = crate::output::human_duration(budget);
         let connector = match url.tls {
             None => None,
             Some(reqs) => Some(RustlsConnector::from(Arc::new(

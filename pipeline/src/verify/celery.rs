@@ -165,7 +165,7 @@ impl CeleryCheck {
             .map(|(k, _)| k.clone())
             .collect();
         if workers.len() < self.min_workers {
-            let waited = super::report::human_duration(ping_window);
+            let waited = crate::output::human_duration(ping_window);
             let detail = match (workers.is_empty(), ping.listeners) {
                 (true, Some(0)) => mailbox.nobody_listens(),
                 (true, Some(n)) => format!("no worker answered the ping within {waited} ({n} client(s) subscribed to {}: a stuck or killed worker?)", mailbox.name()),

@@ -228,7 +228,7 @@ impl FlowerCheck {
             Err(e) if e.is_timeout() => {
                 return Err(Attempt::fail(format!(
                     "connected to Flower, but /api/workers?{query} did not answer within {} (refresh=1 waits for every worker's reply)",
-                    super::report::human_duration(left)
+                    crate::output::human_duration(left)
                 ))
                 .cut_short(true))
             }
@@ -265,8 +265,8 @@ mod tests {
         FlowerAuth {
             user: user.map(String::from),
             password: password.map(|p| SecretString::from(p.to_string())),
-            user_env: "FLOWER_USER".into(),
-            password_env: "FLOWER_PASSWORD".into(),
+            user_env: "CELERY_FLOWER_USER".into(),
+            password_env: "CELERY_FLOWER_PASSWORD".into(),
         }
     }
 

@@ -348,7 +348,7 @@ impl Check {
             detail.push_str(&format!(
                 " ({} attempts in {})",
                 tried.attempts,
-                report::human_duration(tried.elapsed)
+                crate::output::human_duration(tried.elapsed)
             ));
         }
         CheckOutcome {
@@ -490,7 +490,7 @@ where
             Ok(a) => a,
             Err(_) => Attempt::unreachable(format!(
                 "no answer within {}",
-                report::human_duration(timeout)
+                crate::output::human_duration(timeout)
             ))
             .cut_short(true),
         };
@@ -737,8 +737,8 @@ mod tests {
     fn builds_checks_from_specs() {
         let env = env_of(&[
             ("REDIS_URL", "rediss://:pw@cache:6380/2?ssl_cert_reqs=none"),
-            ("FLOWER_USER", "u"),
-            ("FLOWER_PASSWORD", "p"),
+            ("CELERY_FLOWER_USER", "u"),
+            ("CELERY_FLOWER_PASSWORD", "p"),
         ]);
         let http = Check::from_spec(
             &spec("kind = \"http\""),

@@ -242,7 +242,7 @@ impl NatsCheck {
             Err(_) => Err(Attempt::unreachable(format!(
                 "cannot connect to {}: no answer within {}",
                 self.url.masked(),
-                super::report::human_duration(left)
+                crate::output::human_duration(left)
             ))),
         }
     }

@@ -9,9 +9,12 @@
 //! (moto) and checked the way EB checks a multi-container Docker bundle.
 
 mod actions;
+mod authz;
 mod http;
+pub mod iam;
 mod ops;
 mod options;
+mod scenario;
 mod script;
 mod validate;
 mod xml;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use ops::{LogSample, DEFAULT_VERSION_QUOTA};
 pub use options::{ENVIRONMENT, ENVIRONMENT_SECRETS};
+pub use scenario::Scenario;
 pub use script::{Script, Step, Which};
 
 use xml::{Xml, NS};
@@ -149,6 +153,10 @@ pub struct Environment {
     pub updated: SystemTime,
     /// The number of the latest deployment (EB's `DeploymentId`).
     pub deployment_id: u64,
+    /// `SolutionStackName` and `PlatformArn` (the ECS on Amazon Linux 2 platform unless a test
+    /// puts the environment on another one).
+    pub solution_stack: String,
+    pub platform_arn: String,
 }
 
 #[derive(Debug, Clone)]
@@ -207,6 +215,10 @@ struct State {
     silent_failures: usize,
     /// Option settings per environment (see `options`).
     configs: BTreeMap<String, options::EnvConfig>,
+    /// Callers held to an IAM policy, by access key id (see `authz`).
+    identities: BTreeMap<String, authz::Identity>,
+    /// The `.ebextensions` option settings of each processed version's bundle.
+    bundle_settings: BTreeMap<(String, String), Vec<authz::Setting>>,
 }
 
 /// The emulator; dropping it stops the server.
@@ -228,26 +240,40 @@ impl EbEmulator {
     /// created with `Process=true`; `storage_bucket` is what `CreateStorageLocation` answers
     /// (the test creates it in S3).
     pub async fn start(s3: aws_sdk_s3::Client, storage_bucket: &str) -> Self {
+        Self::start_on("127.0.0.1:0", s3, storage_bucket)
+            .await
+            .expect("cannot bind the EB emulator on 127.0.0.1")
+    }
+
+    /// Starts an emulator on `addr` (the standalone emulator's `--port`).
+    pub async fn start_on(
+        addr: &str,
+        s3: aws_sdk_s3::Client,
+        storage_bucket: &str,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
             storage_bucket: storage_bucket.to_string(),
             processing_delay: Duration::from_millis(30),
             ..State::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("cannot bind the EB emulator on 127.0.0.1");
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let handler = Handler {
             state: state.clone(),
             s3: s3.clone(),
         };
         let server = tokio::spawn(http::serve(listener, handler));
-        Self {
+        Ok(Self {
             endpoint: format!("http://{addr}"),
             state,
             s3,
             server,
-        }
+        })
+    }
+
+    /// True when `name` is an environment of this emulator.
+    pub fn has_environment(&self, name: &str) -> bool {
+        self.with(|s| s.environments.contains_key(name))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -290,6 +316,8 @@ impl EbEmulator {
                     created: SystemTime::now(),
                     updated: SystemTime::now(),
                     deployment_id,
+                    solution_stack: actions::SOLUTION_STACK.into(),
+                    platform_arn: actions::platform_arn(),
                 },
             );
         });
@@ -582,6 +610,11 @@ impl State {
                     break;
                 }
                 run.next += 1;
+                // EB dates what happens when it happens, whoever looks later.
+                let due = run.started + step.at;
+                let when = SystemTime::now()
+                    .checked_sub(Instant::now().saturating_duration_since(due))
+                    .unwrap_or_else(SystemTime::now);
                 let version = run.version.clone();
                 let previous = run.previous.clone();
                 let rid = run.request_id.clone();
@@ -597,12 +630,15 @@ impl State {
                 for (severity, message) in &step.events {
                     let message = fill(message);
                     self.event(&name, severity, message, rid.clone(), None);
+                    if let Some(ev) = self.events.last_mut() {
+                        ev.date = when;
+                    }
                 }
                 for (severity, message, back) in &step.late_events {
                     let message = fill(message);
                     self.event(&name, severity, message, rid.clone(), None);
                     if let Some(ev) = self.events.last_mut() {
-                        ev.date = ev.date.checked_sub(*back).unwrap_or(ev.date);
+                        ev.date = when.checked_sub(*back).unwrap_or(when);
                     }
                 }
                 let e = self.environments.get_mut(&name).unwrap();
@@ -647,7 +683,7 @@ impl State {
                         i.health_status = h.clone();
                     }
                 }
-                e.updated = SystemTime::now();
+                e.updated = when;
             }
         }
     }
@@ -715,7 +751,8 @@ fn sender(code: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 impl Handler {
-    pub(crate) async fn handle(&self, body: &[u8]) -> Reply {
+    /// Handles one request; `access_key` is the SigV4 credential's key id, if signed.
+    pub(crate) async fn handle(&self, body: &[u8], access_key: Option<&str>) -> Reply {
         let params: Params = url::form_urlencoded::parse(body).into_owned().collect();
         let action = params.get("Action").cloned().unwrap_or_default();
         let (latency, fault, request_id, index) = {
@@ -746,7 +783,20 @@ impl Handler {
                 "InvalidParameterValue",
                 "Version must be 2010-12-01",
             )),
-            None => self.dispatch(&action, &params, &request_id).await,
+            None => {
+                let allowed = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .authorize(access_key, &action, &params);
+                match allowed {
+                    Ok(()) => {
+                        self.dispatch(&action, &params, &request_id, access_key)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         };
         let status = match &result {
             Ok(_) => 200,
@@ -778,6 +828,7 @@ impl Handler {
         action: &str,
         p: &Params,
         request_id: &str,
+        access_key: Option<&str>,
     ) -> Result<String, ApiError> {
         let req = |k: &str| {
             p.get(k).cloned().ok_or_else(|| {
@@ -907,15 +958,29 @@ impl Handler {
                         Some(_) => {}
                     }
                 }
-                let changes = options::parse_changes(p)?;
-                let script = s
-                    .next_scripts
-                    .get_mut(&name)
-                    .and_then(VecDeque::pop_front)
-                    .unwrap_or_else(|| match label {
-                        Some(_) => Script::success(Duration::from_millis(50)),
-                        None => options::configuration_script(&name, Duration::from_millis(50)),
-                    });
+                let mut changes = options::parse_changes(p)?;
+                // EB applies the bundle's `.ebextensions` option settings with the version,
+                // and with the caller's permissions (see `authz`).
+                let from_bundle = label
+                    .as_ref()
+                    .and_then(|l| s.bundle_settings.get(&(app.clone(), l.clone())))
+                    .cloned()
+                    .unwrap_or_default();
+                let differing = authz::differing(&from_bundle, |ns| s.deployed_options(&name, ns));
+                let changes_configuration = !differing.is_empty() || !changes.is_empty();
+                changes.add(differing);
+                let denied = s.on_behalf(access_key, &name, changes_configuration);
+                let script = denied.map(Ok).unwrap_or_else(|| Err(()));
+                let script = script.or_else(|()| {
+                    s.next_scripts
+                        .get_mut(&name)
+                        .and_then(VecDeque::pop_front)
+                        .ok_or(())
+                });
+                let script = script.unwrap_or_else(|()| match label {
+                    Some(_) => Script::success(Duration::from_millis(50)),
+                    None => options::configuration_script(&name, Duration::from_millis(50)),
+                });
                 // A configuration-only update keeps the running version.
                 let version = label.or_else(|| s.environments[&name].version.clone());
                 s.stage(&name, changes, request_id);
@@ -928,6 +993,7 @@ impl Handler {
             "CreateApplication" => actions::create_application(&mut s, p, &mut x)?,
             "DescribeApplications" => actions::describe_applications(&s, p, &mut x),
             "DescribePlatformVersion" => actions::describe_platform_version(p, &mut x)?,
+            "ListPlatformBranches" => actions::list_platform_branches(p, &mut x)?,
             other => {
                 return Err(sender(
                     "InvalidAction",
@@ -947,9 +1013,14 @@ impl Handler {
         key: String,
         delay: Duration,
     ) {
+        let mut settings = Vec::new();
         let verdict = match self.s3.get_object().bucket(&bucket).key(&key).send().await {
             Ok(obj) => match obj.body.collect().await {
-                Ok(bytes) => validate::bundle(&bytes.into_bytes()),
+                Ok(bytes) => {
+                    let bytes = bytes.into_bytes();
+                    settings = authz::bundle_option_settings(&bytes);
+                    validate::bundle(&bytes)
+                }
                 Err(e) => Err(format!(
                     "Unable to download the source bundle s3://{bucket}/{key}: {e}"
                 )),
@@ -961,6 +1032,8 @@ impl Handler {
         };
         tokio::time::sleep(delay).await;
         let mut s = self.state.lock().unwrap();
+        s.bundle_settings
+            .insert((app.clone(), label.clone()), settings);
         if s.silent_failures > 0 {
             s.silent_failures -= 1;
             if let Some(v) = s.versions.get_mut(&(app, label)) {
@@ -1033,8 +1106,8 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     if let Some(v) = &e.version {
         x.leaf("VersionLabel", v);
     }
-    x.leaf("SolutionStackName", actions::SOLUTION_STACK);
-    x.leaf("PlatformArn", &actions::platform_arn());
+    x.leaf("SolutionStackName", &e.solution_stack);
+    x.leaf("PlatformArn", &e.platform_arn);
     x.leaf(
         "EndpointURL",
         &format!("awseb-{}-1234567890.us-west-2.elb.amazonaws.com", e.id),
