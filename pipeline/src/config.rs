@@ -173,6 +173,16 @@ pub struct EnvironmentSpec {
     /// (values are never read into output); unset means [`ANTENNA_REQUIRED_PROPERTIES`].
     #[serde(default)]
     pub required: Option<Vec<String>>,
+    /// Plain environment properties (`[environments.NAME.properties]`): name → value,
+    /// `${var.NAME}` allowed. A value that looks like a secret is refused: declare it in
+    /// `secrets`. `env apply` sets them; `env diff` shows what would change.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Secret environment properties (`[environments.NAME.secrets]`): name → where the value
+    /// lives (`{ secret = "NAME or ARN", key = "JSON key" }` in Secrets Manager, or
+    /// `{ parameter = "/NAME" }` in SSM Parameter Store). EB resolves them on the instances.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::envprops::SecretRef>,
 }
 
 /// The environment properties Antenna's production settings cannot start without.
@@ -189,15 +199,20 @@ pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
 ];
 
 impl EnvironmentSpec {
-    /// The names `doctor` checks before a deploy: `required`, else Antenna's list.
+    /// The names `doctor` checks before a deploy: `required` (else Antenna's list), and every
+    /// name declared in `properties` and `secrets`; sorted, without duplicates.
     pub fn required_properties(&self) -> Vec<String> {
-        match &self.required {
+        let listed: Vec<String> = match &self.required {
             Some(names) => names.clone(),
             None => ANTENNA_REQUIRED_PROPERTIES
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-        }
+        };
+        let mut names: std::collections::BTreeSet<String> = listed.into_iter().collect();
+        names.extend(self.properties.keys().cloned());
+        names.extend(self.secrets.keys().cloned());
+        names.into_iter().collect()
     }
 }
 
@@ -533,6 +548,10 @@ impl Config {
                     return Err(invalid(at, format!("environments.{name}.images.{replaced}: `command` is empty: give the program and its arguments, or remove it")));
                 }
             }
+            let mut vars = file.vars.clone();
+            vars.extend(env.vars.clone());
+            crate::envprops::validate(name, &env.properties, &env.secrets, &vars)
+                .map_err(|m| invalid(at, m))?;
             for (i, check) in env.checks.iter().enumerate() {
                 if let CheckSpec::Http {
                     path: p, url: None, ..

@@ -406,6 +406,8 @@ fn eb_request<'a>(ctx: &'a Ctx<'_>, label: &'a str) -> Result<eb::DeployRequest<
         threshold: spec.health_threshold,
         state_dir: Some(&ctx.state_dir),
         dry_run: req.dry_run,
+        options: None,
+        options_only: false,
     })
 }
 

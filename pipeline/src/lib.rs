@@ -10,6 +10,7 @@ pub mod config;
 pub mod deploy;
 pub mod dockerrun;
 pub mod eb;
+pub mod envprops;
 pub mod github;
 pub mod iam;
 pub mod image;

@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 
 mod bundle;
 mod deploy;
+mod env;
 mod github;
 mod image;
 mod local;
+mod secrets;
 mod test;
 mod verify;
 
@@ -50,6 +52,10 @@ enum Command {
     Local(local::Cmd),
     #[command(flatten)]
     Github(github::Cmd),
+    #[command(flatten)]
+    Env(env::Cmd),
+    #[command(flatten)]
+    Secrets(secrets::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -96,6 +102,8 @@ fn main() -> ExitCode {
             Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
             Command::Local(cmd) => cmd.run(&global).await,
+            Command::Env(cmd) => cmd.run(&global).await,
+            Command::Secrets(cmd) => cmd.run(&global).await,
         }
     });
     match result {
