@@ -183,6 +183,10 @@ pub struct EnvironmentSpec {
     /// `{ parameter = "/NAME" }` in SSM Parameter Store). EB resolves them on the instances.
     #[serde(default)]
     pub secrets: BTreeMap<String, crate::envprops::SecretRef>,
+    /// EC2 instance type of the environment (`t3.medium`): lint checks that the containers'
+    /// memory fits it (rules DR018, DR019). Unset: not checked.
+    #[serde(default)]
+    pub instance_type: Option<String>,
 }
 
 /// The environment properties Antenna's production settings cannot start without.

@@ -14,6 +14,7 @@ pub mod envprops;
 pub mod github;
 pub mod iam;
 pub mod image;
+pub mod instance;
 pub mod lint;
 pub mod local;
 pub mod ops;

@@ -4,17 +4,12 @@ use anyhow::{bail, Result};
 use pipeline::envprops::{self, ApplyRequest, Running};
 use pipeline::ops::{AwsEnvironment, Session};
 
+use crate::args::EnvArg;
 use crate::Global;
 
+/// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
-    /// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
-    #[command(subcommand)]
-    Env(EnvCmd),
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum EnvCmd {
     /// What `apply` would change: added, changed, removed, unmanaged (secret values never shown).
     Diff(DiffCmd),
     /// Set the declared properties in one UpdateEnvironment and wait like a deploy.
@@ -25,16 +20,14 @@ pub enum EnvCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct DiffCmd {
-    /// The environment of deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyCmd {
-    /// The environment of deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
     /// Also remove the properties that deploy.toml does not declare (needs --yes).
     #[arg(long)]
     prune: bool,
@@ -51,17 +44,16 @@ pub struct ApplyCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct PullCmd {
-    /// The environment of deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
 }
 
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
         match self {
-            Cmd::Env(EnvCmd::Diff(c)) => c.run(global).await,
-            Cmd::Env(EnvCmd::Apply(c)) => c.run(global).await,
-            Cmd::Env(EnvCmd::Pull(c)) => c.run(global).await,
+            Cmd::Diff(c) => c.run(global).await,
+            Cmd::Apply(c) => c.run(global).await,
+            Cmd::Pull(c) => c.run(global).await,
         }
     }
 }
@@ -69,7 +61,7 @@ impl Cmd {
 impl DiffCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "env diff")?;
+        let env = AwsEnvironment::resolve(&config, &self.env.required("env diff")?, "env diff")?;
         let session = Session::open(&config).await;
         let report = envprops::apply::plan(&config, &session, &env, false).await?;
         print_diff(&report);
@@ -97,7 +89,7 @@ fn print_diff(report: &envprops::DiffReport) {
 impl ApplyCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "env apply")?;
+        let env = AwsEnvironment::resolve(&config, &self.env.required("env apply")?, "env apply")?;
         let session = Session::open(&config).await;
         let mut req = ApplyRequest::new(env);
         req.prune = self.prune;
@@ -111,7 +103,7 @@ impl ApplyCmd {
         eprintln!("{}", report.message);
         global.emit_json(&report)?;
         if !report.ok() {
-            bail!("env apply of {} failed: {}", self.env, report.message);
+            bail!("env apply of {} failed: {}", req.env.name, report.message);
         }
         Ok(())
     }
@@ -120,7 +112,7 @@ impl ApplyCmd {
 impl PullCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "env pull")?;
+        let env = AwsEnvironment::resolve(&config, &self.env.required("env pull")?, "env pull")?;
         let session = Session::open(&config).await;
         let running = Running::read(&session.eb, &env.application, &env.eb_environment).await?;
         print!(

@@ -7,17 +7,12 @@ use anyhow::{bail, Context, Result};
 use pipeline::envprops::{dotenv, secrets};
 use pipeline::ops::{AwsEnvironment, Session};
 
+use crate::args::EnvArg;
 use crate::Global;
 
+/// Secret values in Secrets Manager for the environment properties.
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
-    /// Secret values in Secrets Manager for the environment properties.
-    #[command(subcommand)]
-    Secrets(SecretsCmd),
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum SecretsCmd {
     /// Create or update the secret of property NAME (value from stdin or --from-file).
     Put(PutCmd),
     /// Turn a dotenv file into secrets and plain properties; print the deploy.toml lines.
@@ -28,9 +23,8 @@ pub enum SecretsCmd {
 pub struct PutCmd {
     /// The property name (the secret is `<application>/<environment>/<NAME>`).
     name: String,
-    /// The environment of deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
     /// Read the value from this file instead of stdin (one trailing newline is dropped).
     #[arg(long)]
     from_file: Option<PathBuf>,
@@ -41,9 +35,8 @@ pub struct ImportCmd {
     /// The dotenv file, such as .envs/.production/.django.
     #[arg(long)]
     from_file: PathBuf,
-    /// The environment of deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
     /// Print the lines without storing any secret.
     #[arg(long)]
     dry_run: bool,
@@ -52,8 +45,8 @@ pub struct ImportCmd {
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
         match self {
-            Cmd::Secrets(SecretsCmd::Put(c)) => c.run(global).await,
-            Cmd::Secrets(SecretsCmd::Import(c)) => c.run(global).await,
+            Cmd::Put(c) => c.run(global).await,
+            Cmd::Import(c) => c.run(global).await,
         }
     }
 }
@@ -61,7 +54,8 @@ impl Cmd {
 impl PutCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "secrets put")?;
+        let env =
+            AwsEnvironment::resolve(&config, &self.env.required("secrets put")?, "secrets put")?;
         if !pipeline::envprops::valid_property_name(&self.name) {
             bail!("{:?} is not a valid property name: use letters, digits and '_', not starting with a digit", self.name);
         }
@@ -137,7 +131,11 @@ struct ImportReport {
 impl ImportCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "secrets import")?;
+        let env = AwsEnvironment::resolve(
+            &config,
+            &self.env.required("secrets import")?,
+            "secrets import",
+        )?;
         let text = std::fs::read_to_string(&self.from_file)
             .with_context(|| format!("cannot read {}", self.from_file.display()))?;
         let pairs = dotenv::parse(&text)

@@ -10,12 +10,14 @@ use serde::Serialize;
 mod dockerrun;
 mod ebext;
 pub mod image_ref;
+mod memory;
 #[cfg(test)]
 mod rule_tests;
 pub mod secrets;
 
 pub use dockerrun::lint_dockerrun;
 pub use ebext::{lint_ebextension, lint_hooks};
+pub use memory::lint_memory;
 
 /// How bad a finding is: errors stop the bundle, warnings are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,6 +72,8 @@ rules! {
     DR_CYCLE = "DR015" "depends-on-cycle" Error "dependsOn has no cycle";
     DR_SECRETS_ARN = "DR016" "secrets-value-from" Error "secrets take an ARN and need executionRoleArn";
     DR_UNKNOWN = "DR017" "unknown-field" Warning "fields are known to EB's ECS platform";
+    DR_INSTANCE_MEMORY = "DR018" "instance-memory" Error "the containers' reserved memory fits the environment's instance_type";
+    DR_MEMORY_OVERCOMMIT = "DR019" "memory-overcommit" Warning "the containers' hard memory caps fit the environment's instance_type";
     EX_PARSE = "EX001" "config-invalid" Error "the file is valid YAML or JSON, a mapping at the top";
     EX_KEYS = "EX002" "config-keys" Error "only known top-level keys";
     EX_OPTIONS = "EX003" "option-settings" Error "option_settings has a valid shape";
@@ -381,6 +385,21 @@ pub fn lint_file(path: &Path, verify_path: Option<&str>) -> std::io::Result<Vec<
             .at(at)])
         }
     }
+}
+
+/// `path` relative to `root` when inside it, `/`-separated.
+pub fn relative(path: &Path, root: &Path) -> String {
+    let abs_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let rel = abs
+        .strip_prefix(&abs_root)
+        .or_else(|_| path.strip_prefix(root))
+        .unwrap_or(path);
+    rel.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
