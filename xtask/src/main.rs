@@ -12,6 +12,7 @@ mod args;
 mod build;
 mod bundle;
 mod deploy;
+mod docs;
 mod env;
 mod iam_policy;
 mod lint;
@@ -64,6 +65,7 @@ enum Command {
     Local(local::Cmd),
     IamPolicy(iam_policy::Cmd),
     Preview(preview::Cmd),
+    Docs(docs::Cmd),
     /// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
     #[command(subcommand)]
     Env(env::Cmd),
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
             Command::Local(cmd) => cmd.run(&global).await,
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
+            Command::Docs(cmd) => cmd.run(&global),
             Command::Env(cmd) => cmd.run(&global).await,
             Command::Secrets(cmd) => cmd.run(&global).await,
         }

@@ -19,7 +19,8 @@ pub mod secrets;
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 pub use apply::{apply, ApplyReport, ApplyRequest};
 pub use diff::{diff, Change, DiffReport, Entry, Running};
@@ -36,23 +37,23 @@ pub const EB_PROPERTIES_LIMIT: usize = 4096;
 
 /// Where a secret property's value lives (`[environments.NAME.secrets]`).
 ///
-/// ```toml
-/// [environments.production.secrets]
-/// DJANGO_SECRET_KEY = { secret = "antenna/production/DJANGO_SECRET_KEY" }
+/// ```toml fragment
+/// [environments.staging.secrets]
+/// DJANGO_SECRET_KEY = { secret = "antenna/staging/DJANGO_SECRET_KEY" }
 /// DATABASE_URL = { secret = "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna-db-AbCdEf", key = "url" }
-/// SENTRY_DSN = { parameter = "/antenna/production/sentry-dsn" }
+/// SENTRY_DSN = { parameter = "/antenna/staging/sentry-dsn" }
 /// ```
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     /// A Secrets Manager secret: its name or full ARN.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
     /// With `secret`: the key of a JSON secret whose value the property gets.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// An SSM Parameter Store parameter: its name (`/antenna/production/x`) or ARN.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
 }
 
