@@ -6,7 +6,7 @@ use std::time::Duration;
 use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
 use integration::eb_emulator::{Fault, Script, Step, Which};
 use pipeline::deploy::{Outcome, RunReport};
-use pipeline::eb::Verdict;
+use pipeline::eb::{Pacing, Verdict};
 
 fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport {
     r.stages
@@ -83,22 +83,143 @@ async fn success_uploads_creates_deploys_and_reports() {
 #[tokio::test]
 async fn success_after_slow_polls() {
     let w = World::new().await;
-    w.emu.set_latency(Duration::from_millis(15));
+    // Time compressed 20x here (so that the client's own time per call, slow when every test
+    // runs at once, stays small next to the intervals): 12 s is a 4-minute deploy; quiet
+    // polls 150-225 ms apart, finishing polls 100 ms.
     w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(900)));
-    let r = w.run(&w.request(&Settings::default()), None).await;
+        .script_next_deploy(&w.environment, Script::success(Duration::from_secs(12)));
+    let s = Settings {
+        deploy: "30s",
+        ..Settings::default()
+    };
+    let mut req = w.request(&s);
+    req.pacing = Pacing::scaled(20.0);
+    let r = w.run(&req, None).await;
     assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
     assert!(
         deploy_message(&r).contains(": Ready, health Green/Ok"),
         "{}",
         deploy_message(&r)
     );
-    // Polls slow down (5 → 15 ms here, 5 s → 15 s for real): far fewer polls than the 180
-    // that a fixed 5 ms interval would make over 900 ms.
-    let polls = w.emu.calls_of("DescribeEnvironments").len();
+    // Events come first; the status is read when events arrive and every 12 s otherwise
+    // (24 s near the end): far fewer status reads than event polls.
+    let update = w.emu.calls_of("UpdateEnvironment")[0].at;
+    let polls: Vec<_> = w.emu.calls_of("DescribeEvents");
+    let status = w.emu.calls_of("DescribeEnvironments").len();
     assert!(
-        (10..=90).contains(&polls),
-        "{polls} DescribeEnvironments calls"
+        (50..=120).contains(&polls.len()),
+        "{} DescribeEvents calls",
+        polls.len()
+    );
+    assert!(
+        status * 3 < polls.len(),
+        "{status} DescribeEnvironments calls"
+    );
+    // Quiet before the instances (0-4 s), finishing after the first instance (8-12 s): a
+    // fixed interval, or a poller that never tightens, has the same gaps in both.
+    let gap = |from: u64, to: u64| {
+        let t: Vec<_> = polls
+            .iter()
+            .map(|c| c.at.duration_since(update).as_millis() as u64)
+            .filter(|ms| (from..to).contains(ms))
+            .collect();
+        (t.last().unwrap() - t.first().unwrap()) as f64 / (t.len() - 1) as f64
+    };
+    let (early, late) = (gap(300, 3800), gap(8200, 11800));
+    assert!(
+        early > late * 1.3,
+        "quiet polls every {early} ms, finishing every {late} ms"
+    );
+}
+
+#[tokio::test]
+async fn a_late_failure_event_dated_before_the_newest_is_caught() {
+    let w = World::new().await;
+    let label = w.label();
+    let failed = "[Instance: {instance}] Command failed on instance. Return code: 1 Output: container django exited.";
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![
+            Step::at_ms(20).event("INFO", "Deploying new version to instance(s)."),
+            Step::at_ms(100).event("INFO", "Instance deployment completed successfully."),
+            // Recorded late: dated 50 ms in, listed only at 200 ms.
+            Step::at_ms(200).late_event("ERROR", failed, Duration::from_millis(150)),
+            Step::at_ms(400)
+                .event("ERROR", "Failed to deploy application.")
+                .status("Ready")
+                .env_version(Which::Previous)
+                .health("Red", "Degraded"),
+        ]),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    let instance = w.emu.environment(&w.environment).instances[1].id.clone();
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "the deploy of {label} to {} failed: Elastic Beanstalk reported \"{}\"",
+            w.environment,
+            failed.replace("{instance}", &instance)
+        )
+    );
+}
+
+#[tokio::test]
+async fn ebs_command_failure_sequence_fails_with_the_instances_error() {
+    let w = World::new().await;
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::command_failure(Duration::from_millis(200)),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    let m = deploy_message(&r);
+    assert!(
+        m.contains("Elastic Beanstalk reported \"[Instance: i-")
+            && m.contains("] Command failed on instance. Return code: 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn completion_reported_after_an_instance_failed_is_a_failure() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::completed_after_instance_failure(Duration::from_millis(150), 2),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    let m = deploy_message(&r);
+    let bad = w.emu.environment(&w.environment).instances[1].id.clone();
+    assert!(
+        m.contains("completed but the environment is not healthy"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("1 of 2 instances do not run {label}: {bad} (v0)")),
+        "{m}"
+    );
+    // EB's own words were streamed, success included: the verdict did not trust them.
+    let events = &r.deploy.as_ref().unwrap().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "INFO Environment update completed successfully."),
+        "{events:?}"
     );
 }
 
@@ -1082,24 +1203,69 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
 #[tokio::test]
 async fn pacing_stays_under_ebs_own_throttle() {
     let w = World::new().await;
-    // EB's limit (about 2 calls/s, burst 15) compressed like the pipeline's pacing (1000x).
-    w.emu.set_rate_limit(2000.0, 15);
+    // EB's throttle (2 calls/s, burst 15, per account and action family), compressed like the
+    // pipeline's pacing (1000x).
+    w.emu.throttle_like_eb(1000.0);
     w.emu
         .script_next_deploy(&w.environment, Script::success(Duration::from_millis(600)));
     let r = w.run(&w.request(&Settings::default()), None).await;
     assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
-    let throttled: Vec<_> = w
-        .emu
-        .calls()
-        .into_iter()
-        .filter(|c| c.status == 400)
-        .collect();
-    assert!(
-        throttled.is_empty(),
-        "EB throttled {} calls",
-        throttled.len()
-    );
+    let throttled = |calls: Vec<integration::eb_emulator::Call>| {
+        calls.iter().filter(|c| c.status == 400).count()
+    };
+    assert_eq!(throttled(w.emu.calls()), 0, "EB throttled the pipeline");
     assert_eq!(r.eb_calls as usize, w.emu.calls().len());
+
+    // 40 status reads at once through the paced client: none throttled. Compressed 100x only
+    // (calls 20 ms apart), so that this process's own scheduling cannot bunch them.
+    w.emu.throttle_like_eb(100.0);
+    let burst = |eb: std::sync::Arc<pipeline::eb::Eb>| {
+        let env = w.environment.clone();
+        async move {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..40 {
+                let (eb, env) = (eb.clone(), env.clone());
+                set.spawn(async move {
+                    eb.call("DescribeEnvironments", &env, |c| {
+                        c.describe_environments().send()
+                    })
+                    .await
+                });
+            }
+            set.join_all().await
+        }
+    };
+    let before = w.emu.calls().len();
+    let paced = Pacing::scaled(100.0);
+    let results = burst(std::sync::Arc::new(pipeline::eb::Eb::new(
+        w.clients.eb.clone(),
+        paced,
+    )))
+    .await;
+    assert!(results.iter().all(Result::is_ok));
+    let calls = w.emu.calls().split_off(before);
+    assert_eq!(calls.len(), 40, "retries were needed");
+    assert_eq!(throttled(calls), 0, "the paced client was throttled");
+
+    // Control: the same client unpaced (no budget, no retries) is throttled.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = w.emu.calls().len();
+    let unpaced = Pacing {
+        max_rate: f64::INFINITY,
+        burst: u32::MAX,
+        max_retries: 0,
+        ..paced
+    };
+    burst(std::sync::Arc::new(pipeline::eb::Eb::new(
+        w.clients.eb.clone(),
+        unpaced,
+    )))
+    .await;
+    let calls = w.emu.calls().split_off(before);
+    assert!(
+        throttled(calls) >= 10,
+        "an unpaced client was not throttled"
+    );
 }
 
 #[tokio::test]

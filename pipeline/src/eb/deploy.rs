@@ -23,7 +23,7 @@ use aws_sdk_elasticbeanstalk::types::{
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Eb, Poller};
+use super::{Eb, Poller, Progress};
 use crate::config::HealthThreshold;
 
 /// What one deploy (or rollback) is about.
@@ -652,6 +652,7 @@ async fn wait_ready(
 /// EB event texts that mean the deploy failed.
 pub const FAILURE_EVENTS: &[&str] = &[
     "Failed to deploy application",
+    "Command failed on instance",
     "Environment health has been set to RED",
     "The environment was reverted to the previous configuration setting",
     "Update environment operation is complete, but with errors",
@@ -663,7 +664,18 @@ pub const FAILURE_EVENTS: &[&str] = &[
 
 /// True when an event ends the deploy as failed: a known failure text, or severity ERROR/FATAL.
 pub fn is_failure_event(severity: &str, message: &str) -> bool {
-    matches!(severity, "ERROR" | "FATAL") || FAILURE_EVENTS.iter().any(|f| message.contains(f))
+    matches!(severity, "ERROR" | "FATAL")
+        || FAILURE_EVENTS.iter().any(|f| message.contains(f))
+        || failed_commands(message).is_some_and(|n| n > 0)
+}
+
+/// N of EB's "Command execution completed on all instances. Summary: [Successful: S,
+/// Failed: N]." (an INFO event even when N > 0).
+fn failed_commands(message: &str) -> Option<u32> {
+    let rest = message.split_once("Summary: [")?.1;
+    let failed = rest.split_once("Failed: ")?.1;
+    let digits: String = failed.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 struct Health {
@@ -773,9 +785,19 @@ async fn wait_for(
     let mut poller = Poller::new(eb.pacing);
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     // A minute of margin for clock skew between this machine and EB.
-    let mut since = started
+    let floor = started
         .checked_sub(Duration::from_secs(60))
         .unwrap_or(started);
+    // The newest event date seen. EB records some events late, dated before events already
+    // listed, so each poll asks again from a window before it (`seen` drops the repeats).
+    let mut newest = floor;
+    let since = |newest: SystemTime| {
+        newest
+            .checked_sub(LATE_EVENTS)
+            .map_or(floor, |t| t.max(floor))
+    };
+    // The status is read at once, then when events arrive or every `status_interval`.
+    let mut status_due = Instant::now();
     let mut events: Vec<String> = vec![];
     let mut settle_until: Option<Instant> = None;
     let mut last_state = String::new();
@@ -786,12 +808,16 @@ async fn wait_for(
         o
     };
     loop {
-        // 1. New events of this request, oldest first.
-        let fresh = new_events(eb, req, request_id, since, &mut seen).await?;
-        if !fresh.is_empty() {
-            poller.reset();
-        }
-        if let Some(text) = absorb(name, &fresh, &mut events, &mut since) {
+        // 1. New events of this request, oldest first: the cheapest and first signal.
+        let fresh = new_events(eb, req, request_id, since(newest), &mut seen).await?;
+        poller.observe(
+            fresh
+                .iter()
+                .map(|e| Progress::of_event(e.message().unwrap_or_default()))
+                .max()
+                .unwrap_or(Progress::Quiet),
+        );
+        if let Some(text) = absorb(name, &fresh, &mut events, &mut newest) {
             return Ok(done(
                 Verdict::Failed,
                 format!(
@@ -800,7 +826,18 @@ async fn wait_for(
                 &events,
             ));
         }
-        // 2. The environment itself.
+        // 2. The environment itself, when the events or the time say it may have changed.
+        let now = Instant::now();
+        if fresh.is_empty() && settle_until.is_none() && now < status_due {
+            if now >= deadline {
+                return Ok(timed_out(req, request_id, &last_state, &events));
+            }
+            tokio::time::sleep(poller.next_wait().min(deadline - now)).await;
+            continue;
+        }
+        // Once the events said the end is next, they mostly say when it came: the status is
+        // read with them and seldom otherwise, which keeps the poll budget for the final look.
+        status_due = now + eb.pacing.status_interval * if poller.finishing() { 2 } else { 1 };
         let env = describe_env(eb, req).await?;
         let state = format!(
             "{} {} ({})",
@@ -816,8 +853,8 @@ async fn wait_for(
             let running = env.version_label().unwrap_or("no version");
             if running != label {
                 // EB went back; its failure event may have come after our last look.
-                let late = new_events(eb, req, request_id, since, &mut seen).await?;
-                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
                     return Ok(done(Verdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
                 }
                 return Ok(done(
@@ -829,8 +866,8 @@ async fn wait_for(
             let health = health_problems(eb, req, label).await?;
             if health.problems.is_empty() {
                 // The last events (and any late failure) before declaring success.
-                let late = new_events(eb, req, request_id, since, &mut seen).await?;
-                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
                     return Ok(done(
                         Verdict::Failed,
                         format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""),
@@ -863,20 +900,7 @@ async fn wait_for(
         // 3. The deadline.
         let now = Instant::now();
         if now >= deadline {
-            let rid_arg = request_id.map_or(String::new(), |r| format!(" --request-id {r}"));
-            return Ok(done(
-                Verdict::TimedOut,
-                format!(
-                    "no verdict on the deploy of {label} to {name} after {} (last seen: {state}); it may still be running. \
-                     Look at it in the EB console (https://{region}.console.aws.amazon.com/elasticbeanstalk/home?region={region}#/environments) \
-                     or with `aws elasticbeanstalk describe-events --application-name {app} --environment-name {name}{rid_arg} --region {region}`; \
-                     re-run the same command to wait for it again (no second deploy is started)",
-                    humantime::format_duration(req.deadline),
-                    region = req.region,
-                    app = req.application,
-                ),
-                &events,
-            ));
+            return Ok(timed_out(req, request_id, &state, &events));
         }
         let mut wait = poller.next_wait().min(deadline - now);
         if let Some(until) = settle_until {
@@ -888,12 +912,47 @@ async fn wait_for(
     }
 }
 
+/// How far before the newest event seen each poll asks again: EB records some events late.
+const LATE_EVENTS: Duration = Duration::from_secs(300);
+
+/// The verdict when the deadline passed: the deploy may still run; how to look at it.
+fn timed_out(
+    req: &DeployRequest<'_>,
+    request_id: Option<&str>,
+    state: &str,
+    events: &[String],
+) -> DeployOutcome {
+    let (name, label) = (req.environment, req.label);
+    let rid_arg = request_id.map_or(String::new(), |r| format!(" --request-id {r}"));
+    let state = if state.is_empty() {
+        "nothing yet"
+    } else {
+        state
+    };
+    let mut o = outcome(
+        req,
+        Verdict::TimedOut,
+        format!(
+            "no verdict on the deploy of {label} to {name} after {} (last seen: {state}); it may still be running. \
+             Look at it in the EB console (https://{region}.console.aws.amazon.com/elasticbeanstalk/home?region={region}#/environments) \
+             or with `aws elasticbeanstalk describe-events --application-name {app} --environment-name {name}{rid_arg} --region {region}`; \
+             re-run the same command to wait for it again (no second deploy is started)",
+            humantime::format_duration(req.deadline),
+            region = req.region,
+            app = req.application,
+        ),
+        request_id.map(str::to_string),
+    );
+    o.events = events.to_vec();
+    o
+}
+
 /// Streams `fresh` events to the user and the outcome; the text of the first failure event.
 fn absorb(
     name: &str,
     fresh: &[EventDescription],
     events: &mut Vec<String>,
-    since: &mut SystemTime,
+    newest: &mut SystemTime,
 ) -> Option<String> {
     for e in fresh {
         let severity = e.severity().map_or("INFO", |s| s.as_str());
@@ -901,7 +960,7 @@ fn absorb(
         tracing::info!("{name}: {severity} {message}");
         events.push(format!("{severity} {message}"));
         if let Some(t) = e.event_date().and_then(|d| SystemTime::try_from(*d).ok()) {
-            *since = (*since).max(t);
+            *newest = (*newest).max(t);
         }
         if is_failure_event(severity, message) {
             return Some(message.to_string());
@@ -917,34 +976,46 @@ async fn new_events(
     since: SystemTime,
     seen: &mut HashSet<(i64, String)>,
 ) -> Result<Vec<EventDescription>> {
-    let out = eb
-        .call("DescribeEvents", req.environment, |c| {
-            c.describe_events()
-                .application_name(req.application)
-                .environment_name(req.environment)
-                .set_request_id(request_id.map(str::to_string))
-                .start_time(aws_smithy_types::DateTime::from(since))
-                .max_records(100)
-                .send()
-        })
-        .await
-        .with_context(|| format!("cannot read the events of {}", req.environment))?;
-    let mut fresh: Vec<EventDescription> = out
-        .events()
-        .iter()
-        .filter(|e| {
-            let key = (
-                e.event_date().map_or(0, |d| d.to_millis().unwrap_or(0)),
-                e.message().unwrap_or_default().to_string(),
-            );
-            seen.insert(key)
-        })
-        .cloned()
-        .collect();
+    let mut fresh: Vec<EventDescription> = vec![];
+    let mut token: Option<String> = None;
+    // A deploy makes tens of events; a few pages bound a runaway listing.
+    for _ in 0..MAX_EVENT_PAGES {
+        let out = eb
+            .call("DescribeEvents", req.environment, |c| {
+                c.describe_events()
+                    .application_name(req.application)
+                    .environment_name(req.environment)
+                    .set_request_id(request_id.map(str::to_string))
+                    .start_time(aws_smithy_types::DateTime::from(since))
+                    .max_records(100)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await
+            .with_context(|| format!("cannot read the events of {}", req.environment))?;
+        fresh.extend(
+            out.events()
+                .iter()
+                .filter(|e| {
+                    let key = (
+                        e.event_date().map_or(0, |d| d.to_millis().unwrap_or(0)),
+                        e.message().unwrap_or_default().to_string(),
+                    );
+                    seen.insert(key)
+                })
+                .cloned(),
+        );
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
     // EB lists the newest first.
     fresh.reverse();
     Ok(fresh)
 }
+
+const MAX_EVENT_PAGES: usize = 5;
 
 #[cfg(test)]
 mod tests {
@@ -961,9 +1032,20 @@ mod tests {
             "Instance deployment failed. For details, see 'eb-engine.log'.",
             "Unsuccessful command execution on instance id(s) 'i-0abc'. Aborting the operation.",
             "ECS Application sourcebundle validation error: Container memory is required.",
+            "[Instance: i-0abc] Command failed on instance. Return code: 1 Output: (TRUNCATED)...",
+            "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].",
         ] {
-            assert!(is_failure_event("WARN", text), "{text}");
+            assert!(is_failure_event("INFO", text), "{text}");
         }
+        assert!(!is_failure_event(
+            "INFO",
+            "Command execution completed on all instances. Summary: [Successful: 2, Failed: 0]."
+        ));
+        // A health transition alone is not a verdict (health is read when Ready).
+        assert!(!is_failure_event(
+            "WARN",
+            "Environment health has transitioned from Ok to Degraded. Command failed on all instances."
+        ));
         assert!(!is_failure_event(
             "INFO",
             "Instance deployment completed successfully."
