@@ -9,7 +9,7 @@ use integration::deploy_world::{Settings, World};
 use integration::eb_emulator::{Script, Step, ENVIRONMENT, ENVIRONMENT_SECRETS};
 use integration::{aws, services};
 use pipeline::aws::Aws;
-use pipeline::eb::{Eb, Pacing, Verdict};
+use pipeline::eb::{DeployVerdict, Eb, Pacing};
 use pipeline::envprops::secrets::SecretStores;
 use pipeline::envprops::{self, ApplyRequest, Change};
 use pipeline::ops::{AwsEnvironment, Session};
@@ -168,7 +168,7 @@ async fn diff_shows_each_kind_then_apply_makes_it_empty_and_a_second_apply_write
         .unwrap();
     assert_eq!(
         report.verdict,
-        Some(Verdict::Succeeded),
+        Some(DeployVerdict::Succeeded),
         "{}",
         report.message
     );
@@ -233,7 +233,7 @@ async fn prune_removes_unmanaged_properties_only_with_confirmation() {
     let report = envprops::apply(&config, &f.session, &req).await.unwrap();
     assert_eq!(
         report.verdict,
-        Some(Verdict::Succeeded),
+        Some(DeployVerdict::Succeeded),
         "{}",
         report.message
     );
@@ -258,7 +258,7 @@ async fn apply_while_another_deploy_runs_waits_for_the_lock() {
         .unwrap();
     assert_eq!(
         report.verdict,
-        Some(Verdict::Succeeded),
+        Some(DeployVerdict::Succeeded),
         "{}",
         report.message
     );
@@ -324,7 +324,7 @@ DATABASE_URL = { secret = "antenna/staging/no-such-secret" }
     let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
         .await
         .unwrap();
-    assert_eq!(report.verdict, Some(Verdict::Failed));
+    assert_eq!(report.verdict, Some(DeployVerdict::Failed));
     assert!(
         report.message.contains("Failed to deploy configuration."),
         "{}",

@@ -25,8 +25,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 pub use deploy::{
-    deploy, rollback, wait_until_ready, DeployOutcome, DeployRequest, OptionUpdate, Previous,
-    Verdict,
+    deploy, rollback, wait_until_ready, DeployOutcome, DeployRequest, DeployVerdict, OptionUpdate,
+    Previous,
 };
 pub use upload::{upload, UploadRequest, Uploaded};
 pub use version::{ensure_version, VersionOutcome, VersionRequest};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::secrets::SecretStores;
 use super::{diff, Declared, DiffReport, Running};
 use crate::config::{Config, HealthThreshold};
-use crate::eb::{self, Verdict};
+use crate::eb::{self, DeployVerdict};
 use crate::ops::{AwsEnvironment, Session};
 
 /// Reads what runs, resolves the declared references and compares them.
@@ -71,7 +71,7 @@ impl ApplyRequest {
 pub struct ApplyReport {
     pub diff: DiffReport,
     /// `None` when there was nothing to apply (no write call was made).
-    pub verdict: Option<Verdict>,
+    pub verdict: Option<DeployVerdict>,
     pub message: String,
     pub request_id: Option<String>,
     pub events: Vec<String>,
@@ -79,7 +79,7 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     pub fn ok(&self) -> bool {
-        self.verdict.is_none_or(Verdict::ok)
+        self.verdict.is_none_or(DeployVerdict::ok)
     }
 }
 
