@@ -6,7 +6,7 @@ use std::time::Duration;
 use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
 use integration::eb_emulator::{Fault, Script, Step, Which};
 use pipeline::deploy::{Outcome, RunReport};
-use pipeline::eb::{Pacing, Verdict};
+use pipeline::eb::{Pacing, DeployVerdict};
 
 fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport {
     r.stages
@@ -15,7 +15,7 @@ fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport 
         .unwrap_or_else(|| panic!("no stage {name} in {r:#?}"))
 }
 
-fn verdict(r: &RunReport) -> Verdict {
+fn verdict(r: &RunReport) -> DeployVerdict {
     r.deploy.as_ref().expect("no deploy outcome").verdict
 }
 
@@ -29,7 +29,7 @@ async fn success_uploads_creates_deploys_and_reports() {
     let label = w.label();
     let r = w.run(&w.request(&Settings::default()), None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -95,7 +95,7 @@ async fn success_after_slow_polls() {
     let mut req = w.request(&s);
     req.pacing = Pacing::scaled(20.0);
     let r = w.run(&req, None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     assert!(
         deploy_message(&r).contains(": Ready, health Green/Ok"),
         "{}",
@@ -156,7 +156,7 @@ async fn a_late_failure_event_dated_before_the_newest_is_caught() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let instance = w.emu.environment(&w.environment).instances[1].id.clone();
     assert_eq!(
         deploy_message(&r),
@@ -180,7 +180,7 @@ async fn ebs_command_failure_sequence_fails_with_the_instances_error() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     assert!(
         m.contains("Elastic Beanstalk reported \"[Instance: i-")
@@ -202,7 +202,7 @@ async fn completion_reported_after_an_instance_failed_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     let bad = w.emu.environment(&w.environment).instances[1].id.clone();
     assert!(
@@ -259,7 +259,7 @@ async fn each_failure_event_ends_the_wait_with_its_text() {
             started.elapsed()
         );
         assert!(!r.ok);
-        assert_eq!(verdict(&r), Verdict::Failed, "{text}");
+        assert_eq!(verdict(&r), DeployVerdict::Failed, "{text}");
         assert_eq!(
             deploy_message(&r),
             format!(
@@ -294,7 +294,7 @@ async fn red_health_after_completed_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -322,7 +322,7 @@ async fn wrong_version_on_some_instances_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     assert!(
         m.starts_with(&format!(
@@ -352,7 +352,7 @@ async fn stuck_updating_past_the_deadline_says_how_to_look() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::TimedOut, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::TimedOut, "{}", r.table());
     let rid = r.deploy.as_ref().unwrap().request_id.clone().unwrap();
     let m = deploy_message(&r);
     assert!(m.starts_with(&format!("no verdict on the deploy of {label} to {} after 400ms (last seen: Updating Grey ({label}))", w.environment)), "{m}");
@@ -378,7 +378,7 @@ async fn not_ready_waits_for_the_lock_then_deploys() {
         Script::success(Duration::from_millis(300)),
     );
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     assert!(deploy_message(&r).starts_with(&format!("{label} runs on {}", w.environment)));
     // Ours went out once, after the other deploy ended, and EB never refused it.
     let updates = w.emu.calls_of("UpdateEnvironment");
@@ -405,7 +405,7 @@ async fn not_ready_past_the_lock_wait_fails_without_touching_it() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Locked, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Locked, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -429,7 +429,7 @@ async fn throttling_bursts_are_retried() {
     w.emu
         .inject(Some("CreateApplicationVersion"), Fault::Throttle, 2);
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let throttled = w.emu.calls().iter().filter(|c| c.status == 400).count();
     assert_eq!(throttled, 14);
     // Throttled creates were retried; still one version.
@@ -451,7 +451,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
         .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 2);
     w.emu.inject(Some("DescribeEvents"), Fault::Drop, 2);
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let calls = w.emu.calls();
     assert_eq!(calls.iter().filter(|c| c.status >= 500).count(), 5);
     assert_eq!(calls.iter().filter(|c| c.status == 0).count(), 2);
@@ -543,7 +543,7 @@ async fn rollback_after_a_failed_deploy() {
         .script_next_deploy(&w.environment, Script::success(Duration::from_millis(60)));
     let r = w.run(&w.request(&Settings::default()), None).await;
     assert!(!r.ok);
-    assert_eq!(verdict(&r), Verdict::Failed);
+    assert_eq!(verdict(&r), DeployVerdict::Failed);
     assert_eq!(
         deploy_message(&r),
         format!("the deploy of {label} to {} failed: Elastic Beanstalk reported \"Instance deployment failed. For details, see 'eb-engine.log'.\"", w.environment)
@@ -557,7 +557,7 @@ async fn rollback_after_a_failed_deploy() {
             w.environment
         )
     );
-    assert_eq!(r.rollback.as_ref().unwrap().verdict, Verdict::Succeeded);
+    assert_eq!(r.rollback.as_ref().unwrap().verdict, DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec![label, "v0".to_string()]);
     assert_eq!(
         w.emu.environment(&w.environment).version.as_deref(),
@@ -574,7 +574,7 @@ async fn rollback_after_a_failed_verify() {
     ));
     let r = w.run(&w.request(&Settings::default()), Some(&verify)).await;
     assert!(!r.ok);
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     let v = stage(&r, "verify");
     assert_eq!(v.outcome, Outcome::Failed);
     assert_eq!(
@@ -619,7 +619,7 @@ async fn never_rolls_back_to_an_unhealthy_version() {
         Script::failure(Duration::from_millis(40), "Failed to deploy application."),
     );
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed);
+    assert_eq!(verdict(&r), DeployVerdict::Failed);
     let rb = stage(&r, "rollback");
     assert_eq!(rb.outcome, Outcome::Skipped);
     assert_eq!(
@@ -654,7 +654,7 @@ async fn interrupted_run_is_picked_up_without_a_second_deploy() {
     assert_eq!(w.emu.environment(&w.environment).status, "Updating");
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert!(r.deploy.as_ref().unwrap().resumed);
     assert_eq!(
         stage(&r, "deploy").output,
@@ -714,7 +714,7 @@ async fn second_run_makes_no_write_call() {
             stamp,
             "the S3 object was written again"
         );
-        assert_eq!(verdict(&second), Verdict::AlreadyDeployed);
+        assert_eq!(verdict(&second), DeployVerdict::AlreadyDeployed);
         assert_eq!(
             deploy_message(&second),
             format!("{label} already runs on {} and is healthy (Green/Ok, 2/2 instances on {label}); nothing to do", w.environment)
@@ -836,7 +836,7 @@ async fn only_deploy_with_a_label() {
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     assert_eq!(stage(&r, "upload").output, "not in --only");
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec!["v2".to_string()]);
     assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
 }
@@ -884,7 +884,7 @@ async fn whole_pipeline_from_the_repository_template() {
         w.emu.version("antenna", &label).unwrap().status,
         "PROCESSED"
     );
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec![label]);
 }
 
@@ -996,7 +996,7 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
     );
     let table: Vec<&str> = stderr
         .lines()
-        .skip_while(|l| !l.starts_with("stage "))
+        .skip_while(|l| !l.starts_with("STAGE "))
         .collect();
     assert!(
         table
@@ -1190,7 +1190,7 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -1209,7 +1209,7 @@ async fn pacing_stays_under_ebs_own_throttle() {
     w.emu
         .script_next_deploy(&w.environment, Script::success(Duration::from_millis(600)));
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let throttled = |calls: Vec<integration::eb_emulator::Call>| {
         calls.iter().filter(|c| c.status == 400).count()
     };
@@ -1300,7 +1300,7 @@ async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
     });
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert!(!r.deploy.as_ref().unwrap().resumed);
     assert_eq!(w.deployed_labels(), vec![label.clone(), label]);
     assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
@@ -1316,7 +1316,7 @@ async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
         Script::success(Duration::from_millis(200)),
     );
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let updates = w.emu.calls_of("UpdateEnvironment");
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].status, 400, "EB refused the first update");

@@ -47,7 +47,7 @@ pub struct DeployRequest<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum DeployVerdict {
     /// Deployed and healthy.
     Succeeded,
     /// The version already ran, healthy: nothing was done.
@@ -63,11 +63,11 @@ pub enum Verdict {
     DryRun,
 }
 
-impl Verdict {
+impl DeployVerdict {
     pub fn ok(self) -> bool {
         matches!(
             self,
-            Verdict::Succeeded | Verdict::AlreadyDeployed | Verdict::DryRun
+            DeployVerdict::Succeeded | DeployVerdict::AlreadyDeployed | DeployVerdict::DryRun
         )
     }
 }
@@ -85,7 +85,7 @@ pub struct Previous {
 pub struct DeployOutcome {
     pub environment: String,
     pub label: String,
-    pub verdict: Verdict,
+    pub verdict: DeployVerdict,
     pub message: String,
     pub previous: Option<Previous>,
     pub request_id: Option<String>,
@@ -212,7 +212,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
         if health.problems.is_empty() {
             return Ok(outcome(
                 req,
-                Verdict::AlreadyDeployed,
+                DeployVerdict::AlreadyDeployed,
                 format!(
                     "{label} already runs on {name} and is healthy ({}); nothing to do",
                     health.summary
@@ -252,7 +252,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
         });
         let mut o = outcome(
             req,
-            Verdict::DryRun,
+            DeployVerdict::DryRun,
             format!("would deploy {label} to {name} (now running {running})"),
             None,
         );
@@ -280,7 +280,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
                 Ok(_) if again => deploy_attempt(eb, req, false).await,
                 Ok(_) => Ok(outcome(
                     req,
-                    Verdict::Locked,
+                    DeployVerdict::Locked,
                     format!("another deploy started on {name} twice while this one prepared; nothing was changed: re-run to deploy {label}"),
                     None,
                 )),
@@ -323,7 +323,7 @@ pub async fn rollback(
     let skip = |label: &str, why: String| DeployOutcome {
         environment: req.environment.to_string(),
         label: label.to_string(),
-        verdict: Verdict::Skipped,
+        verdict: DeployVerdict::Skipped,
         message: why,
         previous: None,
         request_id: None,
@@ -356,14 +356,14 @@ pub async fn rollback(
 }
 
 fn finish_state(req: &DeployRequest<'_>, o: &DeployOutcome) {
-    if o.verdict != Verdict::TimedOut {
+    if o.verdict != DeployVerdict::TimedOut {
         clear_state(req);
     }
 }
 
 fn outcome(
     req: &DeployRequest<'_>,
-    verdict: Verdict,
+    verdict: DeployVerdict,
     message: String,
     request_id: Option<String>,
 ) -> DeployOutcome {
@@ -470,7 +470,7 @@ async fn wait_ready(
         if now >= until {
             return Ok(Err(outcome(
                 req,
-                Verdict::Locked,
+                DeployVerdict::Locked,
                 format!(
                     "{} is still {} (deploying version {other}) after waiting {}; nothing was changed: re-run when that deploy is over, or raise --lock-wait",
                     req.environment,
@@ -644,7 +644,7 @@ async fn wait_for(
     let mut settle_until: Option<Instant> = None;
     let mut last_state = String::new();
     let rid = request_id.map(str::to_string);
-    let done = |verdict: Verdict, message: String, events: &Vec<String>| {
+    let done = |verdict: DeployVerdict, message: String, events: &Vec<String>| {
         let mut o = outcome(req, verdict, message, rid.clone());
         o.events = events.clone();
         o
@@ -661,7 +661,7 @@ async fn wait_for(
         );
         if let Some(text) = absorb(name, &fresh, &mut events, &mut newest) {
             return Ok(done(
-                Verdict::Failed,
+                DeployVerdict::Failed,
                 format!(
                     "the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""
                 ),
@@ -697,10 +697,10 @@ async fn wait_for(
                 // EB went back; its failure event may have come after our last look.
                 let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
                 if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
-                    return Ok(done(Verdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
+                    return Ok(done(DeployVerdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
                 }
                 return Ok(done(
-                    Verdict::Failed,
+                    DeployVerdict::Failed,
                     format!("the deploy of {label} to {name} failed: the environment is Ready but runs {running}; EB went back to it (see the events above or in the EB console)"),
                     &events,
                 ));
@@ -711,13 +711,13 @@ async fn wait_for(
                 let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
                 if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
                     return Ok(done(
-                        Verdict::Failed,
+                        DeployVerdict::Failed,
                         format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""),
                         &events,
                     ));
                 }
                 return Ok(done(
-                    Verdict::Succeeded,
+                    DeployVerdict::Succeeded,
                     format!("{label} runs on {name}: Ready, health {}", health.summary),
                     &events,
                 ));
@@ -725,7 +725,7 @@ async fn wait_for(
             let until = *settle_until.get_or_insert_with(|| Instant::now() + req.health_settle);
             if Instant::now() >= until {
                 return Ok(done(
-                    Verdict::Failed,
+                    DeployVerdict::Failed,
                     format!(
                         "the deploy of {label} to {name} completed but the environment is not healthy after {}: {}",
                         humantime::format_duration(req.health_settle),
@@ -773,7 +773,7 @@ fn timed_out(
     };
     let mut o = outcome(
         req,
-        Verdict::TimedOut,
+        DeployVerdict::TimedOut,
         format!(
             "no verdict on the deploy of {label} to {name} after {} (last seen: {state}); it may still be running. \
              Look at it in the EB console (https://{region}.console.aws.amazon.com/elasticbeanstalk/home?region={region}#/environments) \
