@@ -13,6 +13,7 @@ mod build;
 mod bundle;
 mod deploy;
 mod docs;
+mod doctor;
 mod env;
 mod iam_policy;
 mod lint;
@@ -65,6 +66,7 @@ enum Command {
     Local(local::Cmd),
     IamPolicy(iam_policy::Cmd),
     Preview(preview::Cmd),
+    Doctor(doctor::Cmd),
     Docs(docs::Cmd),
     /// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
     #[command(subcommand)]
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
             Command::Local(cmd) => cmd.run(&global).await,
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
+            Command::Doctor(cmd) => cmd.run(&global).await,
             Command::Docs(cmd) => cmd.run(&global),
             Command::Env(cmd) => cmd.run(&global).await,
             Command::Secrets(cmd) => cmd.run(&global).await,
