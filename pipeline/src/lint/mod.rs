@@ -15,7 +15,7 @@ mod rule_tests;
 pub mod secrets;
 
 pub use dockerrun::lint_dockerrun;
-pub use ebext::{lint_ebextension, lint_hooks};
+pub use ebext::{lint_ebextension, lint_file_secrets, lint_hooks};
 
 /// How bad a finding is: errors stop the bundle, warnings are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,12 +70,14 @@ rules! {
     DR_CYCLE = "DR015" "depends-on-cycle" Error "dependsOn has no cycle";
     DR_SECRETS_ARN = "DR016" "secrets-value-from" Error "secrets take an ARN and need executionRoleArn";
     DR_UNKNOWN = "DR017" "unknown-field" Warning "fields are known to EB's ECS platform";
+    DR_SECRET_COMMAND = "DR018" "secret-in-command" Error "no secret in a container's command or entryPoint";
     EX_PARSE = "EX001" "config-invalid" Error "the file is valid YAML or JSON, a mapping at the top";
     EX_KEYS = "EX002" "config-keys" Error "only known top-level keys";
     EX_OPTIONS = "EX003" "option-settings" Error "option_settings has a valid shape";
     EX_MIGRATE = "EX004" "migrate-in-container-commands" Warning "migrations run after the new containers start";
     EX_HEALTH = "EX005" "health-check-path" Warning "HealthCheckPath matches the verify path";
     EX_SECRET = "EX006" "secret-in-option-settings" Error "no secret in environment properties";
+    EX_SECRET_TEXT = "EX007" "secret-in-files" Error "no secret in files, commands, their env or platform hooks";
     PL_HOOK = "PL001" "hook-executable" Error "platform hooks are executable";
 }
 
@@ -93,6 +95,10 @@ pub struct Finding {
     pub field: String,
     pub message: String,
     pub hint: String,
+    /// The secret-looking value the finding is about, never printed: whatever shows the
+    /// bundle's files (the preview) masks it.
+    #[serde(skip)]
+    pub secret: Option<String>,
 }
 
 impl Finding {
@@ -113,7 +119,14 @@ impl Finding {
             field: field.into(),
             message: message.into(),
             hint: hint.into(),
+            secret: None,
         }
+    }
+
+    /// Remembers the secret value the finding is about (see [`Finding::secret`]).
+    pub fn with_secret(mut self, value: impl Into<String>) -> Self {
+        self.secret = Some(value.into());
+        self
     }
 
     pub fn at(mut self, (line, column): (usize, usize)) -> Self {
@@ -171,6 +184,20 @@ impl Report {
         self.findings.sort_by(|a, b| {
             (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule))
         });
+    }
+
+    /// The secret values the findings are about, longest first (so that masking one never
+    /// leaves part of a longer one).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .findings
+            .iter()
+            .filter_map(|f| f.secret.clone())
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        out.dedup();
+        out
     }
 
     /// Human text: one finding a paragraph, then a count.
