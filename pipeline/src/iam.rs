@@ -1,18 +1,29 @@
-//! The least-privilege IAM policy of the deploy role, and the trust policy that lets one GitHub
-//! environment of one repository assume it through OIDC.
+//! The IAM policies of the deploy and preview roles, every statement justified, scoped to one
+//! environment; and the trust policy that lets one GitHub environment assume a role through OIDC.
 //!
-//! Scoped by region, account, application, EB environment, bundle bucket and ECR repositories.
-//! `UpdateEnvironment` runs with the caller's permissions: Elastic Beanstalk updates the
-//! environment's CloudFormation stack (`awseb-e-*`), suspends and resumes its Auto Scaling
-//! group's processes, registers instances with its load balancer and reads/writes its own
-//! storage bucket (`elasticbeanstalk-REGION-ACCOUNT`), so those appear here, limited to the
-//! resources EB names `awseb-*`. Describe calls that IAM cannot scope take `*`.
+//! Each statement is built from a [`Grant`]: its actions, its resources, the commands and stages
+//! that need it, and the AWS page that says so (`iam-policy --explain` prints them). Two facts
+//! shape the deploy role:
+//!
+//! - `UpdateEnvironment` runs with the caller's permissions. When the bundle's `option_settings`
+//!   differ from the environment's (ours set `RootVolumeSize`, `HealthCheckPath`,
+//!   `MatcherHTTPCode`), Elastic Beanstalk updates the environment's CloudFormation stack, which
+//!   then changes the launch template, the Auto Scaling group and the target group, passes the
+//!   instance profile's role to EC2, and writes the environment's state into EB's own bucket.
+//!   All of that is checked against the caller's policy.
+//! - Those resources are named after the environment *id* (`awseb-e-abc123-stack`), which
+//!   `DescribeEnvironments` gives. With the id, resources are named exactly; without it (no AWS
+//!   access when the policy is printed), the statements fall back to the tag Elastic Beanstalk
+//!   puts on everything it creates, `elasticbeanstalk:environment-name`.
+
+use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::config::{Config, Target};
+use crate::config::Config;
+use crate::ops::AwsEnvironment;
 
 /// The OIDC provider of GitHub Actions.
 pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
@@ -20,16 +31,28 @@ pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
 /// IAM's policy language version.
 pub const POLICY_VERSION: &str = "2012-10-17";
 
+/// AWS's managed policy that grants everything Elastic Beanstalk may do on a user's behalf.
+pub const EB_MANAGED_POLICY: &str =
+    "arn:aws:iam::aws:policy/AdministratorAccess-AWSElasticBeanstalk";
+
+/// The tag Elastic Beanstalk puts on the stack, Auto Scaling group, launch template, load
+/// balancer and target groups it creates for an environment.
+pub const EB_ENVIRONMENT_TAG: &str = "elasticbeanstalk:environment-name";
+
+/// The default role of the EB instance profile, and of the EB service role.
+pub const DEFAULT_INSTANCE_ROLE: &str = "aws-elasticbeanstalk-ec2-role";
+pub const DEFAULT_SERVICE_ROLE: &str = "aws-elasticbeanstalk-service-role";
+
 /// An IAM policy document, its keys in the order people write them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Policy {
     pub version: &'static str,
     pub statement: Vec<Statement>,
 }
 
-/// One `Allow` statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One `Allow` statement, and why it is there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Statement {
     pub sid: String,
@@ -38,6 +61,17 @@ pub struct Statement {
     /// One resource is written as a string, several as a list.
     #[serde(serialize_with = "one_or_many")]
     pub resource: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Value>,
+    /// Which commands and stages call these actions (printed by `--explain`, not part of IAM).
+    #[serde(skip)]
+    pub needed_by: Vec<&'static str>,
+    /// Why, in one sentence.
+    #[serde(skip)]
+    pub why: &'static str,
+    /// The AWS documentation page that says so.
+    #[serde(skip)]
+    pub doc: &'static str,
 }
 
 fn one_or_many<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
@@ -47,226 +81,491 @@ fn one_or_many<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Err
     }
 }
 
-fn stmt(sid: &str, actions: &[&str], resource: Vec<String>) -> Statement {
-    Statement {
-        sid: sid.to_string(),
-        effect: "Allow",
-        action: actions.iter().map(|a| a.to_string()).collect(),
-        resource,
+/// A statement before it is scoped: what it allows, to whom it matters, and the evidence.
+struct Grant {
+    sid: &'static str,
+    actions: &'static [&'static str],
+    needed_by: &'static [&'static str],
+    why: &'static str,
+    doc: &'static str,
+}
+
+impl Grant {
+    fn on(&self, resource: Vec<String>) -> Statement {
+        Statement {
+            sid: self.sid.to_string(),
+            effect: "Allow",
+            action: self.actions.iter().map(|a| a.to_string()).collect(),
+            resource,
+            condition: None,
+            needed_by: self.needed_by.to_vec(),
+            why: self.why,
+            doc: self.doc,
+        }
+    }
+
+    fn anywhere(&self) -> Statement {
+        self.on(vec!["*".to_string()])
     }
 }
 
-fn any() -> Vec<String> {
-    vec!["*".to_string()]
+impl Statement {
+    fn when(mut self, condition: Value) -> Self {
+        self.condition = Some(condition);
+        self
+    }
 }
 
+const DOC_EB_AUTHZ: &str =
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticbeanstalk.html";
+const DOC_EB_UPDATE: &str =
+    "https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/AWSHowTo.iam.managed-policies.html";
+const DOC_EB_BUCKET: &str =
+    "https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/AWSHowTo.S3.html";
+const DOC_CFN: &str =
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudformation.html";
+const DOC_ASG_LT: &str =
+    "https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-launch-template-permissions.html";
+const DOC_ELB: &str = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html";
+const DOC_PASSROLE: &str =
+    "https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_passrole.html";
+const DOC_ECR_PUSH: &str =
+    "https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html";
+const DOC_ECR_AUTH: &str =
+    "https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html";
+const DOC_ECR_AUTHZ: &str =
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html";
+const DOC_S3_AUTHZ: &str =
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html";
+
+const EB_READ: Grant = Grant {
+    sid: "ElasticBeanstalkRead",
+    actions: &[
+        "elasticbeanstalk:DescribeApplicationVersions",
+        "elasticbeanstalk:DescribeApplications",
+        "elasticbeanstalk:DescribeEnvironments",
+        "elasticbeanstalk:DescribeEvents",
+    ],
+    needed_by: &[
+        "deploy: version (find or create the version), deploy (the lock, events, verdict), verify (the CNAME)",
+        "preview: the running version",
+        "doctor: the application and environment",
+    ],
+    why: "these list calls name no single environment, so IAM checks them against every resource they may return: only `*` works",
+    doc: DOC_EB_AUTHZ,
+};
+
+const EB_ENV_READ: Grant = Grant {
+    sid: "EnvironmentRead",
+    actions: &[
+        "elasticbeanstalk:DescribeConfigurationSettings",
+        "elasticbeanstalk:DescribeEnvironmentHealth",
+        "elasticbeanstalk:DescribeInstancesHealth",
+    ],
+    needed_by: &[
+        "deploy: deploy (enhanced health and each instance's deployment in the verdict)",
+        "doctor: platform, enhanced health and environment properties",
+    ],
+    why: "health and settings of this environment only",
+    doc: DOC_EB_AUTHZ,
+};
+
+const EB_VERSIONS: Grant = Grant {
+    sid: "ApplicationVersions",
+    actions: &["elasticbeanstalk:CreateApplicationVersion"],
+    needed_by: &["deploy: version (CreateApplicationVersion with Process=true)"],
+    why: "versions of this application only",
+    doc: DOC_EB_AUTHZ,
+};
+
+const EB_UPDATE: Grant = Grant {
+    sid: "UpdateEnvironment",
+    actions: &["elasticbeanstalk:UpdateEnvironment"],
+    needed_by: &["deploy: deploy and rollback (UpdateEnvironment with the version label)"],
+    why: "this environment only, and only from a version of this application",
+    doc: DOC_EB_AUTHZ,
+};
+
+const EB_STORAGE: Grant = Grant {
+    sid: "StorageLocation",
+    actions: &["elasticbeanstalk:CreateStorageLocation"],
+    needed_by: &["deploy: upload (the bucket, when `bucket` is not set)"],
+    why: "CreateStorageLocation returns (and creates once) the account's EB bucket; it has no resource",
+    doc: DOC_EB_BUCKET,
+};
+
+const BUNDLE_OBJECTS: Grant = Grant {
+    sid: "BundleObjects",
+    actions: &["s3:GetObject", "s3:PutObject"],
+    needed_by: &[
+        "deploy: upload (HeadObject to skip a bundle already there needs s3:GetObject; PutObject)",
+        "deploy: version (EB reads the bundle with the caller's permissions when it processes it)",
+        "preview: the running bundle",
+    ],
+    why: "bundles live under `<application>/` in the bucket: nothing else of the bucket",
+    doc: DOC_S3_AUTHZ,
+};
+
+const BUNDLE_BUCKET: Grant = Grant {
+    sid: "BundleBucket",
+    actions: &["s3:GetBucketLocation", "s3:ListBucket"],
+    needed_by: &["deploy: upload (HeadObject answers 404 instead of 403 only with ListBucket)"],
+    why: "listing limited to the application's prefix by the `s3:prefix` condition",
+    doc: DOC_S3_AUTHZ,
+};
+
+const EB_STATE: Grant = Grant {
+    sid: "EnvironmentState",
+    actions: &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+    needed_by: &[
+        "deploy: deploy (EB writes and deletes the environment's state under resources/environments/ with the caller's permissions)",
+    ],
+    why: "EB keeps each environment's state and logs under `resources/environments/<id>/` of its bucket; projects with hand-made policies report AccessDenied on s3:DeleteObject there",
+    doc: DOC_EB_BUCKET,
+};
+
+const STACK: Grant = Grant {
+    sid: "EnvironmentStack",
+    actions: &[
+        "cloudformation:CancelUpdateStack",
+        "cloudformation:DescribeStackEvents",
+        "cloudformation:DescribeStackResource",
+        "cloudformation:DescribeStackResources",
+        "cloudformation:DescribeStacks",
+        "cloudformation:GetTemplate",
+        "cloudformation:UpdateStack",
+    ],
+    needed_by: &["deploy: deploy (a bundle whose option_settings differ from the environment's updates its stack)"],
+    why: "the environment's own stack, `awseb-<environment id>-stack`",
+    doc: DOC_CFN,
+};
+
+const AUTOSCALING: Grant = Grant {
+    sid: "EnvironmentAutoScaling",
+    actions: &[
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:ResumeProcesses",
+        "autoscaling:SuspendProcesses",
+        "autoscaling:UpdateAutoScalingGroup",
+    ],
+    needed_by: &["deploy: deploy (EB suspends the group's processes during a deploy; a changed launch setting updates the group)"],
+    why: "the environment's own Auto Scaling group, by its EB tag",
+    doc: DOC_ASG_LT,
+};
+
+const LAUNCH_TEMPLATE: Grant = Grant {
+    sid: "EnvironmentLaunchTemplate",
+    actions: &[
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:DeleteLaunchTemplateVersions",
+        "ec2:ModifyLaunchTemplate",
+    ],
+    needed_by: &["deploy: deploy (RootVolumeSize and other launch settings make a new launch template version)"],
+    why: "the environment's own launch template, by its EB tag",
+    doc: DOC_ASG_LT,
+};
+
+const RUN_INSTANCES: Grant = Grant {
+    sid: "LaunchFromTemplate",
+    actions: &["ec2:CreateTags", "ec2:RunInstances"],
+    needed_by: &["deploy: deploy (updating an Auto Scaling group to a launch template version checks that the caller may launch from it)"],
+    why: "only instances launched from a launch template",
+    doc: DOC_ASG_LT,
+};
+
+const PASS_ROLE: Grant = Grant {
+    sid: "PassEnvironmentRoles",
+    actions: &["iam:PassRole"],
+    needed_by: &["deploy: deploy (the new launch template version carries the instance profile; the stack update passes the service role)"],
+    why: "only the instance profile's role to EC2 and the service role to Elastic Beanstalk",
+    doc: DOC_PASSROLE,
+};
+
+const TARGET_GROUP: Grant = Grant {
+    sid: "EnvironmentLoadBalancer",
+    actions: &[
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
+        "elasticloadbalancing:RegisterTargets",
+    ],
+    needed_by: &["deploy: deploy (HealthCheckPath and MatcherHTTPCode modify the target group; instances are registered as they are replaced)"],
+    why: "the environment's own target groups, by their EB tag",
+    doc: DOC_ELB,
+};
+
+const DESCRIBE: Grant = Grant {
+    sid: "EnvironmentDescribe",
+    actions: &[
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",
+        "autoscaling:DescribeLaunchConfigurations",
+        "autoscaling:DescribeScalingActivities",
+        "ec2:DescribeImages",
+        "ec2:DescribeInstances",
+        "ec2:DescribeLaunchTemplateVersions",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+    ],
+    needed_by: &["deploy: deploy (EB describes the environment's resources while it updates them)"],
+    why: "Describe calls of EC2, Auto Scaling and ELB have no resource-level permissions: only `*` works",
+    doc: DOC_EB_UPDATE,
+};
+
+const ECR_LOGIN: Grant = Grant {
+    sid: "EcrLogin",
+    actions: &["ecr:GetAuthorizationToken"],
+    needed_by: &["deploy: push (docker login to the registry)"],
+    why: "the token is for the whole registry: GetAuthorizationToken has no resource",
+    doc: DOC_ECR_AUTH,
+};
+
+const ECR_READ: Grant = Grant {
+    sid: "EcrRead",
+    actions: &[
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:DescribeImages",
+        "ecr:DescribeRepositories",
+        "ecr:GetDownloadUrlForLayer",
+    ],
+    needed_by: &[
+        "deploy: push (is the release's tag there already?), render (the external images' tags)",
+        "doctor: the repositories and tags",
+    ],
+    why: "only the repositories the template refers to",
+    doc: DOC_ECR_AUTHZ,
+};
+
+const ECR_PUSH: Grant = Grant {
+    sid: "EcrPush",
+    actions: &[
+        "ecr:CompleteLayerUpload",
+        "ecr:InitiateLayerUpload",
+        "ecr:PutImage",
+        "ecr:UploadLayerPart",
+    ],
+    needed_by: &["deploy: push (layers to the registry, then PutImage)"],
+    why: "only the repositories this repository builds; ECR has no condition key for the image tag, so a push cannot be limited to a tag pattern: immutable tags (what `doctor --fix` and `push --create-repository` create) stop any role from overwriting a tag another environment runs",
+    doc: DOC_ECR_PUSH,
+};
+
+const ECR_CREATE: Grant = Grant {
+    sid: "EcrCreateRepository",
+    actions: &["ecr:CreateRepository"],
+    needed_by: &[
+        "push --create-repository and doctor --fix: a missing repository of a built image",
+    ],
+    why: "only the repositories this repository builds",
+    doc: DOC_ECR_AUTHZ,
+};
+
 /// What the policy is for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PolicyRequest<'a> {
     pub environment: &'a str,
     /// The AWS account id (else the configuration's).
     pub account: Option<&'a str>,
+    /// The Elastic Beanstalk environment id (`e-abc123`), from `DescribeEnvironments`: names the
+    /// environment's stack and its bucket prefix exactly. Without it, tags scope them.
+    pub environment_id: Option<&'a str>,
+    /// Role of the environment's instance profile (default [`DEFAULT_INSTANCE_ROLE`]).
+    pub instance_role: Option<&'a str>,
+    /// The environment's service role (default [`DEFAULT_SERVICE_ROLE`]).
+    pub service_role: Option<&'a str>,
+}
+
+/// Everything the statements are scoped by.
+struct Scope {
+    region: String,
+    account: String,
+    application: String,
+    eb_environment: String,
+    environment_id: Option<String>,
+    buckets: Vec<String>,
+    eb_bucket: String,
+    own_bucket: bool,
+}
+
+impl Scope {
+    fn new(config: &Config, req: &PolicyRequest<'_>) -> Result<Self> {
+        let env = AwsEnvironment::resolve(config, req.environment, "iam-policy")?;
+        let account = req
+            .account
+            .map(str::to_string)
+            .or_else(|| config.account.clone())
+            .context("the AWS account id is unknown: pass --account ID, set `account` in the configuration, or set DEPLOY_ACCOUNT")?;
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+            bail!("AWS account id {account:?} is not 12 digits: check --account, `account` or DEPLOY_ACCOUNT");
+        }
+        if let Some(id) = req.environment_id {
+            if !id.starts_with("e-")
+                || id.len() < 4
+                || !id[2..].chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                bail!("Elastic Beanstalk environment id {id:?} is not of the form e-abc123");
+            }
+        }
+        let eb_bucket = format!("elasticbeanstalk-{}-{account}", env.region);
+        let mut buckets = vec![eb_bucket.clone()];
+        if let Some(b) = env.spec.bucket.as_deref().filter(|b| *b != eb_bucket) {
+            buckets.insert(0, b.to_string());
+        }
+        Ok(Self {
+            region: env.region,
+            application: env.application,
+            eb_environment: env.eb_environment,
+            environment_id: req.environment_id.map(str::to_string),
+            own_bucket: env.spec.bucket.is_some(),
+            buckets,
+            eb_bucket,
+            account,
+        })
+    }
+
+    fn arn(&self, service: &str, resource: &str) -> String {
+        format!(
+            "arn:aws:{service}:{}:{}:{resource}",
+            self.region, self.account
+        )
+    }
+
+    fn eb(&self, resource: &str) -> String {
+        self.arn("elasticbeanstalk", resource)
+    }
+
+    fn environment_arn(&self) -> String {
+        self.eb(&format!(
+            "environment/{}/{}",
+            self.application, self.eb_environment
+        ))
+    }
+
+    fn application_arn(&self) -> String {
+        self.eb(&format!("application/{}", self.application))
+    }
+
+    /// `aws:ResourceTag/elasticbeanstalk:environment-name` = this environment.
+    fn tagged(&self) -> Value {
+        json!({"StringEquals": {format!("aws:ResourceTag/{EB_ENVIRONMENT_TAG}"): self.eb_environment}})
+    }
+
+    fn ecr(&self, repository: &str) -> String {
+        self.arn("ecr", &format!("repository/{repository}"))
+    }
 }
 
 /// The deploy role's permissions policy for `req.environment` of `config`.
 pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy> {
-    let env = config.environment(req.environment)?;
-    if env.target != Target::Aws {
-        bail!(
-            "environment {:?} in {} has target = \"{}\": it deploys to the local Docker Engine and needs no AWS policy",
-            req.environment,
-            config.path.display(),
-            env.target
-        );
-    }
-    let account = req
-        .account
-        .map(str::to_string)
-        .or_else(|| config.account.clone())
-        .context("the AWS account id is unknown: pass --account ID, set `account` in the configuration, or set DEPLOY_ACCOUNT")?;
-    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
-        bail!("AWS account id {account:?} is not 12 digits: check --account, `account` or DEPLOY_ACCOUNT");
-    }
-    let region = &config.region;
-    let app = &config.application;
-    let eb_env = env
-        .eb_environment
-        .as_deref()
-        .context("the environment has no `eb_environment`")?;
-    let eb = |resource: &str| format!("arn:aws:elasticbeanstalk:{region}:{account}:{resource}");
-    let eb_bucket = format!("elasticbeanstalk-{region}-{account}");
-
+    let s = Scope::new(config, req)?;
     let mut statements = vec![
-        stmt(
-            "ElasticBeanstalkRead",
-            &[
-                "elasticbeanstalk:DescribeApplicationVersions",
-                "elasticbeanstalk:DescribeApplications",
-                "elasticbeanstalk:DescribeConfigurationSettings",
-                "elasticbeanstalk:DescribeEnvironmentHealth",
-                "elasticbeanstalk:DescribeEnvironmentResources",
-                "elasticbeanstalk:DescribeEnvironments",
-                "elasticbeanstalk:DescribeEvents",
-                "elasticbeanstalk:DescribeInstancesHealth",
-            ],
-            any(),
-        ),
-        stmt(
-            "ApplicationVersions",
-            &[
-                "elasticbeanstalk:CreateApplicationVersion",
-                "elasticbeanstalk:DeleteApplicationVersion",
-                "elasticbeanstalk:UpdateApplicationVersion",
-            ],
-            vec![
-                eb(&format!("application/{app}")),
-                eb(&format!("applicationversion/{app}/*")),
-            ],
-        ),
-        stmt(
-            "UpdateEnvironment",
-            &["elasticbeanstalk:UpdateEnvironment"],
-            vec![
-                eb(&format!("environment/{app}/{eb_env}")),
-                eb(&format!("applicationversion/{app}/*")),
-                eb(&format!("configurationtemplate/{app}/*")),
-                format!("arn:aws:elasticbeanstalk:{region}::solutionstack/*"),
-                format!("arn:aws:elasticbeanstalk:{region}::platform/*"),
-            ],
-        ),
+        EB_READ.anywhere(),
+        EB_ENV_READ.on(vec![s.environment_arn()]),
+        EB_VERSIONS.on(vec![
+            s.application_arn(),
+            s.eb(&format!("applicationversion/{}/*", s.application)),
+        ]),
+        EB_UPDATE
+            .on(vec![s.environment_arn()])
+            .when(json!({"StringEquals": {"elasticbeanstalk:InApplication": s.application_arn()}})),
     ];
-    if env.bucket.is_none() {
-        statements.push(stmt(
-            "StorageLocation",
-            &["elasticbeanstalk:CreateStorageLocation"],
-            any(),
+    if !s.own_bucket {
+        statements.push(EB_STORAGE.anywhere());
+    }
+    statements.push(
+        BUNDLE_OBJECTS.on(s
+            .buckets
+            .iter()
+            .map(|b| format!("arn:aws:s3:::{b}/{}/*", s.application))
+            .collect()),
+    );
+    statements.push(
+        BUNDLE_BUCKET
+            .on(s.buckets.iter().map(|b| format!("arn:aws:s3:::{b}")).collect())
+            .when(json!({"StringLike": {"s3:prefix": [format!("{}/*", s.application), "resources/environments/*"]}})),
+    );
+    let env_prefix = match &s.environment_id {
+        Some(id) => format!("resources/environments/{id}/*"),
+        None => "resources/environments/*".to_string(),
+    };
+    let mut state = vec![format!("arn:aws:s3:::{}/{env_prefix}", s.eb_bucket)];
+    if let Some(id) = &s.environment_id {
+        state.push(format!(
+            "arn:aws:s3:::{}/resources/environments/logs/*/{id}/*",
+            s.eb_bucket
         ));
     }
-    let mut buckets = vec![eb_bucket.clone()];
-    if let Some(b) = env.bucket.as_deref().filter(|b| *b != eb_bucket) {
-        buckets.insert(0, b.to_string());
-    }
-    statements.push(stmt(
-        "BundleObjects",
-        &[
-            "s3:GetObject",
-            "s3:GetObjectAcl",
-            "s3:PutObject",
-            "s3:PutObjectAcl",
-        ],
-        buckets
-            .iter()
-            .map(|b| format!("arn:aws:s3:::{b}/*"))
-            .collect::<Vec<_>>(),
-    ));
-    statements.push(stmt(
-        "BundleBuckets",
-        &[
-            "s3:GetBucketLocation",
-            "s3:GetBucketPolicy",
-            "s3:ListBucket",
-        ],
-        buckets
-            .iter()
-            .map(|b| format!("arn:aws:s3:::{b}"))
-            .collect::<Vec<_>>(),
-    ));
-    statements.push(stmt(
-        "EnvironmentStack",
-        &[
-            "cloudformation:CancelUpdateStack",
-            "cloudformation:DescribeStackEvents",
-            "cloudformation:DescribeStackResource",
-            "cloudformation:DescribeStackResources",
-            "cloudformation:DescribeStacks",
-            "cloudformation:GetTemplate",
-            "cloudformation:UpdateStack",
-        ],
-        vec![format!(
-            "arn:aws:cloudformation:{region}:{account}:stack/awseb-e-*"
-        )],
-    ));
-    statements.push(stmt(
-"EnvironmentAutoScaling",
-&[
-            "autoscaling:ResumeProcesses",
-            "autoscaling:SuspendProcesses",
-            "autoscaling:UpdateAutoScalingGroup"
-        ],
-vec![format!("arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/awseb-e-*")],
-));
-    statements.push(stmt(
-        "EnvironmentLoadBalancer",
-        &[
-            "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
-            "elasticloadbalancing:DeregisterTargets",
-            "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
-            "elasticloadbalancing:RegisterTargets",
-        ],
-        vec![
-            format!("arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/awseb-*"),
-            format!("arn:aws:elasticloadbalancing:{region}:{account}:targetgroup/awseb-*"),
-        ],
-    ));
-    statements.push(stmt(
-        "EnvironmentDescribe",
-        &[
-            "autoscaling:DescribeAutoScalingGroups",
-            "autoscaling:DescribeAutoScalingInstances",
-            "autoscaling:DescribeLaunchConfigurations",
-            "autoscaling:DescribeScalingActivities",
-            "ec2:DescribeImages",
-            "ec2:DescribeInstances",
-            "ec2:DescribeLaunchTemplateVersions",
-            "ec2:DescribeSecurityGroups",
-            "ec2:DescribeSubnets",
-            "ec2:DescribeVpcs",
-            "elasticloadbalancing:DescribeInstanceHealth",
-            "elasticloadbalancing:DescribeLoadBalancers",
-            "elasticloadbalancing:DescribeTargetGroups",
-            "elasticloadbalancing:DescribeTargetHealth",
-        ],
-        any(),
-    ));
+    statements.push(EB_STATE.on(state));
+    statements.push(match &s.environment_id {
+        Some(id) => STACK.on(vec![
+            s.arn("cloudformation", &format!("stack/awseb-{id}-stack/*"))
+        ]),
+        None => STACK
+            .on(vec![s.arn("cloudformation", "stack/awseb-e-*-stack/*")])
+            .when(s.tagged()),
+    });
+    statements.push(match &s.environment_id {
+        Some(id) => AUTOSCALING.on(vec![s.arn(
+            "autoscaling",
+            &format!("autoScalingGroup:*:autoScalingGroupName/awseb-{id}-AWSEBAutoScalingGroup-*"),
+        )]),
+        None => AUTOSCALING
+            .on(vec![s.arn(
+                "autoscaling",
+                "autoScalingGroup:*:autoScalingGroupName/awseb-e-*",
+            )])
+            .when(s.tagged()),
+    });
+    statements.push(
+        LAUNCH_TEMPLATE
+            .on(vec![s.arn("ec2", "launch-template/*")])
+            .when(s.tagged()),
+    );
+    statements.push(
+        RUN_INSTANCES
+            .anywhere()
+            .when(json!({"ArnLike": {"ec2:LaunchTemplate": s.arn("ec2", "launch-template/*")}})),
+    );
+    let role = |name: &str| format!("arn:aws:iam::{}:role/{name}", s.account);
+    statements.push(
+        PASS_ROLE
+            .on(vec![
+                role(req.instance_role.unwrap_or(DEFAULT_INSTANCE_ROLE)),
+                role(req.service_role.unwrap_or(DEFAULT_SERVICE_ROLE)),
+            ])
+            .when(json!({"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "elasticbeanstalk.amazonaws.com"]}})),
+    );
+    statements.push(
+        TARGET_GROUP
+            .on(vec![s.arn("elasticloadbalancing", "targetgroup/awseb-*")])
+            .when(s.tagged()),
+    );
+    statements.push(DESCRIBE.anywhere());
 
-    let ecr = |repo: &str| format!("arn:aws:ecr:{region}:{account}:repository/{repo}");
     let pushed: Vec<String> = config
         .built_images()
-        .map(|(_, image, _)| ecr(&image.repository))
+        .map(|(_, image, _)| s.ecr(&image.repository))
         .collect();
     let mut read: Vec<String> = config
         .external_images()
         .filter(|(_, image)| !image.has_registry_host())
-        .map(|(_, image)| ecr(&image.repository))
+        .map(|(_, image)| s.ecr(&image.repository))
         .chain(pushed.iter().cloned())
         .collect();
     read.sort();
     read.dedup();
     if !read.is_empty() {
-        statements.push(stmt("EcrLogin", &["ecr:GetAuthorizationToken"], any()));
-        statements.push(stmt(
-            "EcrRead",
-            &[
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:DescribeImages",
-                "ecr:DescribeRepositories",
-                "ecr:GetDownloadUrlForLayer",
-            ],
-            read,
-        ));
+        statements.push(ECR_LOGIN.anywhere());
+        statements.push(ECR_READ.on(read));
     }
     if !pushed.is_empty() {
-        statements.push(stmt(
-            "EcrPush",
-            &[
-                "ecr:CompleteLayerUpload",
-                "ecr:InitiateLayerUpload",
-                "ecr:PutImage",
-                "ecr:UploadLayerPart",
-            ],
-            pushed,
-        ));
+        statements.push(ECR_PUSH.on(pushed.clone()));
+        statements.push(ECR_CREATE.on(pushed));
     }
     Ok(Policy {
         version: POLICY_VERSION,
@@ -276,27 +575,196 @@ vec![format!("arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScal
 
 /// The read-only policy of the preview role: find the running version and download its bundle.
 pub fn preview_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy> {
-    let deploy = deploy_policy(config, req)?;
-    let buckets = deploy
-        .statement
-        .iter()
-        .find(|s| s.sid == "BundleObjects")
-        .map(|s| s.resource.clone())
-        .unwrap_or_default();
+    let s = Scope::new(config, req)?;
+    const PREVIEW_READ: Grant = Grant {
+        sid: "ElasticBeanstalkRead",
+        actions: &[
+            "elasticbeanstalk:DescribeApplicationVersions",
+            "elasticbeanstalk:DescribeEnvironments",
+        ],
+        needed_by: &["preview: the version the environment runs and its bundle's location"],
+        why: "list calls: only `*` works",
+        doc: DOC_EB_AUTHZ,
+    };
+    const PREVIEW_BUNDLE: Grant = Grant {
+        sid: "BundleRead",
+        actions: &["s3:GetObject"],
+        needed_by: &["preview: the running bundle, to diff against"],
+        why: "the application's bundles only",
+        doc: DOC_S3_AUTHZ,
+    };
     Ok(Policy {
         version: POLICY_VERSION,
         statement: vec![
-            stmt(
-                "ElasticBeanstalkRead",
-                &[
-                    "elasticbeanstalk:DescribeApplicationVersions",
-                    "elasticbeanstalk:DescribeEnvironments",
-                ],
-                any(),
-            ),
-            stmt("BundleRead", &["s3:GetObject"], buckets),
+            PREVIEW_READ.anywhere(),
+            PREVIEW_BUNDLE.on(s
+                .buckets
+                .iter()
+                .map(|b| format!("arn:aws:s3:::{b}/{}/*", s.application))
+                .collect()),
         ],
     })
+}
+
+/// The alternative that always works: AWS's managed Elastic Beanstalk policy attached to the
+/// role, plus this policy's ECR and bundle statements (the managed policy covers neither).
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagedAlternative {
+    /// Attach these managed policies to the role.
+    pub managed_policy_arns: Vec<&'static str>,
+    /// And this inline policy.
+    pub inline_policy: Policy,
+    /// The trade-off, in one paragraph.
+    pub trade_off: &'static str,
+}
+
+pub const MANAGED_TRADE_OFF: &str = "AdministratorAccess-AWSElasticBeanstalk lets the role do anything Elastic Beanstalk can do in the account: create, change and terminate every environment of every application, pass any role to EC2, and update any stack, Auto Scaling group and load balancer EB made. It keeps working when AWS changes what an update needs, which a hand-scoped policy may not; but a staging role that holds it can change production. Prefer the scoped policy, and keep the managed one for an account that runs nothing else, or as a first step while the scoped one is tried.";
+
+/// `iam-policy --managed`.
+pub fn managed_alternative(config: &Config, req: &PolicyRequest<'_>) -> Result<ManagedAlternative> {
+    let scoped = deploy_policy(config, req)?;
+    let keep = [
+        "BundleObjects",
+        "BundleBucket",
+        "EcrLogin",
+        "EcrRead",
+        "EcrPush",
+        "EcrCreateRepository",
+    ];
+    Ok(ManagedAlternative {
+        managed_policy_arns: vec![EB_MANAGED_POLICY],
+        inline_policy: Policy {
+            version: POLICY_VERSION,
+            statement: scoped
+                .statement
+                .into_iter()
+                .filter(|s| keep.contains(&s.sid.as_str()))
+                .collect(),
+        },
+        trade_off: MANAGED_TRADE_OFF,
+    })
+}
+
+/// `iam-policy --explain`: each statement, what needs it and AWS's page that says so.
+pub fn explain(policy: &Policy) -> String {
+    let mut out = String::new();
+    for s in &policy.statement {
+        out.push_str(&format!(
+            "{} ({} action{})\n",
+            s.sid,
+            s.action.len(),
+            if s.action.len() == 1 { "" } else { "s" }
+        ));
+        out.push_str(&format!("  scope:  {}\n", s.why));
+        for n in &s.needed_by {
+            out.push_str(&format!("  needed: {n}\n"));
+        }
+        out.push_str(&format!("  source: {}\n", s.doc));
+    }
+    out
+}
+
+/// The environment's id and roles, read from AWS when it can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvironmentFacts {
+    pub environment_id: Option<String>,
+    pub instance_role: Option<String>,
+    pub service_role: Option<String>,
+}
+
+/// Looks up the environment id (`DescribeEnvironments`) and its roles (`DescribeConfigurationSettings`:
+/// the instance profile is usually named after its role; the service role as EB stores it).
+pub async fn lookup(eb: &crate::eb::Eb, env: &AwsEnvironment) -> Result<EnvironmentFacts> {
+    let found = eb
+        .call("DescribeEnvironments", &env.eb_environment, |c| {
+            c.describe_environments()
+                .application_name(&env.application)
+                .environment_names(&env.eb_environment)
+                .include_deleted(false)
+                .send()
+        })
+        .await
+        .with_context(|| format!("cannot describe the environment {}", env.eb_environment))?;
+    let Some(id) = found
+        .environments()
+        .iter()
+        .find_map(|e| e.environment_id().map(str::to_string))
+    else {
+        bail!(
+            "no environment {} in application {} (region {})",
+            env.eb_environment,
+            env.application,
+            env.region
+        );
+    };
+    let mut facts = EnvironmentFacts {
+        environment_id: Some(id),
+        ..Default::default()
+    };
+    let settings = eb
+        .call("DescribeConfigurationSettings", &env.eb_environment, |c| {
+            c.describe_configuration_settings()
+                .application_name(&env.application)
+                .environment_name(&env.eb_environment)
+                .send()
+        })
+        .await;
+    if let Ok(settings) = settings {
+        for opt in settings
+            .configuration_settings()
+            .iter()
+            .flat_map(|c| c.option_settings())
+        {
+            let value = opt.value().filter(|v| !v.is_empty()).map(|v| {
+                // `arn:aws:iam::1:instance-profile/name` or a bare name.
+                v.rsplit('/').next().unwrap_or(v).to_string()
+            });
+            match (opt.namespace(), opt.option_name()) {
+                (Some("aws:autoscaling:launchconfiguration"), Some("IamInstanceProfile")) => {
+                    facts.instance_role = value
+                }
+                (Some("aws:elasticbeanstalk:environment"), Some("ServiceRole")) => {
+                    facts.service_role = value
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// [`lookup`] for `iam-policy`: asks AWS once, briefly; when AWS cannot be reached (no
+/// credentials, no network, no such environment yet), says so and what the policy falls back to.
+pub async fn lookup_or_explain(config: &Config, environment: &str) -> Result<EnvironmentFacts> {
+    let env = AwsEnvironment::resolve(config, environment, "iam-policy")?;
+    let session = crate::ops::Session::from_aws(
+        crate::aws::Aws::load(&config.region).await,
+        crate::eb::Pacing {
+            max_retries: 1,
+            ..Default::default()
+        },
+    );
+    let asked = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        lookup(&session.eb, &env),
+    );
+    let reason = match asked.await {
+        Ok(Ok(facts)) => {
+            tracing::info!(
+                "environment {} is {}: its stack, Auto Scaling group and state are named exactly",
+                env.eb_environment,
+                facts.environment_id.as_deref().unwrap_or("?")
+            );
+            return Ok(facts);
+        }
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "no answer from AWS in 15 s".to_string(),
+    };
+    tracing::warn!(
+        "could not look up the environment id of {} ({reason}): its stack, Auto Scaling group, launch template and target groups are scoped by the `{EB_ENVIRONMENT_TAG}` tag instead; pass --environment-id e-… for exact names",
+        env.eb_environment
+    );
+    Ok(EnvironmentFacts::default())
 }
 
 /// The trust policy that lets GitHub Actions jobs of `repository` (`owner/name`) running in
@@ -327,6 +795,15 @@ pub fn trust_policy(account: &str, repository: &str, github_environment: &str) -
     }))
 }
 
+/// The statements of `policy` by id (tests take one out at a time).
+pub fn by_sid(policy: &Policy) -> BTreeMap<&str, &Statement> {
+    policy
+        .statement
+        .iter()
+        .map(|s| (s.sid.as_str(), s))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,34 +816,127 @@ mod tests {
         c
     }
 
+    fn req<'a>(environment: &'a str, account: Option<&'a str>) -> PolicyRequest<'a> {
+        PolicyRequest {
+            environment,
+            account,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn staging_policy_snapshot() {
+        let policy = deploy_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap();
+        insta::assert_snapshot!(serde_json::to_string_pretty(&policy).unwrap());
+    }
+
+    #[test]
+    fn with_the_environment_id_the_stack_and_state_are_named_exactly() {
         let policy = deploy_policy(
             &antenna(),
             &PolicyRequest {
-                environment: "staging",
-                account: Some("123456789012"),
+                environment_id: Some("e-abc123"),
+                ..req("staging", Some("123456789012"))
             },
         )
         .unwrap();
-        insta::assert_snapshot!(serde_json::to_string_pretty(&policy).unwrap());
+        let sids = by_sid(&policy);
+        let stack = sids["EnvironmentStack"];
+        assert_eq!(
+            stack.resource,
+            vec!["arn:aws:cloudformation:us-west-2:123456789012:stack/awseb-e-abc123-stack/*"]
+        );
+        assert!(stack.condition.is_none());
+        assert_eq!(
+            sids["EnvironmentAutoScaling"].resource,
+            vec!["arn:aws:autoscaling:us-west-2:123456789012:autoScalingGroup:*:autoScalingGroupName/awseb-e-abc123-AWSEBAutoScalingGroup-*"]
+        );
+        assert_eq!(
+            sids["EnvironmentState"].resource[0],
+            "arn:aws:s3:::elasticbeanstalk-us-west-2-123456789012/resources/environments/e-abc123/*"
+        );
+        // Without the id, the stack is scoped by EB's environment tag.
+        let policy = deploy_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap();
+        let stack = by_sid(&policy)["EnvironmentStack"].clone();
+        assert_eq!(
+            stack.condition.unwrap(),
+            json!({"StringEquals": {"aws:ResourceTag/elasticbeanstalk:environment-name": "antenna-staging"}})
+        );
+        let err = deploy_policy(
+            &antenna(),
+            &PolicyRequest {
+                environment_id: Some("antenna-staging"),
+                ..req("staging", Some("123456789012"))
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not of the form e-abc123"), "{err}");
+    }
+
+    #[test]
+    fn nothing_in_the_staging_policy_reaches_production() {
+        let text = serde_json::to_string(
+            &deploy_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap(),
+        )
+        .unwrap();
+        assert!(!text.contains("antenna-production"), "{text}");
+        assert!(
+            text.contains("environment/antenna/antenna-staging"),
+            "{text}"
+        );
+        // Bundles only under the application's prefix, never the whole bucket.
+        assert!(
+            !text.contains("elasticbeanstalk-us-west-2-123456789012/*\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("elasticbeanstalk-us-west-2-123456789012/antenna/*"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_statement_says_who_needs_it_and_where_aws_says_so() {
+        let policy = deploy_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap();
+        for s in &policy.statement {
+            assert!(!s.needed_by.is_empty(), "{} has no justification", s.sid);
+            assert!(
+                s.doc.starts_with("https://docs.aws.amazon.com/"),
+                "{}",
+                s.sid
+            );
+            assert!(!s.why.is_empty(), "{}", s.sid);
+        }
+        let text = explain(&policy);
+        assert!(text.contains("EnvironmentStack (7 actions)"), "{text}");
+        assert!(
+            text.contains("needed: deploy: deploy (a bundle whose option_settings differ"),
+            "{text}"
+        );
+        // Granted but used by no command: gone.
+        let json = serde_json::to_string(&policy).unwrap();
+        assert!(!json.contains("DeleteApplicationVersion"), "{json}");
+        assert!(!json.contains("UpdateApplicationVersion"), "{json}");
+        assert!(json.contains("ecr:CreateRepository"), "{json}");
+        assert!(json.contains("iam:PassRole"), "{json}");
+        assert!(
+            json.contains("elasticloadbalancing:ModifyTargetGroup"),
+            "{json}"
+        );
     }
 
     #[test]
     fn configured_bucket_replaces_the_storage_location() {
         let mut c = antenna();
         c.environments.get_mut("production").unwrap().bucket = Some("antenna-bundles".into());
-        let policy = deploy_policy(
-            &c,
-            &PolicyRequest {
-                environment: "production",
-                account: Some("123456789012"),
-            },
-        )
-        .unwrap();
+        let policy = deploy_policy(&c, &req("production", Some("123456789012"))).unwrap();
         let text = serde_json::to_string(&policy).unwrap();
         assert!(!text.contains("CreateStorageLocation"), "{text}");
-        assert!(text.contains("arn:aws:s3:::antenna-bundles/*"), "{text}");
+        assert!(
+            text.contains("arn:aws:s3:::antenna-bundles/antenna/*"),
+            "{text}"
+        );
         assert!(
             text.contains("environment/antenna/antenna-production"),
             "{text}"
@@ -377,10 +947,6 @@ mod tests {
     #[test]
     fn errors_say_what_to_do() {
         let c = antenna();
-        let req = |environment, account| PolicyRequest {
-            environment,
-            account,
-        };
         let err = deploy_policy(&c, &req("staging", None))
             .unwrap_err()
             .to_string();
@@ -395,7 +961,8 @@ mod tests {
         let err = deploy_policy(&c, &req("local", Some("123456789012")))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("has target = \"local\""), "{err}");
+        assert!(err.contains("runs on the local Docker Engine"), "{err}");
+        assert!(err.contains("`iam-policy`"), "{err}");
         let err = deploy_policy(&c, &req("qa", Some("123456789012")))
             .unwrap_err()
             .to_string();
@@ -403,22 +970,39 @@ mod tests {
     }
 
     #[test]
+    fn managed_alternative_keeps_only_what_the_managed_policy_lacks() {
+        let m = managed_alternative(&antenna(), &req("staging", Some("123456789012"))).unwrap();
+        assert_eq!(m.managed_policy_arns, vec![EB_MANAGED_POLICY]);
+        let sids: Vec<&str> = m
+            .inline_policy
+            .statement
+            .iter()
+            .map(|s| s.sid.as_str())
+            .collect();
+        assert_eq!(
+            sids,
+            vec![
+                "BundleObjects",
+                "BundleBucket",
+                "EcrLogin",
+                "EcrRead",
+                "EcrPush",
+                "EcrCreateRepository"
+            ]
+        );
+        assert!(m.trade_off.contains("can change production"));
+    }
+
+    #[test]
     fn preview_policy_only_reads() {
-        let p = preview_policy(
-            &antenna(),
-            &PolicyRequest {
-                environment: "staging",
-                account: Some("123456789012"),
-            },
-        )
-        .unwrap();
+        let p = preview_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap();
         assert_eq!(
             serde_json::to_value(&p).unwrap(),
             json!({
                 "Version": "2012-10-17",
                 "Statement": [
                     {"Sid": "ElasticBeanstalkRead", "Effect": "Allow", "Action": ["elasticbeanstalk:DescribeApplicationVersions", "elasticbeanstalk:DescribeEnvironments"], "Resource": "*"},
-                    {"Sid": "BundleRead", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::elasticbeanstalk-us-west-2-123456789012/*"}
+                    {"Sid": "BundleRead", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::elasticbeanstalk-us-west-2-123456789012/antenna/*"}
                 ]
             })
         );

@@ -249,3 +249,211 @@ async fn rate_limit_throttles_describe_calls_like_eb() {
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(eb.describe_environments().send().await.is_ok());
 }
+
+fn option_values(
+    set: &aws_sdk_elasticbeanstalk::types::ConfigurationSettingsDescription,
+    namespace: &str,
+) -> Vec<(String, Option<String>)> {
+    set.option_settings()
+        .iter()
+        .filter(|o| o.namespace() == Some(namespace))
+        .map(|o| {
+            (
+                o.option_name().unwrap().to_string(),
+                o.value().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn option(
+    ns: &str,
+    name: &str,
+    value: &str,
+) -> aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting {
+    aws_sdk_elasticbeanstalk::types::ConfigurationOptionSetting::builder()
+        .namespace(ns)
+        .option_name(name)
+        .value(value)
+        .build()
+}
+
+async fn configuration(
+    eb: &aws_sdk_elasticbeanstalk::Client,
+    env: &str,
+) -> (
+    aws_sdk_elasticbeanstalk::operation::describe_configuration_settings::DescribeConfigurationSettingsOutput,
+    Vec<String>,
+){
+    let out = eb
+        .describe_configuration_settings()
+        .application_name("app")
+        .environment_name(env)
+        .send()
+        .await
+        .unwrap();
+    let statuses = out
+        .configuration_settings()
+        .iter()
+        .map(|s| s.deployment_status().unwrap().as_str().to_string())
+        .collect();
+    (out, statuses)
+}
+
+#[tokio::test]
+async fn option_settings_are_described_drafted_and_deployed() {
+    use integration::eb_emulator::{ENVIRONMENT, ENVIRONMENT_SECRETS};
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-o", Some("v0"), 1);
+    emu.add_version("app", "v0", "b", "k", "PROCESSED");
+    emu.add_version("app", "v1", "b", "k1", "PROCESSED");
+    emu.set_environment_property("env-o", "OLD", "1");
+    let eb = eb(&emu);
+
+    let (out, _) = configuration(&eb, "env-o").await;
+    let sets = out.configuration_settings();
+    assert_eq!(sets.len(), 1);
+    let deployed = &sets[0];
+    assert_eq!(deployed.deployment_status().unwrap().as_str(), "deployed");
+    assert_eq!(deployed.environment_name(), Some("env-o"));
+    assert_eq!(deployed.application_name(), Some("app"));
+    assert!(deployed
+        .platform_arn()
+        .unwrap()
+        .contains("ECS running on 64bit Amazon Linux 2"));
+    assert_eq!(
+        option_values(deployed, ENVIRONMENT),
+        vec![("OLD".to_string(), Some("1".to_string()))]
+    );
+    // EB mirrors environment properties into a CloudFormation parameter, and lists some
+    // options without a value.
+    assert_eq!(
+        option_values(deployed, "aws:cloudformation:template:parameter")
+            .into_iter()
+            .find(|(n, _)| n == "EnvironmentVariables"),
+        Some((
+            "EnvironmentVariables".to_string(),
+            Some("OLD=1".to_string())
+        ))
+    );
+    assert!(
+        option_values(deployed, "aws:autoscaling:launchconfiguration")
+            .contains(&("EC2KeyName".to_string(), None))
+    );
+
+    // A configuration-only update: pending draft next to the deployed set, then deployed.
+    emu.script_next_deploy(
+        "env-o",
+        integration::eb_emulator::Script::new(vec![integration::eb_emulator::Step::at_ms(200)
+            .event(
+                "INFO",
+                "Successfully deployed new configuration to environment.",
+            )
+            .event("INFO", "Environment update completed successfully.")
+            .status("Ready")]),
+    );
+    let secret = "arn:aws:secretsmanager:us-west-2:123456789012:secret:db-AbCdEf";
+    eb.update_environment()
+        .environment_name("env-o")
+        .option_settings(option(ENVIRONMENT, "NEW", "2"))
+        .option_settings(option(ENVIRONMENT_SECRETS, "DATABASE_URL", secret))
+        .options_to_remove(
+            aws_sdk_elasticbeanstalk::types::OptionSpecification::builder()
+                .namespace(ENVIRONMENT)
+                .option_name("OLD")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(emu.environment("env-o").version.as_deref(), Some("v0"));
+    let (out, statuses) = configuration(&eb, "env-o").await;
+    assert_eq!(statuses, ["deployed", "pending"]);
+    assert_eq!(
+        option_values(&out.configuration_settings()[1], ENVIRONMENT),
+        vec![("NEW".to_string(), Some("2".to_string()))]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (out, _) = configuration(&eb, "env-o").await;
+    assert_eq!(out.configuration_settings().len(), 1);
+    assert_eq!(
+        option_values(&out.configuration_settings()[0], ENVIRONMENT_SECRETS),
+        vec![("DATABASE_URL".to_string(), Some(secret.to_string()))]
+    );
+    assert_eq!(
+        emu.options("env-o", ENVIRONMENT)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![("NEW".to_string(), "2".to_string())]
+    );
+
+    // Options and a new version in one call: both apply.
+    eb.update_environment()
+        .environment_name("env-o")
+        .version_label("v1")
+        .option_settings(option(ENVIRONMENT, "NEW", "3"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(emu.environment("env-o").version.as_deref(), Some("v1"));
+    assert_eq!(emu.options("env-o", ENVIRONMENT)["NEW"], "3");
+
+    // A failed update leaves the deployed set and describes the draft as failed.
+    emu.script_next_deploy(
+        "env-o",
+        Script::failure(
+            Duration::from_millis(50),
+            "Instance deployment failed. For details, see 'eb-engine.log'.",
+        ),
+    );
+    eb.update_environment()
+        .environment_name("env-o")
+        .option_settings(option(ENVIRONMENT, "NEW", "4"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, statuses) = configuration(&eb, "env-o").await;
+    assert_eq!(statuses, ["deployed", "failed"]);
+    assert_eq!(emu.options("env-o", ENVIRONMENT)["NEW"], "3");
+}
+
+#[tokio::test]
+async fn unknown_namespaces_and_options_get_eb_validation_errors() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-v", Some("v0"), 1);
+    let eb = eb(&emu);
+    for (ns, name) in [
+        ("aws:elasticbeanstalk:application:environmen", "FOO"),
+        ("aws:autoscaling:trigger", " LowerThreshold"),
+    ] {
+        let err = eb
+            .update_environment()
+            .environment_name("env-v")
+            .option_settings(option(ns, name, "1"))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(err.code(), Some("ConfigurationValidationException"));
+        assert_eq!(
+            err.message().unwrap(),
+            format!("Configuration validation exception: Invalid option specification (Namespace: '{ns}', OptionName: '{name}'): Unknown configuration setting.")
+        );
+    }
+    // Nothing started.
+    assert_eq!(emu.environment("env-v").status, "Ready");
+    let err = eb
+        .describe_configuration_settings()
+        .application_name("app")
+        .environment_name("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        err.message(),
+        Some("No Environment found for EnvironmentName = 'nope'.")
+    );
+}

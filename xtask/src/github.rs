@@ -20,7 +20,7 @@ pub enum Cmd {
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
         match self {
-            Cmd::IamPolicy(c) => c.run(global),
+            Cmd::IamPolicy(c) => c.run(global).await,
             Cmd::Preview(c) => c.run(global).await,
         }
     }
@@ -41,20 +41,61 @@ pub struct IamPolicyCmd {
     /// Print the read-only policy of the preview role instead.
     #[arg(long, conflicts_with = "trust")]
     preview: bool,
+    /// Print, for each statement, the commands and stages that need it and the AWS page that
+    /// says so, instead of the policy.
+    #[arg(long, conflicts_with = "trust")]
+    explain: bool,
+    /// Print the alternative that always works: AWS's managed Elastic Beanstalk policy plus the
+    /// ECR and bundle statements, with the trade-off.
+    #[arg(long, conflicts_with_all = ["trust", "preview"])]
+    managed: bool,
+    /// The Elastic Beanstalk environment id (e-abc123); else it is looked up when AWS can be
+    /// reached, and the environment's resources are scoped by their EB tag when it cannot.
+    #[arg(long, value_name = "ID")]
+    environment_id: Option<String>,
+    /// Do not ask AWS for the environment id and roles.
+    #[arg(long)]
+    offline: bool,
 }
 
 impl IamPolicyCmd {
-    fn run(self, global: &Global) -> Result<()> {
+    async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
+        let facts = if self.environment_id.is_some() || self.offline || self.trust.is_some() {
+            pipeline::iam::EnvironmentFacts {
+                environment_id: self.environment_id.clone(),
+                ..Default::default()
+            }
+        } else {
+            pipeline::iam::lookup_or_explain(&config, &self.environment).await?
+        };
         let req = pipeline::iam::PolicyRequest {
             environment: &self.environment,
             account: self.account.as_deref(),
+            environment_id: facts.environment_id.as_deref(),
+            instance_role: facts.instance_role.as_deref(),
+            service_role: facts.service_role.as_deref(),
         };
+        if self.managed {
+            let alt = pipeline::iam::managed_alternative(&config, &req)?;
+            if global.json {
+                return global.emit_json(&alt);
+            }
+            eprintln!("{}\n", alt.trade_off);
+            eprintln!("attach: {}", alt.managed_policy_arns.join(", "));
+            eprintln!("and this inline policy:");
+            println!("{}", serde_json::to_string_pretty(&alt.inline_policy)?);
+            return Ok(());
+        }
         let policy = if self.preview {
             pipeline::iam::preview_policy(&config, &req)?
         } else {
             pipeline::iam::deploy_policy(&config, &req)?
         };
+        if self.explain {
+            print!("{}", pipeline::iam::explain(&policy));
+            return Ok(());
+        }
         let text = match &self.trust {
             None => serde_json::to_string_pretty(&policy)?,
             Some(repository) => {

@@ -9,6 +9,7 @@
 //! (moto) and checked the way EB checks a multi-container Docker bundle.
 
 mod http;
+mod options;
 mod script;
 mod validate;
 mod xml;
@@ -17,6 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use options::{ENVIRONMENT, ENVIRONMENT_SECRETS};
 pub use script::{Script, Step, Which};
 
 use xml::{Xml, NS};
@@ -142,6 +144,8 @@ struct State {
     /// Tokens left and when they were counted.
     rate_tokens: (f64, Option<Instant>),
     request_counter: u64,
+    /// Option settings per environment (see `options`).
+    configs: BTreeMap<String, options::EnvConfig>,
 }
 
 /// The emulator; dropping it stops the server.
@@ -757,9 +761,17 @@ impl Handler {
                 }
                 x.close("Environments");
             }
+            "DescribeConfigurationSettings" => {
+                let env = req("EnvironmentName")?;
+                s.describe_configuration(
+                    &mut x,
+                    p.get("ApplicationName").map(String::as_str),
+                    &env,
+                )?;
+            }
             "UpdateEnvironment" => {
                 let name = req("EnvironmentName")?;
-                let label = req("VersionLabel")?;
+                let label = p.get("VersionLabel").cloned();
                 if s.foreign_before_update
                     .as_ref()
                     .is_some_and(|(e, _, _)| *e == name)
@@ -781,18 +793,27 @@ impl Handler {
                         format!("Environment named {name} is in an invalid state for this operation. Must be Ready."),
                     ));
                 }
-                if !s.versions.contains_key(&(app.clone(), label.clone())) {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("No Application Version named '{label}' found."),
-                    ));
+                if let Some(label) = &label {
+                    if !s.versions.contains_key(&(app.clone(), label.clone())) {
+                        return Err(sender(
+                            "InvalidParameterValue",
+                            format!("No Application Version named '{label}' found."),
+                        ));
+                    }
                 }
+                let changes = options::parse_changes(p)?;
                 let script = s
                     .next_scripts
                     .get_mut(&name)
                     .and_then(VecDeque::pop_front)
-                    .unwrap_or_else(|| Script::success(Duration::from_millis(50)));
-                s.begin(&name, Some(label), script, Some(request_id.to_string()));
+                    .unwrap_or_else(|| match label {
+                        Some(_) => Script::success(Duration::from_millis(50)),
+                        None => options::configuration_script(&name, Duration::from_millis(50)),
+                    });
+                // A configuration-only update keeps the running version.
+                let version = label.or_else(|| s.environments[&name].version.clone());
+                s.stage(&name, changes, request_id);
+                s.begin(&name, version, script, Some(request_id.to_string()));
                 env_xml(&mut x, &s.environments[&name]);
             }
             "DescribeEvents" => {
