@@ -212,8 +212,8 @@ pub fn lint_inputs(
             ));
         } else {
             // Every other file goes into the zip as it is: no secret in it either.
-            let bytes =
-                std::fs::read(&f.path).with_context(|| format!("cannot read {}", f.path.display()))?;
+            let bytes = std::fs::read(&f.path)
+                .with_context(|| format!("cannot read {}", f.path.display()))?;
             report.extend(lint::lint_file_secrets(
                 &f.path,
                 &String::from_utf8_lossy(&bytes),
@@ -313,7 +313,10 @@ fn walk(
             .is_symlink();
         let meta = std::fs::metadata(&path).with_context(|| {
             if link {
-                format!("{} is a symbolic link to nothing (a dangling link)", path.display())
+                format!(
+                    "{} is a symbolic link to nothing (a dangling link)",
+                    path.display()
+                )
             } else {
                 format!("cannot read {}", path.display())
             }

@@ -348,7 +348,11 @@ fn secrets_anywhere_in_the_bundle_are_refused() {
             text(&out)
         );
         assert_not_leaked(&format!("preview: {}", case.name), &out, S, &[&summary]);
-        assert!(masked(&out, S), "{}: preview without ::add-mask::", case.name);
+        assert!(
+            masked(&out, S),
+            "{}: preview without ::add-mask::",
+            case.name
+        );
     }
 }
 

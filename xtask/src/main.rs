@@ -64,10 +64,8 @@ impl Global {
     /// In GitHub Actions, credentials written in the file or passed in DEPLOY_URL are
     /// masked in the job's log before anything can print them.
     pub fn load_config(&self) -> Result<pipeline::config::Config> {
-        let config = pipeline::config::Config::load(
-            &self.config,
-            &pipeline::config::Overrides::from_env(),
-        )?;
+        let config =
+            pipeline::config::Config::load(&self.config, &pipeline::config::Overrides::from_env())?;
         let actions = pipeline::github::actions::Actions::from_env();
         for name in config.environments.keys() {
             pipeline::verify::mask_config_secrets(&actions, &config, name, None);

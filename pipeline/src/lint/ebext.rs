@@ -313,7 +313,9 @@ fn commands_secrets(file: &Path, text: &str, section: &str, value: &Value, out: 
         let at = key_position(text, name, 0);
         let (command, env) = match body {
             Value::Mapping(m) => (
-                m.get(Value::from("command")).map(strings_of).unwrap_or_default(),
+                m.get(Value::from("command"))
+                    .map(strings_of)
+                    .unwrap_or_default(),
                 m.get(Value::from("env")),
             ),
             other => (strings_of(other), None),
@@ -326,7 +328,8 @@ fn commands_secrets(file: &Path, text: &str, section: &str, value: &Value, out: 
                 let var = var.as_str().unwrap_or_default();
                 let Some(v) = scalar_text(v) else { continue };
                 let why = secret_reason(var, &v).or_else(|| {
-                    super::secrets::url_password(&v).map(|_| "its value is a URL with a password".to_string())
+                    super::secrets::url_password(&v)
+                        .map(|_| "its value is a URL with a password".to_string())
                 });
                 if let Some(why) = why {
                     out.push(Finding::new(EX_SECRET_TEXT, file, format!("{field}.env.{var}"), format!("{field}: env `{var}` looks like a secret ({why}); it would be stored in the bundle"), TEXT_SECRET_HINT).at(key_position(text, var, 0)).with_secret(v));

@@ -88,7 +88,9 @@ pub fn scan_text(text: &str) -> Vec<TextSecret> {
             in_key = Some((n, format!("{}\n", line.trim())));
             continue;
         }
-        for word in line.split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')' | '[' | ']')) {
+        for word in line.split(|c: char| {
+            c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')' | '[' | ']')
+        }) {
             if let Some(password) = url_password(word) {
                 out.push(TextSecret {
                     line: n,
@@ -202,7 +204,11 @@ mod tests {
                 (4, "pw99".to_string()),
                 (5, "abc123".to_string()),
                 (7, "sk1".to_string()),
-                (8, "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----".to_string()),
+                (
+                    8,
+                    "-----BEGIN RSA PRIVATE KEY-----\nMIIEabc\n-----END RSA PRIVATE KEY-----"
+                        .to_string()
+                ),
             ]
         );
         assert!(scan_text("echo hello\nUSE_DOCKER=yes\nurl: http://host/x\n").is_empty());

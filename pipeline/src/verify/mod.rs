@@ -750,14 +750,22 @@ mod tests {
     #[test]
     fn masks_mistyped_urls() {
         for (text, secret, want) in [
-            ("rediss//:PW0rd1@host:6379", "PW0rd1", "rediss//:***@host:6379"),
+            (
+                "rediss//:PW0rd1@host:6379",
+                "PW0rd1",
+                "rediss//:***@host:6379",
+            ),
             ("rediss:/:PW0rd1@host", "PW0rd1", "rediss:/:***@host"),
             ("https//u:PW0rd1@h/x", "PW0rd1", "https//u:***@h/x"),
             ("redis:PW0rd1@host", "PW0rd1", "redis:***@host"),
             ("//:PW0rd1@host", "PW0rd1", "//:***@host"),
             (":PW0rd1@host", "PW0rd1", ":***@host"),
             ("rediss//:pa/ss:w@host", "pa/ss:w", "rediss//:***@host"),
-            ("redis://u:p%40ss%2Fx@h:1/2", "p@ss/x", "redis://u:***@h:1/2"),
+            (
+                "redis://u:p%40ss%2Fx@h:1/2",
+                "p@ss/x",
+                "redis://u:***@h:1/2",
+            ),
         ] {
             let masked = mask_url(text);
             assert_eq!(masked, want, "{text}");
