@@ -600,7 +600,7 @@ pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
         .map(str::trim)
         .filter(|l| l.chars().count() > 1)
         .collect();
-    parts.sort_by(|a, b| b.len().cmp(&a.len()));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
     parts.dedup();
     let mut out = text.to_string();
     for p in parts {
