@@ -500,6 +500,11 @@ fn secret_query_key(key: &str) -> bool {
 /// nothing between the scheme-like start and the last `@`, so that nothing secret slips
 /// through a parse error.
 pub fn mask_url(url: &str) -> String {
+    let secrets = url_secrets(url);
+    if secrets.is_empty() {
+        // Nothing to hide: the text as given, not as the URL parser would normalise it.
+        return url.to_string();
+    }
     let mut masked = match url::Url::parse(url) {
         Ok(mut u) if u.has_host() && !u.cannot_be_a_base() => {
             if u.password().is_some() {
@@ -528,7 +533,7 @@ pub fn mask_url(url: &str) -> String {
         _ => mask_userinfo(url),
     };
     // Belt and braces: whatever the parse made of it, no secret of it may remain.
-    for secret in url_secrets(url) {
+    for secret in secrets {
         if secret.len() >= 3 {
             masked = masked.replace(&secret, "***");
         }
