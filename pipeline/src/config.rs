@@ -227,13 +227,13 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_positive_duration")]
     pub deploy: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_positive_duration")]
     pub version: Duration,
     #[serde(deserialize_with = "de_duration")]
     pub lock_wait: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_positive_duration")]
     pub verify: Duration,
     /// How long enhanced health may take to reach the threshold once the environment is
     /// Ready with the new version.
@@ -277,7 +277,7 @@ pub enum CheckSpec {
         headers: BTreeMap<String, String>,
         #[serde(default = "default_status")]
         expect_status: u16,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_check_timeout", deserialize_with = "de_positive_duration")]
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
@@ -286,7 +286,7 @@ pub enum CheckSpec {
     Redis {
         /// Name of the environment variable that holds the URL (it may carry a password).
         url_env: String,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_check_timeout", deserialize_with = "de_positive_duration")]
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
@@ -299,7 +299,7 @@ pub enum CheckSpec {
         min_workers: usize,
         #[serde(default)]
         queues: Vec<String>,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_check_timeout", deserialize_with = "de_positive_duration")]
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
@@ -317,7 +317,7 @@ pub enum CheckSpec {
         min_workers: usize,
         #[serde(default)]
         queues: Vec<String>,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        #[serde(default = "default_check_timeout", deserialize_with = "de_positive_duration")]
         timeout: Duration,
         #[serde(default = "yes")]
         required: bool,
@@ -357,13 +357,44 @@ fn default_flower_password_env() -> String {
     "FLOWER_PASSWORD".into()
 }
 
+/// The longest duration any setting or option takes: a day. Longer values are mistakes
+/// (`"300000000000y"`), and would overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses a duration such as `"90s"`, `"5m"` or `"1h 30m"`, at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}): expected a string such as \"90s\", \"5m\" or \"1h 30m\"")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is too long: at most {} (\"24h\")",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// The instant `d` from now, without overflowing whatever `d` is.
+pub fn instant_after(d: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d.min(MAX_DURATION * 365))
+        .unwrap_or(now)
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}): expected a string such as \"90s\", \"5m\" or \"1h 30m\""
-        ))
-    })
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let d = de_duration(d)?;
+    if d.is_zero() {
+        return Err(serde::de::Error::custom(
+            "a zero duration would give up at once: expected a string such as \"90s\" or \"5m\"",
+        ));
+    }
+    Ok(d)
 }
 
 /// Values that CI sets through the environment, over the file's.
@@ -468,13 +499,26 @@ impl Config {
                 message,
             }
         };
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+        let toml_error = |e: toml::de::Error, path: Option<String>| {
             let offset = e.span().map_or(0, |s| s.start);
             let mut message = e.message().trim_end().to_string();
-            if message.starts_with("missing field") {
+            // The key the value belongs to, unless the message names it already.
+            if let Some(path) = path.filter(|p| !p.is_empty() && p != "?" && !message.starts_with("unknown field")) {
+                message = format!("{path}: {message}");
+            }
+            if message.contains("missing field") {
                 message.push_str(&format!("\n  hint: {}", SHAPE_HINT));
             }
             invalid(offset, message)
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(e, None))?;
+        let file: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            // `Spanned` shows in the path as a private field: not part of the key.
+            let path = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
+            toml_error(e.into_inner(), Some(path))
         })?;
 
         if file.region.trim().is_empty() {
@@ -923,6 +967,26 @@ ml = { image = "backend", command = ["/start-ml-backend"] }
         assert_eq!(t.deploy, Duration::from_secs(45 * 60));
         assert_eq!(t.lock_wait, Duration::from_secs(600));
         assert_eq!(Timeouts::default().health_settle, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn type_range_and_duplicate_errors_name_the_key() {
+        let env = "eb_environment = \"antenna-staging\"\n";
+        for (extra, want) in [
+            ("rollback = \"yes\"\n", "environments.staging.rollback: invalid type: string \"yes\", expected a boolean"),
+            ("host_port_offset = -1\n", "environments.staging.host_port_offset: invalid value: integer `-1`, expected u16"),
+            ("timeouts = { verify = \"300000000000y\" }\n", "environments.staging.timeouts.verify: duration \"300000000000y\" is too long: at most 1day (\"24h\")"),
+            ("timeouts = { deploy = \"0s\" }\n", "environments.staging.timeouts.deploy: a zero duration would give up at once"),
+            ("rollback = true\nrollback = false\n", "duplicate key"),
+        ] {
+            let text = MINIMAL.replace(env, &format!("{env}{extra}"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with("deploy.toml:1"), "{err}");
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let text = MINIMAL.replace("timeout = \"90s\"", "timeout = \"99999999999999h\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("deploy.toml:16:1: environments.staging.checks[0]: duration \"99999999999999h\" is too long"), "{err}");
     }
 
     #[test]

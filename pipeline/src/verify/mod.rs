@@ -377,7 +377,7 @@ where
     Fut: Future<Output = Attempt>,
 {
     let start = Instant::now();
-    let deadline = start + timeout;
+    let deadline = crate::config::instant_after(timeout);
     let mut delay = Duration::from_millis(250);
     let mut attempts = 0;
     // The latest attempt that ended with an answer, and its duration.
@@ -400,7 +400,10 @@ where
         let wait = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
         // Stop when done, or when what is left would not fit another attempt as long as this
         // one (a cut-off attempt would only report the deadline, not what is wrong).
-        if last.verdict == Verdict::Pass || !last.retry || now + wait + latency >= deadline {
+        if last.verdict == Verdict::Pass
+            || !last.retry
+            || deadline.saturating_duration_since(now) <= wait + latency
+        {
             let (last, latency) = match (last.cut_short, answered) {
                 (true, Some(earlier)) => earlier,
                 _ => (last, latency),
