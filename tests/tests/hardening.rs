@@ -192,11 +192,41 @@ fn credentials_from_the_command_line_the_file_and_custom_variables_are_masked() 
         ("FLOWER_USER", "admin"),
         ("FLOWER_PW", FLOWER),
     ];
-    // --url, mistyped or not, and DEPLOY_URL.
-    for url in [
-        format!("https//u:{PW}@127.0.0.1:9"),
-        format!("http://u:{PW}@127.0.0.1:9"),
-    ] {
+    // A mistyped --url or DEPLOY_URL is refused by its name, its password masked.
+    let url = format!("https//u:{PW}@127.0.0.1:9");
+    let out = run_with(
+        dir.path(),
+        &["verify", "--env", "staging", "--url", &url],
+        &base,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("error: --url: https//u:***@127.0.0.1:9 is not a URL"),
+        "{}",
+        text(&out)
+    );
+    assert_not_leaked(&url, &out, PW, &[]);
+    assert!(masked(&out, PW), "--url {url}: {}", text(&out));
+    let mut vars = base.to_vec();
+    vars.push(("DEPLOY_URL", &url));
+    let out = run_with(dir.path(), &["verify", "--env", "staging"], &vars);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("error: DEPLOY_URL: https//u:***@127.0.0.1:9 is not a URL"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !text(&out).contains("deploy.toml:"),
+        "blamed on the file: {}",
+        text(&out)
+    );
+    assert_not_leaked(&url, &out, PW, &[]);
+    assert!(masked(&out, PW), "DEPLOY_URL {url}: {}", text(&out));
+
+    // Well-formed URLs with credentials: every secret masked, none printed.
+    {
+        let url = format!("http://u:{PW}@127.0.0.1:9");
         let out = run_with(
             dir.path(),
             &["verify", "--env", "staging", "--url", &url],
@@ -428,4 +458,81 @@ fn links_out_of_the_repository_and_non_utf8_names_are_refused() {
     assert!(all.contains("not UTF-8"), "{all}");
     assert!(all.contains(".ebextensions/bad-"), "{all}");
     assert!(!dir.path().join("target/deploy/staging/deploy.zip").exists());
+}
+
+/// Each bad value: refused with exit status 1 (no panic), the key or variable named, what is
+/// allowed said, nothing written.
+#[test]
+fn bad_values_are_refused_by_name() {
+    let staging = "[environments.staging]\neb_environment = \"antenna-staging\"\n";
+    let check =
+        "kind = \"http\"\npath = \"/api/v2/\"\nheaders = { \"X-Forwarded-Proto\" = \"https\" }\n";
+    let long_app = format!("application = \"{}\"", "a".repeat(20_000));
+    let cases: Vec<(&str, &str, String, &[(&str, &str)], &[&str])> = vec![
+        ("empty application", "application = \"antenna\"", "application = \"\"".into(), &[], &["deploy.toml:", "application: is empty"]),
+        ("long application", "application = \"antenna\"", long_app, &[], &["application: is 20000 characters long: Elastic Beanstalk allows 1 to 100"]),
+        ("availability zone", "region = \"us-west-2\"", "region = \"us-west-2a\"".into(), &[], &["region: \"us-west-2a\" is not an AWS region code"]),
+        ("region display name", "region = \"us-west-2\"", "region = \"US West (Oregon)\"".into(), &[], &["region: \"US West (Oregon)\" is not an AWS region code"]),
+        ("account", "application = \"antenna\"", "application = \"antenna\"\naccount = \"12345\"".into(), &[], &["account: \"12345\" is not an AWS account id: expected 12 digits"]),
+        ("long environment name", staging, staging.replace("antenna-staging", &"x".repeat(41)), &[], &["environments.staging.eb_environment:", "4 to 40"]),
+        ("environment name charset", staging, staging.replace("antenna-staging", "antenna_staging"), &[], &["environments.staging.eb_environment:", "letters, digits and hyphens"]),
+        ("bucket", staging, format!("{staging}bucket = \"My_Bucket\"\n"), &[], &["environments.staging.bucket: \"My_Bucket\" is not a valid S3 bucket name"]),
+        ("expect_status", check, format!("{check}expect_status = 600\n"), &[], &["environments.staging.checks[0].expect_status: 600 is not an HTTP status: expected 100-599"]),
+        ("zero deploy timeout", staging, format!("{staging}timeouts = {{ deploy = \"0s\" }}\n"), &[], &["environments.staging.timeouts.deploy: a zero duration"]),
+        ("huge verify timeout", staging, format!("{staging}timeouts = {{ verify = \"300000000000y\" }}\n"), &[], &["environments.staging.timeouts.verify: duration \"300000000000y\" is too long"]),
+        ("huge check timeout", check, format!("{check}timeout = \"300000000000y\"\n"), &[], &["environments.staging.checks[0]: duration \"300000000000y\" is too long"]),
+        ("boolean", staging, format!("{staging}rollback = \"yes\"\n"), &[], &["environments.staging.rollback: invalid type: string \"yes\", expected a boolean"]),
+        ("negative offset", "host_port_offset = 8000", "host_port_offset = -1".into(), &[], &["environments.local.host_port_offset: invalid value: integer `-1`, expected u16"]),
+        ("duplicate key", staging, format!("{staging}rollback = true\nrollback = false\n"), &[], &["deploy.toml:", "duplicate key"]),
+        ("empty url_env", check, "kind = \"redis\"\nurl_env = \"\"\n".into(), &[], &["environments.staging.checks[0].url_env: is empty: expected the name of an environment variable"]),
+        ("url in the file", staging, format!("{staging}url = \"ftp://host\"\n"), &[], &["environments.staging.url: ftp://host is not an http:// or https:// URL"]),
+        ("DEPLOY_ACCOUNT", staging, staging.into(), &[("DEPLOY_ACCOUNT", "1234")], &["DEPLOY_ACCOUNT: \"1234\" is not an AWS account id"]),
+        ("DEPLOY_REGION", staging, staging.into(), &[("DEPLOY_REGION", "us-west-2a")], &["DEPLOY_REGION: \"us-west-2a\" is not an AWS region code"]),
+        ("DEPLOY_BUCKET", staging, staging.into(), &[("DEPLOY_BUCKET", "Bad_Bucket")], &["DEPLOY_BUCKET: \"Bad_Bucket\" is not a valid S3 bucket name"]),
+        ("DEPLOY_URL", staging, staging.into(), &[("DEPLOY_URL", "not a url")], &["DEPLOY_URL: not a url is not a URL"]),
+    ];
+    for (name, from, to, vars, expect) in cases {
+        let dir = tree();
+        let path = dir.path().join("deploy.toml");
+        let old = std::fs::read_to_string(&path).unwrap();
+        assert!(old.contains(from), "{name}: fixture text not found");
+        std::fs::write(&path, old.replacen(from, &to, 1)).unwrap();
+        for args in [
+            &["bundle", "--env", "staging"][..],
+            &["iam-policy", "--env", "staging"][..],
+        ] {
+            let out = run_with(dir.path(), args, vars);
+            let all = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{name} ({}): {all}", args[0]);
+            assert!(!all.contains("panicked"), "{name}: {all}");
+            for e in expect {
+                assert!(
+                    all.contains(e),
+                    "{name} ({}): expected {e:?} in\n{all}",
+                    args[0]
+                );
+            }
+            assert!(out.stdout.is_empty(), "{name}: {all}");
+            assert!(
+                !dir.path().join("target/deploy").exists(),
+                "{name}: written"
+            );
+        }
+    }
+
+    // A deploy.toml that is not UTF-8: where, and no wrong hint.
+    let dir = tree();
+    let path = dir.path().join("deploy.toml");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"\n# caf\xe9\n");
+    std::fs::write(&path, bytes).unwrap();
+    let out = run_with(dir.path(), &["bundle", "--env", "staging"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("the file is not UTF-8 text: save it as UTF-8"),
+        "{all}"
+    );
+    assert!(!all.contains("hint: run from the repository root"), "{all}");
+    assert_eq!(all.matches("UTF-8").count(), 2, "said once: {all}");
 }

@@ -64,6 +64,12 @@ impl Global {
     /// In GitHub Actions, credentials written in the file or passed in DEPLOY_URL are
     /// masked in the job's log before anything can print them.
     pub fn load_config(&self) -> Result<pipeline::config::Config> {
+        let actions = pipeline::github::actions::Actions::from_env();
+        if let Ok(url) = std::env::var("DEPLOY_URL") {
+            for secret in pipeline::verify::url_secrets(&url) {
+                actions.mask(&secret);
+            }
+        }
         let config =
             pipeline::config::Config::load(&self.config, &pipeline::config::Overrides::from_env())?;
         let actions = pipeline::github::actions::Actions::from_env();

@@ -31,6 +31,13 @@ impl Cmd {
 impl VerifyCmd {
     async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
+        if let Some(url) = &self.url {
+            let actions = pipeline::github::actions::Actions::from_env();
+            for secret in pipeline::verify::url_secrets(url) {
+                actions.mask(&secret);
+            }
+            pipeline::config::check_url(url).map_err(|m| anyhow::anyhow!("--url: {m}"))?;
+        }
         let checks =
             pipeline::verify::Check::for_environment(&config, &self.env, self.url.as_deref())?;
         if checks.is_empty() {

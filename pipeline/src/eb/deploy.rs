@@ -685,7 +685,9 @@ async fn wait_for(
                     &events,
                 ));
             }
-            let until = *settle_until.get_or_insert_with(|| Instant::from_std(crate::config::instant_after(req.health_settle)));
+            let until = *settle_until.get_or_insert_with(|| {
+                Instant::from_std(crate::config::instant_after(req.health_settle))
+            });
             if Instant::now() >= until {
                 return Ok(done(
                     Verdict::Failed,
