@@ -181,6 +181,9 @@ pub fn lint_inputs(
         Ok(r) => {
             let text = std::fs::read_to_string(&template_path).unwrap_or_default();
             report.extend(lint::lint_dockerrun(&template_path, &text, &r.dockerrun));
+            if let Some(it) = &env.instance_type {
+                report.extend(lint::lint_memory(&template_path, &text, &r.dockerrun, it));
+            }
             Some(r)
         }
         Err(e) => {

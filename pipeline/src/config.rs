@@ -173,6 +173,10 @@ pub struct EnvironmentSpec {
     /// (values are never read into output); unset means [`ANTENNA_REQUIRED_PROPERTIES`].
     #[serde(default)]
     pub required: Option<Vec<String>>,
+    /// EC2 instance type of the environment (`t3.medium`): lint checks that the containers'
+    /// memory fits it (rules DR018, DR019). Unset: not checked.
+    #[serde(default)]
+    pub instance_type: Option<String>,
 }
 
 /// The environment properties Antenna's production settings cannot start without.

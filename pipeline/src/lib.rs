@@ -13,6 +13,7 @@ pub mod eb;
 pub mod github;
 pub mod iam;
 pub mod image;
+pub mod instance;
 pub mod lint;
 pub mod local;
 pub mod ops;

@@ -6,6 +6,8 @@
 //! environment of the file), then [`Session::open`]. Output goes through
 //! [`crate::output::Table`] for people and `serde::Serialize` reports for `--json`.
 
+pub mod logs;
+
 use anyhow::Result;
 
 use crate::aws::Aws;

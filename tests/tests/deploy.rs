@@ -378,6 +378,36 @@ async fn version_failed_on_processing_stops_before_deploy() {
 }
 
 #[tokio::test]
+async fn version_failed_with_no_reason_stops_and_says_where_to_look() {
+    // Real EB often marks a version FAILED with no event at all.
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.fail_next_processing_silently(1);
+    let r = w.run(&w.request(&Settings::default()), None).await;
+    assert!(!r.ok);
+    let v = stage(&r, "version");
+    assert_eq!(v.outcome, Outcome::Failed);
+    assert!(
+        v.output.starts_with(&format!(
+            "Elastic Beanstalk could not process the application version {label} (s3://{}/{}/{label}.zip): EB gave no reason; see the application's events in the EB console",
+            w.bucket, w.application
+        )),
+        "{}",
+        v.output
+    );
+    // It looked for EB's reason among the version's events before giving up.
+    let looked = w.emu.calls_of("DescribeEvents");
+    assert!(
+        looked
+            .iter()
+            .any(|c| c.param("VersionLabel") == Some(label.as_str())),
+        "{looked:?}"
+    );
+    assert_eq!(stage(&r, "deploy").outcome, Outcome::NotRun);
+    assert!(w.emu.calls_of("UpdateEnvironment").is_empty());
+}
+
+#[tokio::test]
 async fn rollback_after_a_failed_deploy() {
     let w = World::new().await;
     let label = w.label();

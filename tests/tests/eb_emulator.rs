@@ -4,8 +4,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata;
-use aws_sdk_elasticbeanstalk::types::S3Location;
-use integration::eb_emulator::{EbEmulator, Fault, Script};
+use aws_sdk_elasticbeanstalk::types::{
+    EnvironmentHealthAttribute, InstancesHealthAttribute, S3Location,
+};
+use integration::eb_emulator::{EbEmulator, Fault, Script, Step};
 use integration::{aws, services};
 
 fn eb(emu: &EbEmulator) -> aws_sdk_elasticbeanstalk::Client {
@@ -103,6 +105,7 @@ async fn describes_environments_and_rejects_updates_unless_ready() {
     let h = eb
         .describe_instances_health()
         .environment_name("env-a")
+        .attribute_names(InstancesHealthAttribute::Deployment)
         .send()
         .await
         .unwrap();
@@ -139,6 +142,7 @@ async fn processing_checks_the_bundle_from_s3() {
         r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [{"name": "web", "image": "x", "memory": 256}]}"#,
     );
     let bad = zip_with(r#"{"AWSEBDockerrunVersion": "1", "containerDefinitions": []}"#);
+    emu.add_application("app");
     for (key, body) in [("app/good.zip", good), ("app/bad.zip", bad)] {
         s3.put_object()
             .bucket(&bucket)
@@ -456,4 +460,388 @@ async fn unknown_namespaces_and_options_get_eb_validation_errors() {
         err.message(),
         Some("No Environment found for EnvironmentName = 'nope'.")
     );
+}
+
+#[tokio::test]
+async fn responses_carry_date_arns_and_creation_dates() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-d", Some("v0"), 1);
+    // A raw request: AWS always sends `Date`, which the EB CLI reads.
+    let resp = reqwest::Client::new()
+        .post(&emu.endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=DescribeEnvironments&Version=2010-12-01")
+        .send()
+        .await
+        .unwrap();
+    let date = resp.headers()["date"].to_str().unwrap().to_string();
+    assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+    let out = eb(&emu).describe_environments().send().await.unwrap();
+    let env = &out.environments()[0];
+    assert_eq!(
+        env.environment_arn(),
+        Some("arn:aws:elasticbeanstalk:us-west-2:123456789012:environment/app/env-d")
+    );
+    let platform = env.platform_arn().unwrap();
+    assert_eq!(
+        platform,
+        "arn:aws:elasticbeanstalk:us-west-2::platform/ECS running on 64bit Amazon Linux 2/3.6.0"
+    );
+    assert!(env.date_created().is_some() && env.date_updated().is_some());
+    let p = eb(&emu)
+        .describe_platform_version()
+        .platform_arn(platform)
+        .send()
+        .await
+        .unwrap();
+    let p = p.platform_description().unwrap();
+    assert_eq!(p.platform_status().unwrap().as_str(), "Ready");
+    assert_eq!(
+        p.platform_branch_name(),
+        Some("ECS running on 64bit Amazon Linux 2")
+    );
+    let err = eb(&emu)
+        .describe_platform_version()
+        .platform_arn("arn:aws:elasticbeanstalk:us-west-2::platform/Nope/1.0")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterValue"));
+}
+
+#[tokio::test]
+async fn applications_are_created_once_and_versions_need_one() {
+    let (emu, _, _) = setup().await;
+    let eb = eb(&emu);
+    let created = eb
+        .create_application()
+        .application_name("antenna")
+        .description("the backend")
+        .send()
+        .await
+        .unwrap();
+    let app = created.application().unwrap();
+    assert_eq!(
+        app.application_arn(),
+        Some("arn:aws:elasticbeanstalk:us-west-2:123456789012:application/antenna")
+    );
+    assert!(app.date_created().is_some());
+    let dup = eb
+        .create_application()
+        .application_name("antenna")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(dup.code(), Some("InvalidParameterValue"));
+    assert_eq!(dup.message(), Some("Application antenna already exists."));
+    let listed = eb.describe_applications().send().await.unwrap();
+    assert_eq!(listed.applications().len(), 1);
+    assert_eq!(listed.applications()[0].description(), Some("the backend"));
+    let none = eb
+        .describe_applications()
+        .application_names("other")
+        .send()
+        .await
+        .unwrap();
+    assert!(none.applications().is_empty());
+    let err = eb
+        .create_application_version()
+        .application_name("nope")
+        .version_label("v1")
+        .source_bundle(S3Location::builder().s3_bucket("b").s3_key("k").build())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterValue"));
+    assert_eq!(err.message(), Some("No Application named 'nope' found."));
+}
+
+#[tokio::test]
+async fn a_failed_version_cannot_be_deployed() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-f", Some("v0"), 1);
+    emu.add_version("app", "bad", "b", "k", "FAILED");
+    let err = eb(&emu)
+        .update_environment()
+        .environment_name("env-f")
+        .version_label("bad")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidParameterValue"));
+    assert!(err.message().unwrap().contains("'bad' failed processing"));
+    assert_eq!(emu.environment("env-f").status, "Ready");
+}
+
+#[tokio::test]
+async fn events_page_with_max_records_next_token_and_end_time() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-p", Some("v0"), 1);
+    emu.add_version("app", "v1", "b", "k", "PROCESSED");
+    let eb = eb(&emu);
+    emu.script_next_deploy("env-p", Script::success(Duration::from_millis(90)));
+    eb.update_environment()
+        .environment_name("env-p")
+        .version_label("v1")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let all = eb
+        .describe_events()
+        .environment_name("env-p")
+        .send()
+        .await
+        .unwrap();
+    let all: Vec<_> = all.events().to_vec();
+    assert_eq!(all.len(), 5, "{all:?}");
+    // Two by two, newest first, until no token is left.
+    let mut paged = vec![];
+    let mut token = None;
+    loop {
+        let page = eb
+            .describe_events()
+            .environment_name("env-p")
+            .max_records(2)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(page.events().len() <= 2);
+        paged.extend(page.events().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(paged, all);
+    // EndTime excludes what happened at or after it.
+    let end = *all[1].event_date().unwrap();
+    let before = eb
+        .describe_events()
+        .environment_name("env-p")
+        .end_time(end)
+        .send()
+        .await
+        .unwrap();
+    assert!(before
+        .events()
+        .iter()
+        .all(|e| *e.event_date().unwrap() < end));
+    assert!(!before.events().is_empty());
+    let bad = eb
+        .describe_events()
+        .max_records(0)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(bad.code(), Some("InvalidParameterValue"));
+}
+
+#[tokio::test]
+async fn late_events_are_dated_before_events_already_seen() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-l", Some("v0"), 1);
+    emu.add_version("app", "v1", "b", "k", "PROCESSED");
+    emu.script_next_deploy(
+        "env-l",
+        Script::new(vec![
+            Step::at_ms(20).event("INFO", "Deploying new version to instance(s)."),
+            Step::at_ms(150).late_event(
+                "ERROR",
+                "[Instance: {instance}] Command failed on instance. Return code: 1 Output: boom.",
+                Duration::from_millis(140),
+            ),
+        ]),
+    );
+    let eb = eb(&emu);
+    eb.update_environment()
+        .environment_name("env-l")
+        .version_label("v1")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let first = eb
+        .describe_events()
+        .environment_name("env-l")
+        .send()
+        .await
+        .unwrap();
+    let newest = *first.events()[0].event_date().unwrap();
+    assert_eq!(
+        first.events()[0].message(),
+        Some("Deploying new version to instance(s).")
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    // Polling from the newest date seen misses it...
+    let since = eb
+        .describe_events()
+        .environment_name("env-l")
+        .start_time(newest)
+        .send()
+        .await
+        .unwrap();
+    assert!(since
+        .events()
+        .iter()
+        .all(|e| !e.message().unwrap().contains("Command failed")));
+    // ...though it is there, dated before the event already seen, and names the instance.
+    let all = eb
+        .describe_events()
+        .environment_name("env-l")
+        .send()
+        .await
+        .unwrap();
+    let late = all
+        .events()
+        .iter()
+        .find(|e| e.message().unwrap().contains("Command failed"))
+        .unwrap();
+    assert!(*late.event_date().unwrap() < newest);
+    let instance = emu.environment("env-l").instances[0].id.clone();
+    assert!(late
+        .message()
+        .unwrap()
+        .contains(&format!("[Instance: {instance}]")));
+}
+
+#[tokio::test]
+async fn health_answers_only_the_attributes_asked_for() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-h", Some("v0"), 2);
+    let eb = eb(&emu);
+    // Without `Deployment`, instances carry no version information at all.
+    let bare = eb
+        .describe_instances_health()
+        .environment_name("env-h")
+        .attribute_names(InstancesHealthAttribute::HealthStatus)
+        .attribute_names(InstancesHealthAttribute::Color)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.instance_health_list().len(), 2);
+    for i in bare.instance_health_list() {
+        assert!(i.instance_id().is_some());
+        assert_eq!(i.health_status(), Some("Ok"));
+        assert!(i.deployment().is_none(), "{i:?}");
+        assert!(i.causes().is_empty() && i.launched_at().is_none());
+    }
+    let none = eb
+        .describe_instances_health()
+        .environment_name("env-h")
+        .send()
+        .await
+        .unwrap();
+    assert!(none
+        .instance_health_list()
+        .iter()
+        .all(|i| i.instance_id().is_some()
+            && i.health_status().is_none()
+            && i.deployment().is_none()));
+    let all = eb
+        .describe_instances_health()
+        .environment_name("env-h")
+        .attribute_names(InstancesHealthAttribute::All)
+        .send()
+        .await
+        .unwrap();
+    for i in all.instance_health_list() {
+        let d = i.deployment().unwrap();
+        assert_eq!(d.version_label(), Some("v0"));
+        assert_eq!(d.deployment_id(), Some(1));
+    }
+    let env = eb
+        .describe_environment_health()
+        .environment_name("env-h")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(env.environment_name(), Some("env-h"));
+    assert!(
+        env.color().is_none() && env.health_status().is_none() && env.instances_health().is_none()
+    );
+    let env = eb
+        .describe_environment_health()
+        .environment_name("env-h")
+        .attribute_names(EnvironmentHealthAttribute::Color)
+        .attribute_names(EnvironmentHealthAttribute::HealthStatus)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(env.color(), Some("Green"));
+    assert_eq!(env.health_status(), Some("Ok"));
+    assert!(env.causes().is_empty() && env.instances_health().is_none());
+}
+
+#[tokio::test]
+async fn deployment_ids_count_the_environments_deployments() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-n", Some("v0"), 2);
+    emu.add_version("app", "v1", "b", "k", "PROCESSED");
+    emu.script_next_deploy("env-n", Script::success(Duration::from_millis(30)));
+    let eb = eb(&emu);
+    eb.update_environment()
+        .environment_name("env-n")
+        .version_label("v1")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let h = eb
+        .describe_instances_health()
+        .environment_name("env-n")
+        .attribute_names(InstancesHealthAttribute::Deployment)
+        .send()
+        .await
+        .unwrap();
+    for i in h.instance_health_list() {
+        let d = i.deployment().unwrap();
+        assert_eq!(
+            (d.version_label(), d.deployment_id()),
+            (Some("v1"), Some(2))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_version_can_fail_processing_with_no_reason() {
+    let (emu, s3, bucket) = setup().await;
+    emu.add_application("app");
+    s3.put_object()
+        .bucket(&bucket)
+        .key("app/good.zip")
+        .body(zip_with(integration::deploy_world::GOOD_DOCKERRUN).into())
+        .send()
+        .await
+        .unwrap();
+    emu.fail_next_processing_silently(1);
+    let eb = eb(&emu);
+    eb.create_application_version()
+        .application_name("app")
+        .version_label("v1")
+        .source_bundle(
+            S3Location::builder()
+                .s3_bucket(&bucket)
+                .s3_key("app/good.zip")
+                .build(),
+        )
+        .process(true)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(emu.version("app", "v1").unwrap().status, "FAILED");
+    let events = eb
+        .describe_events()
+        .application_name("app")
+        .send()
+        .await
+        .unwrap();
+    assert!(events.events().is_empty(), "{:?}", events.events());
 }

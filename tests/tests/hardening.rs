@@ -317,14 +317,14 @@ fn secrets_anywhere_in_the_bundle_are_refused() {
             file: "Dockerrun.template.json",
             from: Some("\"command\": [\"/start\"]"),
             to: format!("\"command\": [\"/start\", \"--db-password={S}\"]"),
-            expect: &["Dockerrun.template.json:", "DR018", "`command`"],
+            expect: &["Dockerrun.template.json:", "DR020", "`command`"],
         },
         Case {
             name: "container entryPoint",
             file: "Dockerrun.template.json",
             from: Some("\"command\": [\"/start\"]"),
             to: format!("\"entryPoint\": [\"/bin/sh\", \"-c\", \"CELERY_BROKER_URL=redis://:{S}@cache:6379 /start\"], \"command\": [\"/start\"]"),
-            expect: &["Dockerrun.template.json:", "DR018", "`entryPoint`"],
+            expect: &["Dockerrun.template.json:", "DR020", "`entryPoint`"],
         },
     ];
     for case in &cases {

@@ -10,12 +10,14 @@ use serde::Serialize;
 mod dockerrun;
 mod ebext;
 pub mod image_ref;
+mod memory;
 #[cfg(test)]
 mod rule_tests;
 pub mod secrets;
 
 pub use dockerrun::lint_dockerrun;
 pub use ebext::{lint_ebextension, lint_file_secrets, lint_hooks};
+pub use memory::lint_memory;
 
 /// How bad a finding is: errors stop the bundle, warnings are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,7 +72,9 @@ rules! {
     DR_CYCLE = "DR015" "depends-on-cycle" Error "dependsOn has no cycle";
     DR_SECRETS_ARN = "DR016" "secrets-value-from" Error "secrets take an ARN and need executionRoleArn";
     DR_UNKNOWN = "DR017" "unknown-field" Warning "fields are known to EB's ECS platform";
-    DR_SECRET_COMMAND = "DR018" "secret-in-command" Error "no secret in a container's command or entryPoint";
+    DR_INSTANCE_MEMORY = "DR018" "instance-memory" Error "the containers' reserved memory fits the environment's instance_type";
+    DR_MEMORY_OVERCOMMIT = "DR019" "memory-overcommit" Warning "the containers' hard memory caps fit the environment's instance_type";
+    DR_SECRET_COMMAND = "DR020" "secret-in-command" Error "no secret in a container's command or entryPoint";
     EX_PARSE = "EX001" "config-invalid" Error "the file is valid YAML or JSON, a mapping at the top";
     EX_KEYS = "EX002" "config-keys" Error "only known top-level keys";
     EX_OPTIONS = "EX003" "option-settings" Error "option_settings has a valid shape";

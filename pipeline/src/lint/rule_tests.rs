@@ -469,3 +469,103 @@ fn pl001_hook_executable() {
         "this platform hook is not executable, so EB fails the deployment when it tries to run it"
     );
 }
+
+/// The repository's template rendered with stand-in image references.
+fn repository_template(text: &str) -> (String, Dockerrun) {
+    let text = text
+        .replace("${image.backend}", "r.example.com/antenna-backend:v1")
+        .replace("${image.awscli}", "r.example.com/antenna-awscli:2")
+        .replace(
+            "${image.ml-backend-minimal}",
+            "r.example.com/antenna-ml-minimal:1",
+        )
+        .replace(
+            "${image.ml-backend-example}",
+            "r.example.com/antenna-ml-example:1",
+        )
+        .replace(
+            "${var.DJANGO_SETTINGS_MODULE}",
+            "config.settings.production",
+        )
+        .replace("${var.CELERY_QUEUES}", "antenna")
+        .replace("${release}", "v1");
+    let d = Dockerrun::from_value(serde_json::from_str(&text).unwrap()).unwrap();
+    (text, d)
+}
+
+fn memory_findings(text: &str, instance_type: &str) -> Vec<(String, String)> {
+    let (text, d) = repository_template(text);
+    lint_memory(
+        Path::new("Dockerrun.template.json"),
+        &text,
+        &d,
+        instance_type,
+    )
+    .into_iter()
+    .map(|f| (f.rule.to_string(), f.message))
+    .collect()
+}
+
+/// The template before it was sized (every container a hard 256-1024 MiB, 4,864 MiB in all).
+const UNSIZED: &str = r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+  {"name": "django", "image": "${image.backend}", "essential": true, "memory": 1024},
+  {"name": "celeryworker", "image": "${image.backend}", "essential": true, "memory": 1024},
+  {"name": "celerybeat", "image": "${image.backend}", "essential": false, "memory": 512},
+  {"name": "flower", "image": "${image.backend}", "essential": false, "memory": 512},
+  {"name": "awscli", "image": "${image.awscli}", "essential": false, "memory": 256},
+  {"name": "ml-backend-minimal", "image": "${image.ml-backend-minimal}", "essential": false, "memory": 512},
+  {"name": "ml-backend-example", "image": "${image.ml-backend-example}", "essential": false, "memory": 1024}
+]}"#;
+
+#[test]
+fn memory_rejects_the_unsized_template_on_small_instances() {
+    let found = memory_findings(UNSIZED, "t3.micro");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "DR018");
+    assert_eq!(found[0].1, "the containers reserve 4864 MiB (memoryReservation, else memory) but a t3.micro can place about 866 MiB (1024 MiB installed, minus the kernel's share and 128 MiB for the ECS agent): the task would never start");
+    // It did not fit the seed guide's t3.medium either.
+    assert_eq!(memory_findings(UNSIZED, "t3.medium")[0].0, "DR018");
+}
+
+#[test]
+fn memory_accepts_the_repository_template_on_t3_medium_and_large() {
+    let text = include_str!("../../../Dockerrun.template.json");
+    // The hard caps fit a t3.medium whole (no overcommit warning), and a t3.large with room.
+    assert_eq!(memory_findings(text, "t3.medium"), []);
+    assert_eq!(memory_findings(text, "t3.large"), []);
+    // A t3.small (2 GiB) places the reservations but not the caps: a warning, not an error.
+    let small = memory_findings(text, "t3.small");
+    assert_eq!(small.len(), 1, "{small:?}");
+    assert_eq!(small[0].0, "DR019");
+    // celeryworker is non-essential: an out-of-memory kill of the worker leaves django up.
+    let (_, d) = repository_template(text);
+    let essential: Vec<_> = d
+        .container_definitions
+        .iter()
+        .filter(|c| c.is_essential())
+        .filter_map(|c| c.name.clone())
+        .collect();
+    assert_eq!(essential, ["django"]);
+    assert_eq!(memory_findings(text, "t3.micro")[0].0, "DR018");
+}
+
+#[test]
+fn memory_reservation_above_the_cap_and_unknown_types_are_reported() {
+    let v = set(
+        base(),
+        "/containerDefinitions/2/memoryReservation",
+        json!(600),
+    );
+    let text = serde_json::to_string_pretty(&v).unwrap();
+    let d = Dockerrun::from_value(v).unwrap();
+    let found = lint_memory(Path::new("Dockerrun.aws.json"), &text, &d, "t3.large");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].message, "container `ml`: memoryReservation 600 MiB is above its hard limit memory 512 MiB; ECS refuses such a task");
+    // `worker` has a reservation but no cap: it may take the whole instance.
+    assert_eq!(found[1].message, "container(s) worker have no hard memory limit, so together they can use more than the 7819 MiB a t3.large can place: when they all grow at once the kernel kills a container");
+    let found = lint_memory(Path::new("Dockerrun.aws.json"), &text, &d, "q9.large");
+    assert_eq!(found[0].rule, "DR019");
+    assert!(found[0]
+        .message
+        .starts_with("instance type \"q9.large\" is not in the memory table"));
+}

@@ -207,7 +207,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            bundle.dockerrun.contains("ml-backend-minimal:v0.1.0"),
+            bundle.dockerrun.contains("antenna-ml-minimal:v0.1.0"),
             "{}",
             bundle.dockerrun
         );

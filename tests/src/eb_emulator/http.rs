@@ -63,8 +63,12 @@ async fn connection(stream: TcpStream, handler: Handler) -> std::io::Result<()> 
             503 => "Service Unavailable",
             _ => "Error",
         };
+        // AWS always sends `Date`; the EB CLI reads it from every response.
+        let date = aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+            .fmt(aws_smithy_types::date_time::Format::HttpDate)
+            .unwrap_or_default();
         let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nx-amzn-RequestId: {request_id}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {status} {reason}\r\nx-amzn-RequestId: {request_id}\r\nDate: {date}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n{}\r\n",
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );

@@ -8,7 +8,9 @@
 //! emulator recorded. Application versions created with `Process=true` are fetched from S3
 //! (moto) and checked the way EB checks a multi-container Docker bundle.
 
+mod actions;
 mod http;
+mod ops;
 mod options;
 mod script;
 mod validate;
@@ -18,6 +20,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use ops::{LogSample, DEFAULT_VERSION_QUOTA};
 pub use options::{ENVIRONMENT, ENVIRONMENT_SECRETS};
 pub use script::{Script, Step, Which};
 
@@ -48,6 +51,42 @@ pub const WRITE_ACTIONS: &[&str] = &[
     "CreateStorageLocation",
 ];
 
+/// EB's throttle on its describe calls, in calls per second per account. AWS publishes no
+/// figure for Elastic Beanstalk: about 2 calls/s with a burst of 15 is what peers measure and
+/// design for (see docs/eb-emulator.md for the evidence).
+pub const EB_RATE: f64 = 2.0;
+/// How many calls of one family may go out at once before [`EB_RATE`] applies.
+pub const EB_BURST: u32 = 15;
+
+/// EB throttles per account and per family of actions: AWS Support confirmed that
+/// DescribeEvents, DescribeEnvironments and ListTagsForResource draw on the same bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    /// Describe*/List* calls on EB's control plane (environments, events, versions, tags).
+    Describe,
+    /// Enhanced health (DescribeEnvironmentHealth, DescribeInstancesHealth), served apart.
+    Health,
+    /// Calls that change something.
+    Write,
+}
+
+impl Family {
+    pub fn of(action: &str) -> Self {
+        match action {
+            "DescribeEnvironmentHealth" | "DescribeInstancesHealth" => Family::Health,
+            a if a.starts_with("Describe")
+                || a.starts_with("List")
+                || a.starts_with("Retrieve")
+                || a.starts_with("Check")
+                || a.starts_with("Validate") =>
+            {
+                Family::Describe
+            }
+            _ => Family::Write,
+        }
+    }
+}
+
 /// A fault injected into the next matching calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -76,10 +115,21 @@ pub struct Version {
     pub created: SystemTime,
 }
 
+/// An application (`CreateApplication`, or registered by [`EbEmulator::add_environment`]).
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub name: String,
+    pub description: Option<String>,
+    pub created: SystemTime,
+}
+
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub id: String,
     pub version: Option<String>,
+    /// The environment's deployment number that put `version` on this instance (EB counts
+    /// deployments per environment: 1, 2, 3...).
+    pub deployment_id: u64,
     pub color: String,
     pub health_status: String,
 }
@@ -95,12 +145,18 @@ pub struct Environment {
     pub health_status: String,
     pub causes: Vec<String>,
     pub instances: Vec<Instance>,
+    pub created: SystemTime,
     pub updated: SystemTime,
+    /// The number of the latest deployment (EB's `DeploymentId`).
+    pub deployment_id: u64,
 }
 
 #[derive(Debug, Clone)]
 pub struct Event {
+    /// When EB recorded the event (its `EventDate`); may be before events already listed.
     pub date: SystemTime,
+    /// When the event becomes visible to `DescribeEvents`.
+    pub visible: Instant,
     pub message: String,
     pub severity: String,
     pub request_id: Option<String>,
@@ -123,6 +179,7 @@ struct Running {
 #[derive(Default)]
 struct State {
     storage_bucket: String,
+    applications: BTreeMap<String, Application>,
     versions: BTreeMap<(String, String), Version>,
     environments: BTreeMap<String, Environment>,
     events: Vec<Event>,
@@ -139,11 +196,15 @@ struct State {
     processing_delay: Duration,
     /// A foreign deploy that starts just before the next `UpdateEnvironment` is handled.
     foreign_before_update: Option<(String, String, Script)>,
-    /// EB's own throttle on DescribeEnvironments and DescribeEvents: (calls/s, burst).
+    /// EB's own throttle, per account and per action family: (calls/s, burst).
     rate_limit: Option<(f64, f64)>,
-    /// Tokens left and when they were counted.
-    rate_tokens: (f64, Option<Instant>),
+    /// Tokens left in each family's bucket and when they were counted.
+    rate_tokens: BTreeMap<Family, (f64, Instant)>,
     request_counter: u64,
+    /// The operating commands' state (logs, version descriptions, quota, lifecycle).
+    ops: ops::OpsState,
+    /// How many of the next processed versions fail with no reason (status FAILED, no event).
+    silent_failures: usize,
     /// Option settings per environment (see `options`).
     configs: BTreeMap<String, options::EnvConfig>,
 }
@@ -202,11 +263,14 @@ impl EbEmulator {
         instances: usize,
     ) {
         self.with(|s| {
+            s.register_application(application);
             let id = format!("e-{:010x}", fastrand::u64(..) & 0xff_ffff_ffff);
+            let deployment_id = u64::from(version.is_some());
             let instances = (0..instances)
                 .map(|i| Instance {
                     id: format!("i-{:017x}", fastrand::u64(..) >> 4 | i as u64),
                     version: version.map(str::to_string),
+                    deployment_id,
                     color: "Green".into(),
                     health_status: "Ok".into(),
                 })
@@ -223,7 +287,9 @@ impl EbEmulator {
                     health_status: "Ok".into(),
                     causes: vec![],
                     instances,
+                    created: SystemTime::now(),
                     updated: SystemTime::now(),
+                    deployment_id,
                 },
             );
         });
@@ -239,6 +305,7 @@ impl EbEmulator {
         status: &str,
     ) {
         self.with(|s| {
+            s.register_application(application);
             s.versions.insert(
                 (application.to_string(), label.to_string()),
                 Version {
@@ -251,6 +318,16 @@ impl EbEmulator {
                 },
             );
         });
+    }
+
+    /// Registers an application (as `CreateApplication` would), if it is not there yet.
+    pub fn add_application(&self, name: &str) {
+        self.with(|s| s.register_application(name));
+    }
+
+    /// The applications, by name.
+    pub fn applications(&self) -> Vec<Application> {
+        self.with(|s| s.applications.values().cloned().collect())
     }
 
     /// Changes an environment directly (status, health, causes...).
@@ -309,18 +386,30 @@ impl EbEmulator {
         });
     }
 
-    /// Throttles DescribeEnvironments and DescribeEvents above `per_second` (burst `burst`),
-    /// as EB does at about 2 calls/s with a burst of 15.
+    /// Throttles every action family above `per_second` (burst `burst`), each family with its
+    /// own bucket shared by the whole account (this emulator is one account), as EB does.
     pub fn set_rate_limit(&self, per_second: f64, burst: u32) {
         self.with(|s| {
             s.rate_limit = Some((per_second, burst as f64));
-            s.rate_tokens = (burst as f64, None);
+            s.rate_tokens.clear();
         });
+    }
+
+    /// EB's own throttle ([`EB_RATE`] calls/s, burst [`EB_BURST`], per family) with time
+    /// compressed `scale` times, like the pacing of the client under test.
+    pub fn throttle_like_eb(&self, scale: f64) {
+        self.set_rate_limit(EB_RATE * scale, EB_BURST);
     }
 
     /// Delay before every answer.
     pub fn set_latency(&self, latency: Duration) {
         self.with(|s| s.latency = latency);
+    }
+
+    /// The next `count` versions processed fail the way real EB often does: status FAILED and
+    /// no event, no reason anywhere.
+    pub fn fail_next_processing_silently(&self, count: usize) {
+        self.with(|s| s.silent_failures = count);
     }
 
     /// How long version processing takes once the bundle is fetched.
@@ -387,6 +476,16 @@ impl EbEmulator {
 }
 
 impl State {
+    fn register_application(&mut self, name: &str) {
+        self.applications
+            .entry(name.to_string())
+            .or_insert_with(|| Application {
+                name: name.to_string(),
+                description: None,
+                created: SystemTime::now(),
+            });
+    }
+
     fn new_request_id(&mut self) -> String {
         self.request_counter += 1;
         let r = fastrand::u64(..);
@@ -415,6 +514,7 @@ impl State {
             .unwrap_or_default();
         self.events.push(Event {
             date: SystemTime::now(),
+            visible: Instant::now(),
             message,
             severity: severity.to_string(),
             request_id,
@@ -439,6 +539,7 @@ impl State {
         e.health_status = "Info".into();
         if version.is_some() {
             e.version = version.clone();
+            e.deployment_id += 1;
         }
         e.updated = SystemTime::now();
         self.finished.remove(env);
@@ -484,13 +585,25 @@ impl State {
                 let version = run.version.clone();
                 let previous = run.previous.clone();
                 let rid = run.request_id.clone();
+                let last_instance = self.environments[&name]
+                    .instances
+                    .last()
+                    .map_or("i-none".to_string(), |i| i.id.clone());
                 let fill = |t: &str| {
                     t.replace("{version}", version.as_deref().unwrap_or("none"))
                         .replace("{previous}", previous.as_deref().unwrap_or("none"))
+                        .replace("{instance}", &last_instance)
                 };
                 for (severity, message) in &step.events {
                     let message = fill(message);
                     self.event(&name, severity, message, rid.clone(), None);
+                }
+                for (severity, message, back) in &step.late_events {
+                    let message = fill(message);
+                    self.event(&name, severity, message, rid.clone(), None);
+                    if let Some(ev) = self.events.last_mut() {
+                        ev.date = ev.date.checked_sub(*back).unwrap_or(ev.date);
+                    }
                 }
                 let e = self.environments.get_mut(&name).unwrap();
                 let pick = |w: Which| match w {
@@ -513,12 +626,23 @@ impl State {
                 if let Some((n, w)) = step.instances {
                     let n = n.min(e.instances.len());
                     let v = pick(w);
+                    let deployment = match w {
+                        Which::Deployed => e.deployment_id,
+                        Which::Previous => e.deployment_id.saturating_sub(1),
+                    };
                     for i in e.instances.iter_mut().take(n) {
                         i.version = v.clone();
+                        i.deployment_id = deployment;
                     }
                 }
                 if let Some((c, h)) = &step.instance_health {
                     for i in &mut e.instances {
+                        i.color = c.clone();
+                        i.health_status = h.clone();
+                    }
+                }
+                if let Some((c, h)) = &step.last_instance_health {
+                    if let Some(i) = e.instances.last_mut() {
                         i.color = c.clone();
                         i.health_status = h.clone();
                     }
@@ -530,18 +654,18 @@ impl State {
 
     fn take_fault(&mut self, action: &str) -> Option<Fault> {
         if let Some((rate, burst)) = self.rate_limit {
-            if matches!(action, "DescribeEnvironments" | "DescribeEvents") {
-                let now = Instant::now();
-                let (tokens, last) = self.rate_tokens;
-                let tokens = last.map_or(tokens, |l| {
-                    (tokens + now.duration_since(l).as_secs_f64() * rate).min(burst)
-                });
-                if tokens < 1.0 {
-                    self.rate_tokens = (tokens, Some(now));
-                    return Some(Fault::Throttle);
-                }
-                self.rate_tokens = (tokens - 1.0, Some(now));
+            let now = Instant::now();
+            let (tokens, last) = *self
+                .rate_tokens
+                .entry(Family::of(action))
+                .or_insert((burst, now));
+            let tokens = (tokens + now.duration_since(last).as_secs_f64() * rate).min(burst);
+            if tokens < 1.0 {
+                self.rate_tokens.insert(Family::of(action), (tokens, now));
+                return Some(Fault::Throttle);
             }
+            self.rate_tokens
+                .insert(Family::of(action), (tokens - 1.0, now));
         }
         let rule = self
             .faults
@@ -663,6 +787,9 @@ impl Handler {
                 )
             })
         };
+        if let Some(result) = self.dispatch_ops(action, p).await {
+            return result;
+        }
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.advance(now);
@@ -676,6 +803,12 @@ impl Handler {
                 let label = req("VersionLabel")?;
                 let bucket = req("SourceBundle.S3Bucket")?;
                 let key = req("SourceBundle.S3Key")?;
+                if !s.applications.contains_key(&app) {
+                    return Err(sender(
+                        "InvalidParameterValue",
+                        format!("No Application named '{app}' found."),
+                    ));
+                }
                 if label.len() > 100 {
                     return Err(sender(
                         "InvalidParameterValue",
@@ -708,42 +841,6 @@ impl Handler {
                 x.open("ApplicationVersion");
                 version_xml(&mut x, &v);
                 x.close("ApplicationVersion");
-            }
-            "DescribeApplicationVersions" => {
-                let app = p.get("ApplicationName");
-                let labels = members(p, "VersionLabels");
-                x.open("ApplicationVersions");
-                for v in s.versions.values() {
-                    if app.is_some_and(|a| *a != v.application) {
-                        continue;
-                    }
-                    if !labels.is_empty() && !labels.contains(&v.label) {
-                        continue;
-                    }
-                    x.open("member");
-                    version_xml(&mut x, v);
-                    x.close("member");
-                }
-                x.close("ApplicationVersions");
-            }
-            "DeleteApplicationVersion" => {
-                let app = req("ApplicationName")?;
-                let label = req("VersionLabel")?;
-                if s.environments
-                    .values()
-                    .any(|e| e.application == app && e.version.as_deref() == Some(&label))
-                {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("Unable to delete application version '{label}' because it is being used by an environment."),
-                    ));
-                }
-                if s.versions.remove(&(app, label.clone())).is_none() {
-                    return Err(sender(
-                        "InvalidParameterValue",
-                        format!("No Application Version named '{label}' found."),
-                    ));
-                }
             }
             "DescribeEnvironments" => {
                 let names = members(p, "EnvironmentNames");
@@ -794,11 +891,20 @@ impl Handler {
                     ));
                 }
                 if let Some(label) = &label {
-                    if !s.versions.contains_key(&(app.clone(), label.clone())) {
-                        return Err(sender(
-                            "InvalidParameterValue",
-                            format!("No Application Version named '{label}' found."),
-                        ));
+                    match s.versions.get(&(app.clone(), label.clone())) {
+                        None => {
+                            return Err(sender(
+                                "InvalidParameterValue",
+                                format!("No Application Version named '{label}' found."),
+                            ))
+                        }
+                        Some(v) if v.status == "FAILED" => {
+                            return Err(sender(
+                                "InvalidParameterValue",
+                                format!("Application version '{label}' failed processing and cannot be deployed: create a new version."),
+                            ))
+                        }
+                        Some(_) => {}
                     }
                 }
                 let changes = options::parse_changes(p)?;
@@ -816,126 +922,12 @@ impl Handler {
                 s.begin(&name, version, script, Some(request_id.to_string()));
                 env_xml(&mut x, &s.environments[&name]);
             }
-            "DescribeEvents" => {
-                let start = match p.get("StartTime") {
-                    Some(t) => Some(parse_time(t)?),
-                    None => None,
-                };
-                let max = p
-                    .get("MaxRecords")
-                    .and_then(|m| m.parse::<usize>().ok())
-                    .unwrap_or(100);
-                let rank = |sev: &str| {
-                    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]
-                        .iter()
-                        .position(|x| *x == sev)
-                };
-                let min_sev = p.get("Severity").and_then(|s| rank(s));
-                x.open("Events");
-                let matching = s
-                    .events
-                    .iter()
-                    .rev()
-                    .filter(|ev| {
-                        p.get("ApplicationName")
-                            .is_none_or(|a| *a == ev.application)
-                    })
-                    .filter(|ev| {
-                        p.get("EnvironmentName")
-                            .is_none_or(|n| Some(n) == ev.environment.as_ref())
-                    })
-                    .filter(|ev| {
-                        p.get("VersionLabel")
-                            .is_none_or(|v| Some(v) == ev.version.as_ref())
-                    })
-                    .filter(|ev| {
-                        p.get("RequestId")
-                            .is_none_or(|r| Some(r) == ev.request_id.as_ref())
-                    })
-                    .filter(|ev| start.is_none_or(|t| ev.date >= t))
-                    .filter(|ev| min_sev.is_none_or(|m| rank(&ev.severity).unwrap_or(0) >= m))
-                    .take(max);
-                for ev in matching {
-                    x.open("member");
-                    x.leaf("EventDate", &fmt_time(ev.date));
-                    x.leaf("Message", &ev.message);
-                    x.leaf("ApplicationName", &ev.application);
-                    if let Some(v) = &ev.version {
-                        x.leaf("VersionLabel", v);
-                    }
-                    if let Some(n) = &ev.environment {
-                        x.leaf("EnvironmentName", n);
-                    }
-                    if let Some(r) = &ev.request_id {
-                        x.leaf("RequestId", r);
-                    }
-                    x.leaf("Severity", &ev.severity);
-                    x.close("member");
-                }
-                x.close("Events");
-            }
-            "DescribeEnvironmentHealth" => {
-                let name = req("EnvironmentName")?;
-                let e = s.environments.get(&name).ok_or_else(|| {
-                    sender(
-                        "InvalidRequestException",
-                        format!("Environment {name} does not exist."),
-                    )
-                })?;
-                x.leaf("EnvironmentName", &e.name);
-                x.leaf("HealthStatus", &e.health_status);
-                x.leaf("Status", &e.status);
-                x.leaf("Color", &e.color);
-                x.open("Causes");
-                for c in &e.causes {
-                    x.leaf("member", c);
-                }
-                x.close("Causes");
-                let count = |c: &str| e.instances.iter().filter(|i| i.health_status == c).count();
-                x.open("InstancesHealth");
-                for (tag, st) in [
-                    ("Ok", "Ok"),
-                    ("Info", "Info"),
-                    ("Warning", "Warning"),
-                    ("Degraded", "Degraded"),
-                    ("Severe", "Severe"),
-                    ("Pending", "Pending"),
-                    ("Unknown", "Unknown"),
-                    ("NoData", "NoData"),
-                ] {
-                    x.leaf(tag, &count(st).to_string());
-                }
-                x.close("InstancesHealth");
-                x.leaf("RefreshedAt", &fmt_time(SystemTime::now()));
-            }
-            "DescribeInstancesHealth" => {
-                let name = req("EnvironmentName")?;
-                let e = s.environments.get(&name).ok_or_else(|| {
-                    sender(
-                        "InvalidRequestException",
-                        format!("Environment {name} does not exist."),
-                    )
-                })?;
-                x.open("InstanceHealthList");
-                for (n, i) in e.instances.iter().enumerate() {
-                    x.open("member");
-                    x.leaf("InstanceId", &i.id);
-                    x.leaf("HealthStatus", &i.health_status);
-                    x.leaf("Color", &i.color);
-                    x.open("Causes");
-                    x.close("Causes");
-                    if let Some(v) = &i.version {
-                        x.open("Deployment");
-                        x.leaf("VersionLabel", v);
-                        x.leaf("DeploymentId", &(n + 1).to_string());
-                        x.leaf("Status", "Deployed");
-                        x.close("Deployment");
-                    }
-                    x.close("member");
-                }
-                x.close("InstanceHealthList");
-                x.leaf("RefreshedAt", &fmt_time(SystemTime::now()));
-            }
+            "DescribeEvents" => actions::describe_events(&s, p, &mut x)?,
+            "DescribeEnvironmentHealth" => actions::describe_environment_health(&s, p, &mut x)?,
+            "DescribeInstancesHealth" => actions::describe_instances_health(&s, p, &mut x)?,
+            "CreateApplication" => actions::create_application(&mut s, p, &mut x)?,
+            "DescribeApplications" => actions::describe_applications(&s, p, &mut x),
+            "DescribePlatformVersion" => actions::describe_platform_version(p, &mut x)?,
             other => {
                 return Err(sender(
                     "InvalidAction",
@@ -969,6 +961,13 @@ impl Handler {
         };
         tokio::time::sleep(delay).await;
         let mut s = self.state.lock().unwrap();
+        if s.silent_failures > 0 {
+            s.silent_failures -= 1;
+            if let Some(v) = s.versions.get_mut(&(app, label)) {
+                v.status = "FAILED".into();
+            }
+            return;
+        }
         let status = if verdict.is_ok() {
             "PROCESSED"
         } else {
@@ -983,6 +982,7 @@ impl Handler {
         };
         s.events.push(Event {
             date: SystemTime::now(),
+            visible: Instant::now(),
             message,
             severity: if status == "PROCESSED" {
                 "INFO"
@@ -1033,14 +1033,17 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     if let Some(v) = &e.version {
         x.leaf("VersionLabel", v);
     }
+    x.leaf("SolutionStackName", actions::SOLUTION_STACK);
+    x.leaf("PlatformArn", &actions::platform_arn());
     x.leaf(
-        "SolutionStackName",
-        "64bit Amazon Linux 2 v3.6.0 running ECS",
+        "EndpointURL",
+        &format!("awseb-{}-1234567890.us-west-2.elb.amazonaws.com", e.id),
     );
     x.leaf(
         "CNAME",
         &format!("{}.us-west-2.elasticbeanstalk.com", e.name),
     );
+    x.leaf("DateCreated", &fmt_time(e.created));
     x.leaf("DateUpdated", &fmt_time(e.updated));
     x.leaf("Status", &e.status);
     x.leaf(
@@ -1058,6 +1061,9 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     x.leaf("Type", "Standard");
     x.leaf("Version", "1.0");
     x.close("Tier");
+    x.open("EnvironmentLinks");
+    x.close("EnvironmentLinks");
+    x.leaf("EnvironmentArn", &actions::environment_arn(e));
 }
 
 fn fmt_time(t: SystemTime) -> String {

@@ -24,8 +24,13 @@ pub struct Step {
     /// The first N instances now run this version.
     pub instances: Option<(usize, Which)>,
     pub instance_health: Option<(String, String)>,
+    /// (colour, status) of the last instance only (a failed instance among good ones).
+    pub last_instance_health: Option<(String, String)>,
     /// (severity, message)
     pub events: Vec<(String, String)>,
+    /// Events that arrive at this step but are dated earlier (severity, message, how much
+    /// earlier): EB records them late, before events a poll already saw.
+    pub late_events: Vec<(String, String, Duration)>,
 }
 
 impl Step {
@@ -61,6 +66,15 @@ impl Step {
     }
     pub fn event(mut self, severity: &str, message: &str) -> Self {
         self.events.push((severity.into(), message.into()));
+        self
+    }
+    pub fn late_event(mut self, severity: &str, message: &str, dated_earlier: Duration) -> Self {
+        self.late_events
+            .push((severity.into(), message.into(), dated_earlier));
+        self
+    }
+    pub fn last_instance_health(mut self, color: &str, status: &str) -> Self {
+        self.last_instance_health = Some((color.into(), status.into()));
         self
     }
 }
