@@ -468,7 +468,9 @@ fn bad_values_are_refused_by_name() {
     let check =
         "kind = \"http\"\npath = \"/api/v2/\"\nheaders = { \"X-Forwarded-Proto\" = \"https\" }\n";
     let long_app = format!("application = \"{}\"", "a".repeat(20_000));
-    let cases: Vec<(&str, &str, String, &[(&str, &str)], &[&str])> = vec![
+    /// (name, text replaced in deploy.toml, replacement, variables, expected in the error)
+    type Case<'a> = (&'a str, &'a str, String, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         ("empty application", "application = \"antenna\"", "application = \"\"".into(), &[], &["deploy.toml:", "application: is empty"]),
         ("long application", "application = \"antenna\"", long_app, &[], &["application: is 20000 characters long: Elastic Beanstalk allows 1 to 100"]),
         ("availability zone", "region = \"us-west-2\"", "region = \"us-west-2a\"".into(), &[], &["region: \"us-west-2a\" is not an AWS region code"]),
