@@ -469,7 +469,13 @@ fn bad_values_are_refused_by_name() {
         "kind = \"http\"\npath = \"/api/v2/\"\nheaders = { \"X-Forwarded-Proto\" = \"https\" }\n";
     let long_app = format!("application = \"{}\"", "a".repeat(20_000));
     /// (name, text replaced in deploy.toml, replacement, variables, expected in the error)
-    type Case<'a> = (&'a str, &'a str, String, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        &'a [(&'a str, &'a str)],
+        &'a [&'a str],
+    );
     let cases: Vec<Case> = vec![
         ("empty application", "application = \"antenna\"", "application = \"\"".into(), &[], &["deploy.toml:", "application: is empty"]),
         ("long application", "application = \"antenna\"", long_app, &[], &["application: is 20000 characters long: Elastic Beanstalk allows 1 to 100"]),
