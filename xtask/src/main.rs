@@ -12,6 +12,7 @@ mod args;
 mod build;
 mod bundle;
 mod deploy;
+mod docs;
 mod iam_policy;
 mod lint;
 mod local;
@@ -62,6 +63,7 @@ enum Command {
     Local(local::Cmd),
     IamPolicy(iam_policy::Cmd),
     Preview(preview::Cmd),
+    Docs(docs::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
             Command::Local(cmd) => cmd.run(&global).await,
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
+            Command::Docs(cmd) => cmd.run(&global),
         }
     });
     match result {
