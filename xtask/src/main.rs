@@ -13,6 +13,7 @@ mod build;
 mod bundle;
 mod deploy;
 mod docs;
+mod doctor;
 mod iam_policy;
 mod lint;
 mod local;
@@ -63,6 +64,7 @@ enum Command {
     Local(local::Cmd),
     IamPolicy(iam_policy::Cmd),
     Preview(preview::Cmd),
+    Doctor(doctor::Cmd),
     Docs(docs::Cmd),
 }
 
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
             Command::Local(cmd) => cmd.run(&global).await,
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
+            Command::Doctor(cmd) => cmd.run(&global).await,
             Command::Docs(cmd) => cmd.run(&global),
         }
     });
