@@ -621,7 +621,7 @@ async fn wait_ready(
         humantime::format_duration(req.lock_wait),
         req.label
     );
-    let until = Instant::now() + req.lock_wait;
+    let until = Instant::from_std(crate::config::instant_after(req.lock_wait));
     let mut poller = Poller::new(eb.pacing);
     while !is_ready(&env) {
         let now = Instant::now();
@@ -781,7 +781,7 @@ async fn wait_for(
 ) -> Result<DeployOutcome> {
     let name = req.environment;
     let label = req.label;
-    let deadline = Instant::now() + req.deadline;
+    let deadline = Instant::from_std(crate::config::instant_after(req.deadline));
     let mut poller = Poller::new(eb.pacing);
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     // A minute of margin for clock skew between this machine and EB.
@@ -880,7 +880,9 @@ async fn wait_for(
                     &events,
                 ));
             }
-            let until = *settle_until.get_or_insert_with(|| Instant::now() + req.health_settle);
+            let until = *settle_until.get_or_insert_with(|| {
+                Instant::from_std(crate::config::instant_after(req.health_settle))
+            });
             if Instant::now() >= until {
                 return Ok(done(
                     DeployVerdict::Failed,
