@@ -474,7 +474,7 @@ impl AmqpMailbox {
             return Ok(Replies { listeners, answers });
         }
         let expected = destination.map(<[String]>::len);
-        let until = Instant::now() + window;
+        let until = crate::config::instant_after(window);
         while expected.is_none_or(|n| answers.len() < n) {
             let left = until.saturating_duration_since(Instant::now());
             if left < Duration::from_millis(10) {
