@@ -987,6 +987,7 @@ impl Config {
                         password_env,
                         ..
                     } => vec![("user_env", user_env), ("password_env", password_env)],
+                    CheckSpec::Nats { url_env, .. } => vec![("url_env", url_env)],
                 };
                 for (field, value) in names {
                     check_variable_name(value)
