@@ -6,7 +6,13 @@
 //! environment of the file), then [`Session::open`]. Output goes through
 //! [`crate::output::Table`] for people and `serde::Serialize` reports for `--json`.
 
+pub mod cleanup;
+pub mod history;
+pub mod journal;
 pub mod logs;
+pub mod rollback;
+pub mod status;
+pub mod versions;
 
 use anyhow::Result;
 

@@ -43,8 +43,7 @@ async fn tail_logs_come_per_instance_and_file_with_secrets_masked() {
         timeout: Duration::from_secs(5),
         known_secrets: vec!["known-value-42".into()],
     };
-    let http = reqwest::Client::new();
-    let report = logs::fetch(&eb, &http, &req).await.unwrap();
+    let report = logs::fetch(&eb, &req).await.unwrap();
     assert_eq!(report.instances.len(), 2, "{report:#?}");
     assert!(report.missing.is_empty());
     let instances = w.emu.environment(&w.environment).instances;
@@ -71,7 +70,7 @@ async fn tail_logs_come_per_instance_and_file_with_secrets_masked() {
     // A second run waits for new samples rather than reusing the first ones.
     w.emu
         .append_log(&w.environment, "/var/log/eb-engine.log", &["[INFO] second"]);
-    let again = logs::fetch(&eb, &http, &req).await.unwrap();
+    let again = logs::fetch(&eb, &req).await.unwrap();
     assert_eq!(w.emu.calls_of("RequestEnvironmentInfo").len(), 2);
     assert_eq!(w.emu.log_samples().len(), 4);
     for inst in &again.instances {
@@ -89,10 +88,8 @@ async fn bundle_logs_and_instances_that_never_answer() {
     let w = World::new().await;
     add_secret_lines(&w);
     let eb = eb(&w);
-    let http = reqwest::Client::new();
     let report = logs::fetch(
         &eb,
-        &http,
         &LogsRequest {
             environment: &w.environment,
             kind: LogKind::Bundle,
@@ -117,7 +114,6 @@ async fn bundle_logs_and_instances_that_never_answer() {
     let started = std::time::Instant::now();
     let late = logs::fetch(
         &eb,
-        &http,
         &LogsRequest {
             environment: &w.environment,
             kind: LogKind::Tail,

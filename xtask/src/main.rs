@@ -9,10 +9,15 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bundle;
+mod cleanup;
 mod deploy;
 mod github;
+mod history;
 mod image;
 mod local;
+mod logs;
+mod rollback;
+mod status;
 mod test;
 mod verify;
 
@@ -50,6 +55,11 @@ enum Command {
     Local(local::Cmd),
     #[command(flatten)]
     Github(github::Cmd),
+    Status(status::Cmd),
+    History(history::Cmd),
+    Rollback(rollback::Cmd),
+    Logs(logs::Cmd),
+    Cleanup(cleanup::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -96,6 +106,11 @@ fn main() -> ExitCode {
             Command::Image(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
             Command::Local(cmd) => cmd.run(&global).await,
+            Command::Status(cmd) => cmd.run(&global).await,
+            Command::History(cmd) => cmd.run(&global).await,
+            Command::Rollback(cmd) => cmd.run(&global).await,
+            Command::Logs(cmd) => cmd.run(&global).await,
+            Command::Cleanup(cmd) => cmd.run(&global).await,
         }
     });
     match result {

@@ -92,8 +92,12 @@ impl LogFile {
 }
 
 /// Collects the environment's logs.
-pub async fn fetch(eb: &Eb, http: &reqwest::Client, req: &LogsRequest<'_>) -> Result<LogsReport> {
+pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
     let name = req.environment;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("cannot start an HTTP client")?;
     let expected = instance_ids(eb, name).await;
     let before = newest_samples(&retrieve(eb, req).await?);
     eb.call("RequestEnvironmentInfo", name, |c| {
@@ -138,7 +142,7 @@ pub async fn fetch(eb: &Eb, http: &reqwest::Client, req: &LogsRequest<'_>) -> Re
     let mut instances = vec![];
     for (id, info) in &fresh {
         let url = info.message().unwrap_or_default();
-        let body = download(http, url).await.with_context(|| {
+        let body = download(&http, url).await.with_context(|| {
             format!(
                 "cannot download the {} logs of instance {id} of {name}",
                 kind_name(req.kind)

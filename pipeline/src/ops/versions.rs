@@ -153,7 +153,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 pub mod rfc3339_opt {
     use std::time::SystemTime;
 
-    pub fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_str(&super::rfc3339(*t)),
             None => s.serialize_none(),

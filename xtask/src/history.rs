@@ -1,0 +1,29 @@
+//! `history`: versions newest first and each environment's deploys.
+
+use anyhow::Result;
+use pipeline::ops::{history, AwsEnvironment, Session};
+
+use crate::Global;
+
+/// List application versions newest first (release, commit, bundle size, status, created,
+/// where each runs) and each environment's deploys and rollbacks (what it ran before).
+#[derive(clap::Args, Debug)]
+pub struct Cmd {
+    /// Environment name in deploy.toml (default: every AWS environment).
+    #[arg(long, short, env = "DEPLOY_ENV")]
+    env: Option<String>,
+    /// How many versions to show.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+impl Cmd {
+    pub async fn run(self, global: &Global) -> Result<()> {
+        let config = global.load_config()?;
+        let envs = AwsEnvironment::selected(&config, self.env.as_deref(), "history")?;
+        let session = Session::open(&config).await;
+        let report = history::history(&session, &config.application, &envs, self.limit).await?;
+        eprint!("{}", report.render());
+        global.emit_json(&report)
+    }
+}
