@@ -8,6 +8,8 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+use crate::config::{Config, Target};
+
 /// Shared AWS clients, built from one [`SdkConfig`].
 #[derive(Clone, Debug)]
 pub struct Aws {
@@ -59,20 +61,54 @@ impl Aws {
         aws_sdk_sts::Client::new(&self.sdk)
     }
 
-    /// The account id: `configured` if given, else STS `GetCallerIdentity`.
-    pub async fn account(&self, configured: Option<&str>) -> anyhow::Result<String> {
+    /// The account id of the credentials, from STS `GetCallerIdentity` (20 s at most).
+    async fn caller_account(&self) -> anyhow::Result<String> {
         use anyhow::Context;
-        if let Some(a) = configured {
-            return Ok(a.to_string());
-        }
-        let who = self
-            .sts()
-            .get_caller_identity()
-            .send()
+        let call = self.sts().get_caller_identity().send();
+        let who = tokio::time::timeout(STS_TIMEOUT, call)
             .await
+            .map_err(|_| anyhow::anyhow!("STS GetCallerIdentity did not answer within {} s", STS_TIMEOUT.as_secs()))
+            .and_then(|r| Ok(r?))
             .context("cannot read the AWS account from STS GetCallerIdentity: check the AWS credentials, or set `account` in the configuration (or DEPLOY_ACCOUNT)")?;
         who.account()
             .map(str::to_string)
             .context("STS GetCallerIdentity returned no account")
+    }
+}
+
+/// How long the account lookup may take before rendering goes on without it.
+const STS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The one account resolver, for `${account}` in the template: the configuration's `account`
+/// (or DEPLOY_ACCOUNT); else, for an AWS environment, the account of the credentials (STS,
+/// through `aws` when the caller has a configuration loaded already); `Ok(None)` for a local
+/// environment without one.
+pub async fn resolve_account(
+    config: &Config,
+    target: Target,
+    aws: Option<&Aws>,
+) -> anyhow::Result<Option<String>> {
+    if config.account.is_some() || target == Target::Local {
+        return Ok(config.account.clone());
+    }
+    match aws {
+        Some(aws) => aws.caller_account().await.map(Some),
+        None => Aws::load(&config.region)
+            .await
+            .caller_account()
+            .await
+            .map(Some),
+    }
+}
+
+/// [`resolve_account`] for commands that render without needing the account (render, lint,
+/// bundle, preview): `None` when STS cannot answer (rendering then says what to set).
+pub async fn account_or_none(config: &Config, target: Target) -> Option<String> {
+    match resolve_account(config, target, None).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!("{e:#}");
+            None
+        }
     }
 }

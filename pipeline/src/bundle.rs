@@ -331,25 +331,132 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
-/// The account to render with: the configuration's (or DEPLOY_ACCOUNT), else STS's for AWS
-/// environments; `None` when neither answers (rendering then says what to set).
-pub async fn account_for(config: &Config, env: &EnvironmentSpec) -> Option<String> {
-    if config.account.is_some() || env.target == crate::config::Target::Local {
-        return config.account.clone();
-    }
-    let aws = crate::aws::Aws::load(&config.region).await;
-    let sts = tokio::time::timeout(std::time::Duration::from_secs(20), aws.account(None)).await;
-    match sts {
-        Ok(Ok(a)) => Some(a),
-        Ok(Err(e)) => {
-            tracing::debug!("{e:#}");
-            None
+/// `render`: the environment's `Dockerrun.aws.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderRequest {
+    pub environment: String,
+    /// The release name; `None`: the git tag of HEAD, else its short commit.
+    pub release: Option<String>,
+    /// Where to write (default `<bundle.out_dir>/<env>/Dockerrun.aws.json`).
+    pub out: Option<PathBuf>,
+    /// Render; write nothing.
+    pub dry_run: bool,
+}
+
+/// What [`render`] made.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderOutcome {
+    pub path: PathBuf,
+    pub written: bool,
+    pub environment: String,
+    pub release: String,
+    /// The rendered file.
+    #[serde(skip)]
+    pub json: String,
+}
+
+/// Renders the template for an environment and writes it (unless a dry run).
+pub async fn render(config: &Config, req: &RenderRequest) -> Result<RenderOutcome> {
+    let env = config.environment(&req.environment)?;
+    let release = Release::detect(&config.root, req.release.as_deref())?;
+    let account = crate::aws::account_or_none(config, env.target).await;
+    let ctx =
+        RenderContext::for_environment(config, &req.environment, env, &release, account.as_deref());
+    let rendered = crate::template::render_file(config, &ctx)?;
+    let path = req.out.clone().unwrap_or_else(|| {
+        config
+            .resolve(&config.bundle.out_dir)
+            .join(&req.environment)
+            .join(DOCKERRUN)
+    });
+    if req.dry_run {
+        tracing::info!(
+            "dry run: would write {} ({} bytes)",
+            path.display(),
+            rendered.json.len()
+        );
+    } else {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        Err(_) => {
-            tracing::warn!(
-                "STS GetCallerIdentity did not answer within 20 s: set `account` or DEPLOY_ACCOUNT"
-            );
-            None
-        }
+        std::fs::write(&path, &rendered.json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        tracing::info!(
+            "rendered {} for {} (release {})",
+            path.display(),
+            req.environment,
+            release.name
+        );
     }
+    Ok(RenderOutcome {
+        path,
+        written: !req.dry_run,
+        environment: req.environment.clone(),
+        release: release.name,
+        json: rendered.json,
+    })
+}
+
+/// `lint`: the bundle's inputs of an environment, or the files given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LintRequest {
+    pub environment: String,
+    pub release: Option<String>,
+    /// Files to lint instead (a rendered Dockerrun.aws.json or an .ebextensions .config).
+    pub files: Vec<PathBuf>,
+}
+
+/// Lints; `config` is needed for the environment's inputs, and optional with files (it then
+/// only gives the verify path).
+pub async fn lint(config: Option<&Config>, req: &LintRequest) -> Result<Report> {
+    let mut report = Report::default();
+    if req.files.is_empty() {
+        let config = config.context("lint without files needs the configuration")?;
+        let env = config.environment(&req.environment)?;
+        let release = Release::detect(&config.root, req.release.as_deref())?;
+        let account = crate::aws::account_or_none(config, env.target).await;
+        let ctx = RenderContext::for_environment(
+            config,
+            &req.environment,
+            env,
+            &release,
+            account.as_deref(),
+        );
+        let inputs = collect_inputs(config)?;
+        return Ok(lint_inputs(config, env, &ctx, &inputs)?.1);
+    }
+    // The verify path comes from the configuration when there is one.
+    let verify_path =
+        config.and_then(|c| c.environment(&req.environment).ok().and_then(verify_path));
+    for file in &req.files {
+        let findings = crate::lint::lint_file(file, verify_path.as_deref())
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        report.extend(findings);
+    }
+    report.sort();
+    Ok(report)
+}
+
+/// `bundle`: render, lint and zip an environment's bundle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleCommand {
+    pub environment: String,
+    pub release: Option<String>,
+    /// Directory for deploy.zip (default `<bundle.out_dir>/<env>`).
+    pub out_dir: Option<PathBuf>,
+    pub dry_run: bool,
+}
+
+/// Detects the release and the account, then [`make_bundle`].
+pub async fn bundle(config: &Config, req: &BundleCommand) -> Result<Bundle> {
+    let env = config.environment(&req.environment)?;
+    let release = Release::detect(&config.root, req.release.as_deref())?;
+    let account = crate::aws::account_or_none(config, env.target).await;
+    make_bundle(
+        &BundleRequest::new(config, &req.environment, release)
+            .with_account(account)
+            .with_out_dir(req.out_dir.clone())
+            .with_dry_run(req.dry_run),
+    )
 }

@@ -6,20 +6,26 @@
 //! in S3, the version is reused, and a deploy already in flight is waited for, not restarted.
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Target};
+use crate::config::Config;
 use crate::eb::{self, DeployOutcome, Eb, Pacing, Verdict};
+use crate::github::actions::Actions;
+use crate::ops::AwsEnvironment;
 use crate::release::Release;
 use crate::stages::Stage;
+use crate::verify::{Verifier, VerifyTarget};
+
+pub mod reporter;
+mod ship;
+
+pub use ship::{ship, ShipRequest, Shipped};
 
 /// Which stages to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +37,14 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Only `stages` (`upload` is `[Upload]`, `version` is `[Upload, Version]`).
+    pub fn only(stages: &[Stage]) -> Self {
+        Self {
+            from: None,
+            only: stages.to_vec(),
+        }
+    }
+
     pub fn includes(&self, stage: Stage) -> bool {
         if !self.only.is_empty() {
             return self.only.contains(&stage);
@@ -70,57 +84,6 @@ pub struct RunRequest {
     pub pacing: Pacing,
 }
 
-/// Where the verify stage checks the deployed application.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerifyTarget {
-    pub environment: String,
-    pub label: String,
-    pub url: Option<String>,
-}
-
-/// The verify stage, at its I/O boundary (checks over HTTP, Redis, Flower).
-pub trait Verifier: Send + Sync {
-    /// `Ok(summary)` when every required check passed, else what failed.
-    fn verify<'a>(
-        &'a self,
-        target: &'a VerifyTarget,
-    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
-}
-
-/// The production verify stage: the environment's checks of `deploy.toml`.
-pub struct EnvironmentChecks<'a> {
-    pub config: &'a Config,
-    pub environment: &'a str,
-}
-
-impl Verifier for EnvironmentChecks<'_> {
-    fn verify<'a>(
-        &'a self,
-        target: &'a VerifyTarget,
-    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>> {
-        Box::pin(async move {
-            let report = crate::verify::verify_environment(
-                self.config,
-                self.environment,
-                target.url.as_deref(),
-            )
-            .await?;
-            for line in report.render_table().lines() {
-                tracing::info!("{line}");
-            }
-            if report.passed() {
-                let n = report.checks.iter().filter(|c| c.required).count();
-                return Ok(format!("all {n} required checks passed"));
-            }
-            let failures: Vec<String> = report
-                .failures()
-                .map(|c| format!("{} {} {}: {}", c.check, c.target, c.verdict, c.detail))
-                .collect();
-            bail!("{}", failures.join("; "))
-        })
-    }
-}
-
 /// How a stage ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,6 +109,16 @@ impl Outcome {
             Outcome::NotAvailable => "not available",
             Outcome::Failed => "FAILED",
             Outcome::NotRun => "not run",
+        }
+    }
+
+    /// How a deploy stage ends for an EB verdict.
+    pub fn of_verdict(v: Verdict) -> Self {
+        match v {
+            Verdict::Succeeded => Outcome::Done,
+            Verdict::AlreadyDeployed => Outcome::Skipped,
+            Verdict::DryRun => Outcome::Planned,
+            _ => Outcome::Failed,
         }
     }
 }
@@ -267,11 +240,14 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// What the stages of one run share: the request, the environment resolved once, and what
+/// earlier stages produced.
 struct Ctx<'a> {
     req: &'a RunRequest,
+    env: AwsEnvironment,
     eb: Eb,
     clients: &'a eb::Clients,
-    eb_env: String,
+    actions: Actions,
     state_dir: PathBuf,
     bundle: Option<BundleFile>,
     /// True when the bundle came from `--bundle`.
@@ -284,21 +260,52 @@ struct Ctx<'a> {
     rollback: Option<DeployOutcome>,
 }
 
+impl Ctx<'_> {
+    /// `Done` becomes `Planned` in a dry run.
+    fn planned(&self, done: Outcome) -> Outcome {
+        if self.req.dry_run && done == Outcome::Done {
+            Outcome::Planned
+        } else {
+            done
+        }
+    }
+
+    fn label(&self) -> Result<String> {
+        self.label
+            .clone()
+            .context("no version label: pass --bundle PATH or --label LABEL")
+    }
+
+    fn eb_request<'a>(&'a self, label: &'a str) -> eb::DeployRequest<'a> {
+        let req = self.req;
+        self.env.deploy_request(
+            label,
+            req.deadline,
+            req.lock_wait,
+            Some(&self.state_dir),
+            req.dry_run,
+        )
+    }
+
+    /// The bucket of the bundles (and of the deploy journal).
+    fn bucket(&self) -> Option<String> {
+        self.uploaded
+            .as_ref()
+            .map(|u| u.bucket.clone())
+            .or_else(|| self.env.spec.bucket.clone())
+    }
+}
+
+/// What a stage tells the summary.
+pub type StageResult = Result<(Outcome, String)>;
+
 /// Runs the selected stages in order and reports each.
 pub async fn run(
     req: &RunRequest,
     clients: &eb::Clients,
     verifier: Option<&dyn Verifier>,
 ) -> Result<RunReport> {
-    let spec = req.config.environment(&req.environment)?;
-    if spec.target != Target::Aws {
-        bail!(
-            "environment {} has target = \"{}\": `deploy` ships to Elastic Beanstalk; use an environment with target = \"aws\"",
-            req.environment,
-            spec.target
-        );
-    }
-    let eb_env = spec.eb_environment.clone().unwrap_or_default();
+    let env = AwsEnvironment::resolve(&req.config, &req.environment, "deploy")?;
     let bundle = match &req.bundle {
         Some(p) => Some(BundleFile::from_path(p)?),
         None => None,
@@ -310,9 +317,11 @@ pub async fn run(
     });
     let mut ctx = Ctx {
         req,
+        env,
         eb: Eb::new(clients.eb.clone(), req.pacing),
         clients,
-        eb_env,
+        // In GitHub Actions, each stage's log is a collapsible group (a no-op elsewhere).
+        actions: Actions::from_env(),
         state_dir: req.config.resolve(&req.config.bundle.out_dir),
         given_bundle: bundle.is_some(),
         bundle,
@@ -324,8 +333,6 @@ pub async fn run(
     };
     let mut stages = vec![];
     let mut failed = false;
-    // In GitHub Actions, each stage's log is a collapsible group (a no-op elsewhere).
-    let actions = crate::github::actions::Actions::from_env();
     for stage in Stage::ALL {
         // A dry run goes on past a failed stage, so that the plan shows every stage.
         if failed && !req.dry_run {
@@ -347,7 +354,7 @@ pub async fn run(
             continue;
         }
         let started = Instant::now();
-        let group = actions.group(stage.name());
+        let group = ctx.actions.group(stage.name());
         let (outcome, output) = match run_stage(&mut ctx, stage, verifier).await {
             Ok(r) => r,
             Err(e) => (Outcome::Failed, format!("{e:#}")),
@@ -368,17 +375,16 @@ pub async fn run(
             }
         }
     }
-    let ok = !failed;
     Ok(RunReport {
         environment: req.environment.clone(),
-        eb_environment: ctx.eb_env.clone(),
+        eb_environment: ctx.env.eb_environment.clone(),
         release: req.release.name.clone(),
         label: ctx.label.clone(),
         dry_run: req.dry_run,
         stages,
         deploy: ctx.deploy,
         rollback: ctx.rollback,
-        ok,
+        ok: !failed,
         eb_calls: ctx.eb.calls_made(),
     })
 }
@@ -392,262 +398,278 @@ fn report(stage: &str, outcome: Outcome, took: Duration, output: String) -> Stag
     }
 }
 
-fn eb_request<'a>(ctx: &'a Ctx<'_>, label: &'a str) -> Result<eb::DeployRequest<'a>> {
-    let req = ctx.req;
-    let spec = req.config.environment(&req.environment)?;
-    Ok(eb::DeployRequest {
-        application: &req.config.application,
-        environment: &ctx.eb_env,
-        label,
-        region: &req.config.region,
-        deadline: req.deadline.unwrap_or(spec.timeouts.deploy),
-        lock_wait: req.lock_wait.unwrap_or(spec.timeouts.lock_wait),
-        health_settle: spec.timeouts.health_settle,
-        threshold: spec.health_threshold,
-        state_dir: Some(&ctx.state_dir),
-        dry_run: req.dry_run,
-    })
-}
-
+/// One stage: the function that runs it.
 async fn run_stage(
     ctx: &mut Ctx<'_>,
     stage: Stage,
     verifier: Option<&dyn Verifier>,
-) -> Result<(Outcome, String)> {
+) -> StageResult {
+    match stage {
+        Stage::Build | Stage::Push | Stage::Render | Stage::Bundle if ctx.given_bundle => {
+            Ok(given_bundle(ctx, stage))
+        }
+        Stage::Build | Stage::Push => images(ctx, stage).await,
+        Stage::Render | Stage::Bundle => render_and_bundle(ctx, stage),
+        Stage::Upload => upload(ctx).await,
+        Stage::Version => version(ctx).await,
+        Stage::Deploy => deploy(ctx).await,
+        Stage::Verify => verify(ctx, verifier).await,
+    }
+}
+
+/// Build, push, render and bundle with `--bundle`: skipped.
+fn given_bundle(ctx: &Ctx<'_>, stage: Stage) -> (Outcome, String) {
+    (
+        Outcome::Skipped,
+        format!(
+            "--bundle {} given{}",
+            ctx.bundle
+                .as_ref()
+                .map_or(String::new(), |b| b.path.display().to_string()),
+            if matches!(stage, Stage::Build | Stage::Push) {
+                ": its images are expected in the registry already"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// Build and push run as one pass (push builds what it pushes).
+async fn images(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
     let req = ctx.req;
-    let planned = |done: Outcome| {
-        if req.dry_run && done == Outcome::Done {
-            Outcome::Planned
-        } else {
-            done
+    if let (Stage::Push, Some((run, true))) = (stage, &ctx.images) {
+        return Ok((ctx.planned(Outcome::Done), image_summary(run, true)));
+    }
+    let push = stage == Stage::Push || req.selection.includes(Stage::Push);
+    let request = crate::image::ImageRequest::new(req.config.clone(), req.release.clone())
+        .with_push(push)
+        .with_dry_run(req.dry_run);
+    let run = crate::image::run(&request, req.aws.as_ref()).await?;
+    let summary = image_summary(&run, push && stage == Stage::Push);
+    ctx.images = Some((run, push));
+    Ok((ctx.planned(Outcome::Done), summary))
+}
+
+/// Render and lint always run without writing; the bundle stage writes the zip. The zip is
+/// reproducible, so both compute the same sha256 and label.
+fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
+    let req = ctx.req;
+    let write = stage == Stage::Bundle && !req.dry_run;
+    let b = crate::bundle::make_bundle(
+        &crate::bundle::BundleRequest::new(&req.config, &req.environment, req.release.clone())
+            .with_account(req.account.clone())
+            .with_dry_run(!write),
+    )
+    .inspect_err(|e| {
+        if let Some(crate::bundle::LintFailed(lint)) = e.downcast_ref() {
+            ctx.actions.annotate_lint(lint, &req.config.root);
+        }
+    })?;
+    if stage == Stage::Bundle {
+        ctx.actions.annotate_lint(&b.lint, &req.config.root);
+    }
+    let warnings = b.lint.warnings();
+    ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
+    ctx.bundle = Some(BundleFile {
+        path: b.path.clone(),
+        sha256: b.sha256.clone(),
+        size: b.size,
+        written: b.written,
+    });
+    Ok(match stage {
+        Stage::Render => (
+            Outcome::Done,
+            format!(
+                "{} rendered and linted ({warnings} warning(s))",
+                crate::bundle::DOCKERRUN
+            ),
+        ),
+        _ if write => (
+            Outcome::Done,
+            format!(
+                "{} ({} bytes, {})",
+                b.path.display(),
+                b.size,
+                b.version_label
+            ),
+        ),
+        _ => (
+            Outcome::Planned,
+            format!(
+                "would write {} ({} bytes, {})",
+                b.path.display(),
+                b.size,
+                b.version_label
+            ),
+        ),
+    })
+}
+
+/// The bundle to S3 (skipped when the same bundle is there).
+async fn upload(ctx: &mut Ctx<'_>) -> StageResult {
+    let req = ctx.req;
+    let Some(bundle) = ctx.bundle.clone() else {
+        bail!("no bundle to upload: the bundle stage did not produce one; pass --bundle PATH");
+    };
+    let label = ctx.label.clone().context("no version label")?;
+    let up = eb::upload(
+        &ctx.clients.s3,
+        &ctx.eb,
+        &eb::UploadRequest {
+            bucket: ctx.env.spec.bucket.as_deref(),
+            application: &ctx.env.application,
+            label: &label,
+            path: &bundle.path,
+            sha256: &bundle.sha256,
+            size: bundle.size,
+            dry_run: req.dry_run || !bundle.written,
+        },
+    )
+    .await?;
+    let out = if up.skipped {
+        (
+            Outcome::Skipped,
+            format!("{} already holds this bundle", up.url()),
+        )
+    } else if req.dry_run {
+        (
+            Outcome::Planned,
+            format!("would upload {} bytes to {}", up.size, up.url()),
+        )
+    } else {
+        (Outcome::Done, up.url())
+    };
+    ctx.uploaded = Some(up);
+    Ok(out)
+}
+
+/// The EB application version (reused when it exists for this bundle).
+async fn version(ctx: &mut Ctx<'_>) -> StageResult {
+    let req = ctx.req;
+    let label = ctx.label()?;
+    let application = &ctx.env.application;
+    let (bucket, key) = match &ctx.uploaded {
+        Some(u) => (u.bucket.clone(), u.key.clone()),
+        None => {
+            let key = eb::upload::bundle_key(application, &label);
+            match &ctx.env.spec.bucket {
+                Some(b) => (b.clone(), key),
+                None => match eb::version::describe(&ctx.eb, application, &label).await? {
+                    Some(v) => (
+                        v.source_bundle().and_then(|s| s.s3_bucket()).unwrap_or_default().to_string(),
+                        v.source_bundle().and_then(|s| s.s3_key()).unwrap_or(&key).to_string(),
+                    ),
+                    None => bail!("the version {label} does not exist and the upload stage did not run: run it (drop --only/--from) or set `bucket`"),
+                },
+            }
         }
     };
-    match stage {
-        Stage::Build | Stage::Push | Stage::Render | Stage::Bundle if ctx.given_bundle => Ok((
+    let run_url = crate::github::actions::run_url();
+    let description = crate::ops::versions::description(&req.release, run_url.as_deref());
+    let v = eb::ensure_version(
+        &ctx.eb,
+        &eb::VersionRequest {
+            application,
+            label: &label,
+            bucket: &bucket,
+            key: &key,
+            description: Some(&description),
+            timeout: ctx.env.spec.timeouts.version,
+            dry_run: req.dry_run,
+        },
+    )
+    .await?;
+    Ok(if v.created {
+        (Outcome::Done, format!("{label} created ({})", v.status))
+    } else if req.dry_run && v.status.starts_with("NOT") {
+        (
+            Outcome::Planned,
+            format!("would create {label} from s3://{bucket}/{key}"),
+        )
+    } else {
+        (
             Outcome::Skipped,
-            format!(
-                "--bundle {} given{}",
-                ctx.bundle
-                    .as_ref()
-                    .map_or(String::new(), |b| b.path.display().to_string()),
-                if matches!(stage, Stage::Build | Stage::Push) {
-                    ": its images are expected in the registry already"
-                } else {
-                    ""
-                }
-            ),
-        )),
-        Stage::Build | Stage::Push => {
-            let pushed_already = matches!(&ctx.images, Some((_, true)));
-            if stage == Stage::Push && pushed_already {
-                let (run, _) = ctx.images.as_ref().unwrap();
-                return Ok((planned(Outcome::Done), image_summary(run, true)));
-            }
-            // Build and push run as one pass (push builds what it pushes).
-            let push = stage == Stage::Push || req.selection.includes(Stage::Push);
-            let request = crate::image::ImageRequest::new(req.config.clone(), req.release.clone())
-                .with_push(push)
-                .with_dry_run(req.dry_run);
-            let run = crate::image::run(&request, req.aws.as_ref()).await?;
-            let summary = image_summary(&run, push && stage == Stage::Push);
-            ctx.images = Some((run, push));
-            Ok((planned(Outcome::Done), summary))
+            format!("{label} exists for this bundle ({}); reused", v.status),
+        )
+    })
+}
+
+/// The version onto the environment, waited for until EB's verdict.
+async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
+    let label = ctx.label()?;
+    let o = eb::deploy(&ctx.eb, &ctx.eb_request(&label)).await?;
+    let outcome = Outcome::of_verdict(o.verdict);
+    record(ctx, "deploy", &o).await;
+    if o.verdict == Verdict::Failed {
+        crate::ops::logs::show_failure_logs(&ctx.eb, &ctx.env.eb_environment, &ctx.actions).await;
+    }
+    let mut msg = o.message.clone();
+    if o.resumed {
+        msg.push_str(" (waited for the deploy an earlier run started)");
+    }
+    ctx.deploy = Some(o);
+    Ok((ctx.planned(outcome), msg))
+}
+
+/// The environment's checks against its URL (the configured one, else EB's CNAME).
+async fn verify(ctx: &mut Ctx<'_>, verifier: Option<&dyn Verifier>) -> StageResult {
+    let Some(v) = verifier else {
+        return Ok((
+            Outcome::NotAvailable,
+            "the verify stage is not part of this build of the pipeline".into(),
+        ));
+    };
+    if ctx.req.dry_run {
+        return Ok((
+            Outcome::Planned,
+            "would run the environment's checks".into(),
+        ));
+    }
+    let label = ctx.label.clone().unwrap_or_default();
+    check_environment(&ctx.eb, &ctx.env, &label, v).await
+}
+
+/// The environment's checks against its URL (the configured one, else EB's CNAME); `deploy`
+/// and `rollback` verify the same way.
+pub async fn check_environment(
+    eb: &Eb,
+    env: &AwsEnvironment,
+    label: &str,
+    v: &dyn Verifier,
+) -> StageResult {
+    let url = match &env.spec.url {
+        Some(u) => Some(u.clone()),
+        None => eb::deploy::environment_url(eb, &env.application, &env.eb_environment).await?,
+    };
+    let target = VerifyTarget {
+        environment: env.name.clone(),
+        label: label.to_string(),
+        url,
+    };
+    let summary = v.verify(&target).await?;
+    Ok((Outcome::Done, summary))
+}
+
+/// Adds a deploy's or rollback's verdict to the environment's deploy journal.
+async fn record(ctx: &Ctx<'_>, kind: &str, o: &DeployOutcome) {
+    let bucket = match ctx.bucket() {
+        Some(b) => Some(b),
+        None => eb::version::describe(&ctx.eb, &ctx.env.application, &o.label)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| {
+                v.source_bundle()
+                    .and_then(|b| b.s3_bucket())
+                    .map(str::to_string)
+            }),
+    };
+    match bucket {
+        Some(b) => {
+            crate::ops::journal::record(&ctx.clients.s3, &b, &ctx.env.application, kind, o).await
         }
-        Stage::Render | Stage::Bundle => {
-            // Render and lint always run without writing; the bundle stage writes the zip.
-            // The zip is reproducible, so both compute the same sha256 and label.
-            let write = stage == Stage::Bundle && !req.dry_run;
-            let actions = crate::github::actions::Actions::from_env();
-            let b = crate::bundle::make_bundle(
-                &crate::bundle::BundleRequest::new(
-                    &req.config,
-                    &req.environment,
-                    req.release.clone(),
-                )
-                .with_account(req.account.clone())
-                .with_dry_run(!write),
-            )
-            .inspect_err(|e| {
-                if let Some(crate::bundle::LintFailed(lint)) = e.downcast_ref() {
-                    crate::github::report::annotate_lint(&actions, lint, &req.config.root);
-                }
-            })?;
-            if stage == Stage::Bundle {
-                crate::github::report::annotate_lint(&actions, &b.lint, &req.config.root);
-            }
-            let warnings = b.lint.warnings();
-            ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
-            ctx.bundle = Some(BundleFile {
-                path: b.path.clone(),
-                sha256: b.sha256.clone(),
-                size: b.size,
-                written: b.written,
-            });
-            Ok(match stage {
-                Stage::Render => (
-                    Outcome::Done,
-                    format!(
-                        "{} rendered and linted ({warnings} warning(s))",
-                        crate::bundle::DOCKERRUN
-                    ),
-                ),
-                _ if write => (
-                    Outcome::Done,
-                    format!(
-                        "{} ({} bytes, {})",
-                        b.path.display(),
-                        b.size,
-                        b.version_label
-                    ),
-                ),
-                _ => (
-                    Outcome::Planned,
-                    format!(
-                        "would write {} ({} bytes, {})",
-                        b.path.display(),
-                        b.size,
-                        b.version_label
-                    ),
-                ),
-            })
-        }
-        Stage::Upload => {
-            let Some(bundle) = ctx.bundle.clone() else {
-                bail!(
-                    "no bundle to upload: the bundle stage did not produce one; pass --bundle PATH"
-                );
-            };
-            let label = ctx.label.clone().context("no version label")?;
-            let spec = req.config.environment(&req.environment)?;
-            let up = eb::upload(
-                &ctx.clients.s3,
-                &ctx.eb,
-                &eb::UploadRequest {
-                    bucket: spec.bucket.as_deref(),
-                    application: &req.config.application,
-                    label: &label,
-                    path: &bundle.path,
-                    sha256: &bundle.sha256,
-                    size: bundle.size,
-                    dry_run: req.dry_run || !bundle.written,
-                },
-            )
-            .await?;
-            let out = if up.skipped {
-                (
-                    Outcome::Skipped,
-                    format!("{} already holds this bundle", up.url()),
-                )
-            } else if req.dry_run {
-                (
-                    Outcome::Planned,
-                    format!("would upload {} bytes to {}", up.size, up.url()),
-                )
-            } else {
-                (Outcome::Done, up.url())
-            };
-            ctx.uploaded = Some(up);
-            Ok(out)
-        }
-        Stage::Version => {
-            let label = ctx
-                .label
-                .clone()
-                .context("no version label: pass --bundle PATH or --label LABEL")?;
-            let (bucket, key) = match &ctx.uploaded {
-                Some(u) => (u.bucket.clone(), u.key.clone()),
-                None => {
-                    let spec = req.config.environment(&req.environment)?;
-                    let key = eb::upload::bundle_key(&req.config.application, &label);
-                    match &spec.bucket {
-                        Some(b) => (b.clone(), key),
-                        None => match eb::version::describe(&ctx.eb, &req.config.application, &label).await? {
-                            Some(v) => (
-                                v.source_bundle().and_then(|s| s.s3_bucket()).unwrap_or_default().to_string(),
-                                v.source_bundle().and_then(|s| s.s3_key()).unwrap_or(&key).to_string(),
-                            ),
-                            None => bail!("the version {label} does not exist and the upload stage did not run: run it (drop --only/--from) or set `bucket`"),
-                        },
-                    }
-                }
-            };
-            let spec = req.config.environment(&req.environment)?;
-            let description = format!("{} ({})", req.release.name, req.release.commit);
-            let v = eb::ensure_version(
-                &ctx.eb,
-                &eb::VersionRequest {
-                    application: &req.config.application,
-                    label: &label,
-                    bucket: &bucket,
-                    key: &key,
-                    description: Some(&description),
-                    timeout: spec.timeouts.version,
-                    dry_run: req.dry_run,
-                },
-            )
-            .await?;
-            Ok(if v.created {
-                (Outcome::Done, format!("{label} created ({})", v.status))
-            } else if req.dry_run && v.status.starts_with("NOT") {
-                (
-                    Outcome::Planned,
-                    format!("would create {label} from s3://{bucket}/{key}"),
-                )
-            } else {
-                (
-                    Outcome::Skipped,
-                    format!("{label} exists for this bundle ({}); reused", v.status),
-                )
-            })
-        }
-        Stage::Deploy => {
-            let label = ctx
-                .label
-                .clone()
-                .context("no version label: pass --bundle PATH or --label LABEL")?;
-            let o = eb::deploy(&ctx.eb, &eb_request(ctx, &label)?).await?;
-            let outcome = match o.verdict {
-                Verdict::Succeeded => Outcome::Done,
-                Verdict::AlreadyDeployed => Outcome::Skipped,
-                Verdict::DryRun => Outcome::Planned,
-                _ => Outcome::Failed,
-            };
-            let mut msg = o.message.clone();
-            if o.resumed {
-                msg.push_str(" (waited for the deploy an earlier run started)");
-            }
-            ctx.deploy = Some(o);
-            Ok((planned(outcome), msg))
-        }
-        Stage::Verify => {
-            let Some(v) = verifier else {
-                return Ok((
-                    Outcome::NotAvailable,
-                    "the verify stage is not part of this build of the pipeline".into(),
-                ));
-            };
-            if req.dry_run {
-                return Ok((
-                    Outcome::Planned,
-                    "would run the environment's checks".into(),
-                ));
-            }
-            let spec = req.config.environment(&req.environment)?;
-            let url = match &spec.url {
-                Some(u) => Some(u.clone()),
-                None => {
-                    eb::deploy::environment_url(&ctx.eb, &req.config.application, &ctx.eb_env)
-                        .await?
-                }
-            };
-            let target = VerifyTarget {
-                environment: req.environment.clone(),
-                label: ctx.label.clone().unwrap_or_default(),
-                url,
-            };
-            let summary = v.verify(&target).await?;
-            Ok((Outcome::Done, summary))
-        }
+        None => tracing::warn!("no bundle bucket known: the deploy journal was not written"),
     }
 }
 
@@ -676,12 +698,11 @@ fn image_summary(run: &crate::image::ImageRun, pushed: bool) -> String {
 /// Rolls back after a failed deploy or verify, when enabled. `None` when not applicable.
 async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
     let req = ctx.req;
-    let spec = req.config.environment(&req.environment).ok()?;
     let deployed = ctx.deploy.clone()?;
     if req.dry_run || matches!(deployed.verdict, Verdict::Locked | Verdict::DryRun) {
         return None;
     }
-    if !req.rollback.unwrap_or(spec.rollback) {
+    if !req.rollback.unwrap_or(ctx.env.spec.rollback) {
         return Some((
             Outcome::Skipped,
             "rollback is off (rollback = false or --no-rollback)".into(),
@@ -694,12 +715,10 @@ async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
         ));
     }
     let label = ctx.label.clone().unwrap_or_default();
-    let result = match eb_request(ctx, &label) {
-        Ok(r) => eb::rollback(&ctx.eb, &r, deployed.previous.as_ref()).await,
-        Err(e) => Err(e),
-    };
+    let result = eb::rollback(&ctx.eb, &ctx.eb_request(&label), deployed.previous.as_ref()).await;
     match result {
         Ok(o) => {
+            record(ctx, "rollback", &o).await;
             let outcome = match o.verdict {
                 Verdict::Succeeded | Verdict::AlreadyDeployed => Outcome::Done,
                 Verdict::Skipped => Outcome::Skipped,

@@ -460,6 +460,88 @@ impl Scope {
     }
 }
 
+/// `iam-policy`: which policy to print.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IamPolicyRequest {
+    pub environment: String,
+    /// The AWS account id (else the configuration's, or DEPLOY_ACCOUNT).
+    pub account: Option<String>,
+    /// The trust policy for GitHub Actions of this repository (`owner/name`) instead.
+    pub trust: Option<String>,
+    /// The read-only policy of the preview role instead.
+    pub preview: bool,
+    /// For each statement, the commands and stages that need it, instead of the policy.
+    pub explain: bool,
+    /// AWS's managed Elastic Beanstalk policy plus the ECR and bundle statements instead.
+    pub managed: bool,
+    /// The Elastic Beanstalk environment id; else looked up unless `offline`.
+    pub environment_id: Option<String>,
+    /// Do not ask AWS for the environment id and roles.
+    pub offline: bool,
+}
+
+/// What [`iam_policy`] prints.
+#[derive(Debug, Clone)]
+pub enum IamPolicyOutput {
+    /// The deploy or preview role's permissions policy.
+    Policy(Policy),
+    /// `--explain`: why each statement is there.
+    Explained(String),
+    /// `--managed`.
+    Managed(ManagedAlternative),
+    /// `--trust`: the role's trust policy for GitHub Actions.
+    Trust(Value),
+}
+
+/// The policy document `req` asks for (the environment's id and roles looked up in AWS
+/// unless given, offline, or not needed).
+pub async fn iam_policy(config: &Config, req: &IamPolicyRequest) -> Result<IamPolicyOutput> {
+    let facts = if req.environment_id.is_some() || req.offline || req.trust.is_some() {
+        EnvironmentFacts {
+            environment_id: req.environment_id.clone(),
+            ..Default::default()
+        }
+    } else {
+        lookup_or_explain(config, &req.environment).await?
+    };
+    let policy_req = PolicyRequest {
+        environment: &req.environment,
+        account: req.account.as_deref(),
+        environment_id: facts.environment_id.as_deref(),
+        instance_role: facts.instance_role.as_deref(),
+        service_role: facts.service_role.as_deref(),
+    };
+    if req.managed {
+        return Ok(IamPolicyOutput::Managed(managed_alternative(
+            config,
+            &policy_req,
+        )?));
+    }
+    let policy = if req.preview {
+        preview_policy(config, &policy_req)?
+    } else {
+        deploy_policy(config, &policy_req)?
+    };
+    if req.explain {
+        return Ok(IamPolicyOutput::Explained(explain(&policy)));
+    }
+    match &req.trust {
+        None => Ok(IamPolicyOutput::Policy(policy)),
+        Some(repository) => {
+            let account = req
+                .account
+                .as_deref()
+                .or(config.account.as_deref())
+                .context("the AWS account id is unknown: pass --account ID")?;
+            Ok(IamPolicyOutput::Trust(trust_policy(
+                account,
+                repository,
+                &req.environment,
+            )?))
+        }
+    }
+}
+
 /// The deploy role's permissions policy for `req.environment` of `config`.
 pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy> {
     let s = Scope::new(config, req)?;

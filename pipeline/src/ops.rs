@@ -73,6 +73,33 @@ impl AwsEnvironment {
     }
 }
 
+impl AwsEnvironment {
+    /// The request `deploy` and `rollback` give [`crate::eb::deploy()`]: the environment's
+    /// timeouts and health threshold, unless `deadline` or `lock_wait` override them.
+    pub fn deploy_request<'a>(
+        &'a self,
+        label: &'a str,
+        deadline: Option<std::time::Duration>,
+        lock_wait: Option<std::time::Duration>,
+        state_dir: Option<&'a std::path::Path>,
+        dry_run: bool,
+    ) -> crate::eb::DeployRequest<'a> {
+        let spec = &self.spec;
+        crate::eb::DeployRequest {
+            application: &self.application,
+            environment: &self.eb_environment,
+            label,
+            region: &self.region,
+            deadline: deadline.unwrap_or(spec.timeouts.deploy),
+            lock_wait: lock_wait.unwrap_or(spec.timeouts.lock_wait),
+            health_settle: spec.timeouts.health_settle,
+            threshold: spec.health_threshold,
+            state_dir,
+            dry_run,
+        }
+    }
+}
+
 /// One AWS configuration and the clients built from it, shared by a command's calls.
 #[derive(Debug)]
 pub struct Session {

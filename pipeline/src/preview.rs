@@ -610,27 +610,12 @@ fn split_tag(image: &str) -> (&str, &str) {
 
 /// `file:line:col` relative to `root` (the repository), as annotations want it.
 pub fn location(f: &Finding, root: &Path) -> String {
-    let file = relative(&f.file, root);
+    let file = crate::lint::relative(&f.file, root);
     if f.line > 0 {
         format!("{file}:{}:{}", f.line, f.column)
     } else {
         file
     }
-}
-
-/// `path` relative to `root` when inside it, `/`-separated.
-pub fn relative(path: &Path, root: &Path) -> String {
-    let abs_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let rel = abs
-        .strip_prefix(&abs_root)
-        .or_else(|_| path.strip_prefix(root))
-        .unwrap_or(path);
-    rel.components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Which baseline to compare against.
@@ -666,6 +651,67 @@ pub struct PreviewRequest<'a> {
     pub post: Option<PostTo>,
 }
 
+/// `preview`: what the command line asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviewCommand {
+    pub environment: String,
+    /// The release name; `None`: the git tag of HEAD, else its short commit.
+    pub release: Option<String>,
+    /// The base commit to compare with when the running version cannot be read.
+    pub base: Option<String>,
+    pub against: Against,
+    /// The pull request to comment on (needed by `post`).
+    pub pull_request: Option<u64>,
+    /// Post or edit the pull request's preview comment (needs GITHUB_TOKEN and GITHUB_REPOSITORY).
+    pub post: bool,
+}
+
+/// Reads the GitHub settings (only when posting), the release and the account, then [`run`].
+pub async fn preview(config: &Config, cmd: &PreviewCommand) -> Result<PreviewOutcome> {
+    let actions = crate::github::actions::Actions::from_env();
+    if let Ok(token) = std::env::var("GITHUB_TOKEN") {
+        actions.mask(&token);
+    }
+    // GitHub settings matter only when posting: a token in a laptop's environment without
+    // GITHUB_REPOSITORY must not stop a local preview.
+    let settings = if cmd.post {
+        crate::github::GitHubSettings::from_env()?
+    } else {
+        None
+    };
+    let release = Release::detect(&config.root, cmd.release.as_deref())?;
+    let post = match (cmd.post, settings, cmd.pull_request) {
+        (false, _, _) => None,
+        (true, None, _) => {
+            bail!("--post needs a GitHub token: set GITHUB_TOKEN (and GITHUB_REPOSITORY)")
+        }
+        (true, Some(_), None) => bail!("--post needs the pull request: pass --pr NUMBER"),
+        (true, Some(s), Some(pr)) => Some(PostTo {
+            github: crate::github::GitHub::new(&s)?,
+            pull_request: pr,
+        }),
+    };
+    // `${account}`: the configured one (or DEPLOY_ACCOUNT), else STS when the preview may use
+    // AWS at all; without either, a stand-in the preview points out.
+    let account = match cmd.against {
+        Against::Base => config.account.clone(),
+        _ => {
+            let env = config.environment(&cmd.environment)?;
+            crate::aws::account_or_none(config, env.target).await
+        }
+    };
+    let req = PreviewRequest {
+        config,
+        env_name: cmd.environment.clone(),
+        release,
+        account,
+        base: cmd.base.clone(),
+        against: cmd.against,
+        post,
+    };
+    run(&req, &actions).await
+}
+
 /// What [`run`] made.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreviewOutcome {
@@ -695,7 +741,7 @@ pub async fn run(
     let head = {
         let _g = actions.group(&format!("render and lint the bundle of {}", req.env_name));
         let head = render_head(config, &req.env_name, &req.release, req.account.as_deref())?;
-        crate::github::report::annotate_lint(actions, &head.lint, &root);
+        actions.annotate_lint(&head.lint, &root);
         tracing::info!(
             "rendered {}: {} lint error(s), {} warning(s)",
             req.env_name,

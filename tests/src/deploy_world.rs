@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use pipeline::config::Config;
-use pipeline::deploy::{RunReport, RunRequest, Selection, Verifier, VerifyTarget};
+use pipeline::deploy::{RunReport, RunRequest, Selection};
 use pipeline::eb::{Clients, Pacing};
 use pipeline::release::Release;
+use pipeline::verify::{Verifier, VerifyTarget};
 
 use crate::eb_emulator::EbEmulator;
 use crate::{aws, services};

@@ -1013,7 +1013,7 @@ async fn verify_world(status: u16) -> (World, Settings, wiremock::MockServer) {
 async fn real_verify_failure_rolls_back() {
     let (w, s, server) = verify_world(502).await;
     let req = w.request(&s);
-    let checks = pipeline::deploy::EnvironmentChecks {
+    let checks = pipeline::verify::EnvironmentChecks {
         config: &req.config,
         environment: "staging",
     };
@@ -1043,7 +1043,7 @@ async fn real_verify_failure_rolls_back() {
 async fn real_verify_success_completes_the_run() {
     let (w, s, _server) = verify_world(200).await;
     let req = w.request(&s);
-    let checks = pipeline::deploy::EnvironmentChecks {
+    let checks = pipeline::verify::EnvironmentChecks {
         config: &req.config,
         environment: "staging",
     };

@@ -943,7 +943,7 @@ impl Log {
 
 #[tokio::test]
 async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
-    use pipeline::github::report::{DeployOutputs, DeployReporter};
+    use pipeline::deploy::reporter::{DeployOutputs, DeployReporter};
     use pipeline::stages::Stage;
     let server = MockServer::start().await;
     let statuses = fake_deployments(&server).await;
@@ -1012,7 +1012,7 @@ async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
 
 #[tokio::test]
 async fn deploy_reporter_reports_failure_and_survives_github_errors() {
-    use pipeline::github::report::DeployReporter;
+    use pipeline::deploy::reporter::DeployReporter;
     let server = MockServer::start().await;
     let statuses = fake_deployments(&server).await;
     let log = Log::default();
@@ -1177,7 +1177,7 @@ fn run_report(ok: bool) -> pipeline::deploy::RunReport {
 
 #[tokio::test]
 async fn deploy_reporter_finishes_a_run_report() {
-    use pipeline::github::report::DeployReporter;
+    use pipeline::deploy::reporter::DeployReporter;
     for ok in [true, false] {
         let server = MockServer::start().await;
         let statuses = fake_deployments(&server).await;

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use pipeline::ops::cleanup::{self, CleanupRequest, LifecycleRequest};
 use pipeline::ops::{AwsEnvironment, Session};
 
+use crate::args::DryRunArg;
 use crate::Global;
 
 /// Delete old application versions and their S3 bundles, never one that an environment runs,
@@ -21,9 +22,9 @@ pub struct Cmd {
     /// Delete (without it, only the plan is shown).
     #[arg(long)]
     yes: bool,
-    /// Show the plan only (the default unless --yes).
-    #[arg(long, conflicts_with = "yes")]
-    dry_run: bool,
+    /// The default unless --yes.
+    #[command(flatten)]
+    dry_run: DryRunArg,
     /// Write Elastic Beanstalk's own version lifecycle policy (max count --keep, max age
     /// --older-than) instead of deleting now.
     #[arg(long)]
@@ -39,12 +40,18 @@ impl Cmd {
         let envs = AwsEnvironment::selected(&config, None, "cleanup")?;
         let session = Session::open(&config).await;
         // Interactive or in CI, nothing is deleted without an explicit --yes.
-        let dry_run = self.dry_run || !self.yes;
+        let dry_run = self.dry_run.dry_run || !self.yes;
         if self.lifecycle {
             let role = if self.service_role.starts_with("arn:") {
                 self.service_role.clone()
             } else {
-                let account = session.aws.account(config.account.as_deref()).await?;
+                let account = pipeline::aws::resolve_account(
+                    &config,
+                    pipeline::config::Target::Aws,
+                    Some(&session.aws),
+                )
+                .await?
+                .unwrap_or_default();
                 format!("arn:aws:iam::{account}:role/{}", self.service_role)
             };
             let days = self

@@ -1,47 +1,50 @@
-//! `deploy`, `upload` and `version`.
+//! `deploy`: ship a release to an environment, whatever its target.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use pipeline::deploy::{RunRequest, Selection};
-use pipeline::eb::{Clients, Pacing};
-use pipeline::release::Release;
+use pipeline::config::Config;
+use pipeline::deploy::{Selection, ShipRequest, Shipped};
 use pipeline::stages::Stage;
 
+use crate::args::{DryRunArg, EnvArg, ReleaseArg};
 use crate::Global;
 
-#[derive(clap::Subcommand, Debug)]
-pub enum Cmd {
-    /// Ship a release to an Elastic Beanstalk environment: build, push, render, bundle, upload,
-    /// version, deploy, verify; roll back when the deploy or verify fails.
-    Deploy(DeployArgs),
-    /// Upload the bundle to S3 (skipped when the same bundle is there).
-    Upload(StageArgs),
-    /// Upload the bundle and create the EB application version (reused when it exists).
-    Version(StageArgs),
-}
-
+/// What `deploy`, `upload` and `version` share.
 #[derive(clap::Args, Debug)]
-pub struct StageArgs {
-    /// Environment name in deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV", default_value = "local")]
-    env: String,
-    /// Release name (default: the git tag, else the short commit).
-    #[arg(long, env = "DEPLOY_RELEASE")]
-    release: Option<String>,
+pub struct ShipArgs {
+    #[command(flatten)]
+    pub env: EnvArg,
+    #[command(flatten)]
+    pub release: ReleaseArg,
     /// The bundle zip to ship.
     #[arg(long)]
-    bundle: Option<PathBuf>,
-    /// Show what would happen; change nothing.
-    #[arg(long)]
-    dry_run: bool,
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub dry_run: DryRunArg,
 }
 
+impl ShipArgs {
+    /// The request for `selection` of the stages.
+    pub fn request(&self, selection: Selection) -> ShipRequest {
+        ShipRequest {
+            environment: self.env.or_local(),
+            release: self.release.release.clone(),
+            bundle: self.bundle.clone(),
+            dry_run: self.dry_run.dry_run,
+            selection,
+            ..ShipRequest::default()
+        }
+    }
+}
+
+/// Ship a release to an Elastic Beanstalk environment: build, push, render, bundle, upload,
+/// version, deploy, verify; roll back when the deploy or verify fails.
 #[derive(clap::Args, Debug)]
-pub struct DeployArgs {
+pub struct Cmd {
     #[command(flatten)]
-    common: StageArgs,
+    common: ShipArgs,
     /// Deploy this existing version label (with `--only deploy`).
     #[arg(long)]
     label: Option<String>,
@@ -74,101 +77,35 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Cmd {
-    pub async fn run(self, global: &Global) -> Result<()> {
-        let (args, opts) = match self {
-            Cmd::Deploy(d) => {
-                let DeployArgs {
-                    common,
-                    label,
-                    from,
-                    only,
-                    lock_wait,
-                    deadline,
-                    no_rollback,
-                } = d;
-                let opts = Opts {
-                    label,
-                    selection: Selection { from, only },
-                    lock_wait,
-                    deadline,
-                    rollback: no_rollback.then_some(false),
-                };
-                (common, opts)
-            }
-            Cmd::Upload(a) => (a, Opts::only(vec![Stage::Upload])),
-            Cmd::Version(a) => (a, Opts::only(vec![Stage::Upload, Stage::Version])),
-        };
-        let config = global.load_config()?;
-        if config.environment(&args.env)?.target == pipeline::config::Target::Local {
-            // The local target runs the same stages on the local Docker Engine.
-            let options = pipeline::local::LocalOptions {
-                release: args.release.clone(),
-                dry_run: args.dry_run,
-                ..Default::default()
-            };
-            return crate::local::up(global, &config, &args.env, &options).await;
+    pub fn request(&self, _config: &Config) -> ShipRequest {
+        ShipRequest {
+            label: self.label.clone(),
+            lock_wait: self.lock_wait,
+            deadline: self.deadline,
+            rollback: self.no_rollback.then_some(false),
+            ..self.common.request(Selection {
+                from: self.from,
+                only: self.only.clone(),
+            })
         }
-        let release = Release::detect(&config.root, args.release.as_deref())?;
-        let aws = pipeline::aws::Aws::load(&config.region).await;
-        let renders = args.bundle.is_none()
-            && [Stage::Render, Stage::Bundle]
-                .iter()
-                .any(|s| opts.selection.includes(*s));
-        // `${account}` in the template: the configured account, else STS (only when rendering).
-        let account = if renders {
-            match aws.account(config.account.as_deref()).await {
-                Ok(a) => Some(a),
-                // A dry run still shows the plan; rendering then says what is missing.
-                Err(e) if args.dry_run => {
-                    tracing::warn!("{e:#}");
-                    None
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            None
-        };
-        let request = RunRequest {
-            environment: args.env,
-            account,
-            aws: Some(aws.clone()),
-            release,
-            bundle: args.bundle,
-            label: opts.label,
-            dry_run: args.dry_run,
-            selection: opts.selection,
-            lock_wait: opts.lock_wait,
-            deadline: opts.deadline,
-            rollback: opts.rollback,
-            pacing: Pacing::default(),
-            config,
-        };
-        let clients = Clients::from_aws(&aws);
-        let checks = pipeline::deploy::EnvironmentChecks {
-            config: &request.config,
-            environment: &request.environment,
-        };
-        // GitHub: a deployment with statuses, groups, annotations and outputs (no-op locally).
-        let github = pipeline::github::report::DeployReporter::start(
-            &request.release.name,
-            &request.environment,
-        )
-        .await;
-        let report = tokio::select! {
-            r = pipeline::deploy::run(&request, &clients, Some(&checks)) => r?,
-            _ = tokio::signal::ctrl_c() => bail!(
-                "interrupted: whatever Elastic Beanstalk was doing goes on; re-run the same command: \
-                 the upload and the version are reused and a deploy in flight is waited for, not restarted"
-            ),
-        };
-        eprintln!("{}", report.table());
-        let url = request
-            .config
-            .environment(&request.environment)?
-            .url
-            .clone();
-        github.finish(&report, url.as_deref()).await?;
-        global.emit_json(&report)?;
+    }
+
+    pub async fn run(self, global: &Global) -> Result<()> {
+        let config = global.load_config()?;
+        let req = self.request(&config);
+        ship(global, config, &req).await
+    }
+}
+
+/// `deploy`, `upload` and `version`: ship, then the summary on stderr and JSON on stdout.
+pub async fn ship(global: &Global, config: Config, req: &ShipRequest) -> Result<()> {
+    let shipped = pipeline::deploy::ship(config, req).await?;
+    match &shipped {
+        Shipped::Local(done) => done.log_summary(),
+        Shipped::Aws(report) => eprintln!("{}", report.table()),
+    }
+    global.emit_json(&shipped)?;
+    if let Shipped::Aws(report) = &shipped {
         if !report.ok {
             bail!(
                 "the deploy of {} to {} failed: see the summary above",
@@ -176,28 +113,47 @@ impl Cmd {
                 report.eb_environment
             );
         }
-        Ok(())
     }
+    Ok(())
 }
 
-/// The options only `deploy` has.
-#[derive(Default)]
-struct Opts {
-    label: Option<String>,
-    selection: Selection,
-    lock_wait: Option<Duration>,
-    deadline: Option<Duration>,
-    rollback: Option<bool>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{config, parse};
+    use crate::Command;
 
-impl Opts {
-    fn only(stages: Vec<Stage>) -> Self {
-        Self {
-            selection: Selection {
-                from: None,
-                only: stages,
-            },
-            ..Self::default()
-        }
+    #[test]
+    fn deploy_options_become_the_request() {
+        let Command::Deploy(cmd) = parse(&[
+            "deploy",
+            "--env",
+            "staging",
+            "--only",
+            "deploy,verify",
+            "--label",
+            "v1-abc",
+            "--deadline",
+            "10m",
+            "--no-rollback",
+        ]) else {
+            panic!("not deploy")
+        };
+        let req = cmd.request(&config());
+        assert_eq!(req.environment, "staging");
+        assert_eq!(req.selection.only, vec![Stage::Deploy, Stage::Verify]);
+        assert_eq!(req.label.as_deref(), Some("v1-abc"));
+        assert_eq!(req.deadline, Some(Duration::from_secs(600)));
+        assert_eq!(req.rollback, Some(false));
+        assert_eq!(req.lock_wait, None);
+    }
+
+    #[test]
+    fn an_unknown_stage_names_the_known_ones() {
+        let err = crate::Cli::try_parse_from_args(&["deploy", "--from", "ship"]).unwrap_err();
+        assert!(
+            err.to_string().contains("expected one of build, push"),
+            "{err}"
+        );
     }
 }

@@ -1,19 +1,15 @@
 //! `local up|status|logs|down`: the local target (the README's first command).
 
 use anyhow::Result;
+use pipeline::config::Config;
 use pipeline::local::{self, LocalOptions};
 
+use crate::args::{DryRunArg, EnvArg, ReleaseArg};
 use crate::Global;
 
+/// Run the release on the local Docker Engine (build, render, run, verify).
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {
-    /// Run the release on the local Docker Engine (build, render, run, verify).
-    #[command(subcommand)]
-    Local(LocalCmd),
-}
-
-#[derive(clap::Subcommand, Debug)]
-pub enum LocalCmd {
     /// Build the images, render the bundle under target/, run it locally and verify it.
     Up(UpArgs),
     /// Show the containers of the local stack.
@@ -26,9 +22,8 @@ pub enum LocalCmd {
 
 #[derive(clap::Args, Debug)]
 pub struct StackArgs {
-    /// Environment of deploy.toml with target = "local".
-    #[arg(long = "env", default_value = "local")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
     /// Docker Engine address (else DOCKER_HOST, else the default socket).
     #[arg(long, env = "DOCKER_HOST")]
     docker_host: Option<String>,
@@ -38,24 +33,21 @@ pub struct StackArgs {
 pub struct UpArgs {
     #[command(flatten)]
     stack: StackArgs,
-    /// Release name (else the git tag or the short commit).
-    #[arg(long, env = "DEPLOY_RELEASE")]
-    release: Option<String>,
+    #[command(flatten)]
+    release: ReleaseArg,
     /// Use the images already in the engine instead of building them.
     #[arg(long)]
     no_build: bool,
-    /// Render and print the plan; start nothing.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    dry_run: DryRunArg,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct DownArgs {
     #[command(flatten)]
     stack: StackArgs,
-    /// Show what would be removed; remove nothing.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    dry_run: DryRunArg,
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,23 +61,41 @@ pub struct LogsArgs {
     tail: usize,
 }
 
+impl UpArgs {
+    pub fn request(&self, _config: &Config) -> (String, LocalOptions) {
+        let options = LocalOptions {
+            release: self.release.release.clone(),
+            docker_host: self.stack.docker_host.clone(),
+            skip_build: self.no_build,
+            dry_run: self.dry_run.dry_run,
+        };
+        (self.stack.env.or_local(), options)
+    }
+}
+
+impl StackArgs {
+    /// The stack's name and engine.
+    pub fn stack(&self, config: &Config) -> (String, Option<&str>) {
+        (
+            local::stack_name(config, &self.env.or_local()),
+            self.docker_host.as_deref(),
+        )
+    }
+}
+
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
-        let Cmd::Local(cmd) = self;
         let config = global.load_config()?;
-        match cmd {
-            LocalCmd::Up(a) => {
-                let options = LocalOptions {
-                    release: a.release,
-                    docker_host: a.stack.docker_host,
-                    skip_build: a.no_build,
-                    dry_run: a.dry_run,
-                };
-                up(global, &config, &a.stack.env, &options).await
+        match self {
+            Cmd::Up(a) => {
+                let (env, options) = a.request(&config);
+                let done = local::deploy_local(&config, &env, &options).await?;
+                done.log_summary();
+                global.emit_json(&done)
             }
-            LocalCmd::Status(a) => {
-                let stack = local::stack_name(&config, &a.env);
-                let containers = local::status(a.docker_host.as_deref(), &stack).await?;
+            Cmd::Status(a) => {
+                let (stack, host) = a.stack(&config);
+                let containers = local::status(host, &stack).await?;
                 if containers.is_empty() {
                     tracing::info!("nothing runs in the local stack {stack} (start it with `cargo xtask local up`)");
                 }
@@ -107,15 +117,9 @@ impl Cmd {
                 }
                 global.emit_json(&containers)
             }
-            LocalCmd::Logs(a) => {
-                let stack = local::stack_name(&config, &a.stack.env);
-                let logs = local::logs(
-                    a.stack.docker_host.as_deref(),
-                    &stack,
-                    a.container.as_deref(),
-                    a.tail,
-                )
-                .await?;
+            Cmd::Logs(a) => {
+                let (stack, host) = a.stack.stack(&config);
+                let logs = local::logs(host, &stack, a.container.as_deref(), a.tail).await?;
                 if global.json {
                     let value: Vec<_> = logs
                         .iter()
@@ -130,10 +134,9 @@ impl Cmd {
                 }
                 Ok(())
             }
-            LocalCmd::Down(a) => {
-                let stack = local::stack_name(&config, &a.stack.env);
-                let report =
-                    local::down_with(a.stack.docker_host.as_deref(), &stack, a.dry_run).await?;
+            Cmd::Down(a) => {
+                let (stack, host) = a.stack.stack(&config);
+                let report = local::down_with(host, &stack, a.dry_run.dry_run).await?;
                 tracing::info!(
                     "{} {} container(s){} of the local stack {stack}",
                     if report.dry_run {
@@ -154,32 +157,30 @@ impl Cmd {
     }
 }
 
-/// `local up`, and `deploy --env NAME` for an environment with `target = "local"`: build,
-/// bundle, run on the local engine, verify; a summary on stderr, the result as JSON with `--json`.
-pub async fn up(
-    global: &Global,
-    config: &pipeline::config::Config,
-    env: &str,
-    options: &LocalOptions,
-) -> Result<()> {
-    let done = local::deploy_local(config, env, options).await?;
-    if let Some(run) = &done.run {
-        tracing::info!(
-            "local stack {} runs version {} ({} containers){}",
-            run.stack,
-            run.version,
-            run.containers.len(),
-            run.verified
-                .as_ref()
-                .map(|v| format!("; verify passed ({} checks)", v.checks.len()))
-                .unwrap_or_default()
-        );
-        if !run.replaced.is_empty() {
-            tracing::info!("replaced version(s): {}", run.replaced.join(", "));
+#[cfg(test)]
+mod tests {
+    use crate::tests::{config, parse};
+    use crate::Command;
+
+    #[test]
+    fn up_options() {
+        let Command::Local(super::Cmd::Up(a)) = parse(&[
+            "local",
+            "up",
+            "--no-build",
+            "--release",
+            "r1",
+            "--docker-host",
+            "tcp://h:1",
+        ]) else {
+            panic!("not local up")
+        };
+        let (env, o) = a.request(&config());
+        if std::env::var_os("DEPLOY_ENV").is_none() {
+            assert_eq!(env, "local");
         }
-        for c in &run.containers {
-            tracing::info!("  {:<20} {:<8} {}", c.name, c.status, c.ports.join(" "));
-        }
+        assert!(o.skip_build && !o.dry_run);
+        assert_eq!(o.release.as_deref(), Some("r1"));
+        assert_eq!(o.docker_host.as_deref(), Some("tcp://h:1"));
     }
-    global.emit_json(&done)
 }

@@ -6,15 +6,15 @@ use anyhow::Result;
 use pipeline::ops::logs::{self, LogKind, LogsRequest};
 use pipeline::ops::{AwsEnvironment, Session};
 
+use crate::args::EnvArg;
 use crate::Global;
 
 /// Fetch the environment's logs from every instance (EB's tail logs: the last 100 lines of
 /// each file; `--all`: every log file), split per instance and file, with secrets masked.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
-    /// Environment name in deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
     /// The full log bundle instead of the tail.
     #[arg(long)]
     all: bool,
@@ -26,7 +26,7 @@ pub struct Cmd {
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "logs")?;
+        let env = AwsEnvironment::resolve(&config, &self.env.required("logs")?, "logs")?;
         let session = Session::open(&config).await;
         let report = logs::fetch(
             &session.eb,

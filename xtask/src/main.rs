@@ -8,18 +8,25 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod args;
+mod build;
 mod bundle;
 mod cleanup;
 mod deploy;
-mod github;
 mod history;
-mod image;
+mod iam_policy;
+mod lint;
 mod local;
 mod logs;
+mod preview;
+mod push;
+mod render;
 mod rollback;
 mod status;
 mod test;
+mod upload;
 mod verify;
+mod version;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,20 +48,25 @@ struct Cli {
     command: Command,
 }
 
+/// One variant per command, each in its own file.
 #[derive(Subcommand, Debug)]
 enum Command {
-    #[command(flatten)]
+    Render(render::Cmd),
+    Lint(lint::Cmd),
     Bundle(bundle::Cmd),
-    #[command(flatten)]
+    /// Run the whole test suite with its test services (the README's test command).
+    Test(test::Cmd),
     Verify(verify::Cmd),
-    #[command(flatten)]
-    Image(image::Cmd),
-    #[command(flatten)]
+    Build(build::Cmd),
+    Push(push::Cmd),
     Deploy(deploy::Cmd),
-    #[command(flatten)]
+    Upload(upload::Cmd),
+    Version(version::Cmd),
+    /// Run the release on the local Docker Engine (build, render, run, verify).
+    #[command(subcommand)]
     Local(local::Cmd),
-    #[command(flatten)]
-    Github(github::Cmd),
+    IamPolicy(iam_policy::Cmd),
+    Preview(preview::Cmd),
     Status(status::Cmd),
     History(history::Cmd),
     Rollback(rollback::Cmd),
@@ -100,12 +112,19 @@ fn main() -> ExitCode {
         .expect("cannot start the async runtime");
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Render(cmd) => cmd.run(&global).await,
+            Command::Lint(cmd) => cmd.run(&global).await,
             Command::Bundle(cmd) => cmd.run(&global).await,
-            Command::Github(cmd) => cmd.run(&global).await,
+            Command::Test(cmd) => cmd.run(),
             Command::Verify(cmd) => cmd.run(&global).await,
-            Command::Image(cmd) => cmd.run(&global).await,
+            Command::Build(cmd) => cmd.run(&global).await,
+            Command::Push(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
+            Command::Upload(cmd) => cmd.run(&global).await,
+            Command::Version(cmd) => cmd.run(&global).await,
             Command::Local(cmd) => cmd.run(&global).await,
+            Command::IamPolicy(cmd) => cmd.run(&global).await,
+            Command::Preview(cmd) => cmd.run(&global).await,
             Command::Status(cmd) => cmd.run(&global).await,
             Command::History(cmd) => cmd.run(&global).await,
             Command::Rollback(cmd) => cmd.run(&global).await,
@@ -138,4 +157,82 @@ fn init_tracing(verbose: u8) {
         .without_time()
         .with_ansi(!ci && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+impl Cli {
+    /// Parses `cargo xtask ARGS…`.
+    fn try_parse_from_args(args: &[&str]) -> Result<Self, clap::Error> {
+        Self::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The command `cargo xtask ARGS…` parses into.
+    pub fn parse(args: &[&str]) -> Command {
+        match Cli::try_parse_from_args(args) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{args:?} does not parse: {e}"),
+        }
+    }
+
+    /// A configuration with a local and an AWS environment.
+    pub fn config() -> pipeline::config::Config {
+        pipeline::config::Config::parse(
+            std::path::Path::new("deploy.toml"),
+            "region = 'us-west-2'\napplication = 'antenna'\n[images.backend]\nrepository = 'antenna-backend'\nbuild = { context = '.' }\n[environments.local]\ntarget = 'local'\n[environments.staging]\neb_environment = 'antenna-staging'\n",
+        )
+        .expect("the test configuration parses")
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn build_has_no_push_only_flags() {
+        let mut cli = Cli::command();
+        let build = cli.find_subcommand_mut("build").expect("a build command");
+        let flags: Vec<String> = build
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        assert!(
+            !flags
+                .iter()
+                .any(|f| f == "force" || f == "create-repository"),
+            "{flags:?}"
+        );
+    }
+
+    #[test]
+    fn every_command_with_env_reads_deploy_env() {
+        let cli = Cli::command();
+        let mut seen = 0;
+        for cmd in cli.get_subcommands() {
+            let subs: Vec<&clap::Command> = if cmd.has_subcommands() {
+                cmd.get_subcommands().collect()
+            } else {
+                vec![cmd]
+            };
+            for c in subs {
+                if let Some(env) = c.get_arguments().find(|a| a.get_long() == Some("env")) {
+                    seen += 1;
+                    assert_eq!(
+                        env.get_env().and_then(|e| e.to_str()),
+                        Some("DEPLOY_ENV"),
+                        "{} --env",
+                        c.get_name()
+                    );
+                    assert_eq!(env.get_short(), Some('e'), "{} --env", c.get_name());
+                }
+            }
+        }
+        assert!(seen >= 12, "{seen} commands take --env");
+    }
 }

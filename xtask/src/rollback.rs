@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use pipeline::ops::rollback::{self, RollbackRequest};
 use pipeline::ops::{AwsEnvironment, Session};
 
+use crate::args::{DryRunArg, EnvArg};
 use crate::Global;
 
 /// Roll an environment back to LABEL, or to the last version that ran healthy on it before
@@ -13,9 +14,8 @@ use crate::Global;
 /// images are gone from ECR.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
-    /// Environment name in deploy.toml.
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: String,
+    #[command(flatten)]
+    env: EnvArg,
     /// The version label to go back to (default: the last healthy one before the current).
     label: Option<String>,
     /// How long to wait for another deploy in progress (default: the environment's timeouts.lock_wait).
@@ -24,15 +24,14 @@ pub struct Cmd {
     /// How long to wait for the verdict (default: the environment's timeouts.deploy).
     #[arg(long, value_parser = pipeline::deploy::parse_duration)]
     deadline: Option<Duration>,
-    /// Show the target and the checks; change nothing.
-    #[arg(long)]
-    dry_run: bool,
+    #[command(flatten)]
+    dry_run: DryRunArg,
 }
 
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let env = AwsEnvironment::resolve(&config, &self.env, "rollback")?;
+        let env = AwsEnvironment::resolve(&config, &self.env.required("rollback")?, "rollback")?;
         let session = Session::open(&config).await;
         let state_dir = config.resolve(&config.bundle.out_dir);
         let req = RollbackRequest {
@@ -41,15 +40,12 @@ impl Cmd {
             deadline: self.deadline,
             lock_wait: self.lock_wait,
             state_dir: Some(&state_dir),
-            dry_run: self.dry_run,
+            dry_run: self.dry_run.dry_run,
         };
-        let checks = pipeline::deploy::EnvironmentChecks {
-            config: &config,
-            environment: &env.name,
-        };
+        let checks = pipeline::verify::EnvironmentChecks::new(&config, &env.name);
         // GitHub: a deployment with its statuses, as for a deploy (no-op locally).
         let git_ref = self.label.clone().unwrap_or_else(|| "rollback".into());
-        let github = pipeline::github::report::DeployReporter::start(&git_ref, &env.name).await;
+        let github = pipeline::deploy::reporter::DeployReporter::start(&git_ref, &env.name).await;
         let (target, report) = match rollback::rollback(&session, &req, Some(&checks)).await {
             Ok(r) => r,
             Err(e) => {

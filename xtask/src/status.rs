@@ -5,15 +5,16 @@ use pipeline::eb::Poller;
 use pipeline::ops::status::{self, StatusReport};
 use pipeline::ops::{AwsEnvironment, Session};
 
+use crate::args::EnvArg;
 use crate::Global;
 
 /// Show what each environment runs (version, release, commit), its status and health, its
 /// instances, the events since the last deploy, and whether a deploy is in flight.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
-    /// Environment name in deploy.toml (default: every AWS environment).
-    #[arg(long, short, env = "DEPLOY_ENV")]
-    env: Option<String>,
+    /// Default: every AWS environment of deploy.toml.
+    #[command(flatten)]
+    env: EnvArg,
     /// Refresh until interrupted, at the deploy's polling pace (5 s, slowing to 15 s).
     #[arg(long)]
     watch: bool,
@@ -22,7 +23,7 @@ pub struct Cmd {
 impl Cmd {
     pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let envs = AwsEnvironment::selected(&config, self.env.as_deref(), "status")?;
+        let envs = AwsEnvironment::selected(&config, self.env.env.as_deref(), "status")?;
         let session = Session::open(&config).await;
         let state_dir = config.resolve(&config.bundle.out_dir);
         let mut poller = Poller::new(session.eb.pacing);

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 /// Run the whole test suite against real servers on loopback.
 #[derive(clap::Args, Debug)]
-pub struct TestCmd {
+pub struct Cmd {
     /// Leave the test services running afterwards (stop them with tests/services/down.sh).
     #[arg(long)]
     keep_services: bool,
@@ -16,7 +16,7 @@ pub struct TestCmd {
     cargo_args: Vec<String>,
 }
 
-impl TestCmd {
+impl Cmd {
     pub fn run(self) -> Result<()> {
         let root = workspace_root()?;
         let services = root.join("tests/services");

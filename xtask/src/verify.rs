@@ -1,48 +1,34 @@
 //! `verify`: is the deployed backend really up? Runs the environment's checks and prints a table.
 
 use anyhow::{bail, Result};
+use pipeline::config::Config;
+use pipeline::verify::VerifyRequest;
 
+use crate::args::EnvArg;
 use crate::Global;
 
-#[derive(clap::Subcommand, Debug)]
-pub enum Cmd {
-    /// Check a deployed environment: API root, Redis, Celery workers and queues, Flower.
-    Verify(VerifyCmd),
-}
-
+/// Check a deployed environment: API root, Redis, Celery workers and queues, Flower.
 #[derive(clap::Args, Debug)]
-pub struct VerifyCmd {
-    /// The environment of the configuration whose checks run.
-    #[arg(long)]
-    env: String,
+pub struct Cmd {
+    #[command(flatten)]
+    env: EnvArg,
     /// Base URL of the deployed application (else the environment's `url`, or DEPLOY_URL).
     #[arg(long)]
     url: Option<String>,
 }
 
 impl Cmd {
-    pub async fn run(self, global: &Global) -> Result<()> {
-        match self {
-            Cmd::Verify(v) => v.run(global).await,
-        }
+    pub fn request(&self, _config: &Config) -> Result<VerifyRequest> {
+        Ok(VerifyRequest {
+            environment: self.env.required("verify")?,
+            url: self.url.clone(),
+        })
     }
-}
 
-impl VerifyCmd {
-    async fn run(self, global: &Global) -> Result<()> {
+    pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let checks =
-            pipeline::verify::Check::for_environment(&config, &self.env, self.url.as_deref())?;
-        if checks.is_empty() {
-            bail!(
-                "environment {:?} has no checks: add [[environments.{}.checks]] tables to {}",
-                self.env,
-                self.env,
-                config.path.display()
-            );
-        }
-        tracing::info!("verifying {} with {} checks", self.env, checks.len());
-        let report = pipeline::verify::run(&checks).await;
+        let req = self.request(&config)?;
+        let report = pipeline::verify::verify(&config, &req).await?;
         eprint!("{}", report.render_table());
         global.emit_json(&report)?;
         if !report.passed() {
@@ -52,10 +38,31 @@ impl VerifyCmd {
                 .collect();
             bail!(
                 "verify of {} failed: {} (details in the table above)",
-                self.env,
+                req.environment,
                 failed.join(", ")
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{config, parse};
+    use crate::Command;
+
+    #[test]
+    fn verify_needs_an_environment() {
+        let Command::Verify(cmd) = parse(&["verify", "--url", "http://x"]) else {
+            panic!("not verify")
+        };
+        if std::env::var_os("DEPLOY_ENV").is_none() {
+            let err = cmd.request(&config()).unwrap_err().to_string();
+            assert!(err.contains("pass --env NAME"), "{err}");
+        }
+        let Command::Verify(cmd) = parse(&["verify", "-e", "staging"]) else {
+            panic!("not verify")
+        };
+        assert_eq!(cmd.request(&config()).unwrap().environment, "staging");
     }
 }

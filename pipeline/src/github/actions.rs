@@ -122,6 +122,31 @@ impl Actions {
         }
     }
 
+    /// One annotation per lint finding, at its file, line and column (relative to `root`).
+    pub fn annotate_lint(&self, report: &crate::lint::Report, root: &Path) {
+        use crate::lint::Severity;
+        for f in &report.findings {
+            let level = match f.severity {
+                Severity::Error => Level::Error,
+                Severity::Warning => Level::Warning,
+            };
+            self.annotate(
+                level,
+                &Annotation {
+                    file: Some(crate::lint::relative(&f.file, root)),
+                    line: (f.line > 0).then_some(f.line),
+                    col: (f.column > 0).then_some(f.column),
+                    title: Some(format!("{} {}", f.rule, f.name)),
+                    message: if f.hint.is_empty() {
+                        f.message.clone()
+                    } else {
+                        format!("{}\n{}", f.message, f.hint)
+                    },
+                },
+            );
+        }
+    }
+
     /// An annotation (`::error file=…,line=…,col=…,title=…::message`).
     pub fn annotate(&self, level: Level, a: &Annotation) {
         if !self.enabled {

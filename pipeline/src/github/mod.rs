@@ -9,7 +9,6 @@
 pub mod actions;
 mod comments;
 mod deployments;
-pub mod report;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -180,6 +180,42 @@ pub struct ImageRun {
     pub duration_ms: u64,
 }
 
+/// `build` and `push`: the images of the configuration, for a release.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImagesRequest {
+    /// Checked against the configuration when given.
+    pub environment: Option<String>,
+    /// The release name (the image tag); `None`: the git tag, else the short commit.
+    pub release: Option<String>,
+    pub push: bool,
+    /// Push over a release tag that exists with another revision.
+    pub force: bool,
+    /// Create missing ECR repositories (with tag immutability on).
+    pub create_repository: bool,
+    pub dry_run: bool,
+}
+
+/// Detects the release and the source, loads AWS when pushing, then [`run`].
+pub async fn build_or_push(config: Config, req: &ImagesRequest) -> Result<ImageRun> {
+    if let Some(env) = &req.environment {
+        config.environment(env)?;
+    }
+    let release = Release::detect(&config.root, req.release.as_deref())?;
+    let source = detect_source(&config.root);
+    let request = ImageRequest::new(config, release)
+        .with_push(req.push)
+        .with_force(req.force)
+        .with_create_repository(req.create_repository)
+        .with_dry_run(req.dry_run)
+        .with_source(source);
+    let aws = if req.push {
+        Some(Aws::load(&request.config.region).await)
+    } else {
+        None
+    };
+    run(&request, aws.as_ref()).await
+}
+
 /// Runs the build stage, or build and push, for every image the configuration builds.
 /// `aws` is needed to push (ECR).
 pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {

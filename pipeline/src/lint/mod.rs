@@ -387,6 +387,21 @@ pub fn lint_file(path: &Path, verify_path: Option<&str>) -> std::io::Result<Vec<
     }
 }
 
+/// `path` relative to `root` when inside it, `/`-separated.
+pub fn relative(path: &Path, root: &Path) -> String {
+    let abs_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let rel = abs
+        .strip_prefix(&abs_root)
+        .or_else(|_| path.strip_prefix(root))
+        .unwrap_or(path);
+    rel.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

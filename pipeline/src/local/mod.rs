@@ -57,6 +57,29 @@ pub struct LocalDeployment {
     pub run: Option<RunReport>,
 }
 
+impl LocalDeployment {
+    /// What runs now, on stderr: the stack, its version and containers, the verify verdict.
+    pub fn log_summary(&self) {
+        let Some(run) = &self.run else { return };
+        tracing::info!(
+            "local stack {} runs version {} ({} containers){}",
+            run.stack,
+            run.version,
+            run.containers.len(),
+            run.verified
+                .as_ref()
+                .map(|v| format!("; verify passed ({} checks)", v.checks.len()))
+                .unwrap_or_default()
+        );
+        if !run.replaced.is_empty() {
+            tracing::info!("replaced version(s): {}", run.replaced.join(", "));
+        }
+        for c in &run.containers {
+            tracing::info!("  {:<20} {:<8} {}", c.name, c.status, c.ports.join(" "));
+        }
+    }
+}
+
 /// The stack name of environment `env_name`: `<application>-<environment>`.
 pub fn stack_name(config: &Config, env_name: &str) -> String {
     format!("{}-{env_name}", config.application)

@@ -523,6 +523,35 @@ pub fn print_excerpt(actions: &crate::github::actions::Actions, excerpt: &[(Stri
     }
 }
 
+/// Lines of each relevant log shown after a failed deploy.
+pub const FAILURE_LINES: usize = 40;
+
+/// After a failed deploy: fetches the tail logs and prints the last lines of eb-engine.log,
+/// the ECS agent's log and the containers' logs (one `::group::` each in GitHub Actions).
+/// Problems fetching them are warnings: the deploy's verdict stands either way.
+pub async fn show_failure_logs(
+    eb: &Eb,
+    environment: &str,
+    actions: &crate::github::actions::Actions,
+) {
+    let req = LogsRequest {
+        environment,
+        kind: LogKind::Tail,
+        timeout: Duration::from_secs(90),
+        known_secrets: vec![],
+    };
+    match fetch(eb, &req).await {
+        Ok(report) => {
+            let excerpt = failure_excerpt(&report, &[], FAILURE_LINES);
+            if excerpt.is_empty() {
+                tracing::warn!("logs: no instance of {environment} sent its logs; see `cargo xtask logs --env …`");
+            }
+            print_excerpt(actions, &excerpt);
+        }
+        Err(e) => tracing::warn!("cannot fetch the logs of the failed deploy: {e:#}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

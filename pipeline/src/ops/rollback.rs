@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use super::versions::{self, Version};
 use super::{journal, AwsEnvironment, Session};
-use crate::deploy::{Outcome, RunReport, StageReport, Verifier, VerifyTarget};
-use crate::eb::{self, Verdict};
+use crate::deploy::{Outcome, RunReport, StageReport};
+use crate::eb;
+use crate::verify::Verifier;
 
 /// Why a rollback target is refused (callers and tests branch on the kind).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,28 +202,18 @@ pub async fn rollback(
         target.current.as_deref().unwrap_or("nothing")
     );
     let spec = &env.spec;
-    let deploy_req = eb::DeployRequest {
-        application: &env.application,
-        environment: &env.eb_environment,
-        label: &label,
-        region: &env.region,
-        deadline: req.deadline.unwrap_or(spec.timeouts.deploy),
-        lock_wait: req.lock_wait.unwrap_or(spec.timeouts.lock_wait),
-        health_settle: spec.timeouts.health_settle,
-        threshold: spec.health_threshold,
-        state_dir: req.state_dir,
-        dry_run: req.dry_run,
-    };
+    let deploy_req = env.deploy_request(
+        &label,
+        req.deadline,
+        req.lock_wait,
+        req.state_dir,
+        req.dry_run,
+    );
     let started = Instant::now();
     let outcome = eb::deploy(&session.eb, &deploy_req).await?;
     let deploy_stage = StageReport {
         stage: "deploy".into(),
-        outcome: match outcome.verdict {
-            Verdict::Succeeded => Outcome::Done,
-            Verdict::AlreadyDeployed => Outcome::Skipped,
-            Verdict::DryRun => Outcome::Planned,
-            _ => Outcome::Failed,
-        },
+        outcome: Outcome::of_verdict(outcome.verdict),
         duration_ms: started.elapsed().as_millis() as u64,
         output: outcome.message.clone(),
     };
@@ -237,24 +228,9 @@ pub async fn rollback(
         ),
         (_, false, _) => (Outcome::NotRun, "the deploy failed".to_string()),
         (None, true, _) => (Outcome::NotAvailable, "no checks in this build".to_string()),
-        (Some(v), true, _) => {
-            let url = match &spec.url {
-                Some(u) => Some(u.clone()),
-                None => {
-                    eb::deploy::environment_url(&session.eb, &env.application, &env.eb_environment)
-                        .await?
-                }
-            };
-            let t = VerifyTarget {
-                environment: env.name.clone(),
-                label: label.clone(),
-                url,
-            };
-            match v.verify(&t).await {
-                Ok(s) => (Outcome::Done, s),
-                Err(e) => (Outcome::Failed, format!("{e:#}")),
-            }
-        }
+        (Some(v), true, _) => crate::deploy::check_environment(&session.eb, env, &label, v)
+            .await
+            .unwrap_or_else(|e| (Outcome::Failed, format!("{e:#}"))),
     };
     let verify_stage = StageReport {
         stage: "verify".into(),

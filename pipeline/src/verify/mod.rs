@@ -28,7 +28,7 @@ pub use flower::{FlowerAuth, FlowerCheck};
 pub use http::HttpCheck;
 pub use redis::{CertReqs, RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
-pub use stage::StageVerifier;
+pub use stage::{EnvironmentChecks, Verifier, VerifyTarget};
 
 /// One check of the verify stage, ready to run.
 #[derive(Debug, Clone)]
@@ -298,6 +298,30 @@ pub async fn verify_environment(
     base_url_override: Option<&str>,
 ) -> Result<VerifyReport> {
     let checks = Check::for_environment(config, env_name, base_url_override)?;
+    Ok(run(&checks).await)
+}
+
+/// `verify`: an environment's checks, against a URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyRequest {
+    pub environment: String,
+    /// Base URL of the deployed application (else the environment's `url`, or DEPLOY_URL).
+    pub url: Option<String>,
+}
+
+/// Runs the environment's checks; an environment without checks is an error that says how to
+/// add one.
+pub async fn verify(config: &Config, req: &VerifyRequest) -> Result<VerifyReport> {
+    let checks = Check::for_environment(config, &req.environment, req.url.as_deref())?;
+    if checks.is_empty() {
+        bail!(
+            "environment {:?} has no checks: add [[environments.{}.checks]] tables to {}",
+            req.environment,
+            req.environment,
+            config.path.display()
+        );
+    }
+    tracing::info!("verifying {} with {} checks", req.environment, checks.len());
     Ok(run(&checks).await)
 }
 

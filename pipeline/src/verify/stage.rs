@@ -1,76 +1,69 @@
-//! The verify stage of `deploy`: [`crate::deploy::Verifier`] over the environment's checks.
+//! The verify stage of `deploy`: the environment's checks of `deploy.toml`, behind the
+//! [`Verifier`] boundary (tests replace it with a fixed answer).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use anyhow::{bail, Result};
+use serde::Serialize;
 
 use crate::config::Config;
-use crate::deploy::{Verifier, VerifyTarget};
 
-use super::{report::human_duration, verify_environment, Verdict};
-
-/// Runs the target environment's checks against its URL; fails when a required check fails
-/// (the deploy then rolls back when `rollback` is on). The table goes to the log (stderr).
-#[derive(Debug, Clone)]
-pub struct StageVerifier {
-    config: Config,
+/// Where the verify stage checks the deployed application.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyTarget {
+    pub environment: String,
+    pub label: String,
+    pub url: Option<String>,
 }
 
-impl StageVerifier {
-    pub fn new(config: Config) -> Self {
-        Self { config }
+/// The verify stage, at its I/O boundary (checks over HTTP, Redis, Flower).
+pub trait Verifier: Send + Sync {
+    /// `Ok(summary)` when every required check passed, else what failed.
+    fn verify<'a>(
+        &'a self,
+        target: &'a VerifyTarget,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>>;
+}
+
+/// The production verify stage: the environment's checks of `deploy.toml`, run against the
+/// target's URL; the table goes to the log (stderr), and a failed required check fails the
+/// stage (the deploy then rolls back when `rollback` is on).
+pub struct EnvironmentChecks<'a> {
+    pub config: &'a Config,
+    pub environment: &'a str,
+}
+
+impl<'a> EnvironmentChecks<'a> {
+    pub fn new(config: &'a Config, environment: &'a str) -> Self {
+        Self {
+            config,
+            environment,
+        }
     }
 }
 
-impl Verifier for StageVerifier {
+impl Verifier for EnvironmentChecks<'_> {
     fn verify<'a>(
         &'a self,
         target: &'a VerifyTarget,
     ) -> Pin<Box<dyn Future<Output = Result<String>> + Send + 'a>> {
         Box::pin(async move {
-            let env = self.config.environment(&target.environment)?;
-            if env.checks.is_empty() {
-                return Ok(format!(
-                    "no checks configured: add [[environments.{}.checks]] to {}",
-                    target.environment,
-                    self.config.path.display()
-                ));
-            }
             let report =
-                verify_environment(&self.config, &target.environment, target.url.as_deref())
+                super::verify_environment(self.config, self.environment, target.url.as_deref())
                     .await?;
-            tracing::info!(
-                "verify of {} ({}):\n{}",
-                target.environment,
-                target.label,
-                report.render_table()
-            );
-            if !report.passed() {
-                let failed: Vec<String> = report
-                    .failures()
-                    .map(|c| format!("{} {} ({}): {}", c.check, c.verdict, c.target, c.detail))
-                    .collect();
-                bail!(
-                    "{} of {} required checks did not pass: {}",
-                    failed.len(),
-                    report.checks.iter().filter(|c| c.required).count(),
-                    failed.join("; ")
-                );
+            for line in report.render_table().lines() {
+                tracing::info!("{line}");
             }
-            let passed: Vec<String> = report
-                .checks
-                .iter()
-                .filter(|c| c.verdict == Verdict::Pass)
-                .map(|c| {
-                    format!(
-                        "{} {}",
-                        c.check,
-                        human_duration(std::time::Duration::from_millis(c.latency_ms))
-                    )
-                })
+            if report.passed() {
+                let n = report.checks.iter().filter(|c| c.required).count();
+                return Ok(format!("all {n} required checks passed"));
+            }
+            let failures: Vec<String> = report
+                .failures()
+                .map(|c| format!("{} {} {}: {}", c.check, c.target, c.verdict, c.detail))
                 .collect();
-            Ok(format!("checks passed: {}", passed.join(", ")))
+            bail!("{}", failures.join("; "))
         })
     }
 }

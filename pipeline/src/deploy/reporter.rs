@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
-use super::actions::{Actions, Annotation, Group, Level};
-use super::{DeploymentTracker, GitHub, GitHubSettings};
-use crate::lint::{Report, Severity};
+use crate::github::actions::{Actions, Annotation, Group, Level};
+use crate::github::{DeploymentTracker, GitHub, GitHubSettings};
+use crate::lint::Report;
 use crate::stages::Stage;
 
 /// Reporting for one deploy of `git_ref` to `environment`.
@@ -58,7 +58,7 @@ impl DeployReporter {
             github,
             git_ref,
             environment,
-            super::actions::run_url(),
+            crate::github::actions::run_url(),
         )
         .await
     }
@@ -100,7 +100,7 @@ impl DeployReporter {
 
     /// One annotation per lint finding, at its file, line and column (relative to `root`).
     pub fn lint(&self, report: &Report, root: &Path) {
-        annotate_lint(&self.actions, report, root);
+        self.actions.annotate_lint(report, root);
     }
 
     /// Writes `version_label`, `bundle_sha256`, `image_digests` and `environment_url` to
@@ -127,11 +127,11 @@ impl DeployReporter {
     /// status (`success` with `environment_url`, else `failure` with the failed stage's output).
     pub async fn finish(
         &self,
-        report: &crate::deploy::RunReport,
+        report: &super::RunReport,
         environment_url: Option<&str>,
     ) -> anyhow::Result<()> {
-        use crate::deploy::Outcome;
-        let failed: Vec<&crate::deploy::StageReport> = report
+        use super::Outcome;
+        let failed: Vec<&super::StageReport> = report
             .stages
             .iter()
             .filter(|s| s.outcome == Outcome::Failed)
@@ -203,29 +203,5 @@ impl DeployReporter {
                 tracing::warn!("cannot mark the GitHub deployment failed: {e}");
             }
         }
-    }
-}
-
-/// One annotation per lint finding, at its file, line and column (relative to `root`).
-pub fn annotate_lint(actions: &Actions, report: &Report, root: &Path) {
-    for f in &report.findings {
-        let level = match f.severity {
-            Severity::Error => Level::Error,
-            Severity::Warning => Level::Warning,
-        };
-        actions.annotate(
-            level,
-            &Annotation {
-                file: Some(crate::preview::relative(&f.file, root)),
-                line: (f.line > 0).then_some(f.line),
-                col: (f.column > 0).then_some(f.column),
-                title: Some(format!("{} {}", f.rule, f.name)),
-                message: if f.hint.is_empty() {
-                    f.message.clone()
-                } else {
-                    format!("{}\n{}", f.message, f.hint)
-                },
-            },
-        );
     }
 }

@@ -1,0 +1,53 @@
+//! `build`: the images this repository builds, with the Docker Engine.
+
+use anyhow::Result;
+use pipeline::config::Config;
+use pipeline::image::ImagesRequest;
+
+use crate::args::{DryRunArg, EnvArg, ReleaseArg};
+use crate::Global;
+
+/// Build the images this repository builds, with the Docker Engine (DOCKER_HOST).
+#[derive(clap::Args, Debug)]
+pub struct Cmd {
+    #[command(flatten)]
+    env: EnvArg,
+    #[command(flatten)]
+    release: ReleaseArg,
+    #[command(flatten)]
+    dry_run: DryRunArg,
+}
+
+impl Cmd {
+    pub fn request(&self, _config: &Config) -> ImagesRequest {
+        ImagesRequest {
+            environment: self.env.env.clone(),
+            release: self.release.release.clone(),
+            dry_run: self.dry_run.dry_run,
+            ..ImagesRequest::default()
+        }
+    }
+
+    pub async fn run(self, global: &Global) -> Result<()> {
+        let config = global.load_config()?;
+        let req = self.request(&config);
+        let report = pipeline::image::build_or_push(config, &req).await?;
+        global.emit_json(&report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{config, parse};
+    use crate::Command;
+
+    #[test]
+    fn build_does_not_push() {
+        let Command::Build(cmd) = parse(&["build", "--release", "v1"]) else {
+            panic!("not build")
+        };
+        let req = cmd.request(&config());
+        assert!(!req.push && !req.force && !req.create_repository);
+        assert_eq!(req.release.as_deref(), Some("v1"));
+    }
+}
