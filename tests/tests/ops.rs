@@ -92,11 +92,7 @@ fn redacted(value: &impl serde::Serialize) -> String {
                 }
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
-            serde_json::Value::String(s) => {
-                if s.starts_with("i-") {
-                    *s = "[instance]".into();
-                }
-            }
+            serde_json::Value::String(s) if s.starts_with("i-") => *s = "[instance]".into(),
             _ => {}
         }
     }
@@ -469,7 +465,7 @@ async fn rollback_refuses_each_bad_target_with_its_reason() {
 /// versions and their bundles always stay; what it deletes loses its bundle too.
 #[tokio::test]
 async fn cleanup_never_deletes_the_running_previous_or_in_flight_version() {
-    let mut rng = fastrand::Rng::with_seed(0x0c1e_a4u64);
+    let mut rng = fastrand::Rng::with_seed(0x000c_1ea4_u64);
     for round in 0..4 {
         let w = World::new().await;
         let s = session(&w);
