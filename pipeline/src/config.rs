@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use toml::Spanned;
 
 /// Default file name of the configuration, at the repository root.
@@ -34,31 +35,59 @@ pub struct Config {
     pub environments: BTreeMap<String, EnvironmentSpec>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+// The file as written. The doc comments of these types are the configuration reference:
+// `cargo xtask docs` renders them into docs/configuration.md (a test fails when it is stale).
+/// `deploy.toml`, at the repository root (`--config PATH` or `DEPLOY_CONFIG` for another file).
+/// Unknown keys are errors; relative paths are resolved against the file's directory.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
+    /// AWS region of the application, e.g. `"us-west-2"`. `DEPLOY_REGION`, else `AWS_REGION`,
+    /// overrides it when set.
     region: String,
+    /// The Elastic Beanstalk application name.
     application: String,
+    /// AWS account id (12 digits). Else `DEPLOY_ACCOUNT`, else STS `GetCallerIdentity` with
+    /// the credentials at hand. `DEPLOY_ACCOUNT` overrides it when set.
     #[serde(default)]
     account: Option<String>,
+    /// Registry host of the images instead of the account's ECR host
+    /// (`<account>.dkr.ecr.<region>.amazonaws.com`). `DEPLOY_REGISTRY` overrides it when set.
     #[serde(default)]
     registry: Option<String>,
+    /// Where the bundle's inputs are and where its outputs go.
     #[serde(default)]
     bundle: BundleSettings,
+    /// Values for `${var.NAME}` in the template, for every environment.
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// The images the template refers to as `${image.NAME}`, by name.
+    #[schemars(with = "BTreeMap<String, ImageSpec>")]
     images: BTreeMap<String, Spanned<ImageSpec>>,
+    /// The deploy environments, by name (`--env NAME`, or `DEPLOY_ENV`); at least one.
+    #[schemars(with = "BTreeMap<String, EnvironmentSpec>")]
     environments: BTreeMap<String, Spanned<EnvironmentSpec>>,
 }
 
+/// The JSON schema of `deploy.toml`, from the types above and their doc comments.
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(ConfigFile)
+}
+
 /// Where the bundle's inputs are and where its outputs go, relative to the config's directory.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BundleSettings {
+    /// The Dockerrun v2 template rendered into `Dockerrun.aws.json`.
     pub template: PathBuf,
+    /// The `.ebextensions` directory put in the bundle.
     pub ebextensions: PathBuf,
+    /// The `.platform` directory (hooks) put in the bundle.
     pub platform: PathBuf,
+    /// Files left out of the bundle (gitignore syntax, patterns relative to the config's
+    /// directory); a missing file excludes nothing.
     pub ebignore: PathBuf,
+    /// Bundles are written to `<out_dir>/<environment>/`.
     pub out_dir: PathBuf,
 }
 
@@ -79,12 +108,18 @@ impl Default for BundleSettings {
 /// With `build`, this repository builds it and pushes it to the account's ECR repository
 /// `repository`, tagged with the release name. Without, it is external: `repository` (a
 /// repository in the account's ECR, or a full reference with a registry host) at `tag`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
+    /// Repository name in the account's ECR (no host); for an external image also a full
+    /// `host/path` on another registry.
     pub repository: String,
+    /// Tag of an external image (required without `build`, refused with it: built images are
+    /// tagged with the release name).
     #[serde(default)]
     pub tag: Option<String>,
+    /// How this repository builds the image; without it the image is external and only
+    /// checked to exist.
     #[serde(default)]
     pub build: Option<BuildSpec>,
 }
@@ -100,7 +135,7 @@ impl ImageSpec {
 }
 
 /// How to build an image of this repository.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSpec {
     /// Build context directory, relative to the config's directory.
@@ -111,8 +146,10 @@ pub struct BuildSpec {
     /// Target stage of a multi-stage Dockerfile.
     #[serde(default)]
     pub target: Option<String>,
+    /// Build arguments (`ARG` values).
     #[serde(default)]
     pub args: BTreeMap<String, String>,
+    /// Platform to build for.
     #[serde(default = "default_platform")]
     pub platform: String,
 }
@@ -122,7 +159,7 @@ fn default_platform() -> String {
 }
 
 /// Where an environment runs.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// AWS Elastic Beanstalk.
@@ -133,9 +170,11 @@ pub enum Target {
 }
 
 /// One deploy environment (`[environments.NAME]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentSpec {
+    /// Where the environment runs: `"aws"` (Elastic Beanstalk) or `"local"` (the local
+    /// Docker Engine).
     #[serde(default)]
     pub target: Target,
     /// The Elastic Beanstalk environment name (required for `target = "aws"`).
@@ -150,9 +189,11 @@ pub struct EnvironmentSpec {
     /// Values for `${var.NAME}`, over the top-level `[vars]`.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// Deadlines of the waiting stages.
     #[serde(default)]
     pub timeouts: Timeouts,
-    /// Lowest enhanced-health status that counts as healthy.
+    /// Lowest enhanced-health status that counts as healthy: `"Ok"` accepts only Ok, `"Info"`
+    /// also Info, `"Warning"` also Warning (Degraded, Severe and a Red colour always fail).
     #[serde(default)]
     pub health_threshold: HealthThreshold,
     /// Redeploy the previous version when the deploy or verify fails.
@@ -207,12 +248,12 @@ impl EnvironmentSpec {
 
 /// `[environments.NAME.images.IMAGE]`: run another image of `[images]` in place of `IMAGE`.
 ///
-/// ```toml
+/// ```toml fragment
 /// [environments.local.images]
 /// awscli = { image = "backend" }
 /// ml-backend-minimal = { image = "backend", command = ["/start-ml-backend"] }
 /// ```
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ImageOverride {
     /// Name of the image (in `[images]`) to run instead.
@@ -228,20 +269,30 @@ fn yes() -> bool {
 }
 
 /// Deadlines of the waiting stages.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    #[serde(deserialize_with = "de_duration")]
+    /// How long to wait for the deploy's verdict (`--deadline` overrides it).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
     pub deploy: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    /// How long to wait for EB to process a new application version.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
     pub version: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    /// How long to wait for another deploy in progress (`--lock-wait` overrides it).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
     pub lock_wait: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    /// Upper bound of every check's `timeout` (checks run concurrently, so the verify stage
+    /// takes at most about this long).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
     pub verify: Duration,
     /// How long enhanced health may take to reach the threshold once the environment is
     /// Ready with the new version.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[schemars(with = "DurationText")]
     pub health_settle: Duration,
 }
 
@@ -258,7 +309,9 @@ impl Default for Timeouts {
 }
 
 /// Enhanced health statuses, best first, as EB reports them.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord, Default,
+)]
 pub enum HealthThreshold {
     #[default]
     Ok,
@@ -267,7 +320,7 @@ pub enum HealthThreshold {
 }
 
 /// A check of the verify stage (`[[environments.NAME.checks]]`), told apart by `kind`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum CheckSpec {
     /// GET a URL; expect a status and a JSON body.
@@ -275,14 +328,25 @@ pub enum CheckSpec {
         /// Full URL; else the environment URL joined with `path`.
         #[serde(default)]
         url: Option<String>,
+        /// Path under the environment URL (DRF's API root: anonymous, no database).
         #[serde(default = "default_health_path")]
         path: String,
+        /// Headers sent with the request, e.g. `{ "X-Forwarded-Proto" = "https" }` where
+        /// Django redirects plain HTTP to https (the load balancer sets it in production).
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        /// The HTTP status that passes (redirects are not followed).
         #[serde(default = "default_status")]
         expect_status: u16,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        /// How long the check retries before its verdict is final.
+        #[serde(
+            default = "default_check_timeout",
+            deserialize_with = "de_duration",
+            serialize_with = "ser_duration"
+        )]
+        #[schemars(with = "DurationText")]
         timeout: Duration,
+        /// A check with `required = false` is shown but does not fail the verify.
         #[serde(default = "yes")]
         required: bool,
     },
@@ -290,8 +354,15 @@ pub enum CheckSpec {
     Redis {
         /// Name of the environment variable that holds the URL (it may carry a password).
         url_env: String,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        /// How long the check retries before its verdict is final.
+        #[serde(
+            default = "default_check_timeout",
+            deserialize_with = "de_duration",
+            serialize_with = "ser_duration"
+        )]
+        #[schemars(with = "DurationText")]
         timeout: Duration,
+        /// A check with `required = false` is shown but does not fail the verify.
         #[serde(default = "yes")]
         required: bool,
     },
@@ -299,12 +370,21 @@ pub enum CheckSpec {
     Celery {
         /// Name of the environment variable that holds the broker URL.
         broker_url_env: String,
+        /// Fewest workers that must answer the ping.
         #[serde(default = "one")]
         min_workers: usize,
+        /// Queues that need at least one consumer (Antenna: `["antenna", "jobs", "ml_results"]`).
         #[serde(default)]
         queues: Vec<String>,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        /// How long the check retries before its verdict is final.
+        #[serde(
+            default = "default_check_timeout",
+            deserialize_with = "de_duration",
+            serialize_with = "ser_duration"
+        )]
+        #[schemars(with = "DurationText")]
         timeout: Duration,
+        /// A check with `required = false` is shown but does not fail the verify.
         #[serde(default = "yes")]
         required: bool,
     },
@@ -313,16 +393,27 @@ pub enum CheckSpec {
         /// Flower's base URL; else `<environment URL>:5555`.
         #[serde(default)]
         url: Option<String>,
+        /// Name of the environment variable that holds Flower's basic-auth user.
         #[serde(default = "default_flower_user_env")]
         user_env: String,
+        /// Name of the environment variable that holds Flower's basic-auth password.
         #[serde(default = "default_flower_password_env")]
         password_env: String,
+        /// Fewest workers online.
         #[serde(default = "one")]
         min_workers: usize,
+        /// Queues that need an online consumer.
         #[serde(default)]
         queues: Vec<String>,
-        #[serde(default = "default_check_timeout", deserialize_with = "de_duration")]
+        /// How long the check retries before its verdict is final.
+        #[serde(
+            default = "default_check_timeout",
+            deserialize_with = "de_duration",
+            serialize_with = "ser_duration"
+        )]
+        #[schemars(with = "DurationText")]
         timeout: Duration,
+        /// A check with `required = false` is shown but does not fail the verify.
         #[serde(default = "yes")]
         required: bool,
     },
@@ -359,6 +450,28 @@ fn default_flower_user_env() -> String {
 }
 fn default_flower_password_env() -> String {
     "FLOWER_PASSWORD".into()
+}
+
+/// How a duration is written in the file: a string such as `"90s"`, `"5m"` or `"1h 30m"`.
+/// Fields read with [`de_duration`] declare `#[schemars(with = "DurationText")]`.
+struct DurationText;
+
+impl JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "duration" })
+    }
+}
+
+fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -657,7 +770,7 @@ impl Config {
     }
 }
 
-const SHAPE_HINT: &str = "expected at least `region`, `application`, `[images.NAME]` with `repository` (and `build` or `tag`), and `[environments.NAME]`; see the README's configuration reference";
+const SHAPE_HINT: &str = "expected at least `region`, `application`, `[images.NAME]` with `repository` (and `build` or `tag`), and `[environments.NAME]`; see docs/configuration.md";
 
 /// Names used in placeholders: ASCII letters, digits, `-` and `_`.
 pub fn valid_name(name: &str) -> bool {

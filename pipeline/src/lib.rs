@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod config;
 pub mod deploy;
 pub mod dockerrun;
+pub mod docs;
 pub mod eb;
 pub mod github;
 pub mod iam;

@@ -13,6 +13,7 @@ mod build;
 mod bundle;
 mod cleanup;
 mod deploy;
+mod docs;
 mod history;
 mod iam_policy;
 mod lint;
@@ -72,6 +73,7 @@ enum Command {
     Rollback(rollback::Cmd),
     Logs(logs::Cmd),
     Cleanup(cleanup::Cmd),
+    Docs(docs::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
             Command::Rollback(cmd) => cmd.run(&global).await,
             Command::Logs(cmd) => cmd.run(&global).await,
             Command::Cleanup(cmd) => cmd.run(&global).await,
+            Command::Docs(cmd) => cmd.run(&global),
         }
     });
     match result {

@@ -65,7 +65,7 @@ impl Cmd {
     }
 }
 
-fn workspace_root() -> Result<std::path::PathBuf> {
+pub fn workspace_root() -> Result<std::path::PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     Ok(manifest
         .parent()
