@@ -43,10 +43,15 @@ impl Cmd {
             dry_run: self.dry_run.dry_run,
         };
         let checks = pipeline::verify::EnvironmentChecks::new(&config, &env.name);
-        // GitHub: a deployment with its statuses, as for a deploy (no-op locally).
-        let git_ref = self.label.clone().unwrap_or_else(|| "rollback".into());
+        let target = rollback::target(&session, &req).await?;
+        // GitHub: a deployment of the version's commit with its statuses (no-op locally).
+        let git_ref = target
+            .git_ref()
+            .map(str::to_string)
+            .or_else(|| std::env::var("GITHUB_SHA").ok())
+            .unwrap_or_else(|| target.version.label.clone());
         let github = pipeline::deploy::reporter::DeployReporter::start(&git_ref, &env.name).await;
-        let (target, report) = match rollback::rollback(&session, &req, Some(&checks)).await {
+        let report = match rollback::run(&session, &req, &target, Some(&checks)).await {
             Ok(r) => r,
             Err(e) => {
                 github.failed(&e).await;

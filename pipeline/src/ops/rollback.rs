@@ -193,6 +193,28 @@ pub async fn rollback(
     verifier: Option<&dyn Verifier>,
 ) -> Result<(Target, RunReport)> {
     let target = target(session, req).await?;
+    let report = run(session, req, &target, verifier).await?;
+    Ok((target, report))
+}
+
+impl Target {
+    /// The git ref a GitHub deployment of this rollback names: the version's commit.
+    pub fn git_ref(&self) -> Option<&str> {
+        self.version
+            .described
+            .commit
+            .as_deref()
+            .filter(|c| c.len() == 40 && c.chars().all(|x| x.is_ascii_hexdigit()))
+    }
+}
+
+/// Deploys and verifies a target [`target`] accepted.
+pub async fn run(
+    session: &Session,
+    req: &RollbackRequest<'_>,
+    target: &Target,
+    verifier: Option<&dyn Verifier>,
+) -> Result<RunReport> {
     let env = req.env;
     let label = target.version.label.clone();
     tracing::info!(
@@ -256,5 +278,5 @@ pub async fn rollback(
         ok,
         eb_calls: session.eb.calls_made(),
     };
-    Ok((target, report))
+    Ok(report)
 }
