@@ -211,8 +211,9 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     pub host_port_offset: u16,
     /// Environment properties that must exist on the environment before a deploy, by name
-    /// (values are never read into output); unset means [`ANTENNA_REQUIRED_PROPERTIES`].
+    /// (values are never read into output); unset means Antenna's list (the default shown).
     #[serde(default)]
+    #[schemars(default = "antenna_required_properties")]
     pub required: Option<Vec<String>>,
     /// EC2 instance type of the environment (`t3.medium`): lint checks that the containers'
     /// memory fits it (rules DR018, DR019). Unset: not checked.
@@ -233,16 +234,24 @@ pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
     "DJANGO_AWS_STORAGE_BUCKET_NAME",
 ];
 
+/// [`ANTENNA_REQUIRED_PROPERTIES`] as the value of an unset `required` (and as the
+/// reference shows its default).
+fn antenna_required_properties() -> Option<Vec<String>> {
+    Some(
+        ANTENNA_REQUIRED_PROPERTIES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+}
+
 impl EnvironmentSpec {
     /// The names `doctor` checks before a deploy: `required`, else Antenna's list.
     pub fn required_properties(&self) -> Vec<String> {
-        match &self.required {
-            Some(names) => names.clone(),
-            None => ANTENNA_REQUIRED_PROPERTIES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        }
+        self.required
+            .clone()
+            .or_else(antenna_required_properties)
+            .unwrap_or_default()
     }
 }
 

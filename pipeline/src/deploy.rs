@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::eb::{self, DeployOutcome, Eb, Pacing, Verdict};
+use crate::eb::{self, DeployOutcome, DeployVerdict, Eb, Pacing};
 use crate::github::actions::Actions;
 use crate::ops::AwsEnvironment;
 use crate::release::Release;
@@ -113,11 +113,11 @@ impl Outcome {
     }
 
     /// How a deploy stage ends for an EB verdict.
-    pub fn of_verdict(v: Verdict) -> Self {
+    pub fn of_verdict(v: DeployVerdict) -> Self {
         match v {
-            Verdict::Succeeded => Outcome::Done,
-            Verdict::AlreadyDeployed => Outcome::Skipped,
-            Verdict::DryRun => Outcome::Planned,
+            DeployVerdict::Succeeded => Outcome::Done,
+            DeployVerdict::AlreadyDeployed => Outcome::Skipped,
+            DeployVerdict::DryRun => Outcome::Planned,
             _ => Outcome::Failed,
         }
     }
@@ -151,30 +151,16 @@ pub struct RunReport {
 impl RunReport {
     /// The summary table, for humans.
     pub fn table(&self) -> String {
-        let mut out = String::new();
-        let w = self
-            .stages
-            .iter()
-            .map(|s| s.outcome.as_str().len())
-            .max()
-            .unwrap_or(7)
-            .max(7);
-        let _ = writeln!(
-            out,
-            "{:<9} {:<w$} {:>9}  output",
-            "stage", "outcome", "duration"
-        );
+        let mut table = crate::output::Table::new(["stage", "outcome", "duration", "output"]);
         for s in &self.stages {
-            let secs = format!("{:.1}s", s.duration_ms as f64 / 1000.0);
-            let _ = writeln!(
-                out,
-                "{:<9} {:<w$} {:>9}  {}",
-                s.stage,
-                s.outcome.as_str(),
-                secs,
-                s.output
-            );
+            table.row([
+                s.stage.clone(),
+                s.outcome.as_str().to_string(),
+                crate::output::human_duration(Duration::from_millis(s.duration_ms)),
+                s.output.clone(),
+            ]);
         }
+        let mut out = table.render();
         let verdict = if self.dry_run {
             "plan only (--dry-run): nothing was changed"
         } else if self.ok {
@@ -601,7 +587,7 @@ async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     let o = eb::deploy(&ctx.eb, &ctx.eb_request(&label)).await?;
     let outcome = Outcome::of_verdict(o.verdict);
     record(ctx, "deploy", &o).await;
-    if o.verdict == Verdict::Failed {
+    if o.verdict == DeployVerdict::Failed {
         crate::ops::logs::show_failure_logs(&ctx.eb, &ctx.env.eb_environment, &ctx.actions).await;
     }
     let mut msg = o.message.clone();
@@ -699,7 +685,12 @@ fn image_summary(run: &crate::image::ImageRun, pushed: bool) -> String {
 async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
     let req = ctx.req;
     let deployed = ctx.deploy.clone()?;
-    if req.dry_run || matches!(deployed.verdict, Verdict::Locked | Verdict::DryRun) {
+    if req.dry_run
+        || matches!(
+            deployed.verdict,
+            DeployVerdict::Locked | DeployVerdict::DryRun
+        )
+    {
         return None;
     }
     if !req.rollback.unwrap_or(ctx.env.spec.rollback) {
@@ -708,7 +699,7 @@ async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
             "rollback is off (rollback = false or --no-rollback)".into(),
         ));
     }
-    if deployed.verdict == Verdict::TimedOut {
+    if deployed.verdict == DeployVerdict::TimedOut {
         return Some((
             Outcome::Skipped,
             "no rollback while the deploy may still run: re-run to wait for it".into(),
@@ -720,8 +711,8 @@ async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
         Ok(o) => {
             record(ctx, "rollback", &o).await;
             let outcome = match o.verdict {
-                Verdict::Succeeded | Verdict::AlreadyDeployed => Outcome::Done,
-                Verdict::Skipped => Outcome::Skipped,
+                DeployVerdict::Succeeded | DeployVerdict::AlreadyDeployed => Outcome::Done,
+                DeployVerdict::Skipped => Outcome::Skipped,
                 _ => Outcome::Failed,
             };
             let msg = if outcome == Outcome::Done {

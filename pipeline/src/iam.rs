@@ -211,7 +211,7 @@ const BUNDLE_OBJECTS: Grant = Grant {
     sid: "BundleObjects",
     actions: &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
     needed_by: &[
-        "deploy: upload (HeadObject to skip a bundle already there needs s3:GetObject; PutObject)",
+        "deploy: upload (HeadObject to skip a bundle already there needs s3:GetObject; PutObject; without s3:ListBucket a missing key answers 403, which the upload takes as missing)",
         "deploy and rollback: the deploy journal `<application>/deploys/<environment>.json` (read, then written)",
         "history: bundle sizes (HeadObject) and the deploy journal",
         "cleanup: EB deletes a deleted version's bundle with the caller's permissions (DeleteSourceBundle)",
@@ -219,14 +219,6 @@ const BUNDLE_OBJECTS: Grant = Grant {
         "preview: the running bundle",
     ],
     why: "bundles live under `<application>/` in the bucket: nothing else of the bucket",
-    doc: DOC_S3_AUTHZ,
-};
-
-const BUNDLE_BUCKET: Grant = Grant {
-    sid: "BundleBucket",
-    actions: &["s3:GetBucketLocation", "s3:ListBucket"],
-    needed_by: &["deploy: upload (HeadObject answers 404 instead of 403 only with ListBucket)"],
-    why: "listing limited to the application's prefix by the `s3:prefix` condition",
     doc: DOC_S3_AUTHZ,
 };
 
@@ -344,14 +336,12 @@ const ECR_LOGIN: Grant = Grant {
 const ECR_READ: Grant = Grant {
     sid: "EcrRead",
     actions: &[
-        "ecr:BatchCheckLayerAvailability",
         "ecr:BatchGetImage",
         "ecr:DescribeImages",
         "ecr:DescribeRepositories",
-        "ecr:GetDownloadUrlForLayer",
     ],
     needed_by: &[
-        "deploy: push (is the release's tag there already?), render (the external images' tags)",
+        "deploy: push (is the release's tag there already, with which revision: DescribeImages, and the manifest through the registry: BatchGetImage), render (the external images' tags)",
         "doctor: the repositories and tags",
     ],
     why: "only the repositories the template refers to",
@@ -361,6 +351,7 @@ const ECR_READ: Grant = Grant {
 const ECR_PUSH: Grant = Grant {
     sid: "EcrPush",
     actions: &[
+        "ecr:BatchCheckLayerAvailability",
         "ecr:CompleteLayerUpload",
         "ecr:InitiateLayerUpload",
         "ecr:PutImage",
@@ -582,11 +573,6 @@ pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy>
             .map(|b| format!("arn:aws:s3:::{b}/{}/*", s.application))
             .collect()),
     );
-    statements.push(
-        BUNDLE_BUCKET
-            .on(s.buckets.iter().map(|b| format!("arn:aws:s3:::{b}")).collect())
-            .when(json!({"StringLike": {"s3:prefix": [format!("{}/*", s.application), "resources/environments/*"]}})),
-    );
     let env_prefix = match &s.environment_id {
         Some(id) => format!("resources/environments/{id}/*"),
         None => "resources/environments/*".to_string(),
@@ -746,7 +732,6 @@ pub fn managed_alternative(config: &Config, req: &PolicyRequest<'_>) -> Result<M
     let scoped = deploy_policy(config, req)?;
     let keep = [
         "BundleObjects",
-        "BundleBucket",
         "EcrLogin",
         "EcrRead",
         "EcrPush",
@@ -1113,7 +1098,6 @@ mod tests {
             sids,
             vec![
                 "BundleObjects",
-                "BundleBucket",
                 "EcrLogin",
                 "EcrRead",
                 "EcrPush",

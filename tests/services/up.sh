@@ -10,7 +10,8 @@ root=$(cd "$here/../.." && pwd)
 export SERVICES_DIR="${SERVICES_DIR:-$root/target/test-services}"
 export VENV="${TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/antenna-pipeline/venv}"
 # Every port is PORT_BASE + an offset, so that several checkouts can run their services at once.
-# Offsets: 1 moto; 2-9 registry and Docker; 10-19 Redis, Celery, Flower; 20-29 EB; 30-39 local target.
+# Offsets: 1 moto; 2-9 registry and Docker; 10-19 Redis, Celery, Flower; 20-29 EB; 30-39 local target;
+# 60 moto with IAM enforcement.
 export PORT_BASE="${PORT_BASE:-15000}"
 
 "$here/down.sh" >/dev/null 2>&1 || true

@@ -6,7 +6,7 @@ use std::time::Duration;
 use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
 use integration::eb_emulator::{Fault, Script, Step, Which};
 use pipeline::deploy::{Outcome, RunReport};
-use pipeline::eb::Verdict;
+use pipeline::eb::{DeployVerdict, Pacing};
 
 fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport {
     r.stages
@@ -15,7 +15,7 @@ fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport 
         .unwrap_or_else(|| panic!("no stage {name} in {r:#?}"))
 }
 
-fn verdict(r: &RunReport) -> Verdict {
+fn verdict(r: &RunReport) -> DeployVerdict {
     r.deploy.as_ref().expect("no deploy outcome").verdict
 }
 
@@ -29,7 +29,7 @@ async fn success_uploads_creates_deploys_and_reports() {
     let label = w.label();
     let r = w.run(&w.request(&Settings::default()), None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -83,22 +83,143 @@ async fn success_uploads_creates_deploys_and_reports() {
 #[tokio::test]
 async fn success_after_slow_polls() {
     let w = World::new().await;
-    w.emu.set_latency(Duration::from_millis(15));
+    // Time compressed 20x here (so that the client's own time per call, slow when every test
+    // runs at once, stays small next to the intervals): 12 s is a 4-minute deploy; quiet
+    // polls 150-225 ms apart, finishing polls 100 ms.
     w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(900)));
-    let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+        .script_next_deploy(&w.environment, Script::success(Duration::from_secs(12)));
+    let s = Settings {
+        deploy: "30s",
+        ..Settings::default()
+    };
+    let mut req = w.request(&s);
+    req.pacing = Pacing::scaled(20.0);
+    let r = w.run(&req, None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     assert!(
         deploy_message(&r).contains(": Ready, health Green/Ok"),
         "{}",
         deploy_message(&r)
     );
-    // Polls slow down (5 → 15 ms here, 5 s → 15 s for real): far fewer polls than the 180
-    // that a fixed 5 ms interval would make over 900 ms.
-    let polls = w.emu.calls_of("DescribeEnvironments").len();
+    // Events come first; the status is read when events arrive and every 12 s otherwise
+    // (24 s near the end): far fewer status reads than event polls.
+    let update = w.emu.calls_of("UpdateEnvironment")[0].at;
+    let polls: Vec<_> = w.emu.calls_of("DescribeEvents");
+    let status = w.emu.calls_of("DescribeEnvironments").len();
     assert!(
-        (10..=90).contains(&polls),
-        "{polls} DescribeEnvironments calls"
+        (50..=120).contains(&polls.len()),
+        "{} DescribeEvents calls",
+        polls.len()
+    );
+    assert!(
+        status * 3 < polls.len(),
+        "{status} DescribeEnvironments calls"
+    );
+    // Quiet before the instances (0-4 s), finishing after the first instance (8-12 s): a
+    // fixed interval, or a poller that never tightens, has the same gaps in both.
+    let gap = |from: u64, to: u64| {
+        let t: Vec<_> = polls
+            .iter()
+            .map(|c| c.at.duration_since(update).as_millis() as u64)
+            .filter(|ms| (from..to).contains(ms))
+            .collect();
+        (t.last().unwrap() - t.first().unwrap()) as f64 / (t.len() - 1) as f64
+    };
+    let (early, late) = (gap(300, 3800), gap(8200, 11800));
+    assert!(
+        early > late * 1.3,
+        "quiet polls every {early} ms, finishing every {late} ms"
+    );
+}
+
+#[tokio::test]
+async fn a_late_failure_event_dated_before_the_newest_is_caught() {
+    let w = World::new().await;
+    let label = w.label();
+    let failed = "[Instance: {instance}] Command failed on instance. Return code: 1 Output: container django exited.";
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::new(vec![
+            Step::at_ms(20).event("INFO", "Deploying new version to instance(s)."),
+            Step::at_ms(100).event("INFO", "Instance deployment completed successfully."),
+            // Recorded late: dated 50 ms in, listed only at 200 ms.
+            Step::at_ms(200).late_event("ERROR", failed, Duration::from_millis(150)),
+            Step::at_ms(400)
+                .event("ERROR", "Failed to deploy application.")
+                .status("Ready")
+                .env_version(Which::Previous)
+                .health("Red", "Degraded"),
+        ]),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    let instance = w.emu.environment(&w.environment).instances[1].id.clone();
+    assert_eq!(
+        deploy_message(&r),
+        format!(
+            "the deploy of {label} to {} failed: Elastic Beanstalk reported \"{}\"",
+            w.environment,
+            failed.replace("{instance}", &instance)
+        )
+    );
+}
+
+#[tokio::test]
+async fn ebs_command_failure_sequence_fails_with_the_instances_error() {
+    let w = World::new().await;
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::command_failure(Duration::from_millis(200)),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    let m = deploy_message(&r);
+    assert!(
+        m.contains("Elastic Beanstalk reported \"[Instance: i-")
+            && m.contains("] Command failed on instance. Return code: 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn completion_reported_after_an_instance_failed_is_a_failure() {
+    let w = World::new().await;
+    let label = w.label();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::completed_after_instance_failure(Duration::from_millis(150), 2),
+    );
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    let m = deploy_message(&r);
+    let bad = w.emu.environment(&w.environment).instances[1].id.clone();
+    assert!(
+        m.contains("completed but the environment is not healthy"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("1 of 2 instances do not run {label}: {bad} (v0)")),
+        "{m}"
+    );
+    // EB's own words were streamed, success included: the verdict did not trust them.
+    let events = &r.deploy.as_ref().unwrap().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "INFO Environment update completed successfully."),
+        "{events:?}"
     );
 }
 
@@ -138,7 +259,7 @@ async fn each_failure_event_ends_the_wait_with_its_text() {
             started.elapsed()
         );
         assert!(!r.ok);
-        assert_eq!(verdict(&r), Verdict::Failed, "{text}");
+        assert_eq!(verdict(&r), DeployVerdict::Failed, "{text}");
         assert_eq!(
             deploy_message(&r),
             format!(
@@ -173,7 +294,7 @@ async fn red_health_after_completed_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -201,7 +322,7 @@ async fn wrong_version_on_some_instances_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     assert!(
         m.starts_with(&format!(
@@ -231,7 +352,7 @@ async fn stuck_updating_past_the_deadline_says_how_to_look() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::TimedOut, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::TimedOut, "{}", r.table());
     let rid = r.deploy.as_ref().unwrap().request_id.clone().unwrap();
     let m = deploy_message(&r);
     assert!(m.starts_with(&format!("no verdict on the deploy of {label} to {} after 400ms (last seen: Updating Grey ({label}))", w.environment)), "{m}");
@@ -257,7 +378,7 @@ async fn not_ready_waits_for_the_lock_then_deploys() {
         Script::success(Duration::from_millis(300)),
     );
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     assert!(deploy_message(&r).starts_with(&format!("{label} runs on {}", w.environment)));
     // Ours went out once, after the other deploy ended, and EB never refused it.
     let updates = w.emu.calls_of("UpdateEnvironment");
@@ -284,7 +405,7 @@ async fn not_ready_past_the_lock_wait_fails_without_touching_it() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Locked, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Locked, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -308,7 +429,7 @@ async fn throttling_bursts_are_retried() {
     w.emu
         .inject(Some("CreateApplicationVersion"), Fault::Throttle, 2);
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let throttled = w.emu.calls().iter().filter(|c| c.status == 400).count();
     assert_eq!(throttled, 14);
     // Throttled creates were retried; still one version.
@@ -330,7 +451,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
         .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 2);
     w.emu.inject(Some("DescribeEvents"), Fault::Drop, 2);
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let calls = w.emu.calls();
     assert_eq!(calls.iter().filter(|c| c.status >= 500).count(), 5);
     assert_eq!(calls.iter().filter(|c| c.status == 0).count(), 2);
@@ -422,7 +543,7 @@ async fn rollback_after_a_failed_deploy() {
         .script_next_deploy(&w.environment, Script::success(Duration::from_millis(60)));
     let r = w.run(&w.request(&Settings::default()), None).await;
     assert!(!r.ok);
-    assert_eq!(verdict(&r), Verdict::Failed);
+    assert_eq!(verdict(&r), DeployVerdict::Failed);
     assert_eq!(
         deploy_message(&r),
         format!("the deploy of {label} to {} failed: Elastic Beanstalk reported \"Instance deployment failed. For details, see 'eb-engine.log'.\"", w.environment)
@@ -436,7 +557,10 @@ async fn rollback_after_a_failed_deploy() {
             w.environment
         )
     );
-    assert_eq!(r.rollback.as_ref().unwrap().verdict, Verdict::Succeeded);
+    assert_eq!(
+        r.rollback.as_ref().unwrap().verdict,
+        DeployVerdict::Succeeded
+    );
     assert_eq!(w.deployed_labels(), vec![label, "v0".to_string()]);
     assert_eq!(
         w.emu.environment(&w.environment).version.as_deref(),
@@ -453,7 +577,7 @@ async fn rollback_after_a_failed_verify() {
     ));
     let r = w.run(&w.request(&Settings::default()), Some(&verify)).await;
     assert!(!r.ok);
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     let v = stage(&r, "verify");
     assert_eq!(v.outcome, Outcome::Failed);
     assert_eq!(
@@ -498,7 +622,7 @@ async fn never_rolls_back_to_an_unhealthy_version() {
         Script::failure(Duration::from_millis(40), "Failed to deploy application."),
     );
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed);
+    assert_eq!(verdict(&r), DeployVerdict::Failed);
     let rb = stage(&r, "rollback");
     assert_eq!(rb.outcome, Outcome::Skipped);
     assert_eq!(
@@ -533,7 +657,7 @@ async fn interrupted_run_is_picked_up_without_a_second_deploy() {
     assert_eq!(w.emu.environment(&w.environment).status, "Updating");
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert!(r.deploy.as_ref().unwrap().resumed);
     assert_eq!(
         stage(&r, "deploy").output,
@@ -593,7 +717,7 @@ async fn second_run_makes_no_write_call() {
             stamp,
             "the S3 object was written again"
         );
-        assert_eq!(verdict(&second), Verdict::AlreadyDeployed);
+        assert_eq!(verdict(&second), DeployVerdict::AlreadyDeployed);
         assert_eq!(
             deploy_message(&second),
             format!("{label} already runs on {} and is healthy (Green/Ok, 2/2 instances on {label}); nothing to do", w.environment)
@@ -715,7 +839,7 @@ async fn only_deploy_with_a_label() {
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     assert_eq!(stage(&r, "upload").output, "not in --only");
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec!["v2".to_string()]);
     assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
 }
@@ -763,7 +887,7 @@ async fn whole_pipeline_from_the_repository_template() {
         w.emu.version("antenna", &label).unwrap().status,
         "PROCESSED"
     );
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec![label]);
 }
 
@@ -860,7 +984,7 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
     );
     let table: Vec<&str> = stderr
         .lines()
-        .skip_while(|l| !l.starts_with("stage "))
+        .skip_while(|l| !l.starts_with("STAGE "))
         .collect();
     assert!(
         table
@@ -1054,7 +1178,7 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
         ..Settings::default()
     };
     let r = w.run(&w.request(&s), None).await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -1067,24 +1191,69 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
 #[tokio::test]
 async fn pacing_stays_under_ebs_own_throttle() {
     let w = World::new().await;
-    // EB's limit (about 2 calls/s, burst 15) compressed like the pipeline's pacing (1000x).
-    w.emu.set_rate_limit(2000.0, 15);
+    // EB's throttle (2 calls/s, burst 15, per account and action family), compressed like the
+    // pipeline's pacing (1000x).
+    w.emu.throttle_like_eb(1000.0);
     w.emu
         .script_next_deploy(&w.environment, Script::success(Duration::from_millis(600)));
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
-    let throttled: Vec<_> = w
-        .emu
-        .calls()
-        .into_iter()
-        .filter(|c| c.status == 400)
-        .collect();
-    assert!(
-        throttled.is_empty(),
-        "EB throttled {} calls",
-        throttled.len()
-    );
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    let throttled = |calls: Vec<integration::eb_emulator::Call>| {
+        calls.iter().filter(|c| c.status == 400).count()
+    };
+    assert_eq!(throttled(w.emu.calls()), 0, "EB throttled the pipeline");
     assert_eq!(r.eb_calls as usize, w.emu.calls().len());
+
+    // 40 status reads at once through the paced client: none throttled. Compressed 100x only
+    // (calls 20 ms apart), so that this process's own scheduling cannot bunch them.
+    w.emu.throttle_like_eb(100.0);
+    let burst = |eb: std::sync::Arc<pipeline::eb::Eb>| {
+        let env = w.environment.clone();
+        async move {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..40 {
+                let (eb, env) = (eb.clone(), env.clone());
+                set.spawn(async move {
+                    eb.call("DescribeEnvironments", &env, |c| {
+                        c.describe_environments().send()
+                    })
+                    .await
+                });
+            }
+            set.join_all().await
+        }
+    };
+    let before = w.emu.calls().len();
+    let paced = Pacing::scaled(100.0);
+    let results = burst(std::sync::Arc::new(pipeline::eb::Eb::new(
+        w.clients.eb.clone(),
+        paced,
+    )))
+    .await;
+    assert!(results.iter().all(Result::is_ok));
+    let calls = w.emu.calls().split_off(before);
+    assert_eq!(calls.len(), 40, "retries were needed");
+    assert_eq!(throttled(calls), 0, "the paced client was throttled");
+
+    // Control: the same client unpaced (no budget, no retries) is throttled.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = w.emu.calls().len();
+    let unpaced = Pacing {
+        max_rate: f64::INFINITY,
+        burst: u32::MAX,
+        max_retries: 0,
+        ..paced
+    };
+    burst(std::sync::Arc::new(pipeline::eb::Eb::new(
+        w.clients.eb.clone(),
+        unpaced,
+    )))
+    .await;
+    let calls = w.emu.calls().split_off(before);
+    assert!(
+        throttled(calls) >= 10,
+        "an unpaced client was not throttled"
+    );
 }
 
 #[tokio::test]
@@ -1119,7 +1288,7 @@ async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
     });
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), Verdict::Succeeded);
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert!(!r.deploy.as_ref().unwrap().resumed);
     assert_eq!(w.deployed_labels(), vec![label.clone(), label]);
     assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
@@ -1135,7 +1304,7 @@ async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
         Script::success(Duration::from_millis(200)),
     );
     let r = w.run(&w.request(&Settings::default()), None).await;
-    assert_eq!(verdict(&r), Verdict::Succeeded, "{}", r.table());
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let updates = w.emu.calls_of("UpdateEnvironment");
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].status, 400, "EB refused the first update");

@@ -1204,7 +1204,7 @@ async fn deploy_reporter_finishes_a_run_report() {
 
         let summary = std::fs::read_to_string(&summary).unwrap();
         assert!(
-            summary.starts_with("## Deploy `v1.2.0` → `antenna-staging`\n\n```\nstage"),
+            summary.starts_with("## Deploy `v1.2.0` → `antenna-staging`\n\n```\nSTAGE"),
             "{summary}"
         );
         let out = std::fs::read_to_string(&output).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use integration::services;
 use pipeline::config::Config;
 use pipeline::local::engine::{Engine, LABEL_STACK};
-use pipeline::local::{self, RunRequest};
+use pipeline::local::{self, StackRequest};
 use pipeline::verify::{Check, HttpCheck, VerifyReport};
 use tokio::sync::OnceCell;
 
@@ -82,8 +82,8 @@ fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> Str
     .to_string()
 }
 
-fn request(stack: &str, version: &str, text: String, port: u16) -> RunRequest {
-    let mut req = RunRequest::new(stack, "test", version, "Dockerrun.aws.json", text);
+fn request(stack: &str, version: &str, text: String, port: u16) -> StackRequest {
+    let mut req = StackRequest::new(stack, "test", version, "Dockerrun.aws.json", text);
     req.settle = Duration::from_secs(1);
     req.checks = vec![api_check(port, Duration::from_secs(20))];
     req

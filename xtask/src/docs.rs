@@ -34,7 +34,7 @@ impl Cmd {
         }
         if !report.problems.is_empty() {
             bail!(
-                "{} code block(s) of the documentation are wrong (listed above)",
+                "{} problem(s) in the documentation's code blocks and commands (listed above)",
                 report.problems.len()
             );
         }

@@ -99,6 +99,8 @@ impl Cmd {
                 if containers.is_empty() {
                     tracing::info!("nothing runs in the local stack {stack} (start it with `cargo xtask local up`)");
                 }
+                let mut table =
+                    pipeline::output::Table::new(["container", "state", "version", "ports"]);
                 for c in &containers {
                     let state = match (&c.health, c.exit_code) {
                         (Some(h), _) => format!("{} ({h})", c.status),
@@ -107,13 +109,12 @@ impl Cmd {
                         }
                         _ => c.status.clone(),
                     };
-                    tracing::info!(
-                        "{:<20} {:<14} {:<28} {}",
-                        c.name,
-                        state,
-                        c.version,
-                        c.ports.join(" ")
-                    );
+                    table.row([c.name.clone(), state, c.version.clone(), c.ports.join(" ")]);
+                }
+                if !table.is_empty() {
+                    for line in table.render().lines() {
+                        tracing::info!("{line}");
+                    }
                 }
                 global.emit_json(&containers)
             }

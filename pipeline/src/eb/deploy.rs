@@ -23,7 +23,7 @@ use aws_sdk_elasticbeanstalk::types::{
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{Eb, Poller};
+use super::{Eb, Poller, Progress};
 use crate::config::HealthThreshold;
 
 /// What one deploy (or rollback) is about.
@@ -47,7 +47,7 @@ pub struct DeployRequest<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum DeployVerdict {
     /// Deployed and healthy.
     Succeeded,
     /// The version already ran, healthy: nothing was done.
@@ -63,11 +63,11 @@ pub enum Verdict {
     DryRun,
 }
 
-impl Verdict {
+impl DeployVerdict {
     pub fn ok(self) -> bool {
         matches!(
             self,
-            Verdict::Succeeded | Verdict::AlreadyDeployed | Verdict::DryRun
+            DeployVerdict::Succeeded | DeployVerdict::AlreadyDeployed | DeployVerdict::DryRun
         )
     }
 }
@@ -85,7 +85,7 @@ pub struct Previous {
 pub struct DeployOutcome {
     pub environment: String,
     pub label: String,
-    pub verdict: Verdict,
+    pub verdict: DeployVerdict,
     pub message: String,
     pub previous: Option<Previous>,
     pub request_id: Option<String>,
@@ -221,7 +221,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
         if health.problems.is_empty() {
             return Ok(outcome(
                 req,
-                Verdict::AlreadyDeployed,
+                DeployVerdict::AlreadyDeployed,
                 format!(
                     "{label} already runs on {name} and is healthy ({}); nothing to do",
                     health.summary
@@ -261,7 +261,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
         });
         let mut o = outcome(
             req,
-            Verdict::DryRun,
+            DeployVerdict::DryRun,
             format!("would deploy {label} to {name} (now running {running})"),
             None,
         );
@@ -289,7 +289,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
                 Ok(_) if again => deploy_attempt(eb, req, false).await,
                 Ok(_) => Ok(outcome(
                     req,
-                    Verdict::Locked,
+                    DeployVerdict::Locked,
                     format!("another deploy started on {name} twice while this one prepared; nothing was changed: re-run to deploy {label}"),
                     None,
                 )),
@@ -332,7 +332,7 @@ pub async fn rollback(
     let skip = |label: &str, why: String| DeployOutcome {
         environment: req.environment.to_string(),
         label: label.to_string(),
-        verdict: Verdict::Skipped,
+        verdict: DeployVerdict::Skipped,
         message: why,
         previous: None,
         request_id: None,
@@ -365,14 +365,14 @@ pub async fn rollback(
 }
 
 fn finish_state(req: &DeployRequest<'_>, o: &DeployOutcome) {
-    if o.verdict != Verdict::TimedOut {
+    if o.verdict != DeployVerdict::TimedOut {
         clear_state(req);
     }
 }
 
 fn outcome(
     req: &DeployRequest<'_>,
-    verdict: Verdict,
+    verdict: DeployVerdict,
     message: String,
     request_id: Option<String>,
 ) -> DeployOutcome {
@@ -479,7 +479,7 @@ async fn wait_ready(
         if now >= until {
             return Ok(Err(outcome(
                 req,
-                Verdict::Locked,
+                DeployVerdict::Locked,
                 format!(
                     "{} is still {} (deploying version {other}) after waiting {}; nothing was changed: re-run when that deploy is over, or raise --lock-wait",
                     req.environment,
@@ -503,6 +503,7 @@ async fn wait_ready(
 /// EB event texts that mean the deploy failed.
 pub const FAILURE_EVENTS: &[&str] = &[
     "Failed to deploy application",
+    "Command failed on instance",
     "Environment health has been set to RED",
     "The environment was reverted to the previous configuration setting",
     "Update environment operation is complete, but with errors",
@@ -514,7 +515,18 @@ pub const FAILURE_EVENTS: &[&str] = &[
 
 /// True when an event ends the deploy as failed: a known failure text, or severity ERROR/FATAL.
 pub fn is_failure_event(severity: &str, message: &str) -> bool {
-    matches!(severity, "ERROR" | "FATAL") || FAILURE_EVENTS.iter().any(|f| message.contains(f))
+    matches!(severity, "ERROR" | "FATAL")
+        || FAILURE_EVENTS.iter().any(|f| message.contains(f))
+        || failed_commands(message).is_some_and(|n| n > 0)
+}
+
+/// N of EB's "Command execution completed on all instances. Summary: [Successful: S,
+/// Failed: N]." (an INFO event even when N > 0).
+fn failed_commands(message: &str) -> Option<u32> {
+    let rest = message.split_once("Summary: [")?.1;
+    let failed = rest.split_once("Failed: ")?.1;
+    let digits: String = failed.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 struct Health {
@@ -624,34 +636,59 @@ async fn wait_for(
     let mut poller = Poller::new(eb.pacing);
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     // A minute of margin for clock skew between this machine and EB.
-    let mut since = started
+    let floor = started
         .checked_sub(Duration::from_secs(60))
         .unwrap_or(started);
+    // The newest event date seen. EB records some events late, dated before events already
+    // listed, so each poll asks again from a window before it (`seen` drops the repeats).
+    let mut newest = floor;
+    let since = |newest: SystemTime| {
+        newest
+            .checked_sub(LATE_EVENTS)
+            .map_or(floor, |t| t.max(floor))
+    };
+    // The status is read at once, then when events arrive or every `status_interval`.
+    let mut status_due = Instant::now();
     let mut events: Vec<String> = vec![];
     let mut settle_until: Option<Instant> = None;
     let mut last_state = String::new();
     let rid = request_id.map(str::to_string);
-    let done = |verdict: Verdict, message: String, events: &Vec<String>| {
+    let done = |verdict: DeployVerdict, message: String, events: &Vec<String>| {
         let mut o = outcome(req, verdict, message, rid.clone());
         o.events = events.clone();
         o
     };
     loop {
-        // 1. New events of this request, oldest first.
-        let fresh = new_events(eb, req, request_id, since, &mut seen).await?;
-        if !fresh.is_empty() {
-            poller.reset();
-        }
-        if let Some(text) = absorb(name, &fresh, &mut events, &mut since) {
+        // 1. New events of this request, oldest first: the cheapest and first signal.
+        let fresh = new_events(eb, req, request_id, since(newest), &mut seen).await?;
+        poller.observe(
+            fresh
+                .iter()
+                .map(|e| Progress::of_event(e.message().unwrap_or_default()))
+                .max()
+                .unwrap_or(Progress::Quiet),
+        );
+        if let Some(text) = absorb(name, &fresh, &mut events, &mut newest) {
             return Ok(done(
-                Verdict::Failed,
+                DeployVerdict::Failed,
                 format!(
                     "the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""
                 ),
                 &events,
             ));
         }
-        // 2. The environment itself.
+        // 2. The environment itself, when the events or the time say it may have changed.
+        let now = Instant::now();
+        if fresh.is_empty() && settle_until.is_none() && now < status_due {
+            if now >= deadline {
+                return Ok(timed_out(req, request_id, &last_state, &events));
+            }
+            tokio::time::sleep(poller.next_wait().min(deadline - now)).await;
+            continue;
+        }
+        // Once the events said the end is next, they mostly say when it came: the status is
+        // read with them and seldom otherwise, which keeps the poll budget for the final look.
+        status_due = now + eb.pacing.status_interval * if poller.finishing() { 2 } else { 1 };
         let env = describe_env(eb, req).await?;
         let state = format!(
             "{} {} ({})",
@@ -667,12 +704,12 @@ async fn wait_for(
             let running = env.version_label().unwrap_or("no version");
             if running != label {
                 // EB went back; its failure event may have come after our last look.
-                let late = new_events(eb, req, request_id, since, &mut seen).await?;
-                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
-                    return Ok(done(Verdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
+                let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
+                    return Ok(done(DeployVerdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
                 }
                 return Ok(done(
-                    Verdict::Failed,
+                    DeployVerdict::Failed,
                     format!("the deploy of {label} to {name} failed: the environment is Ready but runs {running}; EB went back to it (see the events above or in the EB console)"),
                     &events,
                 ));
@@ -680,16 +717,16 @@ async fn wait_for(
             let health = health_problems(eb, req, label).await?;
             if health.problems.is_empty() {
                 // The last events (and any late failure) before declaring success.
-                let late = new_events(eb, req, request_id, since, &mut seen).await?;
-                if let Some(text) = absorb(name, &late, &mut events, &mut since) {
+                let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
+                if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
                     return Ok(done(
-                        Verdict::Failed,
+                        DeployVerdict::Failed,
                         format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""),
                         &events,
                     ));
                 }
                 return Ok(done(
-                    Verdict::Succeeded,
+                    DeployVerdict::Succeeded,
                     format!("{label} runs on {name}: Ready, health {}", health.summary),
                     &events,
                 ));
@@ -697,7 +734,7 @@ async fn wait_for(
             let until = *settle_until.get_or_insert_with(|| Instant::now() + req.health_settle);
             if Instant::now() >= until {
                 return Ok(done(
-                    Verdict::Failed,
+                    DeployVerdict::Failed,
                     format!(
                         "the deploy of {label} to {name} completed but the environment is not healthy after {}: {}",
                         humantime::format_duration(req.health_settle),
@@ -714,20 +751,7 @@ async fn wait_for(
         // 3. The deadline.
         let now = Instant::now();
         if now >= deadline {
-            let rid_arg = request_id.map_or(String::new(), |r| format!(" --request-id {r}"));
-            return Ok(done(
-                Verdict::TimedOut,
-                format!(
-                    "no verdict on the deploy of {label} to {name} after {} (last seen: {state}); it may still be running. \
-                     Look at it in the EB console (https://{region}.console.aws.amazon.com/elasticbeanstalk/home?region={region}#/environments) \
-                     or with `aws elasticbeanstalk describe-events --application-name {app} --environment-name {name}{rid_arg} --region {region}`; \
-                     re-run the same command to wait for it again (no second deploy is started)",
-                    humantime::format_duration(req.deadline),
-                    region = req.region,
-                    app = req.application,
-                ),
-                &events,
-            ));
+            return Ok(timed_out(req, request_id, &state, &events));
         }
         let mut wait = poller.next_wait().min(deadline - now);
         if let Some(until) = settle_until {
@@ -739,12 +763,47 @@ async fn wait_for(
     }
 }
 
+/// How far before the newest event seen each poll asks again: EB records some events late.
+const LATE_EVENTS: Duration = Duration::from_secs(300);
+
+/// The verdict when the deadline passed: the deploy may still run; how to look at it.
+fn timed_out(
+    req: &DeployRequest<'_>,
+    request_id: Option<&str>,
+    state: &str,
+    events: &[String],
+) -> DeployOutcome {
+    let (name, label) = (req.environment, req.label);
+    let rid_arg = request_id.map_or(String::new(), |r| format!(" --request-id {r}"));
+    let state = if state.is_empty() {
+        "nothing yet"
+    } else {
+        state
+    };
+    let mut o = outcome(
+        req,
+        DeployVerdict::TimedOut,
+        format!(
+            "no verdict on the deploy of {label} to {name} after {} (last seen: {state}); it may still be running. \
+             Look at it in the EB console (https://{region}.console.aws.amazon.com/elasticbeanstalk/home?region={region}#/environments) \
+             or with `aws elasticbeanstalk describe-events --application-name {app} --environment-name {name}{rid_arg} --region {region}`; \
+             re-run the same command to wait for it again (no second deploy is started)",
+            humantime::format_duration(req.deadline),
+            region = req.region,
+            app = req.application,
+        ),
+        request_id.map(str::to_string),
+    );
+    o.events = events.to_vec();
+    o
+}
+
 /// Streams `fresh` events to the user and the outcome; the text of the first failure event.
 fn absorb(
     name: &str,
     fresh: &[EventDescription],
     events: &mut Vec<String>,
-    since: &mut SystemTime,
+    newest: &mut SystemTime,
 ) -> Option<String> {
     for e in fresh {
         let severity = e.severity().map_or("INFO", |s| s.as_str());
@@ -752,7 +811,7 @@ fn absorb(
         tracing::info!("{name}: {severity} {message}");
         events.push(format!("{severity} {message}"));
         if let Some(t) = e.event_date().and_then(|d| SystemTime::try_from(*d).ok()) {
-            *since = (*since).max(t);
+            *newest = (*newest).max(t);
         }
         if is_failure_event(severity, message) {
             return Some(message.to_string());
@@ -768,34 +827,46 @@ async fn new_events(
     since: SystemTime,
     seen: &mut HashSet<(i64, String)>,
 ) -> Result<Vec<EventDescription>> {
-    let out = eb
-        .call("DescribeEvents", req.environment, |c| {
-            c.describe_events()
-                .application_name(req.application)
-                .environment_name(req.environment)
-                .set_request_id(request_id.map(str::to_string))
-                .start_time(aws_smithy_types::DateTime::from(since))
-                .max_records(100)
-                .send()
-        })
-        .await
-        .with_context(|| format!("cannot read the events of {}", req.environment))?;
-    let mut fresh: Vec<EventDescription> = out
-        .events()
-        .iter()
-        .filter(|e| {
-            let key = (
-                e.event_date().map_or(0, |d| d.to_millis().unwrap_or(0)),
-                e.message().unwrap_or_default().to_string(),
-            );
-            seen.insert(key)
-        })
-        .cloned()
-        .collect();
+    let mut fresh: Vec<EventDescription> = vec![];
+    let mut token: Option<String> = None;
+    // A deploy makes tens of events; a few pages bound a runaway listing.
+    for _ in 0..MAX_EVENT_PAGES {
+        let out = eb
+            .call("DescribeEvents", req.environment, |c| {
+                c.describe_events()
+                    .application_name(req.application)
+                    .environment_name(req.environment)
+                    .set_request_id(request_id.map(str::to_string))
+                    .start_time(aws_smithy_types::DateTime::from(since))
+                    .max_records(100)
+                    .set_next_token(token.clone())
+                    .send()
+            })
+            .await
+            .with_context(|| format!("cannot read the events of {}", req.environment))?;
+        fresh.extend(
+            out.events()
+                .iter()
+                .filter(|e| {
+                    let key = (
+                        e.event_date().map_or(0, |d| d.to_millis().unwrap_or(0)),
+                        e.message().unwrap_or_default().to_string(),
+                    );
+                    seen.insert(key)
+                })
+                .cloned(),
+        );
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
     // EB lists the newest first.
     fresh.reverse();
     Ok(fresh)
 }
+
+const MAX_EVENT_PAGES: usize = 5;
 
 #[cfg(test)]
 mod tests {
@@ -812,9 +883,20 @@ mod tests {
             "Instance deployment failed. For details, see 'eb-engine.log'.",
             "Unsuccessful command execution on instance id(s) 'i-0abc'. Aborting the operation.",
             "ECS Application sourcebundle validation error: Container memory is required.",
+            "[Instance: i-0abc] Command failed on instance. Return code: 1 Output: (TRUNCATED)...",
+            "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].",
         ] {
-            assert!(is_failure_event("WARN", text), "{text}");
+            assert!(is_failure_event("INFO", text), "{text}");
         }
+        assert!(!is_failure_event(
+            "INFO",
+            "Command execution completed on all instances. Summary: [Successful: 2, Failed: 0]."
+        ));
+        // A health transition alone is not a verdict (health is read when Ready).
+        assert!(!is_failure_event(
+            "WARN",
+            "Environment health has transitioned from Ok to Degraded. Command failed on all instances."
+        ));
         assert!(!is_failure_event(
             "INFO",
             "Instance deployment completed successfully."

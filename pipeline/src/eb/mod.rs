@@ -1,9 +1,15 @@
 //! Elastic Beanstalk stages: upload the bundle to S3, create the application version, deploy it
 //! and wait for a verdict, roll back.
 //!
-//! Every EB call goes through [`Eb`], which paces calls (a token bucket that keeps the average
-//! at or below [`Pacing::max_rate`]) and retries throttling, 5xx and connection errors with
-//! jittered exponential backoff. The SDK's own retries are off for EB so that one place decides.
+//! Every EB call goes through [`Eb`], which paces calls and retries throttling, 5xx and
+//! connection errors with jittered exponential backoff. The SDK's own retries are off for EB so
+//! that one place decides.
+//!
+//! EB throttles per account and per family of actions (AWS Support: DescribeEvents and
+//! DescribeEnvironments draw on one bucket; peers measure about 2 calls/s with a burst of 15).
+//! So [`Eb`] keeps two budgets: one for the polls (Describe*/List*), at or below
+//! [`Pacing::max_rate`], and one for the few write calls, so that a deploy's
+//! `UpdateEnvironment` never waits behind the polls that came before it.
 
 pub mod deploy;
 pub mod upload;
@@ -18,7 +24,7 @@ use aws_smithy_types::retry::RetryConfig;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-pub use deploy::{deploy, rollback, DeployOutcome, DeployRequest, Previous, Verdict};
+pub use deploy::{deploy, rollback, DeployOutcome, DeployRequest, DeployVerdict, Previous};
 pub use upload::{upload, UploadRequest, Uploaded};
 pub use version::{ensure_version, VersionOutcome, VersionRequest};
 
@@ -50,14 +56,28 @@ pub fn eb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_elasticbeanstalk::Clien
 /// How often to poll and how to retry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pacing {
-    /// First wait between two polls.
+    /// First wait between two polls of a deploy (the wait grows by half each quiet poll).
     pub initial_interval: Duration,
-    /// Longest wait between two polls (the wait grows by half each quiet poll).
+    /// The wait once EB's events say the deploy is finishing (instances being deployed).
+    pub min_interval: Duration,
+    /// Longest wait between two polls.
     pub max_interval: Duration,
-    /// Average EB calls per second this process stays under.
+    /// First wait for something EB does in about a second (processing a version).
+    pub quick_interval: Duration,
+    /// How often the environment's status is read while the events are quiet (new events
+    /// always lead to a status read).
+    pub status_interval: Duration,
+    /// Each wait is drawn uniformly within ± this fraction of the interval, so that runs
+    /// started together do not poll in step.
+    pub jitter: f64,
+    /// Average poll calls (Describe*/List*) per second this process stays under.
     pub max_rate: f64,
-    /// Calls that may go out at once before the rate applies.
+    /// Poll calls that may go out at once before the rate applies.
     pub burst: u32,
+    /// Average write calls per second (their own budget: a write never waits for the polls).
+    pub write_rate: f64,
+    /// Write calls that may go out at once.
+    pub write_burst: u32,
     /// First retry delay (doubled each retry, jittered, capped at `retry_max`).
     pub retry_base: Duration,
     pub retry_max: Duration,
@@ -68,10 +88,17 @@ pub struct Pacing {
 impl Default for Pacing {
     fn default() -> Self {
         Self {
-            initial_interval: Duration::from_secs(5),
-            max_interval: Duration::from_secs(15),
+            // The EB CLI polls every 5 s: never slower than that, faster near the end.
+            initial_interval: Duration::from_secs(3),
+            min_interval: Duration::from_secs(2),
+            max_interval: Duration::from_millis(4500),
+            quick_interval: Duration::from_millis(250),
+            status_interval: Duration::from_secs(12),
+            jitter: 0.1,
             max_rate: 0.5,
-            burst: 4,
+            burst: 6,
+            write_rate: 0.1,
+            write_burst: 4,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(20),
             max_retries: 8,
@@ -87,9 +114,15 @@ impl Pacing {
         let s = |t: Duration| t.div_f64(factor);
         Self {
             initial_interval: s(d.initial_interval),
+            min_interval: s(d.min_interval),
             max_interval: s(d.max_interval),
+            quick_interval: s(d.quick_interval),
+            status_interval: s(d.status_interval),
+            jitter: d.jitter,
             max_rate: d.max_rate * factor,
             burst: d.burst,
+            write_rate: d.write_rate * factor,
+            write_burst: d.write_burst,
             retry_base: s(d.retry_base),
             retry_max: s(d.retry_max),
             max_retries: d.max_retries,
@@ -158,11 +191,57 @@ struct Bucket {
     last: Instant,
 }
 
+/// A token bucket: `rate` calls per second on average, `burst` at once.
+impl Bucket {
+    fn new(burst: u32) -> Self {
+        Self {
+            tokens: burst as f64,
+            last: Instant::now(),
+        }
+    }
+
+    /// How long to wait before the next call may go (and takes its token).
+    fn take(&mut self, rate: f64, burst: u32) -> Duration {
+        let rate = rate.max(f64::MIN_POSITIVE);
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate)
+            .min(burst.max(1) as f64);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
+}
+
+/// Which budget an action draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Describe*/List*/Retrieve*/Check*: the polls.
+    Poll,
+    /// Everything that changes something.
+    Write,
+}
+
+impl Budget {
+    pub fn of(action: &str) -> Self {
+        const READS: &[&str] = &["Describe", "List", "Retrieve", "Check", "Validate"];
+        if READS.iter().any(|p| action.starts_with(p)) {
+            Budget::Poll
+        } else {
+            Budget::Write
+        }
+    }
+}
+
 /// EB calls, paced and retried.
 pub struct Eb {
     client: aws_sdk_elasticbeanstalk::Client,
     pub pacing: Pacing,
-    bucket: Mutex<Bucket>,
+    polls: Mutex<Bucket>,
+    writes: Mutex<Bucket>,
     calls: std::sync::atomic::AtomicU64,
 }
 
@@ -177,10 +256,8 @@ impl Eb {
         Self {
             client,
             pacing,
-            bucket: Mutex::new(Bucket {
-                tokens: pacing.burst as f64,
-                last: Instant::now(),
-            }),
+            polls: Mutex::new(Bucket::new(pacing.burst)),
+            writes: Mutex::new(Bucket::new(pacing.write_burst)),
             calls: Default::default(),
         }
     }
@@ -194,21 +271,20 @@ impl Eb {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits until the rate allows one more call.
-    async fn pace(&self) {
-        let mut b = self.bucket.lock().await;
-        let rate = self.pacing.max_rate.max(f64::MIN_POSITIVE);
-        let now = Instant::now();
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate)
-            .min(self.pacing.burst.max(1) as f64);
-        b.last = now;
-        if b.tokens < 1.0 {
-            let wait = Duration::from_secs_f64((1.0 - b.tokens) / rate);
+    /// Waits until `budget` allows one more call. The bucket stays locked while its caller
+    /// waits, so that concurrent callers go one by one, each counted from the real time it
+    /// went (a late wake-up never releases several at once).
+    async fn pace(&self, budget: Budget) {
+        let p = &self.pacing;
+        let (bucket, rate, burst) = match budget {
+            Budget::Poll => (&self.polls, p.max_rate, p.burst),
+            Budget::Write => (&self.writes, p.write_rate, p.write_burst),
+        };
+        let mut b = bucket.lock().await;
+        let wait = b.take(rate, burst);
+        if !wait.is_zero() {
             tokio::time::sleep(wait).await;
-            b.tokens = 1.0;
-            b.last = Instant::now();
         }
-        b.tokens -= 1.0;
     }
 
     /// Runs one EB call (`send` builds and sends it), paced, retrying what can be retried.
@@ -229,7 +305,7 @@ impl Eb {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.pace().await;
+            self.pace(Budget::of(action)).await;
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let err = match send(self.client.clone()).await {
@@ -311,12 +387,46 @@ where
     }
 }
 
-/// Poll intervals that start short and grow by half up to a cap; [`Poller::reset`] when
-/// something happens.
+/// What EB's events say about a deploy in progress, for the poll interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Progress {
+    /// Nothing new.
+    Quiet,
+    /// Something happened (any new event).
+    Moved,
+    /// The new version is going onto the instances: the end is a few polls away.
+    Deploying,
+    /// An instance finished, or the version reached the instances: the end is next.
+    Finishing,
+}
+
+impl Progress {
+    /// What one event says.
+    pub fn of_event(message: &str) -> Self {
+        const FINISHING: &[&str] = &[
+            "Instance deployment completed successfully",
+            "New application version was deployed to running EC2 instances",
+            "Command execution completed on all instances",
+        ];
+        if FINISHING.iter().any(|f| message.contains(f)) {
+            Progress::Finishing
+        } else if message.contains("Deploying new version to instance(s)") {
+            Progress::Deploying
+        } else {
+            Progress::Moved
+        }
+    }
+}
+
+/// Poll intervals, jittered: quiet polls grow by half from [`Pacing::initial_interval`] up
+/// to [`Pacing::max_interval`]; once EB's events say the deploy is finishing the interval drops
+/// to [`Pacing::min_interval`] (and stays there once an instance finished).
 #[derive(Debug, Clone)]
 pub struct Poller {
     pacing: Pacing,
     current: Duration,
+    floor: Duration,
+    hold: bool,
 }
 
 impl Poller {
@@ -324,18 +434,63 @@ impl Poller {
         Self {
             pacing,
             current: pacing.initial_interval,
+            floor: pacing.initial_interval,
+            hold: false,
         }
     }
 
-    /// The wait before the next poll; the one after is longer.
-    pub fn next_wait(&mut self) -> Duration {
-        let now = self.current;
-        self.current = self.current.mul_f64(1.5).min(self.pacing.max_interval);
-        now
+    /// For what EB finishes in about a second: starts at [`Pacing::quick_interval`].
+    pub fn quick(pacing: Pacing) -> Self {
+        Self {
+            current: pacing.quick_interval,
+            floor: pacing.quick_interval,
+            ..Self::new(pacing)
+        }
     }
 
+    /// The interval before jitter (for logs and tests).
+    pub fn interval(&self) -> Duration {
+        self.current
+    }
+
+    /// True once EB's events said the end is next (the interval holds at the minimum).
+    pub fn finishing(&self) -> bool {
+        self.hold
+    }
+
+    /// The wait before the next poll, jittered; the one after is longer unless held.
+    pub fn next_wait(&mut self) -> Duration {
+        let base = self.current;
+        if !self.hold {
+            self.current = self.current.mul_f64(1.5).min(self.pacing.max_interval);
+        }
+        let j = self.pacing.jitter.clamp(0.0, 0.9);
+        base.mul_f64(1.0 - j + 2.0 * j * fastrand::f64())
+    }
+
+    /// Back to the first interval (something happened).
     pub fn reset(&mut self) {
-        self.current = self.pacing.initial_interval;
+        self.current = self.floor;
+        self.hold = false;
+    }
+
+    /// Adapts to what the latest events say.
+    pub fn observe(&mut self, progress: Progress) {
+        match progress {
+            Progress::Quiet => {}
+            Progress::Moved => {
+                if !self.hold {
+                    self.current = self.current.min(self.floor);
+                }
+            }
+            Progress::Deploying => {
+                self.current = self.pacing.min_interval.min(self.floor);
+            }
+            Progress::Finishing => {
+                self.current = self.pacing.min_interval.min(self.floor);
+                self.hold = true;
+            }
+        }
     }
 }
 
@@ -357,37 +512,134 @@ mod tests {
     }
 
     #[test]
-    fn poller_rises_from_5s_to_15s() {
-        let mut p = Poller::new(Pacing::default());
-        let waits: Vec<u64> = (0..5).map(|_| p.next_wait().as_millis() as u64).collect();
-        assert_eq!(waits, vec![5000, 7500, 11250, 15000, 15000]);
+    fn backoff_is_jittered() {
+        // Without jitter every retry of one attempt number would wait the same.
+        let p = Pacing::default();
+        let waits: Vec<Duration> = (0..40).map(|_| backoff(&p, 3)).collect();
+        let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*hi - *lo >= Duration::from_millis(800), "{lo:?}..{hi:?}");
+    }
+
+    fn unjittered() -> Pacing {
+        Pacing {
+            jitter: 0.0,
+            ..Pacing::default()
+        }
+    }
+
+    #[test]
+    fn quiet_polls_slow_down_but_stay_under_the_eb_clis_5s() {
+        let mut p = Poller::new(unjittered());
+        let waits: Vec<u64> = (0..4).map(|_| p.next_wait().as_millis() as u64).collect();
+        assert_eq!(waits, vec![3000, 4500, 4500, 4500]);
         p.reset();
-        assert_eq!(p.next_wait(), Duration::from_secs(5));
+        assert_eq!(p.next_wait(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn polls_tighten_when_the_deploy_is_finishing() {
+        let mut p = Poller::new(unjittered());
+        p.next_wait();
+        p.observe(Progress::Quiet);
+        assert_eq!(p.interval(), Duration::from_millis(4500));
+        p.observe(Progress::of_event("Environment update is starting."));
+        assert_eq!(p.interval(), Duration::from_secs(3));
+        p.observe(Progress::of_event("Deploying new version to instance(s)."));
+        assert_eq!(p.next_wait(), Duration::from_secs(2));
+        // Still deploying and quiet: it eases off again.
+        assert_eq!(p.next_wait(), Duration::from_secs(3));
+        assert!(!p.finishing());
+        // An instance finished: the end is next; the interval holds at the minimum.
+        p.observe(Progress::of_event(
+            "Instance deployment completed successfully.",
+        ));
+        assert!(p.finishing());
+        let held: Vec<u64> = (0..5).map(|_| p.next_wait().as_millis() as u64).collect();
+        assert_eq!(held, vec![2000; 5]);
+        // Another event does not loosen it.
+        p.observe(Progress::Moved);
+        assert_eq!(p.next_wait(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn poll_waits_are_jittered_within_bounds() {
+        let pacing = Pacing::default();
+        let mut waits = vec![];
+        for _ in 0..50 {
+            let mut p = Poller::new(pacing);
+            waits.push(p.next_wait());
+        }
+        let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*lo >= Duration::from_millis(2700) && *hi <= Duration::from_millis(3300));
+        // Not in step: the waits spread over most of the ±10 % band.
+        assert!(*hi - *lo >= Duration::from_millis(350), "{lo:?}..{hi:?}");
+    }
+
+    #[test]
+    fn quick_polls_start_at_a_quarter_second() {
+        let mut p = Poller::quick(unjittered());
+        let waits: Vec<u64> = (0..3).map(|_| p.next_wait().as_millis() as u64).collect();
+        assert_eq!(waits, vec![250, 375, 562]);
     }
 
     #[test]
     fn scaled_pacing_keeps_the_shape() {
         let p = Pacing::scaled(100.0);
-        assert_eq!(p.initial_interval, Duration::from_millis(50));
-        assert_eq!(p.max_interval, Duration::from_millis(150));
+        assert_eq!(p.initial_interval, Duration::from_millis(30));
+        assert_eq!(p.max_interval, Duration::from_millis(45));
         assert!((p.max_rate - 50.0).abs() < 1e-9);
+        assert!((p.write_rate - 10.0).abs() < 1e-9);
     }
 
-    #[tokio::test]
-    async fn pacing_keeps_the_average_rate() {
-        let eb = Eb::new(
+    #[test]
+    fn reads_and_writes_draw_on_separate_budgets() {
+        for a in [
+            "DescribeEvents",
+            "DescribeEnvironments",
+            "ListTagsForResource",
+        ] {
+            assert_eq!(Budget::of(a), Budget::Poll, "{a}");
+        }
+        for a in [
+            "UpdateEnvironment",
+            "CreateApplicationVersion",
+            "CreateStorageLocation",
+        ] {
+            assert_eq!(Budget::of(a), Budget::Write, "{a}");
+        }
+    }
+
+    fn eb(pacing: Pacing) -> Eb {
+        Eb::new(
             aws_sdk_elasticbeanstalk::Client::from_conf(
                 aws_sdk_elasticbeanstalk::Config::builder()
                     .behavior_version(aws_sdk_elasticbeanstalk::config::BehaviorVersion::latest())
                     .build(),
             ),
-            Pacing::scaled(200.0),
-        );
-        let start = Instant::now();
-        for _ in 0..24 {
-            eb.pace().await;
+            pacing,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_write_never_waits_behind_the_polls() {
+        let eb = eb(Pacing::default());
+        for _ in 0..6 {
+            eb.pace(Budget::Poll).await;
         }
-        // 4 at once (burst), then 20 more at 100/s = 0.2 s.
+        // The poll budget is spent (the next poll would wait 2 s); a write goes at once.
+        let start = Instant::now();
+        eb.pace(Budget::Write).await;
+        assert!(start.elapsed() < Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn pacing_keeps_the_average_rate() {
+        let eb = eb(Pacing::scaled(200.0));
+        let start = Instant::now();
+        for _ in 0..26 {
+            eb.pace(Budget::Poll).await;
+        }
+        // 6 at once (burst), then 20 more at 100/s = 0.2 s.
         let took = start.elapsed().as_secs_f64();
         assert!((0.19..=0.35).contains(&took), "{took}");
     }

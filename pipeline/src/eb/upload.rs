@@ -105,7 +105,15 @@ pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -
         }
         Err(e) => {
             let not_found = e.as_service_error().is_some_and(|se| se.is_not_found());
-            if !not_found {
+            // Without s3:ListBucket (which the deploy role does not need), S3 answers a
+            // HeadObject for a missing key with 403, not 404: the object is not there for us
+            // to compare, so upload it (a PutObject the role may not make fails clearly).
+            let forbidden = e.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+            if forbidden {
+                tracing::debug!(
+                    "upload: HeadObject {url} answered 403 (no s3:ListBucket): uploading"
+                );
+            } else if !not_found {
                 return Err(anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!(
                     "cannot check {url}: check the bucket name (`bucket` in deploy.toml or DEPLOY_BUCKET) and the credentials' s3:GetObject permission"
                 )));

@@ -157,7 +157,8 @@ fn check_same_bundle(v: &ApplicationVersionDescription, req: &VersionRequest<'_>
 
 async fn wait_processed(eb: &Eb, req: &VersionRequest<'_>) -> Result<String> {
     let deadline = tokio::time::Instant::now() + req.timeout;
-    let mut poller = Poller::new(eb.pacing);
+    // Processing takes about a second: look again soon, then less often.
+    let mut poller = Poller::quick(eb.pacing);
     loop {
         let v = describe(eb, req.application, req.label)
             .await?

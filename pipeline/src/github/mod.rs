@@ -203,7 +203,7 @@ struct Reply {
 }
 
 /// What to do with an answer that is not a success.
-enum Verdict {
+enum RetryDecision {
     Retry(Duration),
     /// Limited for longer than the policy waits.
     RateLimited(Duration),
@@ -377,7 +377,7 @@ impl GitHub {
                 reset.as_deref(),
                 attempt,
             );
-            if let Verdict::Retry(wait) = verdict {
+            if let RetryDecision::Retry(wait) = verdict {
                 if attempt < self.retry.attempts {
                     tracing::warn!(
                         "GitHub answered {status} to {method} {url} ({message}); retrying in {:.1}s",
@@ -405,7 +405,7 @@ impl GitHub {
                     url,
                     attempts: attempt,
                     wait: match verdict {
-                        Verdict::RateLimited(wait) => Some(wait),
+                        RetryDecision::RateLimited(wait) => Some(wait),
                         _ => None,
                     },
                     message,
@@ -434,7 +434,7 @@ impl GitHub {
         retry_after: Option<&str>,
         reset: Option<&str>,
         attempt: u32,
-    ) -> Verdict {
+    ) -> RetryDecision {
         if rate_limited {
             let wait = retry_after
                 .and_then(|v| v.trim().parse::<u64>().ok())
@@ -446,14 +446,14 @@ impl GitHub {
                 })
                 .unwrap_or_else(|| Duration::from_secs(60).min(self.retry.max_wait));
             if wait > self.retry.max_wait {
-                return Verdict::RateLimited(wait);
+                return RetryDecision::RateLimited(wait);
             }
-            return Verdict::Retry(wait);
+            return RetryDecision::Retry(wait);
         }
         if status >= 500 {
-            return Verdict::Retry(self.backoff(attempt));
+            return RetryDecision::Retry(self.backoff(attempt));
         }
-        Verdict::Fail
+        RetryDecision::Fail
     }
 
     fn backoff(&self, attempt: u32) -> Duration {

@@ -16,7 +16,7 @@ pub mod engine;
 pub mod registry;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use secrecy::SecretString;
@@ -653,11 +653,6 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
-}
-
-/// How long something took, for messages.
-pub fn human_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
 #[cfg(test)]

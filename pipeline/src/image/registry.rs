@@ -74,11 +74,17 @@ impl Registry {
                 r = r.header(ACCEPT, a);
             }
             if let Some(a) = auth {
-                let mut v = reqwest::header::HeaderValue::from_str(&a).expect("auth header");
+                // A token service may answer with anything; a token that is no header value
+                // is an error, never a panic.
+                let mut v = reqwest::header::HeaderValue::from_str(&a).map_err(|_| {
+                    anyhow::anyhow!(
+                        "the registry credentials or token for {url} hold characters an HTTP header cannot carry"
+                    )
+                })?;
                 v.set_sensitive(true);
                 r = r.header(reqwest::header::AUTHORIZATION, v);
             }
-            r
+            Ok::<_, anyhow::Error>(r)
         };
         let basic = self.credentials.as_ref().map(|(u, p)| {
             use base64::Engine as _;
@@ -91,7 +97,7 @@ impl Registry {
         // Connection failures and 5xx answers are retried with jittered backoff.
         let mut attempt = 1;
         let first = loop {
-            let result = request(basic.clone()).send().await;
+            let result = request(basic.clone())?.send().await;
             let transient = match &result {
                 Ok(r) => r.status().is_server_error(),
                 Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
@@ -117,7 +123,7 @@ impl Registry {
             .to_string();
         if let Some(params) = challenge.strip_prefix("Bearer ") {
             let token = self.bearer_token(params, basic).await?;
-            return request(Some(format!("Bearer {}", token.expose_secret())))
+            return request(Some(format!("Bearer {}", token.expose_secret())))?
                 .send()
                 .await
                 .with_context(|| format!("cannot reach the registry at {url}"));

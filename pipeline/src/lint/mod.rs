@@ -54,33 +54,33 @@ macro_rules! rules {
 }
 
 rules! {
-    DR_PARSE = "DR000" "dockerrun-invalid" Error "the file is valid JSON of the Dockerrun v2 shape";
+    DR_PARSE = "DR000" "dockerrun-invalid" Error "the file is valid JSON of the Dockerrun v2 shape; every placeholder of the template is known and set";
     DR_VERSION = "DR001" "version" Error "AWSEBDockerrunVersion is the integer 2";
     DR_NAME = "DR002" "container-name" Error "every container has a name, and names are unique";
     DR_IMAGE = "DR003" "container-image" Error "every container has an image";
     DR_MEMORY = "DR004" "memory" Error "every container sets a non-zero memory or memoryReservation";
-    DR_ESSENTIAL = "DR005" "essential" Error "at least one container is essential";
+    DR_ESSENTIAL = "DR005" "essential" Error "at least one container is essential (a missing `essential` counts as true, as in ECS)";
     DR_LINKS = "DR006" "links" Error "links name containers of the same file";
-    DR_DEPENDS_ON = "DR007" "depends-on" Error "dependsOn names containers of the same file with a valid condition";
+    DR_DEPENDS_ON = "DR007" "depends-on" Error "dependsOn names containers of the same file, with START, COMPLETE, SUCCESS or HEALTHY";
     DR_VOLUMES_FROM = "DR008" "volumes-from" Error "volumesFrom names containers of the same file";
     DR_MOUNT_POINTS = "DR009" "mount-points" Error "mountPoints name declared volumes";
-    DR_HOST_PORT = "DR010" "host-port" Error "no host port is mapped twice";
+    DR_HOST_PORT = "DR010" "host-port" Error "no host port is mapped twice (per protocol)";
     DR_PORT_RANGE = "DR011" "port-range" Error "ports are between 1 and 65535";
     DR_IMAGE_REF = "DR012" "image-reference" Error "image references are well formed";
-    DR_IMAGE_TAG = "DR013" "image-tag" Warning "images are pinned to a tag other than latest";
-    DR_SECRET_ENV = "DR014" "secret-in-environment" Error "no secret in environment";
+    DR_IMAGE_TAG = "DR013" "image-tag" Warning "images are pinned to a tag other than latest (or a digest)";
+    DR_SECRET_ENV = "DR014" "secret-in-environment" Error "no secret in a container's environment (names *SECRET*, *PASSWORD, *_KEY, *TOKEN*, *_DSN, *CREDENTIALS*; URLs with a password; private keys): use EB environment properties or secrets with a valueFrom ARN";
     DR_CYCLE = "DR015" "depends-on-cycle" Error "dependsOn has no cycle";
-    DR_SECRETS_ARN = "DR016" "secrets-value-from" Error "secrets take an ARN and need executionRoleArn";
-    DR_UNKNOWN = "DR017" "unknown-field" Warning "fields are known to EB's ECS platform";
+    DR_SECRETS_ARN = "DR016" "secrets-value-from" Error "secrets take an ARN in valueFrom, and need a top-level executionRoleArn";
+    DR_UNKNOWN = "DR017" "unknown-field" Warning "fields are known to EB's ECS platform (unknown ones are kept)";
     DR_INSTANCE_MEMORY = "DR018" "instance-memory" Error "the containers' reserved memory fits the environment's instance_type";
     DR_MEMORY_OVERCOMMIT = "DR019" "memory-overcommit" Warning "the containers' hard memory caps fit the environment's instance_type";
     EX_PARSE = "EX001" "config-invalid" Error "the file is valid YAML or JSON, a mapping at the top";
-    EX_KEYS = "EX002" "config-keys" Error "only known top-level keys";
-    EX_OPTIONS = "EX003" "option-settings" Error "option_settings has a valid shape";
-    EX_MIGRATE = "EX004" "migrate-in-container-commands" Warning "migrations run after the new containers start";
-    EX_HEALTH = "EX005" "health-check-path" Warning "HealthCheckPath matches the verify path";
-    EX_SECRET = "EX006" "secret-in-option-settings" Error "no secret in environment properties";
-    PL_HOOK = "PL001" "hook-executable" Error "platform hooks are executable";
+    EX_KEYS = "EX002" "config-keys" Error "only the top-level keys EB knows (option_settings, container_commands, files, Resources…; the finding lists them all)";
+    EX_OPTIONS = "EX003" "option-settings" Error "option_settings is a map of namespaces or a list of namespace/option_name/value, with single values";
+    EX_MIGRATE = "EX004" "migrate-in-container-commands" Warning "no migrations in container_commands: they run before the new containers start; use .platform/hooks/postdeploy/";
+    EX_HEALTH = "EX005" "health-check-path" Warning "HealthCheckPath is the path the verify stage checks";
+    EX_SECRET = "EX006" "secret-in-option-settings" Error "no secret among the environment properties of option_settings";
+    PL_HOOK = "PL001" "hook-executable" Error ".platform/hooks scripts are executable";
 }
 
 /// One finding.

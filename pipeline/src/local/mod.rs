@@ -23,7 +23,7 @@ pub mod prepare;
 pub mod run;
 
 pub use engine::ContainerState;
-pub use run::{down, down_with, logs, status, DownReport, RunReport, RunRequest};
+pub use run::{down, down_with, logs, status, DownReport, StackReport, StackRequest};
 
 /// The file the local run uses when stand-ins changed the bundle's `Dockerrun.aws.json`.
 pub const LOCAL_DOCKERRUN: &str = "Dockerrun.local.json";
@@ -54,7 +54,7 @@ pub struct LocalDeployment {
     /// Built images: name → local reference.
     pub images: std::collections::BTreeMap<String, String>,
     /// `None` for a dry run.
-    pub run: Option<RunReport>,
+    pub run: Option<StackReport>,
 }
 
 impl LocalDeployment {
@@ -74,8 +74,12 @@ impl LocalDeployment {
         if !run.replaced.is_empty() {
             tracing::info!("replaced version(s): {}", run.replaced.join(", "));
         }
+        let mut table = crate::output::Table::new(["container", "status", "ports"]);
         for c in &run.containers {
-            tracing::info!("  {:<20} {:<8} {}", c.name, c.status, c.ports.join(" "));
+            table.row([c.name.clone(), c.status.clone(), c.ports.join(" ")]);
+        }
+        for line in table.render().lines() {
+            tracing::info!("  {line}");
         }
     }
 }
@@ -153,7 +157,7 @@ pub async fn deploy_local(
     }
     let rendered = text;
 
-    let mut req = RunRequest::new(
+    let mut req = StackRequest::new(
         &stack,
         env_name,
         &version_label,

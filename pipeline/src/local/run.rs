@@ -17,7 +17,7 @@ use crate::verify;
 
 /// What to run, where, and how to decide that it works.
 #[derive(Debug, Clone)]
-pub struct RunRequest {
+pub struct StackRequest {
     /// Name of the stack: the private network and the `deploy.local.stack` label
     /// (for example `antenna-local`). One stack runs one version at a time.
     pub stack: String,
@@ -49,7 +49,7 @@ pub struct RunRequest {
     pub log_lines: usize,
 }
 
-impl RunRequest {
+impl StackRequest {
     /// A request with the defaults: no hooks, no checks, 2 s settle, 60 s waits, 50 log lines.
     pub fn new(
         stack: &str,
@@ -78,7 +78,7 @@ impl RunRequest {
 
 /// The outcome of a successful run.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
+pub struct StackReport {
     pub stack: String,
     pub environment: String,
     pub version: String,
@@ -124,7 +124,7 @@ struct Created<'a> {
 /// Runs the file as the stack's new version. On success the previous version's containers
 /// are removed; on failure the new ones are removed, the previous ones run again, and the
 /// error carries the failed containers' logs.
-pub async fn run(req: &RunRequest) -> Result<RunReport> {
+pub async fn run(req: &StackRequest) -> Result<StackReport> {
     let plan = Plan::parse(&req.dockerrun_file, &req.dockerrun, req.host_port_offset)?;
     if !plan.ignored.is_empty() {
         tracing::warn!(
@@ -215,7 +215,7 @@ pub async fn run(req: &RunRequest) -> Result<RunReport> {
                     containers.push(state);
                 }
             }
-            Ok(RunReport {
+            Ok(StackReport {
                 stack: req.stack.clone(),
                 environment: req.environment.clone(),
                 version: req.version.clone(),
@@ -277,7 +277,7 @@ pub async fn run(req: &RunRequest) -> Result<RunReport> {
 /// postdeploy hooks and the verify checks, checking the essential containers all along.
 async fn bring_up(
     engine: &Engine,
-    req: &RunRequest,
+    req: &StackRequest,
     created: &[Created<'_>],
 ) -> Result<(Vec<String>, Option<verify::VerifyReport>), Failure> {
     for c in created {
@@ -369,7 +369,7 @@ async fn check_essentials(engine: &Engine, created: &[Created<'_>]) -> Result<()
 
 async fn wait_condition(
     engine: &Engine,
-    req: &RunRequest,
+    req: &StackRequest,
     c: &Created<'_>,
     dep: &Created<'_>,
     cond: Condition,
@@ -547,7 +547,7 @@ fn env(c: &ContainerPlan) -> Vec<String> {
     env
 }
 
-fn labels(req: &RunRequest, c: &ContainerPlan) -> HashMap<String, String> {
+fn labels(req: &StackRequest, c: &ContainerPlan) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
     labels.insert(LABEL_STACK.into(), req.stack.clone());
     labels.insert(LABEL_ENVIRONMENT.into(), req.environment.clone());

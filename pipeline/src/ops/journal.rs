@@ -133,7 +133,9 @@ pub async fn record(
 ) {
     if matches!(
         outcome.verdict,
-        crate::eb::Verdict::DryRun | crate::eb::Verdict::Locked | crate::eb::Verdict::Skipped
+        crate::eb::DeployVerdict::DryRun
+            | crate::eb::DeployVerdict::Locked
+            | crate::eb::DeployVerdict::Skipped
     ) {
         return;
     }

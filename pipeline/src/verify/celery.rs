@@ -66,13 +66,13 @@ impl CeleryCheck {
             let detail = if workers.is_empty() && ping.listeners == 0 {
                 format!("no worker listens on the broker (PUBLISH {channel} reached 0 clients): are the Celery workers running, on this broker and database?")
             } else if workers.is_empty() {
-                format!("no worker answered the ping within {} ({} client(s) subscribed to {channel}: a stuck or killed worker?)", super::report::human_duration(ping_window), ping.listeners)
+                format!("no worker answered the ping within {} ({} client(s) subscribed to {channel}: a stuck or killed worker?)", crate::output::human_duration(ping_window), ping.listeners)
             } else {
                 format!(
                     "{} of at least {} worker(s) answered the ping within {}: {}",
                     workers.len(),
                     self.min_workers,
-                    super::report::human_duration(ping_window),
+                    crate::output::human_duration(ping_window),
                     workers.join(", ")
                 )
             };

@@ -228,7 +228,7 @@ impl FlowerCheck {
             Err(e) if e.is_timeout() => {
                 return Err(Attempt::fail(format!(
                     "connected to Flower, but /api/workers?{query} did not answer within {} (refresh=1 waits for every worker's reply)",
-                    super::report::human_duration(left)
+                    crate::output::human_duration(left)
                 ))
                 .cut_short(true))
             }

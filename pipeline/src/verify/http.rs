@@ -178,7 +178,7 @@ async fn request_error(e: &reqwest::Error, url: &str, per_attempt: Duration) -> 
     } else if e.is_timeout() {
         // The request's deadline may end during the TCP connect (a host that drops packets):
         // try the port once more to tell "could not reach" from "reached, but no answer".
-        let within = super::report::human_duration(per_attempt);
+        let within = crate::output::human_duration(per_attempt);
         if tcp_reachable(url).await {
             Attempt::fail(format!(
                 "connected, but no answer within {within}: the application is slow or stuck"

@@ -273,7 +273,7 @@ impl Check {
             detail.push_str(&format!(
                 " ({} attempts in {})",
                 tried.attempts,
-                report::human_duration(tried.elapsed)
+                crate::output::human_duration(tried.elapsed)
             ));
         }
         CheckOutcome {
@@ -415,7 +415,7 @@ where
             Ok(a) => a,
             Err(_) => Attempt::unreachable(format!(
                 "no answer within {}",
-                report::human_duration(timeout)
+                crate::output::human_duration(timeout)
             ))
             .cut_short(true),
         };

@@ -421,7 +421,7 @@ impl RedisConn {
 }
 
 fn human(d: Duration) -> String {
-    super::report::human_duration(d)
+    crate::output::human_duration(d)
 }
 
 fn not_redis(line: &[u8]) -> RedisError {

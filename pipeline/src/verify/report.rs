@@ -74,46 +74,23 @@ impl VerifyReport {
 
     /// A plain-text table: check, target, verdict, latency, detail.
     pub fn render_table(&self) -> String {
-        let header = ["CHECK", "TARGET", "VERDICT", "LATENCY", "DETAIL"];
-        let rows: Vec<[String; 5]> = self
-            .checks
-            .iter()
-            .map(|c| {
-                let verdict = if c.required || c.verdict == Verdict::Pass {
-                    c.verdict.to_string()
-                } else {
-                    format!("{} (optional)", c.verdict)
-                };
-                [
-                    c.check.clone(),
-                    c.target.clone(),
-                    verdict,
-                    human_duration(Duration::from_millis(c.latency_ms)),
-                    c.detail.clone(),
-                ]
-            })
-            .collect();
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
+        let mut table =
+            crate::output::Table::new(["check", "target", "verdict", "latency", "detail"]);
+        for c in &self.checks {
+            let verdict = if c.required || c.verdict == Verdict::Pass {
+                c.verdict.to_string()
+            } else {
+                format!("{} (optional)", c.verdict)
+            };
+            table.row([
+                c.check.clone(),
+                c.target.clone(),
+                verdict,
+                crate::output::human_duration(Duration::from_millis(c.latency_ms)),
+                c.detail.clone(),
+            ]);
         }
-        let line = |cells: [&str; 5]| {
-            let mut out = String::new();
-            for (i, cell) in cells.iter().enumerate() {
-                if i == 4 {
-                    out.push_str(cell);
-                } else {
-                    out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-                }
-            }
-            out.trim_end().to_string() + "\n"
-        };
-        let mut out = line(header);
-        for row in &rows {
-            out.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
-        }
+        let mut out = table.render();
         let failed: Vec<&str> = self.failures().map(|c| c.check.as_str()).collect();
         if failed.is_empty() {
             out.push_str(&format!(
@@ -124,18 +101,6 @@ impl VerifyReport {
             out.push_str(&format!("verify: FAILED: {}\n", failed.join(", ")));
         }
         out
-    }
-}
-
-/// A short human duration: `850 ms`, `1.2 s`, `2m 5s`.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else if ms < 60_000 {
-        format!("{:.1} s", d.as_secs_f64())
-    } else {
-        format!("{}m {}s", d.as_secs() / 60, d.as_secs() % 60)
     }
 }
 
@@ -199,12 +164,5 @@ mod tests {
         assert_eq!(v["passed"], false);
         assert_eq!(v["checks"][0]["verdict"], "unreachable");
         assert_eq!(v["checks"][0]["latency_ms"], 42);
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human_duration(Duration::from_millis(850)), "850 ms");
-        assert_eq!(human_duration(Duration::from_millis(1300)), "1.3 s");
-        assert_eq!(human_duration(Duration::from_secs(125)), "2m 5s");
     }
 }

@@ -27,6 +27,7 @@ async fn connection(stream: TcpStream, handler: Handler) -> std::io::Result<()> 
         }
         let mut length = 0usize;
         let mut close = false;
+        let mut access_key = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).await? == 0 {
@@ -41,13 +42,14 @@ async fn connection(stream: TcpStream, handler: Handler) -> std::io::Result<()> 
                 match name.trim().to_ascii_lowercase().as_str() {
                     "content-length" => length = value.parse().unwrap_or(0),
                     "connection" => close = value.eq_ignore_ascii_case("close"),
+                    "authorization" => access_key = super::authz::access_key(value),
                     _ => {}
                 }
             }
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body).await?;
-        let (status, body, request_id) = match handler.handle(&body).await {
+        let (status, body, request_id) = match handler.handle(&body, access_key.as_deref()).await {
             Reply::Drop => return Ok(()),
             Reply::Ok { body, request_id } => (200, body, request_id),
             Reply::Err {

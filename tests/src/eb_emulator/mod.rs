@@ -9,7 +9,9 @@
 //! (moto) and checked the way EB checks a multi-container Docker bundle.
 
 mod actions;
+mod authz;
 mod http;
+pub mod iam;
 mod ops;
 mod options;
 mod script;
@@ -207,6 +209,10 @@ struct State {
     silent_failures: usize,
     /// Option settings per environment (see `options`).
     configs: BTreeMap<String, options::EnvConfig>,
+    /// Callers held to an IAM policy, by access key id (see `authz`).
+    identities: BTreeMap<String, authz::Identity>,
+    /// The `.ebextensions` option settings of each processed version's bundle.
+    bundle_settings: BTreeMap<(String, String), Vec<authz::Setting>>,
 }
 
 /// The emulator; dropping it stops the server.
@@ -715,7 +721,8 @@ fn sender(code: &'static str, message: impl Into<String>) -> ApiError {
 }
 
 impl Handler {
-    pub(crate) async fn handle(&self, body: &[u8]) -> Reply {
+    /// Handles one request; `access_key` is the SigV4 credential's key id, if signed.
+    pub(crate) async fn handle(&self, body: &[u8], access_key: Option<&str>) -> Reply {
         let params: Params = url::form_urlencoded::parse(body).into_owned().collect();
         let action = params.get("Action").cloned().unwrap_or_default();
         let (latency, fault, request_id, index) = {
@@ -746,7 +753,20 @@ impl Handler {
                 "InvalidParameterValue",
                 "Version must be 2010-12-01",
             )),
-            None => self.dispatch(&action, &params, &request_id).await,
+            None => {
+                let allowed = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .authorize(access_key, &action, &params);
+                match allowed {
+                    Ok(()) => {
+                        self.dispatch(&action, &params, &request_id, access_key)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         };
         let status = match &result {
             Ok(_) => 200,
@@ -778,6 +798,7 @@ impl Handler {
         action: &str,
         p: &Params,
         request_id: &str,
+        access_key: Option<&str>,
     ) -> Result<String, ApiError> {
         let req = |k: &str| {
             p.get(k).cloned().ok_or_else(|| {
@@ -907,15 +928,29 @@ impl Handler {
                         Some(_) => {}
                     }
                 }
-                let changes = options::parse_changes(p)?;
-                let script = s
-                    .next_scripts
-                    .get_mut(&name)
-                    .and_then(VecDeque::pop_front)
-                    .unwrap_or_else(|| match label {
-                        Some(_) => Script::success(Duration::from_millis(50)),
-                        None => options::configuration_script(&name, Duration::from_millis(50)),
-                    });
+                let mut changes = options::parse_changes(p)?;
+                // EB applies the bundle's `.ebextensions` option settings with the version,
+                // and with the caller's permissions (see `authz`).
+                let from_bundle = label
+                    .as_ref()
+                    .and_then(|l| s.bundle_settings.get(&(app.clone(), l.clone())))
+                    .cloned()
+                    .unwrap_or_default();
+                let differing = authz::differing(&from_bundle, |ns| s.deployed_options(&name, ns));
+                let changes_configuration = !differing.is_empty() || !changes.is_empty();
+                changes.add(differing);
+                let denied = s.on_behalf(access_key, &name, changes_configuration);
+                let script = denied.map(Ok).unwrap_or_else(|| Err(()));
+                let script = script.or_else(|()| {
+                    s.next_scripts
+                        .get_mut(&name)
+                        .and_then(VecDeque::pop_front)
+                        .ok_or(())
+                });
+                let script = script.unwrap_or_else(|()| match label {
+                    Some(_) => Script::success(Duration::from_millis(50)),
+                    None => options::configuration_script(&name, Duration::from_millis(50)),
+                });
                 // A configuration-only update keeps the running version.
                 let version = label.or_else(|| s.environments[&name].version.clone());
                 s.stage(&name, changes, request_id);
@@ -947,9 +982,14 @@ impl Handler {
         key: String,
         delay: Duration,
     ) {
+        let mut settings = Vec::new();
         let verdict = match self.s3.get_object().bucket(&bucket).key(&key).send().await {
             Ok(obj) => match obj.body.collect().await {
-                Ok(bytes) => validate::bundle(&bytes.into_bytes()),
+                Ok(bytes) => {
+                    let bytes = bytes.into_bytes();
+                    settings = authz::bundle_option_settings(&bytes);
+                    validate::bundle(&bytes)
+                }
                 Err(e) => Err(format!(
                     "Unable to download the source bundle s3://{bucket}/{key}: {e}"
                 )),
@@ -961,6 +1001,8 @@ impl Handler {
         };
         tokio::time::sleep(delay).await;
         let mut s = self.state.lock().unwrap();
+        s.bundle_settings
+            .insert((app.clone(), label.clone()), settings);
         if s.silent_failures > 0 {
             s.silent_failures -= 1;
             if let Some(v) = s.versions.get_mut(&(app, label)) {

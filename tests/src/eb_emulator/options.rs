@@ -401,6 +401,13 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
+    /// Adds settings to set (the bundle's, which EB applies with the version).
+    pub(crate) fn add(&mut self, settings: Vec<(String, String, String)>) {
+        for (ns, option, value) in settings {
+            self.set.push(((ns, option), value));
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.remove.is_empty()
     }
@@ -493,6 +500,21 @@ impl State {
                 deployed: Settings::defaults(),
                 draft: None,
             })
+    }
+
+    /// The deployed option settings of `env` in `namespace` (option → value).
+    pub(crate) fn deployed_options(
+        &mut self,
+        env: &str,
+        namespace: &str,
+    ) -> BTreeMap<String, String> {
+        self.config(env)
+            .deployed
+            .0
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|((_, o), v)| (o.clone(), v.clone().unwrap_or_default()))
+            .collect()
     }
 
     /// Records the draft an `UpdateEnvironment` (request `request_id`) made.

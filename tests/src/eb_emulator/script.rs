@@ -126,4 +126,60 @@ impl Script {
                 .causes(&["Incorrect application version found on all instances. Expected version \"{previous}\" (deployment 2)."]),
         ])
     }
+
+    /// EB's sequence when a deploy command fails on the (last) instance: the command's error,
+    /// the summary, the abort, then EB reverts (Ready, the previous version, health Degraded).
+    pub fn command_failure(took: Duration) -> Self {
+        let ms = took.as_millis() as u64;
+        Self::new(vec![
+            Step::at_ms(ms / 3).event("INFO", "Deploying new version to instance(s)."),
+            Step::at_ms(ms)
+                .event("ERROR", "[Instance: {instance}] Command failed on instance. Return code: 1 Output: (TRUNCATED)...failed to pull image. Hook /opt/elasticbeanstalk/hooks/appdeploy/enact/00run.sh failed. For more detail, check /var/log/eb-activity.log using console or EB CLI.")
+                .event("INFO", "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].")
+                .event("ERROR", "Unsuccessful command execution on instance id(s) '{instance}'. Aborting the operation.")
+                .event("ERROR", "Failed to deploy application."),
+            Step::at_ms(ms + 10)
+                .event("WARN", "Environment health has transitioned from Ok to Degraded. Command failed on all instances. Incorrect application version found on all instances. Expected version \"{previous}\".")
+                .status("Ready")
+                .env_version(Which::Previous)
+                .health("Red", "Degraded"),
+        ])
+    }
+
+    /// Real EB reporting completion although an instance failed: the first instances run the
+    /// new version, the last keeps the previous one and turns Severe, and EB still says
+    /// "Environment update completed successfully." (health Degraded).
+    pub fn completed_after_instance_failure(took: Duration, instances: usize) -> Self {
+        let ms = took.as_millis() as u64;
+        let good = instances.saturating_sub(1);
+        Self::new(vec![
+            Step::at_ms(ms / 3).event("INFO", "Deploying new version to instance(s)."),
+            Step::at_ms(ms * 2 / 3)
+                .event("INFO", "Instance deployment completed successfully.")
+                .instances(good, Which::Deployed),
+            Step::at_ms(ms)
+                .event("WARN", "Environment health has transitioned from Ok to Degraded. Incorrect application version found on 1 out of {instances} instances. Expected version \"{version}\" (deployment 2).")
+                .event("INFO", "New application version was deployed to running EC2 instances.")
+                .event("INFO", "Environment update completed successfully.")
+                .status("Ready")
+                .health("Red", "Degraded")
+                .causes(&["Incorrect application version found on 1 out of {instances} instances. Expected version \"{version}\" (deployment 2)."])
+                .last_instance_health("Red", "Severe"),
+        ])
+        .fill_instances(instances)
+    }
+
+    fn fill_instances(mut self, n: usize) -> Self {
+        for step in &mut self.steps {
+            for (_, m) in &mut step.events {
+                *m = m.replace("{instances}", &n.to_string());
+            }
+            if let Some(c) = &mut step.causes {
+                for m in c {
+                    *m = m.replace("{instances}", &n.to_string());
+                }
+            }
+        }
+        self
+    }
 }
