@@ -402,7 +402,8 @@ pub enum CheckSpec {
         /// Flower's base URL; else `<environment URL>:5555`.
         #[serde(default)]
         url: Option<String>,
-        /// Name of the environment variable that holds Flower's basic-auth user.
+        /// Name of the environment variable that holds Flower's basic-auth user (the default
+        /// is the name Antenna's `/start-flower` reads, so one secret feeds both).
         #[serde(default = "default_flower_user_env")]
         user_env: String,
         /// Name of the environment variable that holds Flower's basic-auth password.
@@ -455,10 +456,10 @@ fn one() -> usize {
     1
 }
 fn default_flower_user_env() -> String {
-    "FLOWER_USER".into()
+    "CELERY_FLOWER_USER".into()
 }
 fn default_flower_password_env() -> String {
-    "FLOWER_PASSWORD".into()
+    "CELERY_FLOWER_PASSWORD".into()
 }
 
 /// How a duration is written in the file: a string such as `"90s"`, `"5m"` or `"1h 30m"`.

@@ -14,6 +14,7 @@ mod bundle;
 mod cleanup;
 mod deploy;
 mod docs;
+mod doctor;
 mod history;
 mod iam_policy;
 mod lint;
@@ -73,6 +74,7 @@ enum Command {
     Rollback(rollback::Cmd),
     Logs(logs::Cmd),
     Cleanup(cleanup::Cmd),
+    Doctor(doctor::Cmd),
     Docs(docs::Cmd),
 }
 
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
             Command::Rollback(cmd) => cmd.run(&global).await,
             Command::Logs(cmd) => cmd.run(&global).await,
             Command::Cleanup(cmd) => cmd.run(&global).await,
+            Command::Doctor(cmd) => cmd.run(&global).await,
             Command::Docs(cmd) => cmd.run(&global),
         }
     });

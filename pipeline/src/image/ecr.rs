@@ -114,7 +114,8 @@ pub async fn find_tag(ecr: &Client, repository: &str, tag: &str) -> Result<Optio
     }
 }
 
-/// Checks that `repository` exists; creates it (tag immutability on) when `create`.
+/// Checks that `repository` exists; creates it (tag immutability and scan on push on) when
+/// `create`.
 /// Returns true when it was created.
 pub async fn ensure_repository(
     ecr: &Client,
@@ -145,11 +146,18 @@ pub async fn ensure_repository(
             ecr.create_repository()
                 .repository_name(repository)
                 .image_tag_mutability(ImageTagMutability::Immutable)
+                .image_scanning_configuration(
+                    aws_sdk_ecr::types::ImageScanningConfiguration::builder()
+                        .scan_on_push(true)
+                        .build(),
+                )
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", sdk_message(&e)))
                 .with_context(|| format!("cannot create the ECR repository {repository}"))?;
-            tracing::info!("created the ECR repository {repository} (tag immutability on)");
+            tracing::info!(
+                "created the ECR repository {repository} (tag immutability and scan on push on)"
+            );
             Ok(true)
         }
         Err(e) => Err(anyhow::anyhow!("{}", sdk_message(&e)))

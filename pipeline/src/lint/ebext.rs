@@ -91,7 +91,9 @@ pub fn lint_ebextension(file: &Path, text: &str, verify_path: Option<&str>) -> V
             continue;
         }
         match key {
-            "option_settings" => options(file, text, value, verify_path, &mut out),
+            "option_settings" => {
+                options(file, text, value, verify_path, &mut out);
+            }
             "container_commands" => container_commands(file, text, value, &mut out),
             _ => {}
         }
@@ -112,7 +114,8 @@ fn options(
     value: &Value,
     verify_path: Option<&str>,
     out: &mut Vec<Finding>,
-) {
+) -> Vec<OptionSetting> {
+    let mut collected = Vec::new();
     let at = key_position(text, "option_settings", 0);
     let shape_hint = "write either `namespace: {OptionName: value}` maps, or a list of `- namespace: …\\n  option_name: …\\n  value: …`";
     let mut settings = Vec::new();
@@ -226,6 +229,11 @@ fn options(
             );
             continue;
         };
+        collected.push(OptionSetting {
+            namespace: s.namespace.clone(),
+            option: s.option.clone(),
+            value: scalar.clone(),
+        });
         if s.namespace == ENV_NAMESPACE {
             if let Some(why) = secret_reason(&s.option, &scalar) {
                 out.push(Finding::new(EX_SECRET, file, field.clone(), format!("environment property `{}` looks like a secret ({why}); it would be stored in the bundle", s.option), "remove it from the file and set it on the environment (console or `aws elasticbeanstalk update-environment`), or use a Secrets Manager reference").at(pos));
@@ -241,6 +249,27 @@ fn options(
                 out.push(Finding::new(EX_HEALTH, file, field, format!("{} is {scalar:?} but the verify stage checks {expected:?}", s.option), "use the same path in both, so that EB's health and our verify agree (Antenna: /api/v2/)").at(pos));
             }
         }
+    }
+    collected
+}
+
+/// One option setting of an `.ebextensions` file, with a single (scalar) value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionSetting {
+    pub namespace: String,
+    pub option: String,
+    pub value: String,
+}
+
+/// The well-formed option settings of one `.ebextensions` file, in either of EB's shapes
+/// (what the bundle will set on the environment); an unparsable file has none.
+pub fn option_settings(text: &str) -> Vec<OptionSetting> {
+    let Ok(Value::Mapping(doc)) = serde_yaml_ng::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    match doc.get(Value::from("option_settings")) {
+        Some(v) => options(Path::new(""), text, v, None, &mut Vec::new()),
+        None => Vec::new(),
     }
 }
 

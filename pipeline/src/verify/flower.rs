@@ -265,8 +265,8 @@ mod tests {
         FlowerAuth {
             user: user.map(String::from),
             password: password.map(|p| SecretString::from(p.to_string())),
-            user_env: "FLOWER_USER".into(),
-            password_env: "FLOWER_PASSWORD".into(),
+            user_env: "CELERY_FLOWER_USER".into(),
+            password_env: "CELERY_FLOWER_PASSWORD".into(),
         }
     }
 

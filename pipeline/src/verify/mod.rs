@@ -662,8 +662,8 @@ mod tests {
     fn builds_checks_from_specs() {
         let env = env_of(&[
             ("REDIS_URL", "rediss://:pw@cache:6380/2?ssl_cert_reqs=none"),
-            ("FLOWER_USER", "u"),
-            ("FLOWER_PASSWORD", "p"),
+            ("CELERY_FLOWER_USER", "u"),
+            ("CELERY_FLOWER_PASSWORD", "p"),
         ]);
         let http = Check::from_spec(
             &spec("kind = \"http\""),

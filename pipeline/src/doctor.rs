@@ -1,0 +1,919 @@
+//! `doctor`: the read-only preflight of a deploy. Each prerequisite the account and the
+//! environment must meet is one [`Item`], ✓ or ✗, and every ✗ carries the exact fix (a
+//! command to copy, or what `doctor --fix` does). `deploy` runs the same checks before it
+//! uploads anything ([`preflight`]).
+//!
+//! Read-only by default: it describes, never changes, and reads environment properties by
+//! name only (their values never reach the report). With `fix`, it creates only what is safe
+//! to create: the ECR repositories (tag immutability on, scan on push), the EB application and
+//! EB's S3 storage location.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::{CheckSpec, Config};
+use crate::ops::{AwsEnvironment, Session};
+use crate::output::Table;
+
+/// The platform branch the Dockerrun v2 file needs.
+pub const ECS_PLATFORM: &str = "ECS running on 64bit Amazon Linux 2";
+const HEALTH_NAMESPACE: &str = "aws:elasticbeanstalk:healthreporting:system";
+const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
+const SECRETS_NAMESPACE: &str = "aws:elasticbeanstalk:application:environmentsecrets";
+const PROCESS_NAMESPACE: &str = "aws:elasticbeanstalk:environment:process:default";
+
+/// What a prerequisite is about (stable names for `--json` and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Subject {
+    Credentials,
+    EcrRepository,
+    ExternalImage,
+    StorageLocation,
+    Application,
+    Environment,
+    Platform,
+    EnhancedHealth,
+    EnvironmentProperties,
+    CheckCredentials,
+    HealthCheckPath,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub subject: Subject,
+    /// What was checked (`ECR repository antenna-backend`).
+    pub what: String,
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+    /// For a ✗: the exact fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// True when `--fix` created it during this run.
+    pub fixed: bool,
+    /// Advisory items are shown and fail `doctor`, but do not stop a deploy (the health check
+    /// path probes the version running now, which the deploy may be about to replace).
+    pub advisory: bool,
+}
+
+impl Item {
+    fn ok(subject: Subject, what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            subject,
+            what: what.into(),
+            ok: true,
+            detail: detail.into(),
+            fix: None,
+            fixed: false,
+            advisory: false,
+        }
+    }
+
+    fn fail(
+        subject: Subject,
+        what: impl Into<String>,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            subject,
+            what: what.into(),
+            ok: false,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+            fixed: false,
+            advisory: false,
+        }
+    }
+
+    fn advisory(mut self) -> Self {
+        self.advisory = true;
+        self
+    }
+}
+
+/// Everything `doctor` found for one environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    pub environment: String,
+    pub eb_environment: String,
+    pub application: String,
+    pub region: String,
+    pub items: Vec<Item>,
+    /// What `--fix` created, one line each.
+    pub created: Vec<String>,
+}
+
+impl DoctorReport {
+    /// True when every item is ✓.
+    pub fn ok(&self) -> bool {
+        self.items.iter().all(|i| i.ok)
+    }
+
+    /// True when nothing that stops a deploy is ✗.
+    pub fn deployable(&self) -> bool {
+        self.items.iter().all(|i| i.ok || i.advisory)
+    }
+
+    /// The ✗ items.
+    pub fn failures(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter().filter(|i| !i.ok)
+    }
+
+    /// The human report: a ✓/✗ table, then each ✗ with its fix.
+    pub fn to_text(&self) -> String {
+        let mut t = Table::new(["", "prerequisite", "found"]);
+        for i in &self.items {
+            let mark = if i.ok { "✓" } else { "✗" };
+            let what = if i.fixed {
+                format!("{} (created)", i.what)
+            } else {
+                i.what.clone()
+            };
+            t.row([mark.to_string(), what, i.detail.clone()]);
+        }
+        let mut out = format!(
+            "doctor: {} (EB environment {} of application {}, {})\n{}",
+            self.environment,
+            self.eb_environment,
+            self.application,
+            self.region,
+            t.render()
+        );
+        if !self.created.is_empty() {
+            out.push_str("\ncreated:\n");
+            for c in &self.created {
+                out.push_str(&format!("  + {c}\n"));
+            }
+        }
+        let failures: Vec<_> = self.failures().collect();
+        if failures.is_empty() {
+            out.push_str("\nevery prerequisite of a deploy is in place\n");
+        } else {
+            out.push_str(&format!("\n{} to fix:\n", failures.len()));
+            for i in failures {
+                out.push_str(&format!(
+                    "✗ {}: {}\n    fix: {}\n",
+                    i.what,
+                    i.detail,
+                    i.fix.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Where the verify checks' variables are read from (the process environment by default).
+pub type Vars = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What `doctor` should do.
+#[derive(Clone)]
+pub struct DoctorRequest<'a> {
+    pub config: &'a Config,
+    pub env: AwsEnvironment,
+    /// Create what is safe to create.
+    pub fix: bool,
+    /// Values of the verify checks' variables (`CELERY_FLOWER_PASSWORD`...), by name; only
+    /// whether each is set reaches the report.
+    pub vars: Vars,
+    /// Probe the health check path over HTTP.
+    pub probe_health: bool,
+}
+
+impl<'a> DoctorRequest<'a> {
+    /// A read-only run over the process environment.
+    pub fn new(config: &'a Config, env: AwsEnvironment) -> Self {
+        Self {
+            config,
+            env,
+            fix: false,
+            vars: std::sync::Arc::new(|k| std::env::var(k).ok()),
+            probe_health: true,
+        }
+    }
+
+    pub fn with_fix(mut self, fix: bool) -> Self {
+        self.fix = fix;
+        self
+    }
+
+    /// Reads the checks' variables from `vars` instead of the process environment.
+    pub fn with_vars(
+        mut self,
+        vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.vars = std::sync::Arc::new(vars);
+        self
+    }
+}
+
+/// Runs every check against `session`.
+pub async fn doctor(session: &Session, req: &DoctorRequest<'_>) -> Result<DoctorReport> {
+    let env = &req.env;
+    let mut report = DoctorReport {
+        environment: env.name.clone(),
+        eb_environment: env.eb_environment.clone(),
+        application: env.application.clone(),
+        region: env.region.clone(),
+        items: Vec::new(),
+        created: Vec::new(),
+    };
+    let account = credentials(session, req.config, &mut report).await;
+    ecr(session, req, &mut report).await;
+    storage(session, req, account.as_deref(), &mut report).await;
+    let app_ok = application(session, req, &mut report).await;
+    if app_ok {
+        environment(session, req, &mut report).await;
+    }
+    check_credentials(req, &mut report);
+    Ok(report)
+}
+
+/// [`doctor`] as `deploy` runs it before uploading: read-only; an error lists every ✗ with
+/// its fix.
+pub async fn preflight(session: &Session, config: &Config, env: &AwsEnvironment) -> Result<()> {
+    let report = doctor(session, &DoctorRequest::new(config, env.clone())).await?;
+    for i in report.failures().filter(|i| i.advisory) {
+        tracing::warn!(
+            "doctor: {}: {} (fix: {})",
+            i.what,
+            i.detail,
+            i.fix.as_deref().unwrap_or("")
+        );
+    }
+    if report.deployable() {
+        return Ok(());
+    }
+    let mut text = format!(
+        "the account is not ready for a deploy to {} (nothing was uploaded); `cargo xtask doctor --env {}` lists the same:",
+        env.name, env.name
+    );
+    for i in report.failures().filter(|i| !i.advisory) {
+        text.push_str(&format!(
+            "\n  ✗ {}: {}\n      fix: {}",
+            i.what,
+            i.detail,
+            i.fix.as_deref().unwrap_or("")
+        ));
+    }
+    anyhow::bail!(text)
+}
+
+fn aws_cli(config: &Config, rest: &str) -> String {
+    format!("aws {rest} --region {}", config.region)
+}
+
+async fn credentials(
+    session: &Session,
+    config: &Config,
+    report: &mut DoctorReport,
+) -> Option<String> {
+    let what = "AWS credentials and account";
+    match session.aws.sts().get_caller_identity().send().await {
+        Ok(who) => {
+            let account = who.account().unwrap_or_default().to_string();
+            match &config.account {
+                Some(want) if *want != account => {
+                    report.items.push(Item::fail(
+                        Subject::Credentials,
+                        what,
+                        format!("the credentials are for account {account}, but the configuration names account {want}"),
+                        format!("use credentials of account {want} (AWS_PROFILE, or the OIDC role of that account), or correct `account` in {} / DEPLOY_ACCOUNT", config.path.display()),
+                    ));
+                    None
+                }
+                _ => {
+                    let arn = who.arn().unwrap_or_default();
+                    report.items.push(Item::ok(
+                        Subject::Credentials,
+                        what,
+                        format!("account {account} as {arn}"),
+                    ));
+                    Some(account)
+                }
+            }
+        }
+        Err(e) => {
+            report.items.push(Item::fail(
+                Subject::Credentials,
+                what,
+                format!("STS GetCallerIdentity failed: {}", crate::image::ecr::sdk_message(&e)),
+                "configure credentials (`aws configure`, AWS_PROFILE, or in GitHub Actions the OIDC role of aws-actions/configure-aws-credentials) and the region, then run doctor again",
+            ));
+            config.account.clone()
+        }
+    }
+}
+
+/// The images the template refers to (`${image.NAME}`).
+fn referenced_images(config: &Config) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(config.resolve(&config.bundle.template)).unwrap_or_default();
+    config
+        .images
+        .keys()
+        .filter(|n| text.contains(&format!("${{image.{n}}}")))
+        .cloned()
+        .collect()
+}
+
+fn create_repository_command(config: &Config, repository: &str) -> String {
+    aws_cli(
+        config,
+        &format!("ecr create-repository --repository-name {repository} --image-tag-mutability IMMUTABLE --image-scanning-configuration scanOnPush=true"),
+    )
+}
+
+async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorReport) {
+    let config = req.config;
+    let used = referenced_images(config);
+    for (name, image) in &config.images {
+        if !used.contains(name) || image.has_registry_host() {
+            continue;
+        }
+        let repo = &image.repository;
+        let what = format!("ECR repository {repo} (image {name})");
+        let ecr = &session.ecr;
+        let item = match crate::image::ecr::ensure_repository(ecr, repo, false, false).await {
+            Ok(_) => Item::ok(Subject::EcrRepository, what, "exists"),
+            Err(e) if e.downcast_ref::<crate::image::ecr::EcrError>().is_none() => Item::fail(
+                Subject::EcrRepository,
+                what,
+                format!("{e:#}"),
+                "allow ecr:DescribeRepositories to these credentials, then run doctor again",
+            ),
+            Err(_) if req.fix => {
+                match crate::image::ecr::ensure_repository(ecr, repo, true, false).await {
+                    Ok(_) => {
+                        report.created.push(format!(
+                            "ECR repository {repo} (tag immutability on, scan on push)"
+                        ));
+                        let mut item = Item::ok(Subject::EcrRepository, what, "created by --fix");
+                        item.fixed = true;
+                        item
+                    }
+                    Err(e) => Item::fail(
+                        Subject::EcrRepository,
+                        what,
+                        format!("{e:#}"),
+                        create_repository_command(config, repo),
+                    ),
+                }
+            }
+            Err(_) => Item::fail(
+                Subject::EcrRepository,
+                what,
+                "missing",
+                format!(
+                    "`cargo xtask doctor --env {} --fix`, or {}",
+                    req.env.name,
+                    create_repository_command(config, repo)
+                ),
+            ),
+        };
+        let exists = item.ok;
+        report.items.push(item);
+        let (true, Some(tag)) = (exists, &image.tag) else {
+            continue;
+        };
+        let what = format!("image {repo}:{tag} (image {name})");
+        match crate::image::ecr::find_tag(&session.ecr, repo, tag).await {
+            Ok(Some(_)) => report
+                .items
+                .push(Item::ok(Subject::ExternalImage, what, "present")),
+            Ok(None) => {
+                let host = config
+                    .registry_host()
+                    .unwrap_or_else(|| format!("ACCOUNT.dkr.ecr.{}.amazonaws.com", config.region));
+                report.items.push(Item::fail(
+                    Subject::ExternalImage,
+                    what,
+                    "the tag is not in the repository: EB could not pull it",
+                    format!(
+                        "mirror it: {} | docker login --username AWS --password-stdin {host} && docker pull SOURCE/{repo}:{tag} && docker tag SOURCE/{repo}:{tag} {host}/{repo}:{tag} && docker push {host}/{repo}:{tag}",
+                        aws_cli(config, "ecr get-login-password")
+                    ),
+                ))
+            }
+            Err(e) => report.items.push(Item::fail(
+                Subject::ExternalImage,
+                what,
+                format!("{e:#}"),
+                "allow ecr:DescribeImages to these credentials, then run doctor again",
+            )),
+        }
+    }
+}
+
+async fn storage(
+    session: &Session,
+    req: &DoctorRequest<'_>,
+    account: Option<&str>,
+    report: &mut DoctorReport,
+) {
+    let config = req.config;
+    if let Some(bucket) = &req.env.spec.bucket {
+        let what = format!("S3 bucket {bucket} (`bucket` of the environment)");
+        match session.s3.head_bucket().bucket(bucket).send().await {
+            Ok(_) => report
+                .items
+                .push(Item::ok(Subject::StorageLocation, what, "exists")),
+            Err(e) => report.items.push(Item::fail(
+                Subject::StorageLocation,
+                what,
+                format!("not reachable: {}", s3_message(&e)),
+                format!(
+                    "{} (or correct `bucket` / DEPLOY_BUCKET)",
+                    aws_cli(config, &format!("s3 mb s3://{bucket}"))
+                ),
+            )),
+        }
+        return;
+    }
+    let expected = account.map(|a| format!("elasticbeanstalk-{}-{a}", config.region));
+    let what = "EB's S3 storage location";
+    if req.fix {
+        match session
+            .eb
+            .call("CreateStorageLocation", &req.env.application, |c| c.create_storage_location().send())
+            .await
+        {
+            Ok(out) => {
+                // CreateStorageLocation creates the bucket when missing and returns it either way.
+                let bucket = out.s3_bucket().unwrap_or_default().to_string();
+                let mut item = Item::ok(Subject::StorageLocation, what, format!("bucket {bucket}"));
+                item.fixed = true;
+                report.created.push(format!("EB storage location {bucket} (CreateStorageLocation)"));
+                report.items.push(item);
+            }
+            Err(e) => report.items.push(Item::fail(
+                Subject::StorageLocation,
+                what,
+                format!("{e}"),
+                "allow elasticbeanstalk:CreateStorageLocation, or set `bucket` for the environment in deploy.toml",
+            )),
+        }
+        return;
+    }
+    let Some(bucket) = expected else {
+        report.items.push(Item::fail(
+            Subject::StorageLocation,
+            what,
+            "unknown: the account is not known",
+            "fix the credentials first",
+        ));
+        return;
+    };
+    match session.s3.head_bucket().bucket(&bucket).send().await {
+        Ok(_) => report.items.push(Item::ok(Subject::StorageLocation, what, format!("bucket {bucket}"))),
+        Err(e) => report.items.push(Item::fail(
+            Subject::StorageLocation,
+            what,
+            format!("bucket {bucket}: {}", s3_message(&e)),
+            format!(
+                "`cargo xtask doctor --env {} --fix` (EB's CreateStorageLocation), or {}, or set `bucket` for the environment in deploy.toml",
+                req.env.name,
+                aws_cli(config, "elasticbeanstalk create-storage-location")
+            ),
+        )),
+    }
+}
+
+fn s3_message<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e.raw_response().map(|r| r.status().as_u16()) {
+        Some(404) => "does not exist".into(),
+        Some(403) => "access denied (another account's bucket, or no s3:ListBucket)".into(),
+        _ => crate::image::ecr::sdk_message(e),
+    }
+}
+
+/// The EB application; true when it exists (after `--fix`).
+async fn application(
+    session: &Session,
+    req: &DoctorRequest<'_>,
+    report: &mut DoctorReport,
+) -> bool {
+    let app = &req.env.application;
+    let what = format!("EB application {app}");
+    let found = session
+        .eb
+        .call("DescribeApplications", app, |c| {
+            c.describe_applications().application_names(app).send()
+        })
+        .await;
+    match found {
+        Ok(out) if !out.applications().is_empty() => {
+            report
+                .items
+                .push(Item::ok(Subject::Application, what, "exists"));
+            true
+        }
+        Ok(_) if req.fix => {
+            match session
+                .eb
+                .call("CreateApplication", app, |c| {
+                    c.create_application()
+                        .application_name(app)
+                        .description("Antenna, deployed by cargo xtask deploy")
+                        .send()
+                })
+                .await
+            {
+                Ok(_) => {
+                    report.created.push(format!("EB application {app}"));
+                    let mut item = Item::ok(Subject::Application, what, "created by --fix");
+                    item.fixed = true;
+                    report.items.push(item);
+                    true
+                }
+                Err(e) => {
+                    report.items.push(Item::fail(
+                        Subject::Application,
+                        what,
+                        format!("{e}"),
+                        create_application_command(req),
+                    ));
+                    false
+                }
+            }
+        }
+        Ok(_) => {
+            report.items.push(Item::fail(
+                Subject::Application,
+                what,
+                "missing",
+                format!(
+                    "`cargo xtask doctor --env {} --fix`, or {}",
+                    req.env.name,
+                    create_application_command(req)
+                ),
+            ));
+            false
+        }
+        Err(e) => {
+            report.items.push(Item::fail(
+                Subject::Application,
+                what,
+                format!("{e}"),
+                "allow elasticbeanstalk:DescribeApplications to these credentials",
+            ));
+            false
+        }
+    }
+}
+
+fn create_application_command(req: &DoctorRequest<'_>) -> String {
+    aws_cli(
+        req.config,
+        &format!(
+            "elasticbeanstalk create-application --application-name {}",
+            req.env.application
+        ),
+    )
+}
+
+/// The environment, its platform, enhanced health, its properties and the health check path.
+async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorReport) {
+    let env = &req.env;
+    let what = format!("EB environment {}", env.eb_environment);
+    let found = session
+        .eb
+        .call("DescribeEnvironments", &env.eb_environment, |c| {
+            c.describe_environments()
+                .application_name(&env.application)
+                .environment_names(&env.eb_environment)
+                .include_deleted(false)
+                .send()
+        })
+        .await;
+    let described = match found {
+        Ok(out) => out
+            .environments()
+            .iter()
+            .find(|e| e.status().map(|s| s.as_str()) != Some("Terminated"))
+            .cloned(),
+        Err(e) => {
+            report.items.push(Item::fail(
+                Subject::Environment,
+                what,
+                format!("{e}"),
+                "allow elasticbeanstalk:DescribeEnvironments to these credentials",
+            ));
+            return;
+        }
+    };
+    let Some(described) = described else {
+        report.items.push(Item::fail(
+            Subject::Environment,
+            what,
+            "missing (doctor does not create environments: they cost money and need choices only you can make)",
+            format!(
+                "create it on the ECS platform with enhanced health: {} (or the console: Elastic Beanstalk > {} > Create environment > Web server > Platform \"ECS running on 64bit Amazon Linux 2\"); see docs/adopting-antenna.md",
+                aws_cli(req.config, &format!(
+                    "elasticbeanstalk create-environment --application-name {} --environment-name {} --solution-stack-name \"$(aws elasticbeanstalk list-available-solution-stacks --region {} --query \"SolutionStacks[?contains(@, 'Amazon Linux 2 v') && ends_with(@, 'running ECS')] | [0]\" --output text)\" --option-settings Namespace=aws:elasticbeanstalk:healthreporting:system,OptionName=SystemType,Value=enhanced Namespace=aws:autoscaling:launchconfiguration,OptionName=IamInstanceProfile,Value=aws-elasticbeanstalk-ec2-role",
+                    env.application, env.eb_environment, req.config.region
+                )),
+                env.application
+            ),
+        ));
+        return;
+    };
+    report.items.push(Item::ok(
+        Subject::Environment,
+        what,
+        format!(
+            "{} ({}), running {}",
+            described.status().map(|s| s.as_str()).unwrap_or("?"),
+            described.health().map(|s| s.as_str()).unwrap_or("?"),
+            described.version_label().unwrap_or("no version")
+        ),
+    ));
+
+    let stack = described.solution_stack_name().unwrap_or_default();
+    let platform_arn = described.platform_arn().unwrap_or_default();
+    let on_ecs = platform_arn.contains(&format!("/platform/{ECS_PLATFORM}/"))
+        || (stack.contains("Amazon Linux 2 v") && stack.ends_with("running ECS"));
+    let what = "platform".to_string();
+    if on_ecs {
+        report
+            .items
+            .push(Item::ok(Subject::Platform, what, stack.to_string()));
+    } else {
+        report.items.push(Item::fail(
+            Subject::Platform,
+            what,
+            format!("{stack:?}: a Dockerrun v2 (multi-container) bundle needs \"{ECS_PLATFORM}\""),
+            format!("EB cannot move an environment to another platform branch: create a new environment on \"{ECS_PLATFORM}\" (see the fix for a missing environment), deploy there, then swap CNAMEs with `aws elasticbeanstalk swap-environment-cnames`"),
+        ));
+    }
+
+    let settings = session
+        .eb
+        .call("DescribeConfigurationSettings", &env.eb_environment, |c| {
+            c.describe_configuration_settings()
+                .application_name(&env.application)
+                .environment_name(&env.eb_environment)
+                .send()
+        })
+        .await;
+    let options: Vec<(String, String, String)> = match settings {
+        Ok(out) => out
+            .configuration_settings()
+            .iter()
+            .flat_map(|c| c.option_settings())
+            .map(|o| {
+                (
+                    o.namespace().unwrap_or_default().to_string(),
+                    o.option_name().unwrap_or_default().to_string(),
+                    o.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        Err(e) => {
+            report.items.push(Item::fail(
+                Subject::EnhancedHealth,
+                "configuration settings",
+                format!("{e}"),
+                "allow elasticbeanstalk:DescribeConfigurationSettings to these credentials",
+            ));
+            return;
+        }
+    };
+    let option = |ns: &str, name: &str| {
+        options
+            .iter()
+            .find(|(n, o, _)| n == ns && o == name)
+            .map(|(_, _, v)| v.as_str())
+    };
+
+    let system = option(HEALTH_NAMESPACE, "SystemType").unwrap_or("basic");
+    if system == "enhanced" {
+        report
+            .items
+            .push(Item::ok(Subject::EnhancedHealth, "enhanced health", "on"));
+    } else {
+        report.items.push(Item::fail(
+            Subject::EnhancedHealth,
+            "enhanced health",
+            format!("SystemType is {system:?}: the deploy's health verdict needs enhanced health"),
+            aws_cli(req.config, &format!("elasticbeanstalk update-environment --environment-name {} --option-settings Namespace={HEALTH_NAMESPACE},OptionName=SystemType,Value=enhanced", env.eb_environment)),
+        ));
+    }
+
+    // Properties: set on the environment (plain or as secrets), or set by the bundle's
+    // .ebextensions option_settings.
+    let ebext = ebextension_options(req.config);
+    let present: BTreeSet<&str> = options
+        .iter()
+        .filter(|(ns, _, _)| ns == ENV_NAMESPACE || ns == SECRETS_NAMESPACE)
+        .map(|(_, o, _)| o.as_str())
+        .chain(
+            ebext
+                .iter()
+                .filter(|s| s.namespace == ENV_NAMESPACE)
+                .map(|s| s.option.as_str()),
+        )
+        .collect();
+    let required = env.spec.required_properties();
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|n| !present.contains(n.as_str()))
+        .collect();
+    let what = format!("environment properties ({} required)", required.len());
+    if missing.is_empty() {
+        report.items.push(Item::ok(
+            Subject::EnvironmentProperties,
+            what,
+            "all set (values not read)",
+        ));
+    } else {
+        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        let settings: Vec<String> = names
+            .iter()
+            .map(|n| format!("Namespace={ENV_NAMESPACE},OptionName={n},Value=..."))
+            .collect();
+        report.items.push(Item::fail(
+            Subject::EnvironmentProperties,
+            what,
+            format!("missing: {}", names.join(", ")),
+            format!(
+                "set them on the environment (values from your secret store; never in the repository): {}",
+                aws_cli(req.config, &format!("elasticbeanstalk update-environment --environment-name {} --option-settings {}", env.eb_environment, settings.join(" ")))
+            ),
+        ));
+    }
+
+    if req.probe_health {
+        let path = ebext
+            .iter()
+            .find(|s| s.namespace == PROCESS_NAMESPACE && s.option == "HealthCheckPath")
+            .map(|s| s.value.clone())
+            .or_else(|| option(PROCESS_NAMESPACE, "HealthCheckPath").map(str::to_string))
+            .unwrap_or_else(|| "/".to_string());
+        let matcher = ebext
+            .iter()
+            .find(|s| s.namespace == PROCESS_NAMESPACE && s.option == "MatcherHTTPCode")
+            .map(|s| s.value.clone())
+            .or_else(|| option(PROCESS_NAMESPACE, "MatcherHTTPCode").map(str::to_string))
+            .unwrap_or_else(|| "200".to_string());
+        let base = env
+            .spec
+            .url
+            .clone()
+            .or_else(|| described.cname().map(|c| format!("http://{c}")));
+        if described.version_label().is_none() {
+            report.items.push(Item::ok(
+                Subject::HealthCheckPath,
+                format!("health check path {path}"),
+                "nothing deployed yet: not probed",
+            ));
+        } else if let Some(base) = base {
+            report
+                .items
+                .push(probe_health_path(&base, &path, &matcher).await);
+        }
+    }
+}
+
+/// The option settings of the bundle's `.ebextensions/*.config` files.
+fn ebextension_options(config: &Config) -> Vec<crate::lint::OptionSetting> {
+    let dir = config.resolve(&config.bundle.ebextensions);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "config"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|t| crate::lint::option_settings(&t))
+        .collect()
+}
+
+/// GETs `path` the way EB's load balancer does: plain HTTP, no `X-Forwarded-Proto`, no
+/// redirects followed; passes when the status is one `matcher` accepts.
+pub async fn probe_health_path(base: &str, path: &str, matcher: &str) -> Item {
+    let what = format!("health check path {path}");
+    let mut url = match url::Url::parse(base) {
+        Ok(u) => u,
+        Err(e) => {
+            return Item::fail(
+                Subject::HealthCheckPath,
+                what,
+                format!("bad URL {base:?}: {e}"),
+                "correct `url` of the environment (or DEPLOY_URL)",
+            )
+            .advisory()
+        }
+    };
+    // The load balancer talks plain HTTP to the instances.
+    let _ = url.set_scheme("http");
+    url.set_path(path);
+    let shown = crate::verify::mask_url(url.as_str());
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return Item::fail(Subject::HealthCheckPath, what, format!("{e}"), "").advisory(),
+    };
+    let accepted = |code: u16| {
+        matcher
+            .split(',')
+            .any(|part| match part.trim().split_once('-') {
+                Some((a, b)) => {
+                    a.parse::<u16>().is_ok_and(|a| a <= code)
+                        && b.parse::<u16>().is_ok_and(|b| code <= b)
+                }
+                None => part.trim().parse::<u16>() == Ok(code),
+            })
+    };
+    match client.get(url.clone()).send().await {
+        Ok(resp) => {
+            let code = resp.status().as_u16();
+            if accepted(code) {
+                Item::ok(Subject::HealthCheckPath, what, format!("GET {shown} (plain HTTP) → {code}"))
+            } else if (300..400).contains(&code) {
+                let to = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?")
+                    .to_string();
+                Item::fail(
+                    Subject::HealthCheckPath,
+                    what,
+                    format!("GET {shown} (plain HTTP, as the load balancer asks) → {code} to {to}: Django's SECURE_SSL_REDIRECT redirects the health check, so EB marks every instance unhealthy"),
+                    "set the environment property DJANGO_SECURE_SSL_REDIRECT=False and redirect HTTP to HTTPS at the load balancer (a listener rule), or accept the redirect with MatcherHTTPCode \"200,301\" under aws:elasticbeanstalk:environment:process:default in .ebextensions",
+                )
+                .advisory()
+            } else {
+                Item::fail(
+                    Subject::HealthCheckPath,
+                    what,
+                    format!("GET {shown} (plain HTTP) → {code}, the load balancer expects {matcher}"),
+                    "make the path answer without authentication and without touching slow services (Antenna: /api/v2/), or correct HealthCheckPath / MatcherHTTPCode in .ebextensions; a 400 means the Host is not in DJANGO_ALLOWED_HOSTS",
+                )
+                .advisory()
+            }
+        }
+        Err(e) => Item::fail(
+            Subject::HealthCheckPath,
+            what,
+            format!("GET {shown} failed: {e}"),
+            "check that the environment answers on port 80 (security group, listener) or correct `url`",
+        )
+        .advisory(),
+    }
+}
+
+/// The variables the verify checks read must be set where deploy runs.
+fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
+    for (i, check) in req.env.spec.checks.iter().enumerate() {
+        let names: Vec<&str> = match check {
+            CheckSpec::Flower {
+                user_env,
+                password_env,
+                ..
+            } => vec![user_env, password_env],
+            CheckSpec::Redis { url_env, .. } => vec![url_env],
+            CheckSpec::Celery { broker_url_env, .. } => vec![broker_url_env],
+            _ => continue,
+        };
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| (req.vars)(n).is_none_or(|v| v.trim().is_empty()))
+            .collect();
+        let what = format!("credentials of check {i} ({})", check.kind());
+        if missing.is_empty() {
+            report.items.push(Item::ok(
+                Subject::CheckCredentials,
+                what,
+                format!("{} set", names.join(", ")),
+            ));
+        } else {
+            report.items.push(Item::fail(
+                Subject::CheckCredentials,
+                what,
+                format!("{} not set where the deploy runs", missing.join(", ")),
+                format!(
+                    "export {} in this shell; in GitHub Actions add them as secrets of the `{}` environment (deploy.yml passes them to the deploy step)",
+                    missing.iter().map(|m| format!("{m}=...")).collect::<Vec<_>>().join(" "),
+                    req.env.name
+                ),
+            ));
+        }
+    }
+}
