@@ -562,3 +562,43 @@ async fn health_check_redirected_to_https_is_named() {
     // The health check path probes the running version: it does not stop a deploy.
     assert!(!report.ok() && report.deployable());
 }
+
+// Multi-threaded: the emulator and moto clients keep serving while the binary runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_with_doctor_refuses_to_upload_when_doctor_fails() {
+    let w = DoctorWorld::prepared(Skip {
+        property: true,
+        ..Default::default()
+    })
+    .await;
+    let out = integration::xtask()
+        .current_dir(w.dir.path())
+        .args(["deploy", "--env", "staging", "--release", "v1", "--from", "render", "--doctor"])
+        .env("AWS_ENDPOINT_URL", &w.moto)
+        .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &w.emu.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env("CELERY_FLOWER_USER", "flower")
+        .env("CELERY_FLOWER_PASSWORD", "flower-pw")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("the account is not ready for a deploy to staging (nothing was uploaded)"), "{stderr}");
+    assert!(stderr.contains("✗ environment properties (9 required): missing: SENTRY_DSN"), "{stderr}");
+    assert!(stderr.contains("OptionName=SENTRY_DSN,Value=..."), "{stderr}");
+    assert!(!stderr.contains(SECRET_VALUE) && !stderr.contains("flower-pw"), "{stderr}");
+    // Nothing uploaded, no version made.
+    let listed = aws::s3(&w.moto)
+        .list_objects_v2()
+        .bucket(&w.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+    assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
+    assert!(w.emu.write_calls().is_empty(), "{:?}", w.emu.write_calls());
+}
