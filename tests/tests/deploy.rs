@@ -6,7 +6,7 @@ use std::time::Duration;
 use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
 use integration::eb_emulator::{Fault, Script, Step, Which};
 use pipeline::deploy::{Outcome, RunReport};
-use pipeline::eb::{Pacing, DeployVerdict};
+use pipeline::eb::{DeployVerdict, Pacing};
 
 fn stage<'a>(r: &'a RunReport, name: &str) -> &'a pipeline::deploy::StageReport {
     r.stages
@@ -557,7 +557,10 @@ async fn rollback_after_a_failed_deploy() {
             w.environment
         )
     );
-    assert_eq!(r.rollback.as_ref().unwrap().verdict, DeployVerdict::Succeeded);
+    assert_eq!(
+        r.rollback.as_ref().unwrap().verdict,
+        DeployVerdict::Succeeded
+    );
     assert_eq!(w.deployed_labels(), vec![label, "v0".to_string()]);
     assert_eq!(
         w.emu.environment(&w.environment).version.as_deref(),

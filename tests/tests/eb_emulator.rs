@@ -845,3 +845,73 @@ async fn a_version_can_fail_processing_with_no_reason() {
         .unwrap();
     assert!(events.events().is_empty(), "{:?}", events.events());
 }
+
+#[tokio::test]
+async fn events_are_dated_when_they_happen_not_when_someone_looks() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-t", Some("v0"), 1);
+    emu.add_version("app", "v1", "b", "k", "PROCESSED");
+    emu.script_next_deploy("env-t", Script::success(Duration::from_millis(60)));
+    let eb = eb(&emu);
+    let start = std::time::SystemTime::now();
+    eb.update_environment()
+        .environment_name("env-t")
+        .version_label("v1")
+        .send()
+        .await
+        .unwrap();
+    // Nobody looks for 400 ms; the deploy ended at 60 ms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let out = eb
+        .describe_events()
+        .environment_name("env-t")
+        .send()
+        .await
+        .unwrap();
+    let done = out
+        .events()
+        .iter()
+        .find(|e| e.message() == Some("Environment update completed successfully."))
+        .unwrap();
+    let at = std::time::SystemTime::try_from(*done.event_date().unwrap()).unwrap();
+    let after = at.duration_since(start).unwrap();
+    assert!(
+        after < Duration::from_millis(200),
+        "dated {after:?} after the update"
+    );
+}
+
+#[tokio::test]
+async fn the_example_scenario_file_loads_and_plays() {
+    let (emu, _, _) = setup().await;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/eb-emulator/scenario.toml");
+    let scenario = integration::eb_emulator::Scenario::load(&path).unwrap();
+    scenario.apply(&emu).unwrap();
+    assert!(emu.has_environment("antenna-staging"));
+    assert_eq!(emu.version("antenna", "v0").unwrap().status, "PROCESSED");
+    // The file's first fault drops the first DescribeEvents.
+    let err = eb(&emu).describe_events().send().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            aws_sdk_elasticbeanstalk::error::SdkError::DispatchFailure(_)
+        ),
+        "{err:?}"
+    );
+    // A typo is refused at load time, with the file and the deploy named.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[environments]]\napplication = \"a\"\nname = \"e\"\n\n[[deploys]]\nenvironment = \"e\"\npreset = \"sucess\"\n",
+    )
+    .unwrap();
+    let err = integration::eb_emulator::Scenario::load(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.toml: deploy of e: unknown preset `sucess`"),
+        "{err}"
+    );
+}

@@ -393,3 +393,55 @@ pub(crate) fn describe_instances_health(
     }
     Ok(())
 }
+
+/// `ListPlatformBranches`: the one branch every emulated environment runs, filtered by
+/// `BranchName`, `PlatformName` or `LifecycleState` with `=` / `!=` (what the EB CLI asks).
+pub(crate) fn list_platform_branches(p: &Params, x: &mut Xml) -> Result<(), ApiError> {
+    let branch = [
+        ("BranchName", PLATFORM_NAME),
+        ("PlatformName", "ECS"),
+        ("LifecycleState", "Supported"),
+        ("TierType", "WebServer/Standard"),
+    ];
+    let mut keep = true;
+    for n in 1.. {
+        let key = |k: &str| format!("Filters.member.{n}.{k}");
+        let Some(attribute) = p.get(&key("Attribute")) else {
+            break;
+        };
+        let op = p.get(&key("Operator")).map_or("=", String::as_str);
+        let values = members(p, &key("Values"));
+        let Some((_, ours)) = branch.iter().find(|(a, _)| a == attribute) else {
+            return Err(sender(
+                "InvalidParameterValue",
+                format!("Invalid filter attribute: {attribute}"),
+            ));
+        };
+        let hit = values.iter().any(|v| v == ours);
+        keep &= match op {
+            "=" | "in" => hit,
+            "!=" | "not_in" => !hit,
+            other => {
+                return Err(sender(
+                    "InvalidParameterValue",
+                    format!("Invalid filter operator: {other}"),
+                ))
+            }
+        };
+    }
+    x.open("PlatformBranchSummaryList");
+    if keep {
+        x.open("member");
+        x.leaf("PlatformName", "ECS");
+        x.leaf("BranchName", PLATFORM_NAME);
+        x.leaf("LifecycleState", "Supported");
+        x.leaf("BranchOrder", "1");
+        x.open("SupportedTierList");
+        x.leaf("member", "WebServer/Standard");
+        x.leaf("member", "Worker/SQS/HTTP");
+        x.close("SupportedTierList");
+        x.close("member");
+    }
+    x.close("PlatformBranchSummaryList");
+    Ok(())
+}

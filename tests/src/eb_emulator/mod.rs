@@ -14,6 +14,7 @@ mod http;
 pub mod iam;
 mod ops;
 mod options;
+mod scenario;
 mod script;
 mod validate;
 mod xml;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use ops::{LogSample, DEFAULT_VERSION_QUOTA};
 pub use options::{ENVIRONMENT, ENVIRONMENT_SECRETS};
+pub use scenario::Scenario;
 pub use script::{Script, Step, Which};
 
 use xml::{Xml, NS};
@@ -238,26 +240,40 @@ impl EbEmulator {
     /// created with `Process=true`; `storage_bucket` is what `CreateStorageLocation` answers
     /// (the test creates it in S3).
     pub async fn start(s3: aws_sdk_s3::Client, storage_bucket: &str) -> Self {
+        Self::start_on("127.0.0.1:0", s3, storage_bucket)
+            .await
+            .expect("cannot bind the EB emulator on 127.0.0.1")
+    }
+
+    /// Starts an emulator on `addr` (the standalone emulator's `--port`).
+    pub async fn start_on(
+        addr: &str,
+        s3: aws_sdk_s3::Client,
+        storage_bucket: &str,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State {
             storage_bucket: storage_bucket.to_string(),
             processing_delay: Duration::from_millis(30),
             ..State::default()
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("cannot bind the EB emulator on 127.0.0.1");
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let handler = Handler {
             state: state.clone(),
             s3: s3.clone(),
         };
         let server = tokio::spawn(http::serve(listener, handler));
-        Self {
+        Ok(Self {
             endpoint: format!("http://{addr}"),
             state,
             s3,
             server,
-        }
+        })
+    }
+
+    /// True when `name` is an environment of this emulator.
+    pub fn has_environment(&self, name: &str) -> bool {
+        self.with(|s| s.environments.contains_key(name))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -594,6 +610,11 @@ impl State {
                     break;
                 }
                 run.next += 1;
+                // EB dates what happens when it happens, whoever looks later.
+                let due = run.started + step.at;
+                let when = SystemTime::now()
+                    .checked_sub(Instant::now().saturating_duration_since(due))
+                    .unwrap_or_else(SystemTime::now);
                 let version = run.version.clone();
                 let previous = run.previous.clone();
                 let rid = run.request_id.clone();
@@ -609,12 +630,15 @@ impl State {
                 for (severity, message) in &step.events {
                     let message = fill(message);
                     self.event(&name, severity, message, rid.clone(), None);
+                    if let Some(ev) = self.events.last_mut() {
+                        ev.date = when;
+                    }
                 }
                 for (severity, message, back) in &step.late_events {
                     let message = fill(message);
                     self.event(&name, severity, message, rid.clone(), None);
                     if let Some(ev) = self.events.last_mut() {
-                        ev.date = ev.date.checked_sub(*back).unwrap_or(ev.date);
+                        ev.date = when.checked_sub(*back).unwrap_or(when);
                     }
                 }
                 let e = self.environments.get_mut(&name).unwrap();
@@ -659,7 +683,7 @@ impl State {
                         i.health_status = h.clone();
                     }
                 }
-                e.updated = SystemTime::now();
+                e.updated = when;
             }
         }
     }
@@ -969,6 +993,7 @@ impl Handler {
             "CreateApplication" => actions::create_application(&mut s, p, &mut x)?,
             "DescribeApplications" => actions::describe_applications(&s, p, &mut x),
             "DescribePlatformVersion" => actions::describe_platform_version(p, &mut x)?,
+            "ListPlatformBranches" => actions::list_platform_branches(p, &mut x)?,
             other => {
                 return Err(sender(
                     "InvalidAction",

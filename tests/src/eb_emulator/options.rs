@@ -610,6 +610,12 @@ impl State {
             x.leaf("PlatformArn", PLATFORM_ARN);
             x.leaf("ApplicationName", &e.application);
             x.leaf("EnvironmentName", &e.name);
+            // Not in botocore's model, but EB sends it and the EB CLI's own model reads it.
+            x.open("Tier");
+            x.leaf("Name", "WebServer");
+            x.leaf("Type", "Standard");
+            x.leaf("Version", "1.0");
+            x.close("Tier");
             x.leaf("DeploymentStatus", status);
             x.leaf("DateCreated", &fmt_time(config.created));
             x.leaf("DateUpdated", &fmt_time(updated));
