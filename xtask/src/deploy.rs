@@ -63,10 +63,6 @@ pub struct Cmd {
     /// Do not redeploy the previous version when the deploy or verify fails.
     #[arg(long)]
     no_rollback: bool,
-    /// Run `doctor`'s read-only checks first, and upload nothing when one fails (the deploy
-    /// role then also needs doctor's read permissions: docs/doctor.md).
-    #[arg(long)]
-    doctor: bool,
 }
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
@@ -87,7 +83,6 @@ impl Cmd {
             lock_wait: self.lock_wait,
             deadline: self.deadline,
             rollback: self.no_rollback.then_some(false),
-            doctor: self.doctor,
             ..self.common.request(Selection {
                 from: self.from,
                 only: self.only.clone(),

@@ -34,8 +34,6 @@ pub struct ShipRequest {
     pub deadline: Option<Duration>,
     /// Override of the environment's `rollback` setting.
     pub rollback: Option<bool>,
-    /// Run [`crate::doctor::preflight`] before anything is built or uploaded.
-    pub doctor: bool,
 }
 
 /// What a ship did, by target.
@@ -74,12 +72,6 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
     let url = spec.url.clone();
     let release = Release::detect(&config.root, req.release.as_deref())?;
     let aws = crate::aws::Aws::load(&config.region).await;
-    if req.doctor && !req.dry_run && req.selection.includes(Stage::Upload) {
-        let env = crate::ops::AwsEnvironment::resolve(&config, &req.environment, "deploy")?;
-        let session = crate::ops::Session::from_aws(aws.clone(), Pacing::default());
-        crate::doctor::preflight(&session, &config, &env).await?;
-        tracing::info!("doctor: every prerequisite of a deploy is in place");
-    }
     let renders = req.bundle.is_none()
         && [Stage::Render, Stage::Bundle]
             .iter()
