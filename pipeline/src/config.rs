@@ -215,6 +215,16 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     #[schemars(default = "antenna_required_properties")]
     pub required: Option<Vec<String>>,
+    /// Plain environment properties (`[environments.NAME.properties]`): name → value,
+    /// `${var.NAME}` allowed. A value that looks like a secret is refused: declare it in
+    /// `secrets`. `env apply` sets them; `env diff` shows what would change.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Secret environment properties (`[environments.NAME.secrets]`): name → where the value
+    /// lives (`{ secret = "NAME or ARN", key = "JSON key" }` in Secrets Manager, or
+    /// `{ parameter = "/NAME" }` in SSM Parameter Store). EB resolves them on the instances.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::envprops::SecretRef>,
     /// EC2 instance type of the environment (`t3.medium`): lint checks that the containers'
     /// memory fits it (rules DR018, DR019). Unset: not checked.
     #[serde(default)]
@@ -246,12 +256,18 @@ fn antenna_required_properties() -> Option<Vec<String>> {
 }
 
 impl EnvironmentSpec {
-    /// The names `doctor` checks before a deploy: `required`, else Antenna's list.
+    /// The names `doctor` checks before a deploy: `required` (else Antenna's list), and every
+    /// name declared in `properties` and `secrets`; sorted, without duplicates.
     pub fn required_properties(&self) -> Vec<String> {
-        self.required
+        let listed = self
+            .required
             .clone()
             .or_else(antenna_required_properties)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut names: std::collections::BTreeSet<String> = listed.into_iter().collect();
+        names.extend(self.properties.keys().cloned());
+        names.extend(self.secrets.keys().cloned());
+        names.into_iter().collect()
     }
 }
 
@@ -926,6 +942,10 @@ impl Config {
                     return Err(invalid(at, format!("environments.{name}.images.{replaced}: `command` is empty: give the program and its arguments, or remove it")));
                 }
             }
+            let mut vars = file.vars.clone();
+            vars.extend(env.vars.clone());
+            crate::envprops::validate(name, &env.properties, &env.secrets, &vars)
+                .map_err(|m| invalid(at, m))?;
             for (i, check) in env.checks.iter().enumerate() {
                 if let CheckSpec::Http {
                     path: p, url: None, ..

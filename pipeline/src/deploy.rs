@@ -264,6 +264,8 @@ impl Ctx<'_> {
             threshold: spec.health_threshold,
             state_dir: Some(&self.state_dir),
             dry_run: req.dry_run,
+            options: None,
+            options_only: false,
         }
     }
 }

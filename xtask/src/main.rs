@@ -14,12 +14,14 @@ mod bundle;
 mod deploy;
 mod docs;
 mod doctor;
+mod env;
 mod iam_policy;
 mod lint;
 mod local;
 mod preview;
 mod push;
 mod render;
+mod secrets;
 mod test;
 mod upload;
 mod verify;
@@ -66,6 +68,12 @@ enum Command {
     Preview(preview::Cmd),
     Doctor(doctor::Cmd),
     Docs(docs::Cmd),
+    /// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
+    #[command(subcommand)]
+    Env(env::Cmd),
+    /// Secret values in Secrets Manager for the environment properties.
+    #[command(subcommand)]
+    Secrets(secrets::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -132,6 +140,8 @@ fn main() -> ExitCode {
             Command::Preview(cmd) => cmd.run(&global).await,
             Command::Doctor(cmd) => cmd.run(&global).await,
             Command::Docs(cmd) => cmd.run(&global),
+            Command::Env(cmd) => cmd.run(&global).await,
+            Command::Secrets(cmd) => cmd.run(&global).await,
         }
     });
     match result {
