@@ -213,6 +213,14 @@ pub fn lint_inputs(
                 &text,
                 verify_path.as_deref(),
             ));
+        } else {
+            // Every other file goes into the zip as it is: no secret in it either.
+            let bytes = std::fs::read(&f.path)
+                .with_context(|| format!("cannot read {}", f.path.display()))?;
+            report.extend(lint::lint_file_secrets(
+                &f.path,
+                &String::from_utf8_lossy(&bytes),
+            ));
         }
         if f.path.starts_with(&platform_dir) {
             hooks.push((f.path.clone(), f.mode));
@@ -250,10 +258,13 @@ pub fn collect_inputs(config: &Config) -> Result<Vec<InputFile>> {
         .build()
         .with_context(|| format!("invalid patterns in {}", ebignore_path.display()))?;
     let mut out = Vec::new();
+    let real_root = root
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", root.display()))?;
     for dir in [&config.bundle.ebextensions, &config.bundle.platform] {
         let dir = config.resolve(dir);
         if dir.is_dir() {
-            walk(&dir, root, &ignore, &mut out)?;
+            walk(&dir, root, &real_root, &ignore, &mut out)?;
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -263,9 +274,21 @@ pub fn collect_inputs(config: &Config) -> Result<Vec<InputFile>> {
 fn walk(
     dir: &Path,
     root: &Path,
+    real_root: &Path,
     ignore: &ignore::gitignore::Gitignore,
     out: &mut Vec<InputFile>,
 ) -> Result<()> {
+    // A link may point anywhere: only what stays inside the repository goes into the zip.
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    if !real.starts_with(real_root) {
+        bail!(
+            "{} leads outside the repository (to {}): refusing to put it into the bundle\n  hint: copy what is needed into the repository, or exclude the link with .ebignore",
+            dir.display(),
+            real.display()
+        );
+    }
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .collect::<Result<_, _>>()
@@ -273,18 +296,48 @@ fn walk(
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let meta =
-            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let rel = path.strip_prefix(root).unwrap_or(&path);
         if ignore
-            .matched_path_or_any_parents(rel, meta.is_dir())
+            .matched_path_or_any_parents(rel, path.is_dir())
             .is_ignore()
         {
             tracing::debug!("{} is excluded by .ebignore", rel.display());
             continue;
         }
+        if rel.to_str().is_none() {
+            bail!(
+                "{} has a name that is not UTF-8: zip entry names would garble it; rename it",
+                path.display()
+            );
+        }
+        let link = std::fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .file_type()
+            .is_symlink();
+        let meta = std::fs::metadata(&path).with_context(|| {
+            if link {
+                format!(
+                    "{} is a symbolic link to nothing (a dangling link)",
+                    path.display()
+                )
+            } else {
+                format!("cannot read {}", path.display())
+            }
+        })?;
+        if link && !meta.is_dir() {
+            let target = path
+                .canonicalize()
+                .with_context(|| format!("cannot resolve the link {}", path.display()))?;
+            if !target.starts_with(real_root) {
+                bail!(
+                    "{} is a symbolic link to {}, outside the repository: refusing to put that file into the bundle\n  hint: copy the file into the repository, or exclude the link with .ebignore",
+                    path.display(),
+                    target.display()
+                );
+            }
+        }
         if meta.is_dir() {
-            walk(&path, root, ignore, out)?;
+            walk(&path, root, real_root, ignore, out)?;
         } else if meta.is_file() {
             let name = rel
                 .components()

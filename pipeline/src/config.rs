@@ -215,6 +215,16 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     #[schemars(default = "antenna_required_properties")]
     pub required: Option<Vec<String>>,
+    /// Plain environment properties (`[environments.NAME.properties]`): name → value,
+    /// `${var.NAME}` allowed. A value that looks like a secret is refused: declare it in
+    /// `secrets`. `env apply` sets them; `env diff` shows what would change.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Secret environment properties (`[environments.NAME.secrets]`): name → where the value
+    /// lives (`{ secret = "NAME or ARN", key = "JSON key" }` in Secrets Manager, or
+    /// `{ parameter = "/NAME" }` in SSM Parameter Store). EB resolves them on the instances.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::envprops::SecretRef>,
     /// EC2 instance type of the environment (`t3.medium`): lint checks that the containers'
     /// memory fits it (rules DR018, DR019). Unset: not checked.
     #[serde(default)]
@@ -246,12 +256,18 @@ fn antenna_required_properties() -> Option<Vec<String>> {
 }
 
 impl EnvironmentSpec {
-    /// The names `doctor` checks before a deploy: `required`, else Antenna's list.
+    /// The names `doctor` checks before a deploy: `required` (else Antenna's list), and every
+    /// name declared in `properties` and `secrets`; sorted, without duplicates.
     pub fn required_properties(&self) -> Vec<String> {
-        self.required
+        let listed = self
+            .required
             .clone()
             .or_else(antenna_required_properties)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut names: std::collections::BTreeSet<String> = listed.into_iter().collect();
+        names.extend(self.properties.keys().cloned());
+        names.extend(self.secrets.keys().cloned());
+        names.into_iter().collect()
     }
 }
 
@@ -282,11 +298,17 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
     /// How long to wait for the deploy's verdict (`--deadline` overrides it).
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "de_positive_duration",
+        serialize_with = "ser_duration"
+    )]
     #[schemars(with = "DurationText")]
     pub deploy: Duration,
     /// How long to wait for EB to process a new application version.
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "de_positive_duration",
+        serialize_with = "ser_duration"
+    )]
     #[schemars(with = "DurationText")]
     pub version: Duration,
     /// How long to wait for another deploy in progress (`--lock-wait` overrides it).
@@ -295,7 +317,10 @@ pub struct Timeouts {
     pub lock_wait: Duration,
     /// Upper bound of every check's `timeout` (checks run concurrently, so the verify stage
     /// takes at most about this long).
-    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    #[serde(
+        deserialize_with = "de_positive_duration",
+        serialize_with = "ser_duration"
+    )]
     #[schemars(with = "DurationText")]
     pub verify: Duration,
     /// How long enhanced health may take to reach the threshold once the environment is
@@ -350,7 +375,7 @@ pub enum CheckSpec {
         /// How long the check retries before its verdict is final.
         #[serde(
             default = "default_check_timeout",
-            deserialize_with = "de_duration",
+            deserialize_with = "de_positive_duration",
             serialize_with = "ser_duration"
         )]
         #[schemars(with = "DurationText")]
@@ -366,7 +391,7 @@ pub enum CheckSpec {
         /// How long the check retries before its verdict is final.
         #[serde(
             default = "default_check_timeout",
-            deserialize_with = "de_duration",
+            deserialize_with = "de_positive_duration",
             serialize_with = "ser_duration"
         )]
         #[schemars(with = "DurationText")]
@@ -388,7 +413,7 @@ pub enum CheckSpec {
         /// How long the check retries before its verdict is final.
         #[serde(
             default = "default_check_timeout",
-            deserialize_with = "de_duration",
+            deserialize_with = "de_positive_duration",
             serialize_with = "ser_duration"
         )]
         #[schemars(with = "DurationText")]
@@ -418,7 +443,7 @@ pub enum CheckSpec {
         /// How long the check retries before its verdict is final.
         #[serde(
             default = "default_check_timeout",
-            deserialize_with = "de_duration",
+            deserialize_with = "de_positive_duration",
             serialize_with = "ser_duration"
         )]
         #[schemars(with = "DurationText")]
@@ -462,6 +487,30 @@ fn default_flower_password_env() -> String {
     "CELERY_FLOWER_PASSWORD".into()
 }
 
+/// The longest duration any setting or option takes: a day. Longer values are mistakes
+/// (`"300000000000y"`), and would overflow the clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Parses a duration such as `"90s"`, `"5m"` or `"1h 30m"`, at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}): expected a string such as \"90s\", \"5m\" or \"1h 30m\"")
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is too long: at most {} (\"24h\")",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// The instant `d` from now, without overflowing whatever `d` is.
+pub fn instant_after(d: Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d.min(MAX_DURATION * 365)).unwrap_or(now)
+}
+
 /// How a duration is written in the file: a string such as `"90s"`, `"5m"` or `"1h 30m"`.
 /// Fields read with [`de_duration`] declare `#[schemars(with = "DurationText")]`.
 struct DurationText;
@@ -486,11 +535,159 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}): expected a string such as \"90s\", \"5m\" or \"1h 30m\""
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let d = de_duration(d)?;
+    if d.is_zero() {
+        return Err(serde::de::Error::custom(
+            "a zero duration would give up at once: expected a string such as \"90s\" or \"5m\"",
+        ));
+    }
+    Ok(d)
+}
+
+/// An AWS region code such as `us-west-2` or `us-gov-east-1` (not an availability zone, not
+/// a display name).
+pub fn check_region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[0].len() == 2
+        && parts.last().is_some_and(|n| {
+            !n.is_empty() && n.len() <= 2 && n.bytes().all(|b| b.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not an AWS region code: expected one such as \"us-west-2\" or \"eu-central-1\" (a region, not an availability zone such as \"us-west-2a\")"
         ))
-    })
+    }
+}
+
+/// An Elastic Beanstalk application name: 1 to 100 characters.
+pub fn check_application(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if name.trim().is_empty() {
+        return Err("is empty: expected the Elastic Beanstalk application name".into());
+    }
+    if n > 100 {
+        return Err(format!(
+            "is {n} characters long: Elastic Beanstalk allows 1 to 100"
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(format!(
+            "{name:?} contains a control character or '/', which Elastic Beanstalk refuses"
+        ));
+    }
+    Ok(())
+}
+
+/// An Elastic Beanstalk environment name: 4 to 40 letters, digits and hyphens, not starting
+/// or ending with a hyphen.
+pub fn check_eb_environment(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if !(4..=40).contains(&n) {
+        return Err(format!(
+            "{name:?} is {n} characters long: Elastic Beanstalk environment names have 4 to 40"
+        ));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
+        return Err(format!(
+            "{name:?}: Elastic Beanstalk environment names are letters, digits and hyphens, and do not start or end with a hyphen"
+        ));
+    }
+    Ok(())
+}
+
+/// A 12-digit AWS account id.
+pub fn check_account(account: &str) -> Result<(), String> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{account:?} is not an AWS account id: expected 12 digits such as \"123456789012\""
+        ))
+    }
+}
+
+/// An S3 bucket name, by S3's naming rules for general purpose buckets.
+pub fn check_bucket(bucket: &str) -> Result<(), String> {
+    let why = if !(3..=63).contains(&bucket.len()) {
+        Some("must be 3 to 63 characters long")
+    } else if !bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        Some("may only contain lowercase letters, digits, dots and hyphens")
+    } else if !bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        Some("must start and end with a letter or a digit")
+    } else if bucket.contains("..") {
+        Some("must not contain two dots in a row")
+    } else if bucket.split('.').count() == 4 && bucket.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        Some("must not look like an IP address")
+    } else if ["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .any(|p| bucket.starts_with(p))
+    {
+        Some("must not start with xn--, sthree- or amzn-s3-demo-")
+    } else if ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+        .iter()
+        .any(|s| bucket.ends_with(s))
+    {
+        Some("must not end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(format!(
+            "{bucket:?} is not a valid S3 bucket name: it {why}"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// An `http://` or `https://` URL with a host (credentials in it are masked in the message).
+pub fn check_url(text: &str) -> Result<(), String> {
+    let masked = crate::verify::mask_url(text);
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => Err(format!(
+            "{masked} is not an http:// or https:// URL (scheme {:?})",
+            u.scheme()
+        )),
+        Ok(_) => Err(format!("{masked} has no host")),
+        Err(e) => Err(format!(
+            "{masked} is not a URL ({e}): expected one such as \"https://antenna.example.org\""
+        )),
+    }
+}
+
+/// The name of an environment variable: letters, digits and `_`, not starting with a digit.
+pub fn check_variable_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(
+            "is empty: expected the name of an environment variable, such as \"REDIS_URL\"".into(),
+        );
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit())
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(format!(
+            "{name:?} is not an environment variable name: letters, digits and '_'"
+        ));
+    }
+    Ok(())
 }
 
 /// Values that CI sets through the environment, over the file's.
@@ -528,10 +725,17 @@ impl Overrides {
 /// A configuration error: which file, where, and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration {}: {source}\n  hint: run from the repository root, or pass --config PATH", path.display())]
+    #[error("cannot read the configuration {}: {reason}{}", path.display(), if *not_found { "\n  hint: run from the repository root, or pass --config PATH" } else { "" })]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: String,
+        not_found: bool,
+    },
+    #[error("{variable}: {message}\n  hint: {variable} overrides a value of {}; fix it or unset it", path.display())]
+    Variable {
+        path: PathBuf,
+        variable: String,
+        message: String,
     },
     #[error("{}: {message}", location(path, *line, *column))]
     Invalid {
@@ -575,12 +779,25 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl Config {
     /// Reads and validates the file at `path`, then applies `overrides`.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            reason: e.to_string(),
+            not_found: e.kind() == std::io::ErrorKind::NotFound,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let good = e.utf8_error().valid_up_to();
+            let bytes = e.as_bytes();
+            let prefix = String::from_utf8_lossy(&bytes[..good]);
+            let (line, column) = line_col(&prefix, good);
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: "the file is not UTF-8 text: save it as UTF-8".into(),
+            }
         })?;
         let mut config = Self::parse(path, &text)?;
-        config.apply(overrides);
+        config.apply(overrides)?;
         Ok(config)
     }
 
@@ -595,20 +812,39 @@ impl Config {
                 message,
             }
         };
-        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+        let toml_error = |e: toml::de::Error, path: Option<String>| {
             let offset = e.span().map_or(0, |s| s.start);
             let mut message = e.message().trim_end().to_string();
-            if message.starts_with("missing field") {
+            // The key the value belongs to, unless the message names it already.
+            if let Some(path) =
+                path.filter(|p| !p.is_empty() && p != "?" && !message.starts_with("unknown field"))
+            {
+                message = format!("{path}: {message}");
+            }
+            if message.contains("missing field") {
                 message.push_str(&format!("\n  hint: {}", SHAPE_HINT));
             }
             invalid(offset, message)
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(e, None))?;
+        let file: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            // `Spanned` shows in the path as a private field: not part of the key.
+            let path = e
+                .path()
+                .to_string()
+                .replace(".$__serde_spanned_private_value", "");
+            toml_error(e.into_inner(), Some(path))
         })?;
 
-        if file.region.trim().is_empty() {
-            return Err(invalid(
-                0,
-                "`region` is empty: expected an AWS region such as \"us-west-2\"".into(),
-            ));
+        let top = |key: &str| {
+            let needle = format!("\n{key}");
+            text.find(&needle).map_or(0, |i| i + 1)
+        };
+        check_region(&file.region).map_err(|m| invalid(top("region"), format!("region: {m}")))?;
+        check_application(&file.application)
+            .map_err(|m| invalid(top("application"), format!("application: {m}")))?;
+        if let Some(a) = &file.account {
+            check_account(a).map_err(|m| invalid(top("account"), format!("account: {m}")))?;
         }
         for (name, spanned) in &file.images {
             let image = spanned.get_ref();
@@ -646,6 +882,52 @@ impl Config {
             {
                 return Err(invalid(at, format!("environments.{name}: `eb_environment` (the Elastic Beanstalk environment name) is required when target = \"aws\"")));
             }
+            if let Some(eb) = &env.eb_environment {
+                check_eb_environment(eb)
+                    .map_err(|m| invalid(at, format!("environments.{name}.eb_environment: {m}")))?;
+            }
+            if let Some(b) = &env.bucket {
+                check_bucket(b)
+                    .map_err(|m| invalid(at, format!("environments.{name}.bucket: {m}")))?;
+            }
+            if let Some(u) = &env.url {
+                check_url(u).map_err(|m| invalid(at, format!("environments.{name}.url: {m}")))?;
+            }
+            for (i, check) in env.checks.iter().enumerate() {
+                let key = format!("environments.{name}.checks[{i}]");
+                let names: Vec<(&str, &String)> = match check {
+                    CheckSpec::Http { .. } => vec![],
+                    CheckSpec::Redis { url_env, .. } => vec![("url_env", url_env)],
+                    CheckSpec::Celery { broker_url_env, .. } => {
+                        vec![("broker_url_env", broker_url_env)]
+                    }
+                    CheckSpec::Flower {
+                        user_env,
+                        password_env,
+                        ..
+                    } => vec![("user_env", user_env), ("password_env", password_env)],
+                };
+                for (field, value) in names {
+                    check_variable_name(value)
+                        .map_err(|m| invalid(at, format!("{key}.{field}: {m}")))?;
+                }
+                match check {
+                    CheckSpec::Http {
+                        url, expect_status, ..
+                    } => {
+                        if !(100..=599).contains(expect_status) {
+                            return Err(invalid(at, format!("{key}.expect_status: {expect_status} is not an HTTP status: expected 100-599 (usually 200)")));
+                        }
+                        if let Some(u) = url {
+                            check_url(u).map_err(|m| invalid(at, format!("{key}.url: {m}")))?;
+                        }
+                    }
+                    CheckSpec::Flower { url: Some(u), .. } => {
+                        check_url(u).map_err(|m| invalid(at, format!("{key}.url: {m}")))?;
+                    }
+                    _ => {}
+                }
+            }
             if env.target != Target::Local && env.host_port_offset != 0 {
                 return Err(invalid(at, format!("environments.{name}: `host_port_offset` only applies to target = \"local\"; remove it")));
             }
@@ -660,6 +942,10 @@ impl Config {
                     return Err(invalid(at, format!("environments.{name}.images.{replaced}: `command` is empty: give the program and its arguments, or remove it")));
                 }
             }
+            let mut vars = file.vars.clone();
+            vars.extend(env.vars.clone());
+            crate::envprops::validate(name, &env.properties, &env.secrets, &vars)
+                .map_err(|m| invalid(at, m))?;
             for (i, check) in env.checks.iter().enumerate() {
                 if let CheckSpec::Http {
                     path: p, url: None, ..
@@ -699,7 +985,29 @@ impl Config {
         })
     }
 
-    fn apply(&mut self, o: &Overrides) {
+    fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        let bad = |variable: &str, message: String| ConfigError::Variable {
+            path: self.path.clone(),
+            variable: variable.to_string(),
+            message,
+        };
+        if let Some(v) = &o.region {
+            let var = if std::env::var("DEPLOY_REGION").is_ok_and(|x| !x.trim().is_empty()) {
+                "DEPLOY_REGION"
+            } else {
+                "AWS_REGION"
+            };
+            check_region(v).map_err(|m| bad(var, m))?;
+        }
+        if let Some(v) = &o.account {
+            check_account(v).map_err(|m| bad("DEPLOY_ACCOUNT", m))?;
+        }
+        if let Some(v) = &o.bucket {
+            check_bucket(v).map_err(|m| bad("DEPLOY_BUCKET", m))?;
+        }
+        if let Some(v) = &o.url {
+            check_url(v).map_err(|m| bad("DEPLOY_URL", m))?;
+        }
         if let Some(v) = &o.region {
             self.region = v.clone();
         }
@@ -717,6 +1025,7 @@ impl Config {
                 env.url = Some(v.clone());
             }
         }
+        Ok(())
     }
 
     /// The environment called `name`, or an error that lists the known ones.
@@ -951,15 +1260,19 @@ timeout = "90s"
         c.apply(&Overrides {
             region: Some("eu-west-1".into()),
             account: Some("123456789012".into()),
-            bucket: Some("b".into()),
+            bucket: Some("bundles-b".into()),
             ..Default::default()
-        });
+        })
+        .unwrap();
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(
             c.registry_host().unwrap(),
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
         );
-        assert_eq!(c.environments["staging"].bucket.as_deref(), Some("b"));
+        assert_eq!(
+            c.environments["staging"].bucket.as_deref(),
+            Some("bundles-b")
+        );
     }
 
     const LOCAL: &str = r#"
@@ -1050,6 +1363,84 @@ ml = { image = "backend", command = ["/start-ml-backend"] }
         assert_eq!(t.deploy, Duration::from_secs(45 * 60));
         assert_eq!(t.lock_wait, Duration::from_secs(600));
         assert_eq!(Timeouts::default().health_settle, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn type_range_and_duplicate_errors_name_the_key() {
+        let env = "eb_environment = \"antenna-staging\"\n";
+        for (extra, want) in [
+            ("rollback = \"yes\"\n", "environments.staging.rollback: invalid type: string \"yes\", expected a boolean"),
+            ("host_port_offset = -1\n", "environments.staging.host_port_offset: invalid value: integer `-1`, expected u16"),
+            ("timeouts = { verify = \"300000000000y\" }\n", "environments.staging.timeouts.verify: duration \"300000000000y\" is too long: at most 1day (\"24h\")"),
+            ("timeouts = { deploy = \"0s\" }\n", "environments.staging.timeouts.deploy: a zero duration would give up at once"),
+            ("rollback = true\nrollback = false\n", "duplicate key"),
+        ] {
+            let text = MINIMAL.replace(env, &format!("{env}{extra}"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with("deploy.toml:1"), "{err}");
+            assert!(err.contains(want), "{extra}: {err}");
+        }
+        let text = MINIMAL.replace("timeout = \"90s\"", "timeout = \"99999999999999h\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("deploy.toml:16:1: environments.staging.checks[0]: duration \"99999999999999h\" is too long"), "{err}");
+    }
+
+    #[test]
+    fn values_follow_aws_rules() {
+        for ok in [
+            "us-west-2",
+            "us-gov-west-1",
+            "ap-southeast-1",
+            "cn-north-1",
+            "eu-central-2",
+        ] {
+            assert!(check_region(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "us-west-2a",
+            "US West (Oregon)",
+            "",
+            "uswest2",
+            "us-west-",
+            "west-2",
+        ] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+        assert!(check_account("123456789012").is_ok());
+        for bad in ["12345678901", "1234567890123", "12345678901a", ""] {
+            assert!(check_account(bad).is_err(), "{bad}");
+        }
+        for ok in ["my-bundles", "a.b-c", "abc"] {
+            assert!(check_bucket(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "My_Bucket",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            &"a".repeat(64),
+        ] {
+            assert!(check_bucket(bad).is_err(), "{bad}");
+        }
+        for ok in ["abcd", "antenna-staging", &"a".repeat(40)] {
+            assert!(check_eb_environment(ok).is_ok(), "{ok}");
+        }
+        for bad in ["abc", "-abcd", "abcd-", "ab_cd", &"a".repeat(41)] {
+            assert!(check_eb_environment(bad).is_err(), "{bad}");
+        }
+        assert!(check_application("antenna").is_ok());
+        assert!(check_application(&"a".repeat(100)).is_ok());
+        assert!(check_application("").is_err());
+        assert!(check_application(&"a".repeat(101)).is_err());
+        assert!(check_variable_name("REDIS_URL").is_ok());
+        assert!(check_variable_name("").is_err());
+        assert!(check_variable_name("REDIS URL").is_err());
+        let err = check_url("https//u:pw123@h").unwrap_err();
+        assert!(!err.contains("pw123"), "{err}");
     }
 
     #[test]

@@ -204,8 +204,7 @@ impl BundleFile {
 
 /// A duration such as "90s", "10m" or "1h 30m" (for `--lock-wait` and `--deadline`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("invalid duration {text:?} ({e}): expected a value such as \"90s\", \"10m\" or \"1h 30m\""))
+    crate::config::parse_duration(text)
 }
 
 /// The sha256 of a file, in hex.

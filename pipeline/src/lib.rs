@@ -12,6 +12,7 @@ pub mod dockerrun;
 pub mod docs;
 pub mod doctor;
 pub mod eb;
+pub mod envprops;
 pub mod github;
 pub mod iam;
 pub mod image;

@@ -96,6 +96,8 @@ impl AwsEnvironment {
             threshold: spec.health_threshold,
             state_dir,
             dry_run,
+            options: None,
+            options_only: false,
         }
     }
 }

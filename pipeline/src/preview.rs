@@ -587,8 +587,26 @@ impl Preview {
             }
             let _ = writeln!(md, "\n</details>\n");
         }
-        md
+        mask_secrets(&md, &h.lint.secrets())
     }
+}
+
+/// `text` with every line of every secret replaced by `***`: a value lint flagged as a
+/// secret is never republished by the preview (stdout, job summary, PR comment).
+pub fn mask_secrets(text: &str, secrets: &[String]) -> String {
+    let mut parts: Vec<&str> = secrets
+        .iter()
+        .flat_map(|s| s.lines())
+        .map(str::trim)
+        .filter(|l| l.chars().count() > 1)
+        .collect();
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    parts.dedup();
+    let mut out = text.to_string();
+    for p in parts {
+        out = out.replace(p, "***");
+    }
+    out
 }
 
 fn ensure_newline(s: &str) -> String {
@@ -741,6 +759,9 @@ pub async fn run(
     let head = {
         let _g = actions.group(&format!("render and lint the bundle of {}", req.env_name));
         let head = render_head(config, &req.env_name, &req.release, req.account.as_deref())?;
+        for secret in head.lint.secrets() {
+            actions.mask(&secret);
+        }
         actions.annotate_lint(&head.lint, &root);
         tracing::info!(
             "rendered {}: {} lint error(s), {} warning(s)",

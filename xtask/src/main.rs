@@ -15,6 +15,7 @@ mod cleanup;
 mod deploy;
 mod docs;
 mod doctor;
+mod env;
 mod history;
 mod iam_policy;
 mod lint;
@@ -24,6 +25,7 @@ mod preview;
 mod push;
 mod render;
 mod rollback;
+mod secrets;
 mod status;
 mod test;
 mod upload;
@@ -76,6 +78,12 @@ enum Command {
     Cleanup(cleanup::Cmd),
     Doctor(doctor::Cmd),
     Docs(docs::Cmd),
+    /// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
+    #[command(subcommand)]
+    Env(env::Cmd),
+    /// Secret values in Secrets Manager for the environment properties.
+    #[command(subcommand)]
+    Secrets(secrets::Cmd),
 }
 
 /// What every command gets: the parsed global options.
@@ -87,11 +95,22 @@ pub struct Global {
 
 impl Global {
     /// Loads the configuration with the environment's overrides applied.
+    /// In GitHub Actions, credentials written in the file or passed in DEPLOY_URL are
+    /// masked in the job's log before anything can print them.
     pub fn load_config(&self) -> Result<pipeline::config::Config> {
-        Ok(pipeline::config::Config::load(
-            &self.config,
-            &pipeline::config::Overrides::from_env(),
-        )?)
+        let actions = pipeline::github::actions::Actions::from_env();
+        if let Ok(url) = std::env::var("DEPLOY_URL") {
+            for secret in pipeline::verify::url_secrets(&url) {
+                actions.mask(&secret);
+            }
+        }
+        let config =
+            pipeline::config::Config::load(&self.config, &pipeline::config::Overrides::from_env())?;
+        let actions = pipeline::github::actions::Actions::from_env();
+        for name in config.environments.keys() {
+            pipeline::verify::mask_config_secrets(&actions, &config, name, None);
+        }
+        Ok(config)
     }
 
     /// Prints `value` as JSON on stdout when `--json` was given.
@@ -136,6 +155,8 @@ fn main() -> ExitCode {
             Command::Cleanup(cmd) => cmd.run(&global).await,
             Command::Doctor(cmd) => cmd.run(&global).await,
             Command::Docs(cmd) => cmd.run(&global),
+            Command::Env(cmd) => cmd.run(&global).await,
+            Command::Secrets(cmd) => cmd.run(&global).await,
         }
     });
     match result {
@@ -147,6 +168,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Crates that log request or response bodies at trace level.
+const BODY_LOGGING_TARGETS: [&str; 12] = [
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_types",
+    "aws_runtime",
+    "aws_sigv4",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+];
+
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -154,7 +191,17 @@ fn init_tracing(verbose: u8) {
         1 => "info,pipeline=debug,aws_config=warn",
         _ => "debug",
     };
-    let filter = EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter =
+        EnvFilter::try_from_env("DEPLOY_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // At trace level the HTTP stacks log whole response bodies (ECR's authorization token,
+    // STS credentials): whatever DEPLOY_LOG asks, they log at debug at most.
+    if filter.max_level_hint() == Some(tracing_subscriber::filter::LevelFilter::TRACE) {
+        for target in BODY_LOGGING_TARGETS {
+            if let Ok(d) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let ci = std::env::var_os("CI").is_some();
     tracing_subscriber::fmt()
         .with_env_filter(filter)

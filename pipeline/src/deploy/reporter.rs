@@ -131,6 +131,9 @@ impl DeployReporter {
         environment_url: Option<&str>,
     ) -> anyhow::Result<()> {
         use super::Outcome;
+        // A URL with credentials goes to outputs and the deployment without them.
+        let masked_url = environment_url.map(crate::verify::mask_url);
+        let environment_url = masked_url.as_deref();
         let failed: Vec<&super::StageReport> = report
             .stages
             .iter()

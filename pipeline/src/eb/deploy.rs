@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use aws_sdk_elasticbeanstalk::operation::RequestId;
 use aws_sdk_elasticbeanstalk::types::{
-    EnvironmentDescription, EnvironmentHealthAttribute, EnvironmentStatus, EventDescription,
-    InstancesHealthAttribute,
+    ConfigurationOptionSetting, EnvironmentDescription, EnvironmentHealthAttribute,
+    EnvironmentStatus, EventDescription, InstancesHealthAttribute, OptionSpecification,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -43,6 +43,84 @@ pub struct DeployRequest<'a> {
     /// Where the in-flight state file lives (none: no resume after an interrupt).
     pub state_dir: Option<&'a Path>,
     pub dry_run: bool,
+    /// Option settings (environment properties) changed in the same `UpdateEnvironment`.
+    pub options: Option<&'a OptionUpdate>,
+    /// Only `options` change: no `VersionLabel` is sent and the running version stays
+    /// (`label` is the version running when the update starts).
+    pub options_only: bool,
+}
+
+/// Option settings one `UpdateEnvironment` changes: (namespace, name, value) to set and
+/// (namespace, name) to remove. `Debug` shows names only, never values.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OptionUpdate {
+    pub set: Vec<(String, String, String)>,
+    pub remove: Vec<(String, String)>,
+}
+
+impl OptionUpdate {
+    pub fn set(&mut self, namespace: &str, name: &str, value: &str) {
+        self.set
+            .push((namespace.to_string(), name.to_string(), value.to_string()));
+    }
+
+    pub fn remove(&mut self, namespace: &str, name: &str) {
+        self.remove.push((namespace.to_string(), name.to_string()));
+    }
+
+    /// True when `name` is set (in any namespace).
+    pub fn sets(&self, name: &str) -> bool {
+        self.set.iter().any(|(_, n, _)| n == name)
+    }
+
+    /// True when `name` is removed (from any namespace).
+    pub fn removes(&self, name: &str) -> bool {
+        self.remove.iter().any(|(_, n)| n == name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    fn settings(&self) -> Vec<ConfigurationOptionSetting> {
+        self.set
+            .iter()
+            .map(|(ns, name, value)| {
+                ConfigurationOptionSetting::builder()
+                    .namespace(ns)
+                    .option_name(name)
+                    .value(value)
+                    .build()
+            })
+            .collect()
+    }
+
+    fn removals(&self) -> Vec<OptionSpecification> {
+        self.remove
+            .iter()
+            .map(|(ns, name)| {
+                OptionSpecification::builder()
+                    .namespace(ns)
+                    .option_name(name)
+                    .build()
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for OptionUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptionUpdate")
+            .field(
+                "set",
+                &self.set.iter().map(|(_, n, _)| n).collect::<Vec<_>>(),
+            )
+            .field(
+                "remove",
+                &self.remove.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,10 +254,14 @@ fn deploy_attempt<'a>(
 }
 
 async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<DeployOutcome> {
+    if req.options_only {
+        return options_once(eb, req, again).await;
+    }
     let name = req.environment;
     let label = req.label;
     let mut env = describe_env(eb, req).await?;
     let inflight = read_state(req);
+    let has_options = req.options.is_some_and(|o| !o.is_empty());
 
     if !is_ready(&env) && env.version_label() == Some(label) {
         let (request_id, started, previous) = match &inflight {
@@ -204,7 +286,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
         }
     }
 
-    if env.version_label() == Some(label) {
+    if env.version_label() == Some(label) && !has_options {
         if let Some(s) = inflight {
             // Our earlier run started this deploy and it ended while nobody watched: judge it.
             tracing::info!(
@@ -270,14 +352,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
     }
 
     let started = SystemTime::now();
-    let update = eb
-        .call("UpdateEnvironment", name, |c| {
-            c.update_environment()
-                .environment_name(name)
-                .version_label(label)
-                .send()
-        })
-        .await;
+    let update = send_update(eb, req).await;
     let update = match update {
         Ok(u) => u,
         Err(e) if e.message().is_some_and(|m| m.contains("invalid state for this operation")) => {
@@ -323,6 +398,87 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
     Ok(o)
 }
 
+/// The `UpdateEnvironment` of `req`: its version (unless `options_only`) and its options.
+async fn send_update(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+) -> Result<
+    aws_sdk_elasticbeanstalk::operation::update_environment::UpdateEnvironmentOutput,
+    super::EbError,
+> {
+    let name = req.environment;
+    let version = (!req.options_only).then(|| req.label.to_string());
+    let (settings, removals) = match req.options {
+        Some(o) if !o.is_empty() => (Some(o.settings()), Some(o.removals())),
+        _ => (None, None),
+    };
+    eb.call("UpdateEnvironment", name, |c| {
+        c.update_environment()
+            .environment_name(name)
+            .set_version_label(version.clone())
+            .set_option_settings(settings.clone())
+            .set_options_to_remove(removals.clone())
+            .send()
+    })
+    .await
+}
+
+/// Waits for the environment to be `Ready` (another deploy holds it until then), up to the
+/// lock wait: the same lock as a deploy. `Ok(Err(outcome))` when it stayed busy.
+pub async fn wait_until_ready(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+) -> Result<Result<EnvironmentDescription, DeployOutcome>> {
+    let env = describe_env(eb, req).await?;
+    if is_ready(&env) {
+        return Ok(Ok(env));
+    }
+    wait_ready(eb, req, env).await
+}
+
+/// An update of the option settings only: waits for the lock, sends the options without a
+/// version, and waits for the verdict like a deploy of the version that runs.
+async fn options_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<DeployOutcome> {
+    let name = req.environment;
+    let env = match wait_until_ready(eb, req).await? {
+        Ok(env) => env,
+        Err(locked) => return Ok(locked),
+    };
+    // The version that runs once the lock is ours is the one the verdict expects.
+    let running = env.version_label().unwrap_or(req.label).to_string();
+    let req = DeployRequest {
+        label: &running,
+        ..req.clone()
+    };
+    if req.dry_run {
+        return Ok(outcome(
+            &req,
+            DeployVerdict::DryRun,
+            format!("would update the environment properties of {name} (running {running})"),
+            None,
+        ));
+    }
+    let started = SystemTime::now();
+    let update = match send_update(eb, &req).await {
+        Ok(u) => u,
+        Err(e) if e.message().is_some_and(|m| m.contains("invalid state for this operation")) && again => {
+            tracing::warn!("env: EB refused the update: {}", e.message().unwrap_or_default());
+            return deploy_attempt(eb, &req, false).await;
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot update the environment properties of {name}: check the environment and the credentials' elasticbeanstalk:UpdateEnvironment permission"
+            )))
+        }
+    };
+    let request_id = update.request_id().map(str::to_string);
+    tracing::info!(
+        "env: property update of {name} started (request {})",
+        request_id.as_deref().unwrap_or("unknown")
+    );
+    wait_for(eb, &req, request_id.as_deref(), started).await
+}
+
 /// Redeploys the version that ran before a failed deploy, if it was healthy then.
 pub async fn rollback(
     eb: &Eb,
@@ -357,6 +513,8 @@ pub async fn rollback(
     tracing::warn!("rollback: redeploying {} to {}", p.label, req.environment);
     let back = DeployRequest {
         label: &p.label,
+        options: None,
+        options_only: false,
         ..req.clone()
     };
     let mut o = deploy(eb, &back).await?;
@@ -472,7 +630,7 @@ async fn wait_ready(
         humantime::format_duration(req.lock_wait),
         req.label
     );
-    let until = Instant::now() + req.lock_wait;
+    let until = Instant::from_std(crate::config::instant_after(req.lock_wait));
     let mut poller = Poller::new(eb.pacing);
     while !is_ready(&env) {
         let now = Instant::now();
@@ -632,7 +790,7 @@ async fn wait_for(
 ) -> Result<DeployOutcome> {
     let name = req.environment;
     let label = req.label;
-    let deadline = Instant::now() + req.deadline;
+    let deadline = Instant::from_std(crate::config::instant_after(req.deadline));
     let mut poller = Poller::new(eb.pacing);
     let mut seen: HashSet<(i64, String)> = HashSet::new();
     // A minute of margin for clock skew between this machine and EB.
@@ -731,7 +889,9 @@ async fn wait_for(
                     &events,
                 ));
             }
-            let until = *settle_until.get_or_insert_with(|| Instant::now() + req.health_settle);
+            let until = *settle_until.get_or_insert_with(|| {
+                Instant::from_std(crate::config::instant_after(req.health_settle))
+            });
             if Instant::now() >= until {
                 return Ok(done(
                     DeployVerdict::Failed,

@@ -24,7 +24,10 @@ use aws_smithy_types::retry::RetryConfig;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-pub use deploy::{deploy, rollback, DeployOutcome, DeployRequest, DeployVerdict, Previous};
+pub use deploy::{
+    deploy, rollback, wait_until_ready, DeployOutcome, DeployRequest, DeployVerdict, OptionUpdate,
+    Previous,
+};
 pub use upload::{upload, UploadRequest, Uploaded};
 pub use version::{ensure_version, VersionOutcome, VersionRequest};
 

@@ -156,7 +156,7 @@ fn check_same_bundle(v: &ApplicationVersionDescription, req: &VersionRequest<'_>
 }
 
 async fn wait_processed(eb: &Eb, req: &VersionRequest<'_>) -> Result<String> {
-    let deadline = tokio::time::Instant::now() + req.timeout;
+    let deadline = tokio::time::Instant::from_std(crate::config::instant_after(req.timeout));
     // Processing takes about a second: look again soon, then less often.
     let mut poller = Poller::quick(eb.pacing);
     loop {

@@ -42,7 +42,9 @@ pub async fn authorization(
         .split_once(':')
         .context("ECR returned an authorization token without `user:password`")?;
     // In GitHub Actions the registry password is masked in the job's log.
-    crate::github::actions::Actions::from_env().mask(password);
+    let actions = crate::github::actions::Actions::from_env();
+    actions.mask(password);
+    actions.mask(token.trim());
     let proxy = data.proxy_endpoint().unwrap_or_default();
     let registry = match host {
         Some(h) => h.to_string(),

@@ -12,6 +12,8 @@ use crate::dockerrun::{Dockerrun, DEPENDS_ON_CONDITIONS};
 /// to find line numbers.
 pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
     let mut out = Vec::new();
+    // (rule, field, message, secret): findings about a secret value, which they remember.
+    let mut secret_findings: Vec<(Rule, String, String, String)> = Vec::new();
     let mut push = |rule: Rule, field: String, message: String, hint: &str| {
         let at = locate(text, &field);
         out.push(Finding::new(rule, file, field, message, hint).at(at));
@@ -191,7 +193,13 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
         }
         for (j, e) in c.environment.iter().enumerate() {
             if let Some(why) = secret_reason(&e.name, &e.value) {
-                push(DR_SECRET_ENV, format!("{base}.environment[{j}]"), format!("container `{who}`: environment `{}` looks like a secret ({why}); secrets must not go into the bundle", e.name), "set it as an EB environment property (console, or `aws elasticbeanstalk update-environment --option-settings Namespace=aws:elasticbeanstalk:application:environment,…`), or move it to \"secrets\" with a Secrets Manager or SSM valueFrom ARN");
+                secret_findings.push((DR_SECRET_ENV, format!("{base}.environment[{j}]"), format!("container `{who}`: environment `{}` looks like a secret ({why}); secrets must not go into the bundle", e.name), e.value.clone()));
+            }
+        }
+        for (key, args) in [("entryPoint", &c.entry_point), ("command", &c.command)] {
+            let line = args.as_deref().unwrap_or_default().join(" ");
+            for found in super::secrets::scan_text(&line) {
+                secret_findings.push((DR_SECRET_COMMAND, format!("{base}.{key}"), format!("container `{who}`: `{key}` holds {} that looks like a secret ({}); it would be stored in the bundle", found.what, found.reason), found.value));
             }
         }
         for (j, s) in c.secrets.iter().enumerate() {
@@ -221,6 +229,19 @@ pub fn lint_dockerrun(file: &Path, text: &str, d: &Dockerrun) -> Vec<Finding> {
             format!("containerDefinitions[{i}].dependsOn"),
             format!("dependsOn has a cycle: {}", cycle.join(" -> ")),
             "remove one of these dependencies: ECS cannot start any container of a cycle",
+        );
+    }
+    for (rule, field, message, secret) in secret_findings {
+        let hint = if rule.id == DR_SECRET_ENV.id {
+            "set it as an EB environment property (console, or `aws elasticbeanstalk update-environment --option-settings Namespace=aws:elasticbeanstalk:application:environment,…`), or move it to \"secrets\" with a Secrets Manager or SSM valueFrom ARN"
+        } else {
+            "read it from the environment at run time (an EB environment property, or \"secrets\" with a Secrets Manager or SSM valueFrom ARN) instead of writing it in the command"
+        };
+        let at = locate(text, &field);
+        out.push(
+            Finding::new(rule, file, field, message, hint)
+                .at(at)
+                .with_secret(secret),
         );
     }
     out

@@ -94,7 +94,12 @@ pub fn lint_ebextension(file: &Path, text: &str, verify_path: Option<&str>) -> V
             "option_settings" => {
                 options(file, text, value, verify_path, &mut out);
             }
-            "container_commands" => container_commands(file, text, value, &mut out),
+            "container_commands" => {
+                container_commands(file, text, value, &mut out);
+                commands_secrets(file, text, key, value, &mut out);
+            }
+            "commands" => commands_secrets(file, text, key, value, &mut out),
+            "files" => files_secrets(file, text, value, &mut out),
             _ => {}
         }
     }
@@ -236,7 +241,7 @@ fn options(
         });
         if s.namespace == ENV_NAMESPACE {
             if let Some(why) = secret_reason(&s.option, &scalar) {
-                out.push(Finding::new(EX_SECRET, file, field.clone(), format!("environment property `{}` looks like a secret ({why}); it would be stored in the bundle", s.option), "remove it from the file and set it on the environment (console or `aws elasticbeanstalk update-environment`), or use a Secrets Manager reference").at(pos));
+                out.push(Finding::new(EX_SECRET, file, field.clone(), format!("environment property `{}` looks like a secret ({why}); it would be stored in the bundle", s.option), "remove it from the file and set it on the environment (console or `aws elasticbeanstalk update-environment`), or use a Secrets Manager reference").at(pos).with_secret(scalar.clone()));
             }
         }
         let is_health = (s.option == "HealthCheckPath"
@@ -300,6 +305,114 @@ fn container_commands(file: &Path, text: &str, value: &Value, out: &mut Vec<Find
             out.push(Finding::new(EX_MIGRATE, file, format!("container_commands.{name}"), format!("container_commands.{name} runs migrations, but container_commands run before the new version's containers start: it migrates with the old image (or none on a first deploy)"), "move it to an executable .platform/hooks/postdeploy/ script that runs `docker exec <django container> python manage.py migrate --noinput`").at(key_position(text, name, 0)));
         }
     }
+}
+
+const TEXT_SECRET_HINT: &str = "read it at run time instead (an EB environment property, or Secrets Manager / SSM Parameter Store), so that it never goes into the bundle uploaded to S3";
+
+/// The text of a scalar YAML value (strings, numbers, booleans), else `None`.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Every string in `v` (a command written as a string or a list of arguments).
+fn strings_of(v: &Value) -> String {
+    match v {
+        Value::Sequence(items) => items
+            .iter()
+            .filter_map(scalar_text)
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => scalar_text(other).unwrap_or_default(),
+    }
+}
+
+/// `commands:` and `container_commands:`: secrets in a command line or in its `env:`.
+fn commands_secrets(file: &Path, text: &str, section: &str, value: &Value, out: &mut Vec<Finding>) {
+    let Value::Mapping(cmds) = value else {
+        return;
+    };
+    for (name, body) in cmds {
+        let name = name.as_str().unwrap_or_default();
+        let field = format!("{section}.{name}");
+        let at = key_position(text, name, 0);
+        let (command, env) = match body {
+            Value::Mapping(m) => (
+                m.get(Value::from("command"))
+                    .map(strings_of)
+                    .unwrap_or_default(),
+                m.get(Value::from("env")),
+            ),
+            other => (strings_of(other), None),
+        };
+        for found in secret_scan(&command) {
+            out.push(Finding::new(EX_SECRET_TEXT, file, format!("{field}.command"), format!("{field}: the command holds {} that looks like a secret ({}); it would be stored in the bundle", found.what, found.reason), TEXT_SECRET_HINT).at(at).with_secret(found.value));
+        }
+        if let Some(Value::Mapping(env)) = env {
+            for (var, v) in env {
+                let var = var.as_str().unwrap_or_default();
+                let Some(v) = scalar_text(v) else { continue };
+                let why = secret_reason(var, &v).or_else(|| {
+                    super::secrets::url_password(&v)
+                        .map(|_| "its value is a URL with a password".to_string())
+                });
+                if let Some(why) = why {
+                    out.push(Finding::new(EX_SECRET_TEXT, file, format!("{field}.env.{var}"), format!("{field}: env `{var}` looks like a secret ({why}); it would be stored in the bundle"), TEXT_SECRET_HINT).at(key_position(text, var, 0)).with_secret(v));
+                }
+            }
+        }
+    }
+}
+
+/// `files:`: secrets in a file's inline `content`.
+fn files_secrets(file: &Path, text: &str, value: &Value, out: &mut Vec<Finding>) {
+    let Value::Mapping(files) = value else {
+        return;
+    };
+    for (target, spec) in files {
+        let target = target.as_str().unwrap_or_default();
+        let Some(content) = spec
+            .as_mapping()
+            .and_then(|m| m.get(Value::from("content")))
+            .and_then(scalar_text)
+        else {
+            continue;
+        };
+        let at = key_position(text, target, 0);
+        for found in secret_scan(&content) {
+            out.push(Finding::new(EX_SECRET_TEXT, file, format!("files.{target}.content"), format!("files.{target}: line {} of its content holds {} that looks like a secret ({}); it would be stored in the bundle", found.line, found.what, found.reason), TEXT_SECRET_HINT).at(at).with_secret(found.value));
+        }
+    }
+}
+
+fn secret_scan(text: &str) -> Vec<super::secrets::TextSecret> {
+    super::secrets::scan_text(text)
+}
+
+/// Secrets in a bundle file that is not an EB configuration file (a platform hook, a script
+/// or data file next to the `.config` files): every line is scanned.
+pub fn lint_file_secrets(file: &Path, text: &str) -> Vec<Finding> {
+    secret_scan(text)
+        .into_iter()
+        .map(|found| {
+            Finding::new(
+                EX_SECRET_TEXT,
+                file,
+                "",
+                format!(
+                    "holds {} that looks like a secret ({}); it would be stored in the bundle",
+                    found.what, found.reason
+                ),
+                TEXT_SECRET_HINT,
+            )
+            .at((found.line, 1))
+            .with_secret(found.value)
+        })
+        .collect()
 }
 
 /// Lints the platform hooks under `platform_dir` (`.platform`): every hook must be executable.

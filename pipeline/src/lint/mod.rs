@@ -16,7 +16,7 @@ mod rule_tests;
 pub mod secrets;
 
 pub use dockerrun::lint_dockerrun;
-pub use ebext::{lint_ebextension, lint_hooks, option_settings, OptionSetting};
+pub use ebext::{lint_ebextension, lint_file_secrets, lint_hooks, option_settings, OptionSetting};
 pub use memory::lint_memory;
 
 /// How bad a finding is: errors stop the bundle, warnings are printed.
@@ -74,12 +74,14 @@ rules! {
     DR_UNKNOWN = "DR017" "unknown-field" Warning "fields are known to EB's ECS platform (unknown ones are kept)";
     DR_INSTANCE_MEMORY = "DR018" "instance-memory" Error "the containers' reserved memory fits the environment's instance_type";
     DR_MEMORY_OVERCOMMIT = "DR019" "memory-overcommit" Warning "the containers' hard memory caps fit the environment's instance_type";
+    DR_SECRET_COMMAND = "DR020" "secret-in-command" Error "no secret in a container's command or entryPoint";
     EX_PARSE = "EX001" "config-invalid" Error "the file is valid YAML or JSON, a mapping at the top";
     EX_KEYS = "EX002" "config-keys" Error "only the top-level keys EB knows (option_settings, container_commands, files, Resources…; the finding lists them all)";
     EX_OPTIONS = "EX003" "option-settings" Error "option_settings is a map of namespaces or a list of namespace/option_name/value, with single values";
     EX_MIGRATE = "EX004" "migrate-in-container-commands" Warning "no migrations in container_commands: they run before the new containers start; use .platform/hooks/postdeploy/";
     EX_HEALTH = "EX005" "health-check-path" Warning "HealthCheckPath is the path the verify stage checks";
     EX_SECRET = "EX006" "secret-in-option-settings" Error "no secret among the environment properties of option_settings";
+    EX_SECRET_TEXT = "EX007" "secret-in-files" Error "no secret in files, commands, their env or platform hooks";
     PL_HOOK = "PL001" "hook-executable" Error ".platform/hooks scripts are executable";
 }
 
@@ -97,6 +99,10 @@ pub struct Finding {
     pub field: String,
     pub message: String,
     pub hint: String,
+    /// The secret-looking value the finding is about, never printed: whatever shows the
+    /// bundle's files (the preview) masks it.
+    #[serde(skip)]
+    pub secret: Option<String>,
 }
 
 impl Finding {
@@ -117,7 +123,14 @@ impl Finding {
             field: field.into(),
             message: message.into(),
             hint: hint.into(),
+            secret: None,
         }
+    }
+
+    /// Remembers the secret value the finding is about (see [`Finding::secret`]).
+    pub fn with_secret(mut self, value: impl Into<String>) -> Self {
+        self.secret = Some(value.into());
+        self
     }
 
     pub fn at(mut self, (line, column): (usize, usize)) -> Self {
@@ -175,6 +188,20 @@ impl Report {
         self.findings.sort_by(|a, b| {
             (&a.file, a.line, a.column, a.rule).cmp(&(&b.file, b.line, b.column, b.rule))
         });
+    }
+
+    /// The secret values the findings are about, longest first (so that masking one never
+    /// leaves part of a longer one).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .findings
+            .iter()
+            .filter_map(|f| f.secret.clone())
+            .filter(|s| !s.trim().is_empty())
+            .collect();
+        out.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        out.dedup();
+        out
     }
 
     /// Human text: one finding a paragraph, then a count.

@@ -305,7 +305,7 @@ async fn bring_up(
             ));
         }
     }
-    let until = Instant::now() + req.settle;
+    let until = crate::config::instant_after(req.settle);
     while Instant::now() < until {
         check_essentials(engine, created).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -374,7 +374,7 @@ async fn wait_condition(
     dep: &Created<'_>,
     cond: Condition,
 ) -> Result<(), Failure> {
-    let deadline = Instant::now() + req.start_timeout;
+    let deadline = crate::config::instant_after(req.start_timeout);
     loop {
         let state = engine.inspect(&dep.id).await?.ok_or_else(|| {
             Failure::new(

@@ -114,7 +114,7 @@ pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
         humantime::format_duration(req.timeout)
     );
 
-    let deadline = Instant::now() + req.timeout;
+    let deadline = Instant::from_std(crate::config::instant_after(req.timeout));
     let mut poller = Poller::new(eb.pacing);
     let fresh = loop {
         let infos = retrieve(eb, req).await?;

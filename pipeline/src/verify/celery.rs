@@ -50,7 +50,7 @@ impl CeleryCheck {
     }
 
     async fn inspect(&self, conn: &mut RedisConn, left: Duration) -> Result<Attempt, RedisError> {
-        let until = Instant::now() + left;
+        let until = crate::config::instant_after(left);
         let window =
             |share: u32| REPLY_WINDOW.min(until.saturating_duration_since(Instant::now()) / share);
         let ping_window = window(2);
@@ -211,7 +211,7 @@ async fn publish_and_collect(
     };
     let expected = destination.map_or(listeners.max(0) as usize, <[String]>::len);
     let mut answers = BTreeMap::new();
-    let until = Instant::now() + window;
+    let until = crate::config::instant_after(window);
     let mut whole_seconds = false;
     while answers.len() < expected {
         let left = until.saturating_duration_since(Instant::now());

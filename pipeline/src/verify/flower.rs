@@ -116,7 +116,7 @@ impl FlowerCheck {
         // `status=1` says which workers are online (from their heartbeats, at once);
         // `refresh=1` makes Flower ask them live for their queues (it waits about 1 s, and
         // after a worker stops it may still return that worker's cached data).
-        let until = std::time::Instant::now() + left;
+        let until = crate::config::instant_after(left);
         let status = match self.get("status=1", left).await {
             Ok(Value::Object(map)) => map,
             Ok(_) => {

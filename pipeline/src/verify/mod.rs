@@ -165,17 +165,17 @@ impl Check {
     ) -> Result<Vec<Check>> {
         // In GitHub Actions, every password read here is masked in the job's log.
         let actions = crate::github::actions::Actions::from_env();
+        mask_config_secrets(&actions, config, env_name, base_url_override);
+        let secret_envs = secret_variables(config, env_name);
         let lookup = |name: &str| {
             let value = std::env::var(name).ok()?;
-            match url::Url::parse(&value)
-                .ok()
-                .and_then(|u| u.password().map(str::to_string))
+            for secret in url_secrets(&value) {
+                actions.mask(&secret);
+            }
+            if secret_envs.iter().any(|n| n == name)
+                || crate::lint::secrets::secret_reason(name, &value).is_some()
             {
-                Some(password) => actions.mask(&password),
-                None if crate::lint::secrets::secret_reason(name, &value).is_some() => {
-                    actions.mask(&value)
-                }
-                None => {}
+                actions.mask(&value);
             }
             Some(value)
         };
@@ -312,6 +312,13 @@ pub struct VerifyRequest {
 /// Runs the environment's checks; an environment without checks is an error that says how to
 /// add one.
 pub async fn verify(config: &Config, req: &VerifyRequest) -> Result<VerifyReport> {
+    if let Some(url) = &req.url {
+        let actions = crate::github::actions::Actions::from_env();
+        for secret in url_secrets(url) {
+            actions.mask(&secret);
+        }
+        crate::config::check_url(url).map_err(|m| anyhow::anyhow!("--url: {m}"))?;
+    }
     let checks = Check::for_environment(config, &req.environment, req.url.as_deref())?;
     if checks.is_empty() {
         bail!(
@@ -401,7 +408,7 @@ where
     Fut: Future<Output = Attempt>,
 {
     let start = Instant::now();
-    let deadline = start + timeout;
+    let deadline = crate::config::instant_after(timeout);
     let mut delay = Duration::from_millis(250);
     let mut attempts = 0;
     // The latest attempt that ended with an answer, and its duration.
@@ -424,7 +431,10 @@ where
         let wait = delay.mul_f64(0.75 + fastrand::f64() / 2.0);
         // Stop when done, or when what is left would not fit another attempt as long as this
         // one (a cut-off attempt would only report the deadline, not what is wrong).
-        if last.verdict == Verdict::Pass || !last.retry || now + wait + latency >= deadline {
+        if last.verdict == Verdict::Pass
+            || !last.retry
+            || deadline.saturating_duration_since(now) <= wait + latency
+        {
             let (last, latency) = match (last.cut_short, answered) {
                 (true, Some(earlier)) => earlier,
                 _ => (last, latency),
@@ -445,17 +455,92 @@ where
     }
 }
 
+/// Masks (`::add-mask::`) the credentials written in the configuration or passed on the
+/// command line for environment `env_name`: passwords in its `url` (or `base_url_override`,
+/// from `--url` / `DEPLOY_URL`), in check URLs, and secret-looking check headers.
+pub fn mask_config_secrets(
+    actions: &crate::github::actions::Actions,
+    config: &Config,
+    env_name: &str,
+    base_url_override: Option<&str>,
+) {
+    let Ok(environment) = config.environment(env_name) else {
+        return;
+    };
+    let mut urls: Vec<&str> = base_url_override
+        .into_iter()
+        .chain(environment.url.as_deref())
+        .collect();
+    for check in &environment.checks {
+        match check {
+            CheckSpec::Http { url, headers, .. } => {
+                urls.extend(url.as_deref());
+                for (name, value) in headers {
+                    let lower = name.to_ascii_lowercase();
+                    if lower == "authorization"
+                        || lower == "cookie"
+                        || crate::lint::secrets::secret_reason(name, value).is_some()
+                    {
+                        actions.mask(value);
+                        // `Bearer TOKEN`, `Basic BASE64`: the credential alone, too.
+                        if let Some((_, credential)) = value.split_once(' ') {
+                            actions.mask(credential);
+                        }
+                    }
+                }
+            }
+            CheckSpec::Flower { url, .. } => urls.extend(url.as_deref()),
+            _ => {}
+        }
+    }
+    for url in urls {
+        for secret in url_secrets(url) {
+            actions.mask(&secret);
+        }
+    }
+}
+
+/// Names of the variables whose whole value is a secret for environment `env_name`'s checks
+/// (a Flower check's `password_env`, whatever it is called).
+fn secret_variables(config: &Config, env_name: &str) -> Vec<String> {
+    let Ok(environment) = config.environment(env_name) else {
+        return Vec::new();
+    };
+    environment
+        .checks
+        .iter()
+        .filter_map(|c| match c {
+            CheckSpec::Flower { password_env, .. } => Some(password_env.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `base` (an origin, maybe with a path) joined with an absolute `path`.
 pub fn join_url(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
 }
 
+/// Names of query parameters whose values are masked.
+const SECRET_QUERY_KEYS: [&str; 5] = ["password", "passwd", "secret", "token", "key"];
+
+fn secret_query_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_QUERY_KEYS.iter().any(|s| key.contains(s))
+}
+
 /// `url` with its password (and the values of query parameters that look secret) replaced
-/// by `***`. Text that is not a URL is returned with anything between `://user:` and `@`
-/// masked, so that nothing secret slips through a parse error.
+/// by `***`. Text that is not a URL (a mistyped `rediss//:PW@host`, `https:/u:PW@h`) keeps
+/// nothing between the scheme-like start and the last `@`, so that nothing secret slips
+/// through a parse error.
 pub fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.has_host() => {
+    let secrets = url_secrets(url);
+    if secrets.is_empty() {
+        // Nothing to hide: the text as given, not as the URL parser would normalise it.
+        return url.to_string();
+    }
+    let mut masked = match url::Url::parse(url) {
+        Ok(mut u) if u.has_host() && !u.cannot_be_a_base() => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
             }
@@ -463,17 +548,12 @@ pub fn mask_url(url: &str) -> String {
                 let pairs: Vec<(String, String)> = u
                     .query_pairs()
                     .map(|(k, v)| {
-                        let secret = ["password", "passwd", "secret", "token", "key"]
-                            .iter()
-                            .any(|s| k.to_ascii_lowercase().contains(s));
-                        (
-                            k.into_owned(),
-                            if secret {
-                                "***".to_string()
-                            } else {
-                                v.into_owned()
-                            },
-                        )
+                        let value = if secret_query_key(&k) {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), value)
                     })
                     .collect();
                 let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -485,25 +565,103 @@ pub fn mask_url(url: &str) -> String {
             u.to_string()
         }
         _ => mask_userinfo(url),
+    };
+    // Belt and braces: whatever the parse made of it, no secret of it may remain.
+    for secret in secrets {
+        if secret.len() >= 3 {
+            masked = masked.replace(&secret, "***");
+        }
     }
+    masked
+}
+
+/// The secret parts of a URL-like `text`, to hide in a CI log (`::add-mask::`): the
+/// password (as written and percent-decoded), the values of secret-looking query
+/// parameters, and for text that does not parse as a URL with a host, everything between
+/// its scheme-like start and the last `@`.
+pub fn url_secrets(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |s: &str| {
+        let s = s.trim();
+        if !s.is_empty() && s != "***" && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    };
+    match url::Url::parse(text) {
+        Ok(u) if u.has_host() && !u.cannot_be_a_base() => {
+            if let Some(p) = u.password() {
+                push(p);
+                push(&percent_decode(p));
+            }
+            for (k, v) in u.query_pairs() {
+                if secret_query_key(&k) {
+                    push(&v);
+                }
+            }
+        }
+        _ => {
+            if let Some((start, end)) = userinfo_span(text) {
+                let info = &text[start..end];
+                push(info);
+                // The part after the user name, if there is one.
+                if let Some((_, password)) = info.split_once(':') {
+                    push(password);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if let (b'%', Some(h), Some(l)) = (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Byte range of what would be the user information of a URL-like `text` (between the
+/// separators after its scheme-like start and the last `@`), or `None` without an `@`.
+fn userinfo_span(text: &str) -> Option<(usize, usize)> {
+    let at = text.rfind('@')?;
+    let head = &text[..at];
+    // A scheme-like word (letters, digits, `+.-`), then the `:` and `/` that should have
+    // been `://`, in whatever order they were typed.
+    let word_end = head
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+        .unwrap_or(head.len());
+    let seps_end = head[word_end..]
+        .find(|c: char| c != ':' && c != '/')
+        .map_or(head.len(), |i| word_end + i);
+    let start = if seps_end > word_end { seps_end } else { 0 };
+    (start < at).then_some((start, at))
 }
 
 fn mask_userinfo(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_string();
-    };
-    let rest = &text[scheme_end + 3..];
-    let Some(at) = rest.rfind('@') else {
-        return text.to_string();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}://{}:***{}",
-            &text[..scheme_end],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
+    match userinfo_span(text) {
+        Some((start, end)) => {
+            let info = &text[start..end];
+            // Keep a user name when one is clearly there (`user:…`), never the rest.
+            let kept = match info.split_once(':') {
+                Some((user, _)) if !user.contains(['/', ' ']) => format!("{user}:***"),
+                _ => "***".to_string(),
+            };
+            format!("{}{kept}{}", &text[..start], &text[end..])
+        }
         None => text.to_string(),
     }
 }
@@ -626,6 +784,39 @@ mod tests {
         assert_eq!(masked, "redis://user:***@[bad/0");
         assert!(!masked.contains("pa ss"));
         assert_eq!(mask_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn masks_mistyped_urls() {
+        for (text, secret, want) in [
+            (
+                "rediss//:PW0rd1@host:6379",
+                "PW0rd1",
+                "rediss//:***@host:6379",
+            ),
+            ("rediss:/:PW0rd1@host", "PW0rd1", "rediss:/:***@host"),
+            ("https//u:PW0rd1@h/x", "PW0rd1", "https//u:***@h/x"),
+            ("redis:PW0rd1@host", "PW0rd1", "redis:***@host"),
+            ("//:PW0rd1@host", "PW0rd1", "//:***@host"),
+            (":PW0rd1@host", "PW0rd1", ":***@host"),
+            ("rediss//:pa/ss:w@host", "pa/ss:w", "rediss//:***@host"),
+            (
+                "redis://u:p%40ss%2Fx@h:1/2",
+                "p@ss/x",
+                "redis://u:***@h:1/2",
+            ),
+        ] {
+            let masked = mask_url(text);
+            assert_eq!(masked, want, "{text}");
+            assert!(!masked.contains(secret), "{text} -> {masked}");
+            let secrets = url_secrets(text);
+            assert!(
+                secrets.iter().any(|s| s.contains(secret)),
+                "{text}: {secrets:?}"
+            );
+        }
+        assert_eq!(url_secrets("https://host/x"), Vec::<String>::new());
+        assert_eq!(url_secrets("rediss://:pw@h?password=q"), vec!["pw", "q"]);
     }
 
     #[test]

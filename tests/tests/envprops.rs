@@ -1,0 +1,516 @@
+//! Environment properties and secrets as code: `env diff`, `env apply`, `env pull`,
+//! `secrets put` and `secrets import`, against the EB emulator (option settings) and moto
+//! (Secrets Manager, SSM Parameter Store).
+
+use std::io::Write;
+use std::time::Duration;
+
+use integration::deploy_world::{Settings, World};
+use integration::eb_emulator::{Script, Step, ENVIRONMENT, ENVIRONMENT_SECRETS};
+use integration::{aws, services};
+use pipeline::aws::Aws;
+use pipeline::eb::{DeployVerdict, Eb, Pacing};
+use pipeline::envprops::secrets::SecretStores;
+use pipeline::envprops::{self, ApplyRequest, Change};
+use pipeline::ops::{AwsEnvironment, Session};
+
+/// A secret value that must never show up anywhere.
+const SECRET_VALUE: &str = "s3cr3t-value-7f2d91";
+/// A plain property on the environment that holds a secret (set by hand in the console).
+const CONSOLE_SECRET: &str = "console-held-4c1e77";
+
+/// A session whose Secrets Manager and SSM are moto and whose EB is the world's emulator,
+/// polling 1000× faster.
+fn session(w: &World) -> Session {
+    let moto = aws::sdk_config(&services::env("MOTO_ENDPOINT"));
+    let eb_sdk = aws::sdk_config(&w.emu.endpoint);
+    Session {
+        eb: Eb::new(pipeline::eb::eb_client(&eb_sdk), Pacing::scaled(1000.0)),
+        s3: w.s3.clone(),
+        ecr: aws_sdk_ecr::Client::new(&moto),
+        aws: Aws {
+            sdk: moto,
+            custom_endpoint: true,
+        },
+    }
+}
+
+/// The world's deploy.toml with these properties and secrets.
+fn configure(w: &World, tables: &str) -> pipeline::config::Config {
+    w.config(&Settings {
+        checks: tables.to_string(),
+        ..Settings::default()
+    })
+}
+
+struct Fixture {
+    w: World,
+    session: Session,
+    secret_name: String,
+    parameter: String,
+}
+
+/// An environment as the console left it, and a declaration that differs in every way.
+async fn fixture() -> Fixture {
+    let w = World::new().await;
+    let session = session(&w);
+    let stores = SecretStores::new(&session.aws);
+    let secret_name = services::unique("antenna/staging/DJANGO_SECRET_KEY");
+    stores
+        .put(&secret_name, SECRET_VALUE, &[("application", "antenna")])
+        .await
+        .unwrap();
+    let parameter = format!("/{}", services::unique("antenna-sentry-dsn"));
+    stores
+        .ssm
+        .put_parameter()
+        .name(&parameter)
+        .value(SECRET_VALUE)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let env = &w.environment;
+    w.emu.set_environment_property(env, "KEEP", "1");
+    w.emu.set_environment_property(env, "CHANGE", "old");
+    w.emu.set_environment_property(env, "OLD", "x");
+    w.emu.set_environment_property(env, "CONSOLE", "y");
+    w.emu
+        .set_environment_property(env, "DJANGO_SECRET_KEY", CONSOLE_SECRET);
+    w.emu.set_environment_property(
+        env,
+        envprops::MANAGED_RECORD,
+        "CHANGE,DJANGO_SECRET_KEY,KEEP,OLD",
+    );
+    configure(
+        &w,
+        &format!(
+            r#"required = ["KEEP"]
+
+[environments.staging.properties]
+KEEP = "1"
+CHANGE = "new"
+NEW = "n"
+
+[environments.staging.secrets]
+DJANGO_SECRET_KEY = {{ secret = "{secret_name}" }}
+SENTRY_DSN = {{ parameter = "{parameter}" }}
+"#
+        ),
+    );
+    Fixture {
+        w,
+        session,
+        secret_name,
+        parameter,
+    }
+}
+
+fn resolve(f: &Fixture) -> (pipeline::config::Config, AwsEnvironment) {
+    let config =
+        pipeline::config::Config::load(&f.w.dir.path().join("deploy.toml"), &Default::default())
+            .unwrap();
+    let env = AwsEnvironment::resolve(&config, "staging", "env apply").unwrap();
+    (config, env)
+}
+
+fn no_secret_in(text: &str) {
+    for v in [SECRET_VALUE, CONSOLE_SECRET] {
+        assert!(!text.contains(v), "a secret value leaked: {text}");
+    }
+}
+
+#[tokio::test]
+async fn diff_shows_each_kind_then_apply_makes_it_empty_and_a_second_apply_writes_nothing() {
+    let f = fixture().await;
+    let (config, env) = resolve(&f);
+    let d = envprops::apply::plan(&config, &f.session, &env, false)
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, Change)> = d
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.change))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("NEW", Change::Added),
+            ("SENTRY_DSN", Change::Added),
+            ("CHANGE", Change::Changed),
+            ("DJANGO_SECRET_KEY", Change::Changed),
+            ("OLD", Change::Removed),
+            ("CONSOLE", Change::Unmanaged),
+            ("KEEP", Change::Unchanged),
+        ]
+    );
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    let secret = d
+        .entries
+        .iter()
+        .find(|e| e.name == "DJANGO_SECRET_KEY")
+        .unwrap();
+    assert_eq!(
+        secret.running.as_deref(),
+        Some(envprops::fingerprint(CONSOLE_SECRET).as_str())
+    );
+    assert!(secret
+        .declared
+        .as_deref()
+        .unwrap()
+        .starts_with("arn:aws:secretsmanager:us-west-2:123456789012:secret:"));
+    no_secret_in(&serde_json::to_string(&d).unwrap());
+    no_secret_in(&d.table().render());
+
+    let before = f.w.emu.write_calls().len();
+    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.verdict,
+        Some(DeployVerdict::Succeeded),
+        "{}",
+        report.message
+    );
+    let updates = f.w.emu.calls_of("UpdateEnvironment");
+    assert_eq!(f.w.emu.write_calls().len(), before + 1);
+    let call = updates.last().unwrap();
+    assert_eq!(
+        call.param("VersionLabel"),
+        None,
+        "a property update keeps the version"
+    );
+    no_secret_in(&format!("{:?}", call.params));
+    assert_eq!(
+        f.w.emu.environment(&f.w.environment).version.as_deref(),
+        Some("v0")
+    );
+
+    let plain = f.w.emu.options(&f.w.environment, ENVIRONMENT);
+    let secrets = f.w.emu.options(&f.w.environment, ENVIRONMENT_SECRETS);
+    assert_eq!(plain["CHANGE"], "new");
+    assert_eq!(plain["NEW"], "n");
+    assert_eq!(plain["CONSOLE"], "y", "an unmanaged property is kept");
+    assert!(!plain.contains_key("OLD"));
+    assert!(
+        !plain.contains_key("DJANGO_SECRET_KEY"),
+        "moved to a secret"
+    );
+    assert!(secrets["DJANGO_SECRET_KEY"].contains(&f.secret_name));
+    assert!(secrets["SENTRY_DSN"].ends_with(&format!("parameter{}", f.parameter)));
+    assert_eq!(
+        plain[envprops::MANAGED_RECORD],
+        "CHANGE,DJANGO_SECRET_KEY,KEEP,NEW,SENTRY_DSN"
+    );
+
+    let again = envprops::apply::plan(&config, &f.session, &env, false)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "{:?}", again.entries);
+    assert_eq!(again.changes, 0);
+    let writes = f.w.emu.write_calls().len();
+    let second = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
+        .await
+        .unwrap();
+    assert_eq!(second.verdict, None);
+    assert!(second.message.contains("nothing to apply"));
+    assert_eq!(f.w.emu.write_calls().len(), writes, "no write call");
+}
+
+#[tokio::test]
+async fn prune_removes_unmanaged_properties_only_with_confirmation() {
+    let f = fixture().await;
+    let (config, env) = resolve(&f);
+    let mut req = ApplyRequest::new(env);
+    req.prune = true;
+    let err = envprops::apply(&config, &f.session, &req)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("add --yes to confirm"), "{err}");
+    assert!(f.w.emu.write_calls().is_empty());
+    req.confirmed = true;
+    let report = envprops::apply(&config, &f.session, &req).await.unwrap();
+    assert_eq!(
+        report.verdict,
+        Some(DeployVerdict::Succeeded),
+        "{}",
+        report.message
+    );
+    let plain = f.w.emu.options(&f.w.environment, ENVIRONMENT);
+    assert!(!plain.contains_key("CONSOLE"));
+    assert_eq!(plain["KEEP"], "1");
+}
+
+#[tokio::test]
+async fn apply_while_another_deploy_runs_waits_for_the_lock() {
+    let f = fixture().await;
+    let (config, env) = resolve(&f);
+    f.w.emu
+        .add_version(&f.w.application, "v1", &f.w.bucket, "k", "PROCESSED");
+    f.w.emu.start_foreign_deploy(
+        &f.w.environment,
+        "v1",
+        Script::success(Duration::from_millis(400)),
+    );
+    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.verdict,
+        Some(DeployVerdict::Succeeded),
+        "{}",
+        report.message
+    );
+    let foreign_end = f.w.emu.finishes(&f.w.environment)[0];
+    let update = f.w.emu.calls_of("UpdateEnvironment")[0].clone();
+    assert!(
+        update.at >= foreign_end,
+        "the update waited for the other deploy"
+    );
+    // The other deploy's version still runs: a property update keeps it.
+    assert_eq!(
+        f.w.emu.environment(&f.w.environment).version.as_deref(),
+        Some("v1")
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_or_a_failed_update_is_reported() {
+    let f = fixture().await;
+    configure(
+        &f.w,
+        r#"
+[environments.staging.secrets]
+DATABASE_URL = { secret = "antenna/staging/no-such-secret" }
+"#,
+    );
+    let (config, env) = resolve(&f);
+    let err = envprops::apply(&config, &f.session, &ApplyRequest::new(env.clone()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no secret \"antenna/staging/no-such-secret\""),
+        "{err}"
+    );
+    assert!(err.contains("cargo xtask secrets put"), "{err}");
+    assert!(f.w.emu.write_calls().is_empty());
+
+    // A required name that the update would remove is refused.
+    configure(&f.w, "\n[environments.staging.properties]\nNEW = \"n\"\n");
+    let (config, env) = resolve(&f);
+    let err = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("DJANGO_SECRET_KEY is required: the update would remove it"),
+        "{err}"
+    );
+    assert!(f.w.emu.write_calls().is_empty());
+
+    configure(
+        &f.w,
+        "required = []\n\n[environments.staging.properties]\nNEW = \"n\"\n",
+    );
+    let (config, env) = resolve(&f);
+    f.w.emu.script_next_deploy(
+        &f.w.environment,
+        Script::new(vec![Step::at_ms(50)
+            .event("ERROR", "Failed to deploy configuration.")
+            .status("Ready")]),
+    );
+    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Some(DeployVerdict::Failed));
+    assert!(
+        report.message.contains("Failed to deploy configuration."),
+        "{}",
+        report.message
+    );
+    assert!(!f
+        .w
+        .emu
+        .options(&f.w.environment, ENVIRONMENT)
+        .contains_key("NEW"));
+}
+
+/// The binary, pointed at moto (Secrets Manager, SSM) and the emulator (EB).
+fn xtask(w: &World, args: &[&str]) -> std::process::Command {
+    let mut cmd = integration::xtask();
+    cmd.arg("--config")
+        .arg(w.dir.path().join("deploy.toml"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", services::env("MOTO_ENDPOINT"))
+        .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &w.emu.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env_remove("AWS_PROFILE")
+        .env("DEPLOY_ENV", "staging");
+    cmd
+}
+
+async fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> (bool, String, String) {
+    let stdin = stdin.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("cannot run xtask");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_never_shows_a_secret_value() {
+    let w = World::new().await;
+    let app = w.application.clone();
+    w.emu
+        .set_environment_property(&w.environment, "DJANGO_SECRET_KEY", CONSOLE_SECRET);
+    w.emu
+        .set_environment_property(&w.environment, "USE_DOCKER", "yes");
+    configure(&w, "");
+    let mut captured = String::new();
+
+    // `env pull`: the console-held secret becomes a placeholder.
+    let (ok, out, err) = run(xtask(&w, &["env", "pull"]), None).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("USE_DOCKER = \"yes\""), "{out}");
+    assert!(out.contains(&format!(
+        "DJANGO_SECRET_KEY = {{ secret = \"{app}/staging/DJANGO_SECRET_KEY\" }}"
+    )));
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    // `secrets put` from stdin: created, tagged, the declaration printed.
+    let (ok, out, err) = run(
+        xtask(&w, &["--json", "secrets", "put", "DJANGO_SECRET_KEY"]),
+        Some(&format!("{SECRET_VALUE}\n")),
+    )
+    .await;
+    assert!(ok, "{err}");
+    let stored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stored["created"], true);
+    captured.push_str(&out);
+    captured.push_str(&err);
+    let stores = SecretStores::new(&Aws {
+        sdk: aws::sdk_config(&services::env("MOTO_ENDPOINT")),
+        custom_endpoint: true,
+    });
+    let name = format!("{app}/staging/DJANGO_SECRET_KEY");
+    let value = stores
+        .secrets
+        .get_secret_value()
+        .secret_id(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(value.secret_string(), Some(SECRET_VALUE));
+    let described = stores
+        .secrets
+        .describe_secret()
+        .secret_id(&name)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(String, String)> = described
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect();
+    assert!(tags.contains(&("application".into(), app.clone())));
+    assert!(tags.contains(&("environment".into(), "staging".into())));
+    // Again: a new version of the same secret.
+    let (ok, out, err) = run(
+        xtask(&w, &["secrets", "put", "DJANGO_SECRET_KEY"]),
+        Some(SECRET_VALUE),
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(err.contains("stored a new version of"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    // `secrets import`: secrets by the detector, plain properties as lines to paste.
+    let dotenv = w.dir.path().join(".django");
+    std::fs::write(
+        &dotenv,
+        format!(
+            "# production\nexport USE_DOCKER=yes\nPOSTGRES_PASSWORD=\"{SECRET_VALUE}\"\nEMPTY=\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = run(
+        xtask(
+            &w,
+            &["secrets", "import", "--from-file", dotenv.to_str().unwrap()],
+        ),
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("USE_DOCKER = \"yes\"\nEMPTY = \"\""), "{out}");
+    assert!(out.contains(&format!(
+        "POSTGRES_PASSWORD = {{ secret = \"{app}/staging/POSTGRES_PASSWORD\" }}"
+    )));
+    captured.push_str(&out);
+    captured.push_str(&err);
+    std::fs::write(&dotenv, "A=1\nnot a line\n").unwrap();
+    let (ok, _, err) = run(
+        xtask(
+            &w,
+            &["secrets", "import", "--from-file", dotenv.to_str().unwrap()],
+        ),
+        None,
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains(".django:line 2: expected NAME=value"), "{err}");
+
+    // Declare it; diff and apply with JSON.
+    configure(
+        &w,
+        &format!(
+            "\n[environments.staging.properties]\nUSE_DOCKER = \"yes\"\n\n[environments.staging.secrets]\nDJANGO_SECRET_KEY = {{ secret = \"{name}\" }}\n"
+        ),
+    );
+    let (ok, out, err) = run(xtask(&w, &["--json", "env", "diff"]), None).await;
+    assert!(ok, "{err}");
+    let diff: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(diff["changes"], 1, "{out}");
+    assert!(err.contains("DJANGO_SECRET_KEY"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+    let (ok, out, err) = run(xtask(&w, &["--json", "env", "apply"]), None).await;
+    assert!(ok, "{err}");
+    let applied: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(applied["verdict"], "succeeded", "{out}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+    let (ok, out, err) = run(xtask(&w, &["env", "diff"]), None).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("0 added, 0 changed, 0 removed"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    // Nothing the suite captured holds a secret value, nor anything EB was sent.
+    no_secret_in(&captured);
+    for call in w.emu.calls() {
+        no_secret_in(&format!("{:?}", call.params));
+    }
+}
