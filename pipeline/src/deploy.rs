@@ -111,6 +111,16 @@ impl Outcome {
             Outcome::NotRun => "not run",
         }
     }
+
+    /// How a deploy stage ends for an EB verdict.
+    pub fn of_verdict(v: DeployVerdict) -> Self {
+        match v {
+            DeployVerdict::Succeeded => Outcome::Done,
+            DeployVerdict::AlreadyDeployed => Outcome::Skipped,
+            DeployVerdict::DryRun => Outcome::Planned,
+            _ => Outcome::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,26 +262,27 @@ impl Ctx<'_> {
     }
 
     fn eb_request<'a>(&'a self, label: &'a str) -> eb::DeployRequest<'a> {
-        let (req, spec) = (self.req, &self.env.spec);
-        eb::DeployRequest {
-            application: &self.env.application,
-            environment: &self.env.eb_environment,
+        let req = self.req;
+        self.env.deploy_request(
             label,
-            region: &self.env.region,
-            deadline: req.deadline.unwrap_or(spec.timeouts.deploy),
-            lock_wait: req.lock_wait.unwrap_or(spec.timeouts.lock_wait),
-            health_settle: spec.timeouts.health_settle,
-            threshold: spec.health_threshold,
-            state_dir: Some(&self.state_dir),
-            dry_run: req.dry_run,
-            options: None,
-            options_only: false,
-        }
+            req.deadline,
+            req.lock_wait,
+            Some(&self.state_dir),
+            req.dry_run,
+        )
+    }
+
+    /// The bucket of the bundles (and of the deploy journal).
+    fn bucket(&self) -> Option<String> {
+        self.uploaded
+            .as_ref()
+            .map(|u| u.bucket.clone())
+            .or_else(|| self.env.spec.bucket.clone())
     }
 }
 
 /// What a stage tells the summary.
-type StageResult = Result<(Outcome, String)>;
+pub type StageResult = Result<(Outcome, String)>;
 
 /// Runs the selected stages in order and reports each.
 pub async fn run(
@@ -539,7 +550,8 @@ async fn version(ctx: &mut Ctx<'_>) -> StageResult {
             }
         }
     };
-    let description = format!("{} ({})", req.release.name, req.release.commit);
+    let run_url = crate::github::actions::run_url();
+    let description = crate::ops::versions::description(&req.release, run_url.as_deref());
     let v = eb::ensure_version(
         &ctx.eb,
         &eb::VersionRequest {
@@ -572,12 +584,11 @@ async fn version(ctx: &mut Ctx<'_>) -> StageResult {
 async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     let label = ctx.label()?;
     let o = eb::deploy(&ctx.eb, &ctx.eb_request(&label)).await?;
-    let outcome = match o.verdict {
-        DeployVerdict::Succeeded => Outcome::Done,
-        DeployVerdict::AlreadyDeployed => Outcome::Skipped,
-        DeployVerdict::DryRun => Outcome::Planned,
-        _ => Outcome::Failed,
-    };
+    let outcome = Outcome::of_verdict(o.verdict);
+    record(ctx, "deploy", &o).await;
+    if o.verdict == DeployVerdict::Failed {
+        crate::ops::logs::show_failure_logs(&ctx.eb, &ctx.env.eb_environment, &ctx.actions).await;
+    }
     let mut msg = o.message.clone();
     if o.resumed {
         msg.push_str(" (waited for the deploy an earlier run started)");
@@ -600,20 +611,51 @@ async fn verify(ctx: &mut Ctx<'_>, verifier: Option<&dyn Verifier>) -> StageResu
             "would run the environment's checks".into(),
         ));
     }
-    let url = match &ctx.env.spec.url {
+    let label = ctx.label.clone().unwrap_or_default();
+    check_environment(&ctx.eb, &ctx.env, &label, v).await
+}
+
+/// The environment's checks against its URL (the configured one, else EB's CNAME); `deploy`
+/// and `rollback` verify the same way.
+pub async fn check_environment(
+    eb: &Eb,
+    env: &AwsEnvironment,
+    label: &str,
+    v: &dyn Verifier,
+) -> StageResult {
+    let url = match &env.spec.url {
         Some(u) => Some(u.clone()),
-        None => {
-            eb::deploy::environment_url(&ctx.eb, &ctx.env.application, &ctx.env.eb_environment)
-                .await?
-        }
+        None => eb::deploy::environment_url(eb, &env.application, &env.eb_environment).await?,
     };
     let target = VerifyTarget {
-        environment: ctx.env.name.clone(),
-        label: ctx.label.clone().unwrap_or_default(),
+        environment: env.name.clone(),
+        label: label.to_string(),
         url,
     };
     let summary = v.verify(&target).await?;
     Ok((Outcome::Done, summary))
+}
+
+/// Adds a deploy's or rollback's verdict to the environment's deploy journal.
+async fn record(ctx: &Ctx<'_>, kind: &str, o: &DeployOutcome) {
+    let bucket = match ctx.bucket() {
+        Some(b) => Some(b),
+        None => eb::version::describe(&ctx.eb, &ctx.env.application, &o.label)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| {
+                v.source_bundle()
+                    .and_then(|b| b.s3_bucket())
+                    .map(str::to_string)
+            }),
+    };
+    match bucket {
+        Some(b) => {
+            crate::ops::journal::record(&ctx.clients.s3, &b, &ctx.env.application, kind, o).await
+        }
+        None => tracing::warn!("no bundle bucket known: the deploy journal was not written"),
+    }
 }
 
 /// One line about the images of a run: each image's reference and outcome.
@@ -666,6 +708,7 @@ async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
     let result = eb::rollback(&ctx.eb, &ctx.eb_request(&label), deployed.previous.as_ref()).await;
     match result {
         Ok(o) => {
+            record(ctx, "rollback", &o).await;
             let outcome = match o.verdict {
                 DeployVerdict::Succeeded | DeployVerdict::AlreadyDeployed => Outcome::Done,
                 DeployVerdict::Skipped => Outcome::Skipped,

@@ -150,6 +150,8 @@ const EB_READ: Grant = Grant {
         "deploy: version (find or create the version), deploy (the lock, events, verdict), verify (the CNAME)",
         "preview: the running version",
         "doctor: the application and environment",
+        "status, history, cleanup: versions (paged), environments, events since the last deploy",
+        "deploy: version (DescribeApplications counts the versions against the quota)",
     ],
     why: "these list calls name no single environment, so IAM checks them against every resource they may return: only `*` works",
     doc: DOC_EB_AUTHZ,
@@ -161,19 +163,30 @@ const EB_ENV_READ: Grant = Grant {
         "elasticbeanstalk:DescribeConfigurationSettings",
         "elasticbeanstalk:DescribeEnvironmentHealth",
         "elasticbeanstalk:DescribeInstancesHealth",
+        "elasticbeanstalk:RequestEnvironmentInfo",
+        "elasticbeanstalk:RetrieveEnvironmentInfo",
     ],
     needed_by: &[
-        "deploy: deploy (enhanced health and each instance's deployment in the verdict)",
+        "deploy: deploy (enhanced health and each instance's deployment in the verdict; the tail logs of a failed deploy)",
         "doctor: platform, enhanced health and environment properties",
+        "status: health, causes and instances",
+        "logs: RequestEnvironmentInfo asks the instances for their logs, RetrieveEnvironmentInfo lists the presigned URLs",
     ],
-    why: "health and settings of this environment only",
+    why: "health, settings and logs of this environment only",
     doc: DOC_EB_AUTHZ,
 };
 
 const EB_VERSIONS: Grant = Grant {
     sid: "ApplicationVersions",
-    actions: &["elasticbeanstalk:CreateApplicationVersion"],
-    needed_by: &["deploy: version (CreateApplicationVersion with Process=true)"],
+    actions: &[
+        "elasticbeanstalk:CreateApplicationVersion",
+        "elasticbeanstalk:DeleteApplicationVersion",
+        "elasticbeanstalk:UpdateApplicationResourceLifecycle",
+    ],
+    needed_by: &[
+        "deploy: version (CreateApplicationVersion with Process=true)",
+        "cleanup: DeleteApplicationVersion with DeleteSourceBundle; --lifecycle writes the version lifecycle policy",
+    ],
     why: "versions of this application only",
     doc: DOC_EB_AUTHZ,
 };
@@ -196,9 +209,12 @@ const EB_STORAGE: Grant = Grant {
 
 const BUNDLE_OBJECTS: Grant = Grant {
     sid: "BundleObjects",
-    actions: &["s3:GetObject", "s3:PutObject"],
+    actions: &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
     needed_by: &[
         "deploy: upload (HeadObject to skip a bundle already there needs s3:GetObject; PutObject; without s3:ListBucket a missing key answers 403, which the upload takes as missing)",
+        "deploy and rollback: the deploy journal `<application>/deploys/<environment>.json` (read, then written)",
+        "history: bundle sizes (HeadObject) and the deploy journal",
+        "cleanup: EB deletes a deleted version's bundle with the caller's permissions (DeleteSourceBundle)",
         "deploy: version (EB reads the bundle with the caller's permissions when it processes it)",
         "preview: the running bundle",
     ],
@@ -649,15 +665,37 @@ pub fn preview_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy
         actions: &[
             "elasticbeanstalk:DescribeApplicationVersions",
             "elasticbeanstalk:DescribeEnvironments",
+            "elasticbeanstalk:DescribeEvents",
         ],
-        needed_by: &["preview: the version the environment runs and its bundle's location"],
+        needed_by: &[
+            "preview: the version the environment runs and its bundle's location",
+            "status, history: versions, environments and events",
+        ],
         why: "list calls: only `*` works",
+        doc: DOC_EB_AUTHZ,
+    };
+    const PREVIEW_ENV: Grant = Grant {
+        sid: "EnvironmentRead",
+        actions: &[
+            "elasticbeanstalk:DescribeEnvironmentHealth",
+            "elasticbeanstalk:DescribeInstancesHealth",
+            "elasticbeanstalk:RequestEnvironmentInfo",
+            "elasticbeanstalk:RetrieveEnvironmentInfo",
+        ],
+        needed_by: &[
+            "status: health, causes and instances",
+            "logs: asking the instances for their logs changes nothing but the log files EB collects",
+        ],
+        why: "this environment only",
         doc: DOC_EB_AUTHZ,
     };
     const PREVIEW_BUNDLE: Grant = Grant {
         sid: "BundleRead",
         actions: &["s3:GetObject"],
-        needed_by: &["preview: the running bundle, to diff against"],
+        needed_by: &[
+            "preview: the running bundle, to diff against",
+            "history: bundle sizes and the deploy journal",
+        ],
         why: "the application's bundles only",
         doc: DOC_S3_AUTHZ,
     };
@@ -665,6 +703,7 @@ pub fn preview_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy
         version: POLICY_VERSION,
         statement: vec![
             PREVIEW_READ.anywhere(),
+            PREVIEW_ENV.on(vec![s.environment_arn()]),
             PREVIEW_BUNDLE.on(s
                 .buckets
                 .iter()
@@ -983,7 +1022,16 @@ mod tests {
         );
         // Granted but used by no command: gone.
         let json = serde_json::to_string(&policy).unwrap();
-        assert!(!json.contains("DeleteApplicationVersion"), "{json}");
+        // cleanup deletes versions (and, through EB, their bundles).
+        let versions = policy
+            .statement
+            .iter()
+            .find(|s| s.sid == "ApplicationVersions")
+            .unwrap();
+        assert!(versions
+            .action
+            .contains(&"elasticbeanstalk:DeleteApplicationVersion".to_string()));
+        assert!(versions.needed_by.iter().any(|n| n.starts_with("cleanup:")));
         assert!(!json.contains("UpdateApplicationVersion"), "{json}");
         assert!(json.contains("ecr:CreateRepository"), "{json}");
         assert!(json.contains("iam:PassRole"), "{json}");
@@ -1067,7 +1115,8 @@ mod tests {
             json!({
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Sid": "ElasticBeanstalkRead", "Effect": "Allow", "Action": ["elasticbeanstalk:DescribeApplicationVersions", "elasticbeanstalk:DescribeEnvironments"], "Resource": "*"},
+                    {"Sid": "ElasticBeanstalkRead", "Effect": "Allow", "Action": ["elasticbeanstalk:DescribeApplicationVersions", "elasticbeanstalk:DescribeEnvironments", "elasticbeanstalk:DescribeEvents"], "Resource": "*"},
+                    {"Sid": "EnvironmentRead", "Effect": "Allow", "Action": ["elasticbeanstalk:DescribeEnvironmentHealth", "elasticbeanstalk:DescribeInstancesHealth", "elasticbeanstalk:RequestEnvironmentInfo", "elasticbeanstalk:RetrieveEnvironmentInfo"], "Resource": "arn:aws:elasticbeanstalk:us-west-2:123456789012:environment/antenna/antenna-staging"},
                     {"Sid": "BundleRead", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::elasticbeanstalk-us-west-2-123456789012/antenna/*"}
                 ]
             })

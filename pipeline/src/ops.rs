@@ -6,7 +6,13 @@
 //! environment of the file), then [`Session::open`]. Output goes through
 //! [`crate::output::Table`] for people and `serde::Serialize` reports for `--json`.
 
+pub mod cleanup;
+pub mod history;
+pub mod journal;
 pub mod logs;
+pub mod rollback;
+pub mod status;
+pub mod versions;
 
 use anyhow::Result;
 
@@ -63,6 +69,35 @@ impl AwsEnvironment {
                 .iter()
                 .map(|n| Self::resolve(config, n, command))
                 .collect::<Result<_, _>>()?),
+        }
+    }
+}
+
+impl AwsEnvironment {
+    /// The request `deploy` and `rollback` give [`crate::eb::deploy()`]: the environment's
+    /// timeouts and health threshold, unless `deadline` or `lock_wait` override them.
+    pub fn deploy_request<'a>(
+        &'a self,
+        label: &'a str,
+        deadline: Option<std::time::Duration>,
+        lock_wait: Option<std::time::Duration>,
+        state_dir: Option<&'a std::path::Path>,
+        dry_run: bool,
+    ) -> crate::eb::DeployRequest<'a> {
+        let spec = &self.spec;
+        crate::eb::DeployRequest {
+            application: &self.application,
+            environment: &self.eb_environment,
+            label,
+            region: &self.region,
+            deadline: deadline.unwrap_or(spec.timeouts.deploy),
+            lock_wait: lock_wait.unwrap_or(spec.timeouts.lock_wait),
+            health_settle: spec.timeouts.health_settle,
+            threshold: spec.health_threshold,
+            state_dir,
+            dry_run,
+            options: None,
+            options_only: false,
         }
     }
 }

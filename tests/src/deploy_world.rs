@@ -190,6 +190,24 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             .expect("the pipeline returned an error instead of a report")
     }
 
+    /// The `xtask` binary with this world's `deploy.toml`, pointed at moto and the emulator
+    /// through the SDK's endpoint variables.
+    pub fn xtask(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = crate::xtask();
+        cmd.arg("--config")
+            .arg(self.dir.path().join("deploy.toml"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL_S3", services::env("MOTO_ENDPOINT"))
+            .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &self.emu.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-west-2")
+            .env_remove("AWS_PROFILE")
+            .env_remove("DEPLOY_BUCKET")
+            .env("DEPLOY_ENV", "staging");
+        cmd
+    }
+
     /// The labels of the `UpdateEnvironment` calls, in order.
     pub fn deployed_labels(&self) -> Vec<String> {
         self.emu

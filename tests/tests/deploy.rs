@@ -893,22 +893,7 @@ async fn whole_pipeline_from_the_repository_template() {
 
 /// The `xtask` binary, pointed at moto and the emulator through the SDK's endpoint variables.
 fn xtask_against(w: &World, args: &[&str]) -> std::process::Command {
-    let mut cmd = integration::xtask();
-    cmd.arg("--config")
-        .arg(w.dir.path().join("deploy.toml"))
-        .args(args)
-        .env(
-            "AWS_ENDPOINT_URL_S3",
-            integration::services::env("MOTO_ENDPOINT"),
-        )
-        .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &w.emu.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-west-2")
-        .env_remove("AWS_PROFILE")
-        .env_remove("DEPLOY_BUCKET")
-        .env("DEPLOY_ENV", "staging");
-    cmd
+    w.xtask(args)
 }
 
 async fn output(mut cmd: std::process::Command) -> std::process::Output {

@@ -11,17 +11,22 @@ use clap::{Parser, Subcommand};
 mod args;
 mod build;
 mod bundle;
+mod cleanup;
 mod deploy;
 mod docs;
 mod doctor;
 mod env;
+mod history;
 mod iam_policy;
 mod lint;
 mod local;
+mod logs;
 mod preview;
 mod push;
 mod render;
+mod rollback;
 mod secrets;
+mod status;
 mod test;
 mod upload;
 mod verify;
@@ -66,6 +71,11 @@ enum Command {
     Local(local::Cmd),
     IamPolicy(iam_policy::Cmd),
     Preview(preview::Cmd),
+    Status(status::Cmd),
+    History(history::Cmd),
+    Rollback(rollback::Cmd),
+    Logs(logs::Cmd),
+    Cleanup(cleanup::Cmd),
     Doctor(doctor::Cmd),
     Docs(docs::Cmd),
     /// Environment properties declared in deploy.toml: compare, apply, or pull what runs.
@@ -138,6 +148,11 @@ fn main() -> ExitCode {
             Command::Local(cmd) => cmd.run(&global).await,
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,
+            Command::Status(cmd) => cmd.run(&global).await,
+            Command::History(cmd) => cmd.run(&global).await,
+            Command::Rollback(cmd) => cmd.run(&global).await,
+            Command::Logs(cmd) => cmd.run(&global).await,
+            Command::Cleanup(cmd) => cmd.run(&global).await,
             Command::Doctor(cmd) => cmd.run(&global).await,
             Command::Docs(cmd) => cmd.run(&global),
             Command::Env(cmd) => cmd.run(&global).await,

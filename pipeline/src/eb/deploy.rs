@@ -175,12 +175,21 @@ pub struct DeployOutcome {
 
 /// Written after `UpdateEnvironment`, removed once there is a verdict.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct InFlight {
-    environment: String,
-    label: String,
-    request_id: Option<String>,
-    started_unix_ms: u64,
-    previous: Option<Previous>,
+pub struct InFlight {
+    pub environment: String,
+    pub label: String,
+    pub request_id: Option<String>,
+    pub started_unix_ms: u64,
+    pub previous: Option<Previous>,
+}
+
+/// The deploy this machine started on `environment` and has no verdict for yet, from the
+/// state file in `dir` (`status` and `cleanup` read it).
+pub fn in_flight(dir: &Path, environment: &str) -> Option<InFlight> {
+    let text = std::fs::read_to_string(state_path(dir, environment)).ok()?;
+    serde_json::from_str::<InFlight>(&text)
+        .ok()
+        .filter(|s| s.environment == environment)
 }
 
 fn state_path(dir: &Path, environment: &str) -> PathBuf {

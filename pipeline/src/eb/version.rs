@@ -79,6 +79,14 @@ pub async fn ensure_version(eb: &Eb, req: &VersionRequest<'_>) -> Result<Version
             });
         }
         None => {
+            match crate::ops::cleanup::count_versions(eb).await {
+                Ok(n) => {
+                    if let Some(w) = crate::ops::cleanup::quota_warning(n) {
+                        tracing::warn!("version: {w}");
+                    }
+                }
+                Err(e) => tracing::debug!("version: cannot count the application versions: {e:#}"),
+            }
             let bundle = S3Location::builder()
                 .s3_bucket(req.bucket)
                 .s3_key(req.key)
@@ -105,6 +113,11 @@ pub async fn ensure_version(eb: &Eb, req: &VersionRequest<'_>) -> Result<Version
                         .await?
                         .with_context(|| format!("EB said version {label} exists but does not list it"))?;
                     check_same_bundle(&v, req)?;
+                }
+                Err(e) if e.code() == Some("TooManyApplicationVersionsException") => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "cannot create the application version {label} of {app}: the account has reached Elastic Beanstalk's quota of application versions in this region; run `cargo xtask cleanup` (add --yes to delete) or `cargo xtask cleanup --lifecycle --yes`, then re-run"
+                    )))
                 }
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context(format!(

@@ -92,8 +92,12 @@ impl LogFile {
 }
 
 /// Collects the environment's logs.
-pub async fn fetch(eb: &Eb, http: &reqwest::Client, req: &LogsRequest<'_>) -> Result<LogsReport> {
+pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
     let name = req.environment;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("cannot start an HTTP client")?;
     let expected = instance_ids(eb, name).await;
     let before = newest_samples(&retrieve(eb, req).await?);
     eb.call("RequestEnvironmentInfo", name, |c| {
@@ -138,7 +142,7 @@ pub async fn fetch(eb: &Eb, http: &reqwest::Client, req: &LogsRequest<'_>) -> Re
     let mut instances = vec![];
     for (id, info) in &fresh {
         let url = info.message().unwrap_or_default();
-        let body = download(http, url).await.with_context(|| {
+        let body = download(&http, url).await.with_context(|| {
             format!(
                 "cannot download the {} logs of instance {id} of {name}",
                 kind_name(req.kind)
@@ -516,6 +520,35 @@ pub fn print_excerpt(actions: &crate::github::actions::Actions, excerpt: &[(Stri
         for l in &f.lines {
             eprintln!("{l}");
         }
+    }
+}
+
+/// Lines of each relevant log shown after a failed deploy.
+pub const FAILURE_LINES: usize = 40;
+
+/// After a failed deploy: fetches the tail logs and prints the last lines of eb-engine.log,
+/// the ECS agent's log and the containers' logs (one `::group::` each in GitHub Actions).
+/// Problems fetching them are warnings: the deploy's verdict stands either way.
+pub async fn show_failure_logs(
+    eb: &Eb,
+    environment: &str,
+    actions: &crate::github::actions::Actions,
+) {
+    let req = LogsRequest {
+        environment,
+        kind: LogKind::Tail,
+        timeout: Duration::from_secs(90),
+        known_secrets: vec![],
+    };
+    match fetch(eb, &req).await {
+        Ok(report) => {
+            let excerpt = failure_excerpt(&report, &[], FAILURE_LINES);
+            if excerpt.is_empty() {
+                tracing::warn!("logs: no instance of {environment} sent its logs; see `cargo xtask logs --env …`");
+            }
+            print_excerpt(actions, &excerpt);
+        }
+        Err(e) => tracing::warn!("cannot fetch the logs of the failed deploy: {e:#}"),
     }
 }
 
