@@ -16,8 +16,8 @@ pub struct Cmd {
     /// Always keep the newest N versions.
     #[arg(long, default_value_t = 20)]
     keep: usize,
-    /// Only delete versions older than this ("30d", "2w").
-    #[arg(long, value_parser = pipeline::deploy::parse_duration)]
+    /// Only delete versions older than this ("30d", "12weeks").
+    #[arg(long, value_parser = parse_age)]
     older_than: Option<Duration>,
     /// Delete (without it, only the plan is shown).
     #[arg(long)]
@@ -32,6 +32,13 @@ pub struct Cmd {
     /// The role EB assumes to apply the lifecycle policy.
     #[arg(long, default_value = "aws-elasticbeanstalk-service-role")]
     service_role: String,
+}
+
+/// An age such as "90d" (no upper bound, unlike the deploy's timeouts).
+fn parse_age(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!("invalid age {text:?} ({e}): expected a value such as \"30d\" or \"12weeks\"")
+    })
 }
 
 impl Cmd {
