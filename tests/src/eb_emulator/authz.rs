@@ -190,7 +190,7 @@ impl State {
         let tag = "aws:ResourceTag/elasticbeanstalk:environment-name";
         let stack = format!(
             "arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/awseb-{id}-stack/6a0b5c30-0000-11ef-0000-{}",
-            &id[2..].chars().chain(std::iter::repeat('0')).take(12).collect::<String>()
+            id[2..].chars().chain(std::iter::repeat('0')).take(12).collect::<String>()
         );
         let asg = format!(
             "arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:0f1e2d3c-0000-4000-8000-000000000000:autoScalingGroupName/awseb-{id}-AWSEBAutoScalingGroup-1ABCDEF"
