@@ -28,14 +28,26 @@ pub enum Broker {
 impl Broker {
     /// Parses a broker URL by its scheme.
     pub fn parse(text: &str) -> Result<Self, UrlError> {
-        let scheme = text.trim().split("://").next().unwrap_or("");
+        // Only a well-formed scheme is echoed: a mistyped URL (`rediss//:PASSWORD@host`) has
+        // none, and its text must not reach the message.
+        let scheme = text.trim().split_once("://").map(|(s, _)| s).filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        let invalid = |reason: String| UrlError::Invalid {
+            masked: super::mask_url(text.trim()),
+            reason,
+        };
         match scheme {
-            "redis" | "rediss" => RedisUrl::parse(text).map(Broker::Redis),
-            "amqp" | "amqps" | "pyamqp" => AmqpUrl::parse(text).map(Broker::Amqp),
-            other => Err(UrlError::Invalid {
-                masked: super::mask_url(text.trim()),
-                reason: format!("unsupported scheme {other:?}: expected redis://, rediss://, amqp:// or amqps://"),
-            }),
+            Some("redis" | "rediss") => RedisUrl::parse(text).map(Broker::Redis),
+            Some("amqp" | "amqps" | "pyamqp") => AmqpUrl::parse(text).map(Broker::Amqp),
+            Some(other) => Err(invalid(format!(
+                "unsupported scheme {other:?}: expected redis://, rediss://, amqp:// or amqps://"
+            ))),
+            None => Err(invalid(
+                "no scheme: expected redis://, rediss://, amqp:// or amqps://".into(),
+            )),
         }
     }
 
@@ -358,4 +370,27 @@ async fn publish_and_collect(
         listeners: Some(listeners),
         answers,
     })
+}
+
+#[cfg(test)]
+mod broker_url_tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_broker_url_never_echoes_its_password() {
+        for text in [
+            "rediss//:Zq8rPassw0rd@cache.example:6379/0",
+            "amqps:/user:Zq8rPassw0rd@mq.example:5671/antenna",
+            "redis:Zq8rPassw0rd@cache.example",
+        ] {
+            let err = Broker::parse(text).unwrap_err().to_string();
+            assert!(!err.contains("Zq8rPassw0rd"), "{err}");
+            assert!(err.contains("expected redis://"), "{err}");
+        }
+        let err = Broker::parse("http://u:Zq8rPassw0rd@h/")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported scheme \"http\""), "{err}");
+        assert!(!err.contains("Zq8rPassw0rd"), "{err}");
+    }
 }
