@@ -72,6 +72,29 @@ pub mod aws {
     }
 }
 
+/// Runs `git ARGS` in `dir` as a fixed author, and returns its trimmed stdout; a failure
+/// panics with git's stderr.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("cannot run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("git printed UTF-8")
+        .trim()
+        .to_string()
+}
+
 /// The repository's deploy inputs (relative to the root), as committed.
 pub const DEPLOY_INPUTS: [&str; 4] = [
     "deploy.toml",

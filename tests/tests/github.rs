@@ -580,24 +580,6 @@ fn actions_outputs_summary_and_masks_go_where_the_runner_reads_them() {
     );
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 const FIXTURE_CONFIG: &str = r#"
 region = "us-west-2"
 application = "antenna"
@@ -628,7 +610,7 @@ const FIXTURE_TEMPLATE: &str = r#"{
 fn fixture_repo() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    git(d, &["init", "-q", "-b", "main"]);
+    integration::git(d, &["init", "-q", "-b", "main"]);
     std::fs::write(d.join("deploy.toml"), FIXTURE_CONFIG).unwrap();
     std::fs::write(d.join("Dockerrun.template.json"), FIXTURE_TEMPLATE).unwrap();
     std::fs::create_dir_all(d.join(".ebextensions")).unwrap();
@@ -637,15 +619,15 @@ fn fixture_repo() -> (tempfile::TempDir, String) {
         "option_settings:\n  aws:autoscaling:launchconfiguration:\n    RootVolumeSize: \"30\"\n",
     )
     .unwrap();
-    git(d, &["add", "."]);
-    git(d, &["commit", "-q", "-m", "base"]);
-    let base = git(d, &["rev-parse", "HEAD"]);
+    integration::git(d, &["add", "."]);
+    integration::git(d, &["commit", "-q", "-m", "base"]);
+    let base = integration::git(d, &["rev-parse", "HEAD"]);
     std::fs::write(
         d.join("Dockerrun.template.json"),
         FIXTURE_TEMPLATE.replace("\"memory\": 512", "\"memory\": 1024"),
     )
     .unwrap();
-    git(d, &["commit", "-q", "-am", "more memory"]);
+    integration::git(d, &["commit", "-q", "-am", "more memory"]);
     (dir, base)
 }
 

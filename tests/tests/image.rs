@@ -629,19 +629,7 @@ async fn missing_external_image_fails_before_building() {
 fn git_tree(registry: &str, repository: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     config(dir.path(), registry, repository, "");
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir.path())
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}");
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let git = |args: &[&str]| integration::git(dir.path(), args);
     git(&["init", "-q"]);
     git(&["add", "deploy.toml"]);
     git(&["commit", "-q", "-m", "config"]);
