@@ -372,6 +372,66 @@ const ECR_CREATE: Grant = Grant {
     doc: DOC_ECR_AUTHZ,
 };
 
+const DOC_SECRETS_AUTHZ: &str =
+    "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssecretsmanager.html";
+const DOC_SSM_AUTHZ: &str = "https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html";
+const DOC_EB_SECRETS: &str =
+    "https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/AWSHowTo.secrets.IAM-permissions.html";
+
+const SECRET_REFS: Grant = Grant {
+    sid: "DeclaredSecrets",
+    actions: &["secretsmanager:DescribeSecret"],
+    needed_by: &[
+        "env diff, env apply: each declared secret exists and its ARN is what EB stores (DescribeSecret; no value is read)",
+    ],
+    why: "only the secrets `[environments.NAME.secrets]` declares; a name matches its ARN with the six characters Secrets Manager appends (`-??????`)",
+    doc: DOC_SECRETS_AUTHZ,
+};
+
+const PARAMETER_REFS: Grant = Grant {
+    sid: "DeclaredParameters",
+    actions: &["ssm:GetParameter"],
+    needed_by: &[
+        "env diff, env apply: each declared parameter exists and its ARN is what EB stores (GetParameter without decryption: a SecureString stays encrypted)",
+    ],
+    why: "only the parameters `[environments.NAME.secrets]` declares",
+    doc: DOC_SSM_AUTHZ,
+};
+
+const SECRETS_WRITE: Grant = Grant {
+    sid: "EnvironmentSecretsWrite",
+    actions: &[
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:TagResource",
+    ],
+    needed_by: &[
+        "secrets put, secrets import: CreateSecret with the application and environment tags (which also needs TagResource); an existing secret gets PutSecretValue, then TagResource",
+    ],
+    why: "only the secrets `secrets put` names, `<application>/<environment>/*`: another environment's secrets stay out of reach",
+    doc: DOC_SECRETS_AUTHZ,
+};
+
+const INSTANCE_SECRETS: Grant = Grant {
+    sid: "ReadEnvironmentSecrets",
+    actions: &["secretsmanager:GetSecretValue"],
+    needed_by: &[
+        "the environment's instances: EB resolves `aws:elasticbeanstalk:application:environmentsecrets` when instances bootstrap and deploy",
+    ],
+    why: "only the declared secrets; add kms:Decrypt on the key when a customer managed KMS key encrypts one (the default key needs nothing)",
+    doc: DOC_EB_SECRETS,
+};
+
+const INSTANCE_PARAMETERS: Grant = Grant {
+    sid: "ReadEnvironmentParameters",
+    actions: &["ssm:GetParameter"],
+    needed_by: &[
+        "the environment's instances: EB resolves `aws:elasticbeanstalk:application:environmentsecrets` when instances bootstrap and deploy",
+    ],
+    why: "only the declared parameters; add kms:Decrypt on the key when a customer managed KMS key encrypts a SecureString",
+    doc: DOC_EB_SECRETS,
+};
+
 /// What the policy is for.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyRequest<'a> {
@@ -397,6 +457,9 @@ struct Scope {
     buckets: Vec<String>,
     eb_bucket: String,
     own_bucket: bool,
+    /// The environment's name in deploy.toml (the middle of its secrets' names).
+    environment: String,
+    secrets: BTreeMap<String, crate::envprops::SecretRef>,
 }
 
 impl Scope {
@@ -429,6 +492,8 @@ impl Scope {
             eb_environment: env.eb_environment,
             environment_id: req.environment_id.map(str::to_string),
             own_bucket: env.spec.bucket.is_some(),
+            environment: env.name.clone(),
+            secrets: env.spec.secrets.clone(),
             buckets,
             eb_bucket,
             account,
@@ -465,6 +530,47 @@ impl Scope {
     fn ecr(&self, repository: &str) -> String {
         self.arn("ecr", &format!("repository/{repository}"))
     }
+
+    /// The ARNs of the secrets the environment declares: an ARN as given, a name with the six
+    /// characters Secrets Manager appends to it.
+    fn declared_secrets(&self) -> Vec<String> {
+        let mut arns: Vec<String> = self
+            .secrets
+            .values()
+            .filter_map(|r| r.secret.as_deref())
+            .map(|s| {
+                if s.starts_with("arn:") {
+                    s.to_string()
+                } else {
+                    self.arn("secretsmanager", &format!("secret:{s}-??????"))
+                }
+            })
+            .collect();
+        arns.sort();
+        arns.dedup();
+        arns
+    }
+
+    /// The ARNs of the SSM parameters the environment declares.
+    fn declared_parameters(&self) -> Vec<String> {
+        let mut arns: Vec<String> = self
+            .secrets
+            .values()
+            .filter_map(|r| r.parameter.as_deref())
+            .map(|p| {
+                if p.starts_with("arn:") {
+                    p.to_string()
+                } else {
+                    // `/a/b` is `parameter/a/b`, `x` is `parameter/x`.
+                    let name = p.trim_start_matches('/');
+                    self.arn("ssm", &format!("parameter/{name}"))
+                }
+            })
+            .collect();
+        arns.sort();
+        arns.dedup();
+        arns
+    }
 }
 
 /// `iam-policy`: which policy to print.
@@ -477,6 +583,8 @@ pub struct IamPolicyRequest {
     pub trust: Option<String>,
     /// The read-only policy of the preview role instead.
     pub preview: bool,
+    /// What the environment's instance profile needs to read the declared secrets instead.
+    pub instance_profile: bool,
     /// For each statement, the commands and stages that need it, instead of the policy.
     pub explain: bool,
     /// AWS's managed Elastic Beanstalk policy plus the ECR and bundle statements instead.
@@ -496,6 +604,8 @@ pub enum IamPolicyOutput {
     Explained(String),
     /// `--managed`.
     Managed(ManagedAlternative),
+    /// `--instance-profile`.
+    InstanceProfile(InstanceProfilePolicy),
     /// `--trust`: the role's trust policy for GitHub Actions.
     Trust(Value),
 }
@@ -524,7 +634,13 @@ pub async fn iam_policy(config: &Config, req: &IamPolicyRequest) -> Result<IamPo
             &policy_req,
         )?));
     }
-    let policy = if req.preview {
+    let policy = if req.instance_profile {
+        let instance = instance_profile_policy(config, &policy_req)?;
+        if !req.explain {
+            return Ok(IamPolicyOutput::InstanceProfile(instance));
+        }
+        instance.policy
+    } else if req.preview {
         preview_policy(config, &policy_req)?
     } else {
         deploy_policy(config, &policy_req)?
@@ -651,6 +767,17 @@ pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy>
         statements.push(ECR_PUSH.on(pushed.clone()));
         statements.push(ECR_CREATE.on(pushed));
     }
+    let (secrets, parameters) = (s.declared_secrets(), s.declared_parameters());
+    if !secrets.is_empty() {
+        statements.push(SECRET_REFS.on(secrets));
+    }
+    if !parameters.is_empty() {
+        statements.push(PARAMETER_REFS.on(parameters));
+    }
+    statements.push(SECRETS_WRITE.on(vec![s.arn(
+        "secretsmanager",
+        &format!("secret:{}/{}/*", s.application, s.environment),
+    )]));
     Ok(Policy {
         version: POLICY_VERSION,
         statement: statements,
@@ -713,6 +840,52 @@ pub fn preview_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy
     })
 }
 
+/// What the environment's instance profile needs besides EB's own instance policies: reading
+/// the secrets and parameters the environment declares (EB resolves
+/// `aws:elasticbeanstalk:application:environmentsecrets` on the instances). Attach it to
+/// `role`; on the ECS platform, also to the task execution role when the Dockerrun file names
+/// one.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceProfilePolicy {
+    /// The instance profile's role, from the environment's configuration (else the default).
+    pub role: String,
+    pub policy: Policy,
+}
+
+/// `iam-policy --instance-profile`.
+pub fn instance_profile_policy(
+    config: &Config,
+    req: &PolicyRequest<'_>,
+) -> Result<InstanceProfilePolicy> {
+    let s = Scope::new(config, req)?;
+    let (secrets, parameters) = (s.declared_secrets(), s.declared_parameters());
+    if secrets.is_empty() && parameters.is_empty() {
+        bail!(
+            "environment {:?} declares no secrets ([environments.{}.secrets] in {}): its instance profile needs nothing more than Elastic Beanstalk's own instance policies",
+            s.environment,
+            s.environment,
+            config.path.display()
+        );
+    }
+    let mut statement = Vec::new();
+    if !secrets.is_empty() {
+        statement.push(INSTANCE_SECRETS.on(secrets));
+    }
+    if !parameters.is_empty() {
+        statement.push(INSTANCE_PARAMETERS.on(parameters));
+    }
+    Ok(InstanceProfilePolicy {
+        role: req
+            .instance_role
+            .unwrap_or(DEFAULT_INSTANCE_ROLE)
+            .to_string(),
+        policy: Policy {
+            version: POLICY_VERSION,
+            statement,
+        },
+    })
+}
+
 /// The alternative that always works: AWS's managed Elastic Beanstalk policy attached to the
 /// role, plus this policy's ECR and bundle statements (the managed policy covers neither).
 #[derive(Debug, Clone, Serialize)]
@@ -736,6 +909,9 @@ pub fn managed_alternative(config: &Config, req: &PolicyRequest<'_>) -> Result<M
         "EcrRead",
         "EcrPush",
         "EcrCreateRepository",
+        SECRET_REFS.sid,
+        PARAMETER_REFS.sid,
+        SECRETS_WRITE.sid,
     ];
     Ok(ManagedAlternative {
         managed_policy_arns: vec![EB_MANAGED_POLICY],
@@ -1042,6 +1218,100 @@ mod tests {
     }
 
     #[test]
+    fn declared_secrets_are_read_by_name_and_written_only_under_the_environment() {
+        use crate::envprops::SecretRef;
+        let mut c = antenna();
+        let secret = |s: &str, key: Option<&str>| SecretRef {
+            secret: Some(s.into()),
+            key: key.map(str::to_string),
+            parameter: None,
+        };
+        c.environments.get_mut("staging").unwrap().secrets = BTreeMap::from([
+            (
+                "DJANGO_SECRET_KEY".to_string(),
+                secret("antenna/staging/DJANGO_SECRET_KEY", None),
+            ),
+            (
+                "DATABASE_URL".to_string(),
+                secret(
+                    "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna-db-AbCdEf",
+                    Some("url"),
+                ),
+            ),
+            (
+                "SENTRY_DSN".to_string(),
+                SecretRef {
+                    secret: None,
+                    key: None,
+                    parameter: Some("/antenna/staging/sentry-dsn".into()),
+                },
+            ),
+        ]);
+        let policy = deploy_policy(&c, &req("staging", Some("123456789012"))).unwrap();
+        let sids = by_sid(&policy);
+        assert_eq!(
+            sids["DeclaredSecrets"].resource,
+            vec![
+                "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna-db-AbCdEf",
+                "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna/staging/DJANGO_SECRET_KEY-??????",
+            ]
+        );
+        assert_eq!(
+            sids["DeclaredSecrets"].action,
+            vec!["secretsmanager:DescribeSecret"]
+        );
+        assert_eq!(
+            sids["DeclaredParameters"].resource,
+            vec!["arn:aws:ssm:us-west-2:123456789012:parameter/antenna/staging/sentry-dsn"]
+        );
+        assert_eq!(
+            sids["EnvironmentSecretsWrite"].resource,
+            vec!["arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna/staging/*"]
+        );
+        // No statement reads a secret's value: only the instances do.
+        let text = serde_json::to_string(&policy).unwrap();
+        assert!(!text.contains("GetSecretValue"), "{text}");
+
+        let instance = instance_profile_policy(&c, &req("staging", Some("123456789012"))).unwrap();
+        assert_eq!(instance.role, DEFAULT_INSTANCE_ROLE);
+        assert_eq!(
+            serde_json::to_value(&instance.policy).unwrap(),
+            json!({
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Sid": "ReadEnvironmentSecrets", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": [
+                        "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna-db-AbCdEf",
+                        "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna/staging/DJANGO_SECRET_KEY-??????"
+                    ]},
+                    {"Sid": "ReadEnvironmentParameters", "Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": "arn:aws:ssm:us-west-2:123456789012:parameter/antenna/staging/sentry-dsn"}
+                ]
+            })
+        );
+        assert!(explain(&instance.policy).contains("kms:Decrypt"));
+        let with_role = PolicyRequest {
+            instance_role: Some("antenna-ec2"),
+            ..req("staging", Some("123456789012"))
+        };
+        assert_eq!(
+            instance_profile_policy(&c, &with_role).unwrap().role,
+            "antenna-ec2"
+        );
+
+        // Production declares none: nothing to add, and its write statement stays its own.
+        let err = instance_profile_policy(&c, &req("production", Some("123456789012")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("declares no secrets"), "{err}");
+        let production = deploy_policy(&c, &req("production", Some("123456789012"))).unwrap();
+        let sids = by_sid(&production);
+        assert!(!sids.contains_key("DeclaredSecrets"));
+        assert_eq!(
+            sids["EnvironmentSecretsWrite"].resource,
+            vec!["arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna/production/*"]
+        );
+    }
+
+    #[test]
     fn configured_bucket_replaces_the_storage_location() {
         let mut c = antenna();
         c.environments.get_mut("production").unwrap().bucket = Some("antenna-bundles".into());
@@ -1101,7 +1371,8 @@ mod tests {
                 "EcrLogin",
                 "EcrRead",
                 "EcrPush",
-                "EcrCreateRepository"
+                "EcrCreateRepository",
+                "EnvironmentSecretsWrite"
             ]
         );
         assert!(m.trade_off.contains("can change production"));

@@ -23,6 +23,10 @@ pub struct Cmd {
     /// Print the read-only policy of the preview role instead.
     #[arg(long, conflicts_with = "trust")]
     preview: bool,
+    /// Print instead what the environment's instance profile needs to read the secrets and
+    /// parameters it declares (EB resolves them on the instances).
+    #[arg(long, conflicts_with_all = ["trust", "preview", "managed"])]
+    instance_profile: bool,
     /// Print, for each statement, the commands and stages that need it and the AWS page that
     /// says so, instead of the policy.
     #[arg(long, conflicts_with = "trust")]
@@ -47,6 +51,7 @@ impl Cmd {
             account: self.account.clone(),
             trust: self.trust.clone(),
             preview: self.preview,
+            instance_profile: self.instance_profile,
             explain: self.explain,
             managed: self.managed,
             environment_id: self.environment_id.clone(),
@@ -64,6 +69,16 @@ impl Cmd {
             }
             IamPolicyOutput::Trust(trust) => println!("{}", serde_json::to_string_pretty(&trust)?),
             IamPolicyOutput::Explained(text) => print!("{text}"),
+            IamPolicyOutput::InstanceProfile(instance) => {
+                if global.json {
+                    return global.emit_json(&instance);
+                }
+                eprintln!(
+                    "attach to the role {} of the environment's instance profile (on the ECS platform, also to the Dockerrun file's executionRoleArn role):",
+                    instance.role
+                );
+                println!("{}", serde_json::to_string_pretty(&instance.policy)?);
+            }
             IamPolicyOutput::Managed(alt) => {
                 if global.json {
                     return global.emit_json(&alt);
