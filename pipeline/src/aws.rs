@@ -10,6 +10,29 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use crate::config::{Config, Target};
 
+/// IAM refused a call: the service answered with one of [`DENIAL_CODES`]. Callers that report
+/// on permissions (`doctor`) branch on it; the message is the service's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Denied {
+    /// `service:Action`, as in an IAM policy.
+    pub action: &'static str,
+    pub message: String,
+}
+
+/// The error codes AWS services answer when IAM refuses a call.
+pub const DENIAL_CODES: [&str; 4] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnauthorizedAccess",
+];
+
+/// True when `code` (a service error's code) says IAM refused the call.
+pub fn is_denial(code: Option<&str>) -> bool {
+    code.is_some_and(|c| DENIAL_CODES.contains(&c))
+}
+
 /// Shared AWS clients, built from one [`SdkConfig`].
 #[derive(Clone, Debug)]
 pub struct Aws {

@@ -97,6 +97,114 @@ impl Item {
     }
 }
 
+/// How AWS answered one of doctor's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Answer {
+    /// Answered, found or not found: the credentials hold the permission.
+    Allowed,
+    /// IAM refused it.
+    Denied,
+    /// Failed otherwise (network, throttling): says nothing about the permission.
+    Unknown,
+}
+
+/// The permission one of doctor's calls exercised, and the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    /// `service:Action`, as in an IAM policy.
+    pub action: &'static str,
+    pub answer: Answer,
+}
+
+/// The deploy role's permissions (`iam-policy --env NAME`) against what doctor's calls could
+/// tell: doctor only reads, so most write permissions cannot be verified without making the
+/// change. Actions as `service:Action`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Permissions {
+    /// Answered: these credentials hold them.
+    pub verified: Vec<String>,
+    /// Refused.
+    pub denied: Vec<String>,
+    /// Not exercised by any read of doctor, by statement (`EnvironmentStack: cloudformation:UpdateStack`).
+    pub unverified: Vec<String>,
+    /// Why the policy could not be compared at all, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Permissions {
+    /// `probes` against the deploy role's `policy`.
+    pub fn compare(policy: &crate::iam::Policy, probes: &[Probe]) -> Self {
+        let answer = |action: &str| {
+            let answers: Vec<Answer> = probes
+                .iter()
+                .filter(|p| p.action.eq_ignore_ascii_case(action))
+                .map(|p| p.answer)
+                .collect();
+            if answers.contains(&Answer::Denied) {
+                Some(Answer::Denied)
+            } else if answers.contains(&Answer::Allowed) {
+                Some(Answer::Allowed)
+            } else {
+                None
+            }
+        };
+        let mut out = Self::default();
+        for s in &policy.statement {
+            for action in &s.action {
+                match answer(action) {
+                    Some(Answer::Allowed) => out.verified.push(action.clone()),
+                    Some(Answer::Denied) => out.denied.push(action.clone()),
+                    _ => out.unverified.push(format!("{}: {action}", s.sid)),
+                }
+            }
+        }
+        out.verified.sort();
+        out.verified.dedup();
+        out.denied.sort();
+        out.denied.dedup();
+        out
+    }
+
+    fn to_text(&self, environment: &str) -> String {
+        let mut out = format!(
+            "\npermissions of the deploy role (`cargo xtask iam-policy --env {environment} --explain`):\n"
+        );
+        if let Some(note) = &self.note {
+            out.push_str(&format!("  not compared: {note}\n"));
+            return out;
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        out.push_str(&format!(
+            "  verified by the reads above ({}): {}\n",
+            self.verified.len(),
+            list(&self.verified)
+        ));
+        if !self.denied.is_empty() {
+            out.push_str(&format!(
+                "  refused ({}): {}\n",
+                self.denied.len(),
+                list(&self.denied)
+            ));
+        }
+        out.push_str(&format!(
+            "  not verified ({}; doctor only reads, and these are first used by a write of push, deploy, env apply, secrets or cleanup):\n",
+            self.unverified.len()
+        ));
+        for u in &self.unverified {
+            out.push_str(&format!("    {u}\n"));
+        }
+        out
+    }
+}
+
 /// Everything `doctor` found for one environment.
 #[derive(Debug, Clone, Serialize)]
 pub struct DoctorReport {
@@ -107,6 +215,10 @@ pub struct DoctorReport {
     pub items: Vec<Item>,
     /// What `--fix` created, one line each.
     pub created: Vec<String>,
+    /// Every call doctor made, by the permission it needs, and how AWS answered.
+    pub probes: Vec<Probe>,
+    /// The deploy role's permissions that these calls verified, and those they could not.
+    pub permissions: Permissions,
 }
 
 impl DoctorReport {
@@ -165,7 +277,36 @@ impl DoctorReport {
                 ));
             }
         }
+        out.push_str(&self.permissions.to_text(&self.environment));
         out
+    }
+
+    /// Records how AWS answered a call needing `action`.
+    fn probe(&mut self, action: &'static str, answer: Answer) {
+        self.probes.push(Probe { action, answer });
+    }
+
+    /// Records an EB call's answer: `Ok`, or a service error other than a denial, is an answer.
+    fn probe_eb<T>(&mut self, action: &'static str, result: &Result<T, crate::eb::EbError>) {
+        let answer = match result {
+            Ok(_) => Answer::Allowed,
+            Err(e) if crate::aws::is_denial(e.code()) => Answer::Denied,
+            Err(e) if e.code().is_some() => Answer::Allowed,
+            Err(_) => Answer::Unknown,
+        };
+        self.probe(action, answer);
+    }
+
+    /// Records an ECR call's answer (through `image::ecr`, whose typed errors say not-found
+    /// and denied).
+    fn probe_ecr<T>(&mut self, action: &'static str, result: &anyhow::Result<T>) {
+        let answer = match result {
+            Ok(_) => Answer::Allowed,
+            Err(e) if e.downcast_ref::<crate::aws::Denied>().is_some() => Answer::Denied,
+            Err(e) if e.downcast_ref::<crate::image::ecr::EcrError>().is_some() => Answer::Allowed,
+            Err(_) => Answer::Unknown,
+        };
+        self.probe(action, answer);
     }
 }
 
@@ -223,6 +364,8 @@ pub async fn doctor(session: &Session, req: &DoctorRequest<'_>) -> Result<Doctor
         region: env.region.clone(),
         items: Vec::new(),
         created: Vec::new(),
+        probes: Vec::new(),
+        permissions: Permissions::default(),
     };
     let account = credentials(session, req.config, &mut report).await;
     ecr(session, req, &mut report).await;
@@ -232,6 +375,20 @@ pub async fn doctor(session: &Session, req: &DoctorRequest<'_>) -> Result<Doctor
         environment(session, req, &mut report).await;
     }
     check_credentials(req, &mut report);
+    report.permissions = match crate::iam::deploy_policy(
+        req.config,
+        &crate::iam::PolicyRequest {
+            environment: &env.name,
+            account: account.as_deref(),
+            ..Default::default()
+        },
+    ) {
+        Ok(policy) => Permissions::compare(&policy, &report.probes),
+        Err(e) => Permissions {
+            note: Some(format!("{e:#}")),
+            ..Default::default()
+        },
+    };
     Ok(report)
 }
 
@@ -339,7 +496,9 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
         let repo = &image.repository;
         let what = format!("ECR repository {repo} (image {name})");
         let ecr = &session.ecr;
-        let item = match crate::image::ecr::ensure_repository(ecr, repo, false, false).await {
+        let found = crate::image::ecr::ensure_repository(ecr, repo, false, false).await;
+        report.probe_ecr("ecr:DescribeRepositories", &found);
+        let item = match found {
             Ok(_) => Item::ok(Subject::EcrRepository, what, "exists"),
             Err(e) if e.downcast_ref::<crate::image::ecr::EcrError>().is_none() => Item::fail(
                 Subject::EcrRepository,
@@ -348,7 +507,9 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
                 "allow ecr:DescribeRepositories to these credentials, then run doctor again",
             ),
             Err(_) if req.fix => {
-                match crate::image::ecr::ensure_repository(ecr, repo, true, false).await {
+                let created = crate::image::ecr::ensure_repository(ecr, repo, true, false).await;
+                report.probe_ecr("ecr:CreateRepository", &created);
+                match created {
                     Ok(_) => {
                         report.created.push(format!(
                             "ECR repository {repo} (tag immutability on, scan on push)"
@@ -382,7 +543,9 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
             continue;
         };
         let what = format!("image {repo}:{tag} (image {name})");
-        match crate::image::ecr::find_tag(&session.ecr, repo, tag).await {
+        let found = crate::image::ecr::find_tag(&session.ecr, repo, tag).await;
+        report.probe_ecr("ecr:DescribeImages", &found);
+        match found {
             Ok(Some(_)) => report
                 .items
                 .push(Item::ok(Subject::ExternalImage, what, "present")),
@@ -419,14 +582,14 @@ async fn storage(
     let config = req.config;
     if let Some(bucket) = &req.env.spec.bucket {
         let what = format!("S3 bucket {bucket} (`bucket` of the environment)");
-        match session.s3.head_bucket().bucket(bucket).send().await {
-            Ok(_) => report
+        match bucket_exists(session, req, bucket, report).await {
+            Ok(found) => report
                 .items
-                .push(Item::ok(Subject::StorageLocation, what, "exists")),
+                .push(Item::ok(Subject::StorageLocation, what, found)),
             Err(e) => report.items.push(Item::fail(
                 Subject::StorageLocation,
                 what,
-                format!("not reachable: {}", s3_message(&e)),
+                format!("not reachable: {e}"),
                 format!(
                     "{} (or correct `bucket` / DEPLOY_BUCKET)",
                     aws_cli(config, &format!("s3 mb s3://{bucket}"))
@@ -438,11 +601,14 @@ async fn storage(
     let expected = account.map(|a| format!("elasticbeanstalk-{}-{a}", config.region));
     let what = "EB's S3 storage location";
     if req.fix {
-        match session
+        let created = session
             .eb
-            .call("CreateStorageLocation", &req.env.application, |c| c.create_storage_location().send())
-            .await
-        {
+            .call("CreateStorageLocation", &req.env.application, |c| {
+                c.create_storage_location().send()
+            })
+            .await;
+        report.probe_eb("elasticbeanstalk:CreateStorageLocation", &created);
+        match created {
             Ok(out) => {
                 // CreateStorageLocation creates the bucket when missing and returns it either way.
                 let bucket = out.s3_bucket().unwrap_or_default().to_string();
@@ -469,18 +635,88 @@ async fn storage(
         ));
         return;
     };
-    match session.s3.head_bucket().bucket(&bucket).send().await {
-        Ok(_) => report.items.push(Item::ok(Subject::StorageLocation, what, format!("bucket {bucket}"))),
+    match bucket_exists(session, req, &bucket, report).await {
+        Ok(found) => {
+            let detail = match found {
+                "exists" => format!("bucket {bucket}"),
+                how => format!("bucket {bucket}: {how}"),
+            };
+            report.items.push(Item::ok(Subject::StorageLocation, what, detail))
+        }
         Err(e) => report.items.push(Item::fail(
             Subject::StorageLocation,
             what,
-            format!("bucket {bucket}: {}", s3_message(&e)),
+            format!("bucket {bucket}: {e}"),
             format!(
                 "`cargo xtask doctor --env {} --fix` (EB's CreateStorageLocation), or {}, or set `bucket` for the environment in deploy.toml",
                 req.env.name,
                 aws_cli(config, "elasticbeanstalk create-storage-location")
             ),
         )),
+    }
+}
+
+/// Whether `bucket` exists and these credentials reach it: `HeadBucket` (which needs
+/// `s3:ListBucket`); when that is refused, as it is to the deploy role, which is granted no
+/// listing, reading the deploy journal under the application's prefix (`s3:GetObject`) tells
+/// a missing bucket (`NoSuchBucket`) from one that is there. `Ok` says what was found.
+async fn bucket_exists(
+    session: &Session,
+    req: &DoctorRequest<'_>,
+    bucket: &str,
+    report: &mut DoctorReport,
+) -> Result<&'static str, String> {
+    let head_error = match session.s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => {
+            report.probe("s3:ListBucket", Answer::Allowed);
+            return Ok("exists");
+        }
+        Err(e) => e,
+    };
+    let status = head_error.raw_response().map(|r| r.status().as_u16());
+    let answer = match status {
+        Some(404) => Answer::Allowed,
+        Some(403) => Answer::Denied,
+        _ => Answer::Unknown,
+    };
+    report.probe("s3:ListBucket", answer);
+    let head_error = s3_message(&head_error);
+    if status != Some(403) {
+        return Err(head_error);
+    }
+    let key = crate::ops::journal::key(&req.env.application, &req.env.eb_environment);
+    let read = session
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await;
+    let code = read
+        .as_ref()
+        .err()
+        .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e));
+    match (&read, code) {
+        (Ok(_), _) | (Err(_), Some("NoSuchKey")) => {
+            report.probe("s3:GetObject", Answer::Allowed);
+            Ok("exists (HeadBucket needs s3:ListBucket, which these credentials lack; read under the application's prefix instead)")
+        }
+        (Err(_), Some("NoSuchBucket")) => {
+            report.probe("s3:GetObject", Answer::Allowed);
+            Err("does not exist".into())
+        }
+        (Err(e), code) => {
+            let answer = if crate::aws::is_denial(code) {
+                Answer::Denied
+            } else {
+                Answer::Unknown
+            };
+            report.probe("s3:GetObject", answer);
+            Err(format!(
+                "{head_error}; reading {key} in it: {}",
+                crate::image::ecr::sdk_message(e)
+            ))
+        }
     }
 }
 
@@ -511,6 +747,7 @@ async fn application(
             c.describe_applications().application_names(app).send()
         })
         .await;
+    report.probe_eb("elasticbeanstalk:DescribeApplications", &found);
     match found {
         Ok(out) if !out.applications().is_empty() => {
             report
@@ -519,7 +756,7 @@ async fn application(
             true
         }
         Ok(_) if req.fix => {
-            match session
+            let created = session
                 .eb
                 .call("CreateApplication", app, |c| {
                     c.create_application()
@@ -527,8 +764,9 @@ async fn application(
                         .description("Antenna, deployed by cargo xtask deploy")
                         .send()
                 })
-                .await
-            {
+                .await;
+            report.probe_eb("elasticbeanstalk:CreateApplication", &created);
+            match created {
                 Ok(_) => {
                     report.created.push(format!("EB application {app}"));
                     let mut item = Item::ok(Subject::Application, what, "created by --fix");
@@ -596,6 +834,7 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
                 .send()
         })
         .await;
+    report.probe_eb("elasticbeanstalk:DescribeEnvironments", &found);
     let described = match found {
         Ok(out) => out
             .environments()
@@ -666,6 +905,7 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
                 .send()
         })
         .await;
+    report.probe_eb("elasticbeanstalk:DescribeConfigurationSettings", &settings);
     let options: Vec<(String, String, String)> = match settings {
         Ok(out) => out
             .configuration_settings()
@@ -915,5 +1155,65 @@ fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
                 ),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_are_verified_refused_or_not_verifiable() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy.toml");
+        let config = Config::load(&path, &Default::default()).unwrap();
+        let policy = crate::iam::deploy_policy(
+            &config,
+            &crate::iam::PolicyRequest {
+                environment: "staging",
+                account: Some("123456789012"),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let probes = [
+            Probe {
+                action: "elasticbeanstalk:DescribeEnvironments",
+                answer: Answer::Allowed,
+            },
+            Probe {
+                action: "ecr:DescribeRepositories",
+                answer: Answer::Denied,
+            },
+            // Not in the policy: neither verified nor refused.
+            Probe {
+                action: "s3:ListBucket",
+                answer: Answer::Denied,
+            },
+            // Says nothing about the permission.
+            Probe {
+                action: "elasticbeanstalk:DescribeApplications",
+                answer: Answer::Unknown,
+            },
+        ];
+        let p = Permissions::compare(&policy, &probes);
+        assert_eq!(p.verified, vec!["elasticbeanstalk:DescribeEnvironments"]);
+        assert_eq!(p.denied, vec!["ecr:DescribeRepositories"]);
+        assert!(p
+            .unverified
+            .contains(&"ElasticBeanstalkRead: elasticbeanstalk:DescribeApplications".to_string()));
+        assert!(p
+            .unverified
+            .contains(&"UpdateEnvironment: elasticbeanstalk:UpdateEnvironment".to_string()));
+        let all: usize = policy.statement.iter().map(|s| s.action.len()).sum();
+        assert_eq!(p.verified.len() + p.denied.len() + p.unverified.len(), all);
+        let text = p.to_text("staging");
+        assert!(
+            text.contains("refused (1): ecr:DescribeRepositories"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verified by the reads above (1): elasticbeanstalk:DescribeEnvironments"),
+            "{text}"
+        );
     }
 }

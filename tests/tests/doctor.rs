@@ -270,6 +270,49 @@ async fn a_prepared_world_passes() {
         .contains("every prerequisite of a deploy is in place"));
     // Read-only: no EB write call.
     assert!(w.emu.write_calls().is_empty(), "{:?}", w.emu.write_calls());
+
+    // The deploy role's permissions: what the reads verified, and what only a write would.
+    let p = &report.permissions;
+    assert!(p.note.is_none(), "{p:?}");
+    for verified in [
+        "ecr:DescribeRepositories",
+        "ecr:DescribeImages",
+        "elasticbeanstalk:DescribeApplications",
+        "elasticbeanstalk:DescribeEnvironments",
+        "elasticbeanstalk:DescribeConfigurationSettings",
+    ] {
+        assert!(
+            p.verified.iter().any(|v| v == verified),
+            "{verified}: {p:?}"
+        );
+    }
+    assert!(p.denied.is_empty(), "{p:?}");
+    for unverified in [
+        "UpdateEnvironment: elasticbeanstalk:UpdateEnvironment",
+        "EcrPush: ecr:PutImage",
+        "EnvironmentStack: cloudformation:UpdateStack",
+        "ApplicationVersions: elasticbeanstalk:CreateApplicationVersion",
+    ] {
+        assert!(
+            p.unverified.iter().any(|u| u == unverified),
+            "{unverified}: {p:?}"
+        );
+    }
+    // Nothing is both verified and unverified.
+    assert!(p
+        .unverified
+        .iter()
+        .all(|u| !p.verified.iter().any(|v| u.ends_with(&format!(": {v}")))));
+    let text = report.to_text();
+    assert!(
+        text.contains("verified by the reads above (")
+            && text.contains("elasticbeanstalk:DescribeEnvironments"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    UpdateEnvironment: elasticbeanstalk:UpdateEnvironment\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

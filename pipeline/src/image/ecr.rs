@@ -110,7 +110,7 @@ pub async fn find_tag(ecr: &Client, repository: &str, tag: &str) -> Result<Optio
                 repository: repository.to_string(),
             }
             .into()),
-            _ => Err(anyhow::anyhow!("{}", sdk_message(&e)))
+            _ => Err(service_error("ecr:DescribeImages", &e))
                 .with_context(|| format!("ECR DescribeImages for {repository}:{tag} failed")),
         },
     }
@@ -155,14 +155,14 @@ pub async fn ensure_repository(
                 )
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", sdk_message(&e)))
+                .map_err(|e| service_error("ecr:CreateRepository", &e))
                 .with_context(|| format!("cannot create the ECR repository {repository}"))?;
             tracing::info!(
                 "created the ECR repository {repository} (tag immutability and scan on push on)"
             );
             Ok(true)
         }
-        Err(e) => Err(anyhow::anyhow!("{}", sdk_message(&e)))
+        Err(e) => Err(service_error("ecr:DescribeRepositories", &e))
             .with_context(|| format!("ECR DescribeRepositories for {repository} failed")),
     }
 }
@@ -189,6 +189,23 @@ pub async fn record(
         Err(e) if e.code() == Some("ImageAlreadyExistsException") => Ok(()),
         Err(e) => Err(anyhow::anyhow!("{}", sdk_message(&e)))
             .with_context(|| format!("ECR PutImage for {repository}:{tag} failed")),
+    }
+}
+
+/// The error of a failed ECR call `action`: [`crate::aws::Denied`] when IAM refused it, else
+/// the service's message.
+fn service_error<E>(
+    action: &'static str,
+    e: &aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
+) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let message = sdk_message(e);
+    if crate::aws::is_denial(e.code()) {
+        crate::aws::Denied { action, message }.into()
+    } else {
+        anyhow::anyhow!("{message}")
     }
 }
 
