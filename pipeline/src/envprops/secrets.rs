@@ -9,6 +9,9 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::Tag;
 
 use super::{Declared, SecretRef};
+// The service's code and message; a body the SDK cannot read (an IAM denial some endpoints
+// answer in XML) is still described, never "unknown error".
+use crate::image::ecr::sdk_message;
 
 /// The Secrets Manager and SSM clients, built from the session's one AWS configuration.
 #[derive(Debug, Clone)]
@@ -38,7 +41,7 @@ impl SecretStores {
                 .await
                 .map_err(|e| match e.code() {
                     Some("ResourceNotFoundException") => format!("no secret {id:?} in Secrets Manager: store it with `cargo xtask secrets put`"),
-                    _ => format!("cannot describe the secret {id:?}: {} (the credentials need secretsmanager:DescribeSecret)", e.message().unwrap_or("unknown error")),
+                    _ => format!("cannot describe the secret {id:?}: {} (the credentials need secretsmanager:DescribeSecret)", sdk_message(&e)),
                 })?;
             let arn = out
                 .arn()
@@ -58,7 +61,7 @@ impl SecretStores {
                 .await
                 .map_err(|e| match aws_sdk_ssm::error::ProvideErrorMetadata::code(&e) {
                     Some("ParameterNotFound") => format!("no parameter {name:?} in SSM Parameter Store: create it (aws ssm put-parameter --type SecureString)"),
-                    _ => format!("cannot read the parameter {name:?}: {} (the credentials need ssm:GetParameter)", aws_sdk_ssm::error::ProvideErrorMetadata::message(&e).unwrap_or("unknown error")),
+                    _ => format!("cannot read the parameter {name:?}: {} (the credentials need ssm:GetParameter)", sdk_message(&e)),
                 })?;
             return out
                 .parameter()
@@ -111,7 +114,7 @@ impl SecretStores {
                     .secret_string(value)
                     .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.message().unwrap_or("unknown error")))
+                    .map_err(|e| anyhow::anyhow!("{}", sdk_message(&e)))
                     .with_context(|| format!("cannot store a new value of the secret {name:?} (the credentials need secretsmanager:PutSecretValue)"))?;
                 self.secrets
                     .tag_resource()
@@ -119,7 +122,7 @@ impl SecretStores {
                     .set_tags(Some(tags))
                     .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{}", e.message().unwrap_or("unknown error")))
+                    .map_err(|e| anyhow::anyhow!("{}", sdk_message(&e)))
                     .with_context(|| format!("cannot tag the secret {name:?} (the credentials need secretsmanager:TagResource)"))?;
                 Ok(Stored {
                     name: name.to_string(),
@@ -127,7 +130,7 @@ impl SecretStores {
                     created: false,
                 })
             }
-            Err(e) => Err(anyhow::anyhow!("{}", e.message().unwrap_or("unknown error")))
+            Err(e) => Err(anyhow::anyhow!("{}", sdk_message(&e)))
                 .with_context(|| format!("cannot create the secret {name:?} (the credentials need secretsmanager:CreateSecret and secretsmanager:TagResource)")),
         }
     }

@@ -210,40 +210,40 @@ where
 }
 
 /// The service's code and message, or the transport error with its causes. An error body the
-/// SDK could not read (a proxy's or an emulator's XML page) is described by its HTTP status and
-/// the `<Code>`/`<Message>` it carries, never left blank.
+/// SDK could not read (a proxy's or an emulator's XML page, or an XML denial where the SDK
+/// expects JSON) is described by its HTTP status and the `<Code>`/`<Message>` it carries, never
+/// left blank.
 pub fn sdk_message<E>(
     e: &aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
 ) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
+    let raw = e.raw_response();
+    let status = raw.map_or(0, |r| r.status().as_u16());
+    let body = raw
+        .and_then(|r| r.body().bytes())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let end = body[start..].find(&format!("</{name}>"))? + start;
+        Some(body[start..end].to_string())
+    };
+    let from_body = match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => Some(format!("{code}: {message} (HTTP {status})")),
+        (Some(code), None) => Some(format!("{code} (HTTP {status})")),
+        _ => None,
+    };
     match e.as_service_error() {
         Some(s) if s.code().is_some() || s.message().is_some() => format!(
             "{}: {}",
             s.code().unwrap_or("error"),
             s.message().unwrap_or("")
         ),
-        Some(_) => {
-            let raw = e.raw_response();
-            let status = raw.map_or(0, |r| r.status().as_u16());
-            let body = raw
-                .and_then(|r| r.body().bytes())
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            let tag = |name: &str| {
-                let open = format!("<{name}>");
-                let start = body.find(&open)? + open.len();
-                let end = body[start..].find(&format!("</{name}>"))? + start;
-                Some(body[start..end].to_string())
-            };
-            match (tag("Code"), tag("Message")) {
-                (Some(code), Some(message)) => format!("{code}: {message} (HTTP {status})"),
-                (Some(code), None) => format!("{code} (HTTP {status})"),
-                _ => format!("HTTP {status} with no error code"),
-            }
-        }
-        None => {
+        Some(_) => from_body.unwrap_or_else(|| format!("HTTP {status} with no error code")),
+        None => from_body.unwrap_or_else(|| {
             let mut s = e.to_string();
             let mut cur = std::error::Error::source(e);
             while let Some(c) = cur {
@@ -252,7 +252,7 @@ where
                 cur = c.source();
             }
             s
-        }
+        }),
     }
 }
 
