@@ -559,6 +559,7 @@ fn commands_refuse_what_they_cannot_do() {
         ("stage flags on local", &["deploy", "--env", "local", "--only", "deploy", "--no-rollback"], &["--only, --no-rollback apply to Elastic Beanstalk environments only: `local` is a local environment", "drop them"]),
         ("--from on local", &["deploy", "--from", "verify"], &["--from apply to Elastic Beanstalk environments only", "drop it"]),
         ("--label on local", &["deploy", "--env", "local", "--label", "v1-abc"], &["--label apply to Elastic Beanstalk environments only"]),
+        ("--apply-env on local", &["deploy", "--env", "local", "--apply-env"], &["--apply-env apply to Elastic Beanstalk environments only"]),
         ("--from with --only", &["deploy", "--env", "staging", "--from", "upload", "--only", "deploy"], &["'--from <FROM>' cannot be used with '--only <ONLY>'"]),
         ("two unknown stages", &["deploy", "--env", "staging", "--only", "deploy,shipit,verfy"], &["unknown stages \"shipit\", \"verfy\""]),
         ("--label with a new bundle", &["deploy", "--env", "staging", "--label", "v1-abc"], &["--label deploys an existing application version, but this run would also run render, bundle, upload, version"]),

@@ -36,6 +36,8 @@ pub struct ShipRequest {
     pub rollback: Option<bool>,
     /// Local target: restart the stack even when it already runs this version.
     pub force: bool,
+    /// The environment properties: apply them with the version (`--apply-env`), prune.
+    pub env: super::EnvChoice,
 }
 
 impl ShipRequest {
@@ -65,6 +67,9 @@ impl ShipRequest {
             }
             if self.deadline.is_some() {
                 given.push("--deadline");
+            }
+            if self.env.apply {
+                given.push("--apply-env");
             }
             if !given.is_empty() {
                 anyhow::bail!(
@@ -185,6 +190,7 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         lock_wait: req.lock_wait,
         deadline: req.deadline,
         rollback: req.rollback,
+        env: req.env,
         pacing: Pacing::default(),
         config,
     };
