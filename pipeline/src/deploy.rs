@@ -81,7 +81,67 @@ pub struct RunRequest {
     pub deadline: Option<Duration>,
     /// Override of the environment's `rollback` setting.
     pub rollback: Option<bool>,
+    /// What the deploy does with the environment properties declared in `deploy.toml`.
+    pub env: EnvChoice,
     pub pacing: Pacing,
+}
+
+/// What a deploy does with the environment properties declared in `deploy.toml`: it always
+/// shows their diff in its plan; with `apply` it sends the diff in the same
+/// `UpdateEnvironment` as the new version (same lock, wait and verdict), else a non-empty
+/// diff is a warning and nothing of it is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvChoice {
+    /// `--apply-env`.
+    pub apply: bool,
+    /// `--prune`: also remove the properties deploy.toml does not declare (as `env apply`).
+    pub prune: bool,
+    /// `--yes`: the confirmation `prune` needs.
+    pub confirmed: bool,
+}
+
+/// The environment properties in a deploy: their diff and whether the deploy applied it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvPlan {
+    pub diff: crate::envprops::DiffReport,
+    /// True when the diff went out with the version (`--apply-env`, not a dry run).
+    pub applied: bool,
+    /// True when the deploy was asked to apply it (`--apply-env`).
+    pub apply_requested: bool,
+}
+
+impl EnvPlan {
+    /// The plan's lines for people: a heading, the masked table and the summary.
+    pub fn render(&self, dry_run: bool) -> String {
+        let d = &self.diff;
+        let heading = if d.is_empty() {
+            "environment properties: they match deploy.toml".to_string()
+        } else if self.applied {
+            format!(
+                "environment properties: {} change(s) applied with the version",
+                d.changes
+            )
+        } else if self.apply_requested && dry_run {
+            format!("environment properties: {} change(s) would be applied with the version (--apply-env)", d.changes)
+        } else if self.apply_requested {
+            format!(
+                "environment properties: {} change(s) NOT applied (the deploy did not send them)",
+                d.changes
+            )
+        } else {
+            format!("environment properties differ from deploy.toml: {} change(s) NOT applied (pass --apply-env, or run `cargo xtask env apply --env {}`)", d.changes, d.environment)
+        };
+        let mut out = format!("{heading}\n");
+        let table = d.masked_table();
+        if !table.is_empty() {
+            out.push_str(&table.render());
+        }
+        let _ = writeln!(out, "{}", d.summary());
+        for p in &d.problems {
+            let _ = writeln!(out, "problem: {p}");
+        }
+        out
+    }
 }
 
 /// How a stage ended.
@@ -143,6 +203,9 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     pub deploy: Option<DeployOutcome>,
     pub rollback: Option<DeployOutcome>,
+    /// The environment properties' diff (`None`: none declared and `--apply-env` not given,
+    /// or the deploy stage did not run).
+    pub env: Option<EnvPlan>,
     pub ok: bool,
     /// EB calls made (retries included).
     pub eb_calls: u64,
@@ -161,6 +224,9 @@ impl RunReport {
             ]);
         }
         let mut out = table.render();
+        if let Some(env) = &self.env {
+            out.push_str(&env.render(self.dry_run));
+        }
         let verdict = if self.dry_run {
             "plan only (--dry-run): nothing was changed"
         } else if self.ok {
@@ -243,6 +309,7 @@ struct Ctx<'a> {
     images: Option<(crate::image::ImageRun, bool)>,
     deploy: Option<DeployOutcome>,
     rollback: Option<DeployOutcome>,
+    env_plan: Option<EnvPlan>,
 }
 
 impl Ctx<'_> {
@@ -291,6 +358,11 @@ pub async fn run(
     verifier: Option<&dyn Verifier>,
 ) -> Result<RunReport> {
     let env = AwsEnvironment::resolve(&req.config, &req.environment, "deploy")?;
+    // Before anything is built: a prune without its confirmation is refused.
+    crate::envprops::apply::check_prune(&env, req.env.prune, req.env.confirmed)?;
+    if (req.env.prune || req.env.confirmed) && !req.env.apply {
+        bail!("--prune and --yes go with --apply-env: the deploy applies the environment properties only when asked");
+    }
     let bundle = match &req.bundle {
         Some(p) => Some(BundleFile::from_path(p)?),
         None => None,
@@ -315,6 +387,7 @@ pub async fn run(
         images: None,
         deploy: None,
         rollback: None,
+        env_plan: None,
     };
     let mut stages = vec![];
     let mut failed = false;
@@ -369,6 +442,7 @@ pub async fn run(
         stages,
         deploy: ctx.deploy,
         rollback: ctx.rollback,
+        env: ctx.env_plan,
         ok: !failed,
         eb_calls: ctx.eb.calls_made(),
     })
@@ -580,10 +654,50 @@ async fn version(ctx: &mut Ctx<'_>) -> StageResult {
     })
 }
 
-/// The version onto the environment, waited for until EB's verdict.
+/// The version onto the environment, waited for until EB's verdict; with `--apply-env`, the
+/// environment properties' diff goes in the same `UpdateEnvironment`.
 async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     let label = ctx.label()?;
-    let o = eb::deploy(&ctx.eb, &ctx.eb_request(&label)).await?;
+    let choice = ctx.req.env;
+    if choice.apply && !ctx.req.dry_run {
+        // The same lock as the deploy: compare only once the environment is ours, so that the
+        // diff sent is the diff against what runs.
+        if let Err(locked) = eb::wait_until_ready(&ctx.eb, &ctx.eb_request(&label)).await? {
+            let msg = locked.message.clone();
+            ctx.deploy = Some(locked);
+            return Ok((Outcome::Failed, msg));
+        }
+    }
+    let plan = env_plan(ctx).await?;
+    let update = match &plan {
+        Some(d) if choice.apply && !d.is_empty() => {
+            if !d.problems.is_empty() {
+                let problems = d.problems.join("; ");
+                ctx.env_plan = plan.map(|diff| EnvPlan {
+                    diff,
+                    applied: false,
+                    apply_requested: true,
+                });
+                bail!(
+                    "not deploying with the environment properties of {}: {problems}",
+                    ctx.env.name
+                );
+            }
+            Some(d.update.clone())
+        }
+        Some(d) if !d.is_empty() => {
+            tracing::warn!(
+                "the environment properties of {} differ from deploy.toml ({} change(s)): not applied; pass --apply-env to apply them with the version",
+                ctx.env.eb_environment,
+                d.changes
+            );
+            None
+        }
+        _ => None,
+    };
+    let mut request = ctx.eb_request(&label);
+    request.options = update.as_ref();
+    let o = eb::deploy(&ctx.eb, &request).await?;
     let outcome = Outcome::of_verdict(o.verdict);
     record(ctx, "deploy", &o).await;
     if o.verdict == DeployVerdict::Failed {
@@ -593,8 +707,66 @@ async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     if o.resumed {
         msg.push_str(" (waited for the deploy an earlier run started)");
     }
+    // Sent unless the deploy only waited for one already in flight, or did not start.
+    let sent = update.is_some()
+        && !o.resumed
+        && !matches!(o.verdict, DeployVerdict::Locked | DeployVerdict::DryRun);
+    if let Some(d) = &update {
+        let _ = if sent {
+            write!(
+                msg,
+                "; with {} environment property change(s)",
+                d.set.len() + d.remove.len()
+            )
+        } else {
+            write!(
+                msg,
+                "; environment properties: {} setting(s) to send with the version",
+                d.set.len() + d.remove.len()
+            )
+        };
+    }
+    ctx.env_plan = plan.map(|diff| EnvPlan {
+        diff,
+        applied: sent,
+        apply_requested: choice.apply,
+    });
     ctx.deploy = Some(o);
     Ok((ctx.planned(outcome), msg))
+}
+
+/// The diff of the environment properties, for the plan (and for `--apply-env`). `None` when
+/// deploy.toml declares none and `--apply-env` was not given: nothing is read then. Without
+/// `--apply-env`, a diff that cannot be made is a warning, not a failed deploy.
+async fn env_plan(ctx: &Ctx<'_>) -> Result<Option<crate::envprops::DiffReport>> {
+    let req = ctx.req;
+    let declared = crate::envprops::Declared::of(&req.config, &ctx.env.name)?;
+    if declared.is_empty() && !req.env.apply {
+        return Ok(None);
+    }
+    let made = match &req.aws {
+        Some(aws) => {
+            crate::envprops::apply::plan_with(&req.config, &ctx.eb, aws, &ctx.env, req.env.prune)
+                .await
+        }
+        None => Err(anyhow::anyhow!(
+            "no AWS configuration to read Secrets Manager and SSM with"
+        )),
+    };
+    match made {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if req.env.apply => Err(e.context(format!(
+            "cannot compare the environment properties of {}",
+            ctx.env.name
+        ))),
+        Err(e) => {
+            tracing::warn!(
+                "cannot compare the environment properties of {} with deploy.toml: {e:#}",
+                ctx.env.name
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The environment's checks against its URL (the configured one, else EB's CNAME).

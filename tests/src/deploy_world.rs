@@ -174,6 +174,7 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             lock_wait: None,
             deadline: None,
             rollback: None,
+            env: Default::default(),
             pacing: Pacing::scaled(1000.0),
         }
     }

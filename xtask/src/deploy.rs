@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use pipeline::config::Config;
-use pipeline::deploy::{Selection, ShipRequest, Shipped};
+use pipeline::deploy::{EnvChoice, Selection, ShipRequest, Shipped};
 use pipeline::stages::Stage;
 
 use crate::args::{DryRunArg, EnvArg, ReleaseArg};
@@ -63,6 +63,16 @@ pub struct Cmd {
     /// Do not redeploy the previous version when the deploy or verify fails.
     #[arg(long)]
     no_rollback: bool,
+    /// Apply the environment properties declared in deploy.toml in the same UpdateEnvironment
+    /// as the version (without it, a difference is only shown).
+    #[arg(long)]
+    apply_env: bool,
+    /// With --apply-env: also remove the properties deploy.toml does not declare (needs --yes).
+    #[arg(long, requires = "apply_env")]
+    prune: bool,
+    /// Confirm --prune.
+    #[arg(long, requires = "prune")]
+    yes: bool,
 }
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
@@ -83,6 +93,11 @@ impl Cmd {
             lock_wait: self.lock_wait,
             deadline: self.deadline,
             rollback: self.no_rollback.then_some(false),
+            env: EnvChoice {
+                apply: self.apply_env,
+                prune: self.prune,
+                confirmed: self.yes,
+            },
             ..self.common.request(Selection {
                 from: self.from,
                 only: self.only.clone(),
@@ -146,6 +161,21 @@ mod tests {
         assert_eq!(req.deadline, Some(Duration::from_secs(600)));
         assert_eq!(req.rollback, Some(false));
         assert_eq!(req.lock_wait, None);
+        assert_eq!(req.env, EnvChoice::default());
+        let Command::Deploy(cmd) = parse(&[
+            "deploy",
+            "--env",
+            "staging",
+            "--apply-env",
+            "--prune",
+            "--yes",
+        ]) else {
+            panic!("not deploy")
+        };
+        let env = cmd.request(&config()).env;
+        assert!(env.apply && env.prune && env.confirmed);
+        let err = crate::Cli::try_parse_from_args(&["deploy", "--prune", "--yes"]).unwrap_err();
+        assert!(err.to_string().contains("--apply-env"), "{err}");
     }
 
     #[test]

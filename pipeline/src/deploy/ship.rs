@@ -34,6 +34,8 @@ pub struct ShipRequest {
     pub deadline: Option<Duration>,
     /// Override of the environment's `rollback` setting.
     pub rollback: Option<bool>,
+    /// The environment properties: apply them with the version (`--apply-env`), prune.
+    pub env: super::EnvChoice,
 }
 
 /// What a ship did, by target.
@@ -102,6 +104,7 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         lock_wait: req.lock_wait,
         deadline: req.deadline,
         rollback: req.rollback,
+        env: req.env,
         pacing: Pacing::default(),
         config,
     };

@@ -280,6 +280,7 @@ pub async fn run(
         stages: vec![deploy_stage, verify_stage],
         deploy: Some(outcome),
         rollback: None,
+        env: None,
         ok,
         eb_calls: session.eb.calls_made(),
     };
