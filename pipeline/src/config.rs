@@ -1259,6 +1259,11 @@ timeout = "90s"
             env.secrets["DJANGO_SECRET_KEY"].describe(),
             "secret antenna/staging/k"
         );
+        // What doctor checks: Antenna's list when `required` is not set, and every declared name.
+        let required = env.required_properties();
+        for name in ["DJANGO_SETTINGS_MODULE", "USE_DOCKER", "DJANGO_SECRET_KEY"] {
+            assert!(required.iter().any(|r| r == name), "{name}: {required:?}");
+        }
         // A plain value that looks like a secret: the file, the key, and the way out.
         let err =
             with("[environments.staging.properties]\nDJANGO_SECRET_KEY = \"hunter2-plain\"\n")

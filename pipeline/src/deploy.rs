@@ -100,12 +100,13 @@ pub struct EnvChoice {
     pub confirmed: bool,
 }
 
-/// The environment properties in a deploy: their diff and whether the deploy applied it.
+/// The environment properties in a deploy: their diff and whether the deploy sent it.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvPlan {
     pub diff: crate::envprops::DiffReport,
-    /// True when the diff went out with the version (`--apply-env`, not a dry run).
-    pub applied: bool,
+    /// True when the diff went out in the version's `UpdateEnvironment` (`--apply-env`, not a
+    /// dry run); the deploy's verdict says whether EB applied it.
+    pub sent: bool,
     /// True when the deploy was asked to apply it (`--apply-env`).
     pub apply_requested: bool,
 }
@@ -116,9 +117,9 @@ impl EnvPlan {
         let d = &self.diff;
         let heading = if d.is_empty() {
             "environment properties: they match deploy.toml".to_string()
-        } else if self.applied {
+        } else if self.sent {
             format!(
-                "environment properties: {} change(s) applied with the version",
+                "environment properties: {} change(s) sent with the version",
                 d.changes
             )
         } else if self.apply_requested && dry_run {
@@ -675,7 +676,7 @@ async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
                 let problems = d.problems.join("; ");
                 ctx.env_plan = plan.map(|diff| EnvPlan {
                     diff,
-                    applied: false,
+                    sent: false,
                     apply_requested: true,
                 });
                 bail!(
@@ -728,7 +729,7 @@ async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     }
     ctx.env_plan = plan.map(|diff| EnvPlan {
         diff,
-        applied: sent,
+        sent,
         apply_requested: choice.apply,
     });
     ctx.deploy = Some(o);

@@ -565,7 +565,7 @@ async fn deploy_shows_the_env_diff_and_applies_it_with_the_version_only_when_ask
     req.dry_run = true;
     let plan = f.w.run(&req, None).await;
     let env = plan.env.as_ref().expect("the plan shows the env diff");
-    assert!(!env.applied);
+    assert!(!env.sent);
     assert_eq!(env.diff.changes, 5, "{:?}", env.diff.entries);
     let table = plan.table();
     assert!(
@@ -645,11 +645,11 @@ async fn deploy_shows_the_env_diff_and_applies_it_with_the_version_only_when_ask
     );
     no_secret_in(&format!("{:?}", call.params));
     let env = report.env.as_ref().unwrap();
-    assert!(env.applied);
+    assert!(env.sent);
     assert!(
         report
             .table()
-            .contains("environment properties: 5 change(s) applied with the version"),
+            .contains("environment properties: 5 change(s) sent with the version"),
         "{}",
         report.table()
     );
@@ -720,11 +720,19 @@ async fn deploy_with_apply_env_waits_for_the_lock_and_compares_after_it() {
     f.w.emu.start_foreign_deploy(
         &f.w.environment,
         "v1",
-        Script::success(Duration::from_millis(400)),
+        Script::success(Duration::from_millis(1000)),
     );
+    let started = std::time::Instant::now();
     let report = f.w.run(&deploy_request(&f, APPLY), None).await;
     assert!(report.ok, "{}", report.table());
     let foreign_end = f.w.emu.finishes(&f.w.environment)[0];
+    let waited_from = f.w.emu.calls_of("DescribeEnvironments");
+    assert!(
+        waited_from
+            .iter()
+            .any(|c| c.at > started && c.at < foreign_end),
+        "the deploy met the environment busy"
+    );
     let ours = f.w.emu.calls_of("UpdateEnvironment");
     let ours: Vec<_> = ours.iter().filter(|c| c.status == 200).collect();
     assert_eq!(ours.len(), 1, "one UpdateEnvironment of ours");
@@ -785,12 +793,9 @@ async fn the_deploy_binary_applies_the_env_and_never_shows_a_secret_value() {
     let (ok, out, err) = run(deploy(&["--apply-env"]), None).await;
     assert!(ok, "{err}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(report["env"]["applied"], true, "{out}");
+    assert_eq!(report["env"]["sent"], true, "{out}");
     assert_eq!(report["deploy"]["verdict"], "succeeded", "{out}");
-    assert!(
-        err.contains("5 change(s) applied with the version"),
-        "{err}"
-    );
+    assert!(err.contains("5 change(s) sent with the version"), "{err}");
     captured.push_str(&out);
     captured.push_str(&err);
 
@@ -821,4 +826,68 @@ async fn the_deploy_binary_applies_the_env_and_never_shows_a_secret_value() {
     for call in w.emu.calls() {
         no_secret_in(&format!("{:?}", call.params));
     }
+}
+
+#[tokio::test]
+async fn deploy_with_apply_env_is_judged_by_the_verdict_and_refuses_an_unresolvable_secret() {
+    let mut f = fixture().await;
+    // EB fails the deploy: the verdict is the deploy's, EB drops the settings with it, and
+    // the rollback sends the previous version only.
+    f.w.emu.script_next_deploy(
+        &f.w.environment,
+        Script::failure(Duration::from_millis(50), "Failed to deploy application."),
+    );
+    let report = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(!report.ok, "{}", report.table());
+    assert_eq!(
+        report.deploy.as_ref().unwrap().verdict,
+        DeployVerdict::Failed
+    );
+    let updates: Vec<_> =
+        f.w.emu
+            .calls_of("UpdateEnvironment")
+            .into_iter()
+            .filter(|c| c.status == 200)
+            .collect();
+    assert_eq!(updates.len(), 2, "the deploy, then the rollback");
+    assert!(updates[0]
+        .param("OptionSettings.member.1.Namespace")
+        .is_some());
+    assert_eq!(updates[1].param("VersionLabel"), Some("v0"));
+    assert_eq!(updates[1].param("OptionSettings.member.1.Namespace"), None);
+    assert_eq!(
+        f.w.emu.options(&f.w.environment, ENVIRONMENT)["CHANGE"],
+        "old"
+    );
+    let table = report.table();
+    assert!(
+        table.contains("5 change(s) sent with the version") && table.contains("deploy FAILED"),
+        "{table}"
+    );
+    no_secret_in(&table);
+
+    // A reference that cannot be resolved: the deploy stage fails before any update.
+    f.tables = "required = []\n\n[environments.staging.secrets]\nDATABASE_URL = { secret = \"antenna/staging/no-such-secret\" }\n".into();
+    let before = f.w.emu.calls_of("UpdateEnvironment").len();
+    let report = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(!report.ok);
+    let deploy = report.stages.iter().find(|s| s.stage == "deploy").unwrap();
+    assert!(
+        deploy
+            .output
+            .contains("no secret \"antenna/staging/no-such-secret\""),
+        "{}",
+        deploy.output
+    );
+    assert_eq!(f.w.emu.calls_of("UpdateEnvironment").len(), before);
+    // Without --apply-env the same diff is only a warning: the version is deployed.
+    let report =
+        f.w.run(&deploy_request(&f, EnvChoice::default()), None)
+            .await;
+    assert!(report.ok, "{}", report.table());
+    assert!(
+        report.table().contains("problem: DATABASE_URL: no secret"),
+        "{}",
+        report.table()
+    );
 }
