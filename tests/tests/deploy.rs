@@ -964,16 +964,20 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
             "--dry-run",
         ],
     );
-    cmd.env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            w.dir.path().join("no-aws-credentials"),
-        )
-        .env("DEPLOY_ACCOUNT", "123456789012");
+    // No credentials from any provider of the chain.
+    let without_credentials = |cmd: &mut std::process::Command| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                w.dir.path().join("no-aws-credentials"),
+            );
+    };
+    without_credentials(&mut cmd);
+    cmd.env("DEPLOY_ACCOUNT", "123456789012");
     let started = std::time::Instant::now();
     let out = output(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1011,7 +1015,70 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
             .any(|l| l.starts_with("deploy ") && l.contains("FAILED") && l.contains("credentials")),
         "{stderr}"
     );
+    // One line for the cause, however many stages it stops; no SDK dump.
+    assert_eq!(
+        stderr
+            .matches("no AWS credentials: set AWS_PROFILE")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    for dump in [
+        "DispatchFailure",
+        "Attempted:",
+        "dispatch failure",
+        "Ec2InstanceMetadata",
+    ] {
+        assert!(!stderr.contains(dump), "{dump}: {stderr}");
+    }
     assert!(w.emu.write_calls().is_empty());
+
+    // Without an account either, the plan still renders, with a visible stand-in.
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--dry-run",
+        ],
+    );
+    without_credentials(&mut cmd);
+    cmd.env_remove("DEPLOY_ACCOUNT");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("render ")
+            && l.contains(" done ")
+            && l.contains(
+                "the AWS account is unknown, so image references use ACCOUNT-ID in this plan"
+            )),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("bundle ") && l.contains(" planned ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("no AWS credentials: set AWS_PROFILE")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Attempted:"), "{stderr}");
+    assert!(
+        !w.dir
+            .path()
+            .join("target/deploy/staging/deploy.zip")
+            .exists(),
+        "a dry run writes no bundle"
+    );
 }
 
 /// In GitHub Actions the deploy groups its stages, writes step outputs and the job summary,
