@@ -4,9 +4,10 @@
 //! calls of each command, each with a fresh session as a new process would have.
 //!
 //! `bash tests/services/up.sh; set -a; . target/test-services/env; set +a`
-//! `cargo run -p integration --example bench_ops [VERSIONS]` (default 300 versions, so that
-//! listing them takes several pages of 100; the figures are about calls and waits, not CPU:
-//! the debug build measures the same)
+//! `cargo run -p integration --example bench_ops [VERSIONS] [LATENCY_MS]` (default 300
+//! versions, so that listing them takes several pages of 100, and no added latency; EB answers
+//! in about 100-300 ms. The figures are about calls and waits, not CPU: the debug build
+//! measures the same)
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,13 +23,18 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(300);
+    let latency: u64 = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(versions))
+        .block_on(run(versions, Duration::from_millis(latency)))
 }
 
-async fn run(versions: usize) -> anyhow::Result<()> {
+async fn run(versions: usize, latency: Duration) -> anyhow::Result<()> {
     let w = World::named(
         "antenna",
         "antenna-staging",
@@ -36,6 +42,7 @@ async fn run(versions: usize) -> anyhow::Result<()> {
     )
     .await;
     w.emu.throttle_like_eb(1.0);
+    w.emu.set_latency(latency);
     let now = SystemTime::now();
     for i in 1..versions {
         w.emu.add_version_at(
@@ -61,7 +68,10 @@ async fn run(versions: usize) -> anyhow::Result<()> {
     let env = AwsEnvironment::resolve(&config, "staging", "bench")?;
     let envs = std::slice::from_ref(&env);
 
-    println!("{versions} versions, 2 instances; production pacing; EB's throttle on\n");
+    println!(
+        "{versions} versions, 2 instances; production pacing; EB's throttle on; {} ms per EB answer\n",
+        latency.as_millis()
+    );
     println!("| command | wall time | EB calls | throttled by EB |");
     println!("|---|---|---|---|");
     let commands = [
