@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use integration::deploy_world::{write_bundle, Settings, World};
+use integration::deploy_world::{write_bundle, FixedVerify, Settings, World};
 use integration::eb_emulator::{Script, Step};
 use integration::services;
 use pipeline::eb::{Eb, Pacing};
@@ -381,18 +381,7 @@ async fn rollback_refuses_each_bad_target_with_its_reason() {
     let app = w.application.clone();
     push_image(&s, "ops-refuse-backend", "v1").await;
     // A PROCESSED version whose image tag is gone from ECR.
-    let key = format!("{app}/gone.zip");
-    let zip = w.dir.path().join("gone.zip");
-    write_bundle(&zip, &dockerrun("ops-refuse-backend", "v9-deleted", 512));
-    w.s3.put_object()
-        .bucket(&w.bucket)
-        .key(&key)
-        .body(std::fs::read(&zip).unwrap().into())
-        .send()
-        .await
-        .unwrap();
-    w.emu
-        .add_version(&app, "gone", &w.bucket, &key, "PROCESSED");
+    add_version_naming(&w, "gone", "ops-refuse-backend", "v9-deleted").await;
     w.emu
         .add_version(&app, "broken", &w.bucket, "x.zip", "FAILED");
     w.emu
@@ -1208,4 +1197,84 @@ async fn history_and_cleanup_read_every_page_of_versions() {
     // The newest 10 stay: v0 (it runs) and v250..v242 (v250 is also its probable rollback
     // target).
     assert_eq!(report.count(Action::Delete), 241, "{}", report.render());
+}
+
+/// A PROCESSED version `label` whose bundle (in S3) names the image `repository:tag`.
+async fn add_version_naming(w: &World, label: &str, repository: &str, tag: &str) {
+    let key = format!("{}/{label}.zip", w.application);
+    let zip = w.dir.path().join(format!("{label}.zip"));
+    write_bundle(&zip, &dockerrun(repository, tag, 512));
+    w.s3.put_object()
+        .bucket(&w.bucket)
+        .key(&key)
+        .body(std::fs::read(&zip).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    w.emu
+        .add_version(&w.application, label, &w.bucket, &key, "PROCESSED");
+}
+
+/// A PROCESSED version `label` whose bundle names `repository:v1`, pushed to moto's ECR.
+async fn add_deployable_version(w: &World, s: &Session, repository: &str, label: &str) {
+    push_image(s, repository, "v1").await;
+    add_version_naming(w, label, repository, "v1").await;
+}
+
+/// A rollback takes deploy's lock (it waits for the deploy in flight before its own
+/// `UpdateEnvironment`, or gives up after the lock wait changing nothing) and runs the
+/// environment's checks after EB's verdict (a failed check fails the rollback).
+#[tokio::test]
+async fn rollback_waits_for_the_deploy_in_flight_and_runs_the_checks() {
+    let w = World::new().await;
+    let s = session(&w);
+    let env = staging(&w);
+    add_deployable_version(&w, &s, "ops-lock-backend", "good").await;
+    add_deployable_version(&w, &s, "ops-lock-backend", "other").await;
+    let req = |lock_wait: Duration| RollbackRequest {
+        env: &env,
+        label: Some("good"),
+        deadline: None,
+        lock_wait: Some(lock_wait),
+        state_dir: None,
+        dry_run: false,
+    };
+
+    // A deploy that outlasts the lock wait: nothing is changed.
+    w.emu.start_foreign_deploy(
+        &w.environment,
+        "other",
+        Script::success(Duration::from_secs(3)),
+    );
+    let (_, report) = rollback::rollback(&s, &req(Duration::from_millis(200)), None)
+        .await
+        .unwrap();
+    assert!(!report.ok, "{}", report.table());
+    assert!(
+        report.stages[0].output.contains("after waiting"),
+        "{}",
+        report.table()
+    );
+    assert!(w.emu.calls_of("UpdateEnvironment").is_empty());
+
+    // Within the lock wait: the rollback goes out once that deploy is over, then its checks
+    // run and one fails.
+    let check = FixedVerify(Err("GET /api/v2/ answered 502".into()));
+    let (_, report) = rollback::rollback(&s, &req(Duration::from_secs(10)), Some(&check))
+        .await
+        .unwrap();
+    let updates = w.emu.calls_of("UpdateEnvironment");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].param("VersionLabel"), Some("good"));
+    let foreign_end = w.emu.finishes(&w.environment)[0];
+    assert!(
+        updates[0].at >= foreign_end,
+        "the rollback did not wait for the deploy in flight"
+    );
+    assert_eq!(report.stages[0].outcome, pipeline::deploy::Outcome::Done);
+    let verify = &report.stages[1];
+    assert_eq!(verify.stage, "verify");
+    assert_eq!(verify.outcome, pipeline::deploy::Outcome::Failed);
+    assert!(verify.output.contains("answered 502"), "{}", verify.output);
+    assert!(!report.ok, "a failed check fails the rollback");
 }
