@@ -888,7 +888,28 @@ async fn whole_pipeline_from_the_repository_template() {
         "PROCESSED"
     );
     assert_eq!(verdict(&r), DeployVerdict::Succeeded);
-    assert_eq!(w.deployed_labels(), vec![label]);
+    assert_eq!(w.deployed_labels(), vec![label.clone()]);
+
+    // `--from upload` ships the bundle written above: same label, nothing uploaded again.
+    let mut again = req.clone();
+    again.selection.from = Some(pipeline::stages::Stage::Upload);
+    let r = w.run(&again, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(r.label.as_deref(), Some(label.as_str()));
+    assert_eq!(stage(&r, "bundle").output, "before the --from stage");
+    assert_eq!(verdict(&r), DeployVerdict::AlreadyDeployed);
+    assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
+    // ... and refuses it for another release, whose label it would carry.
+    again.release =
+        pipeline::release::Release::fixed("v2.0.0", "0123456789abcdef0123456789abcdef01234567");
+    let err = pipeline::deploy::run(&again, &w.clients, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("target/deploy/staging/deploy.zip was bundled for release v1.0.0, not v2.0.0: run the bundle stage again (`--from bundle`) or pass --release v1.0.0"),
+        "{err}"
+    );
 }
 
 /// The `xtask` binary, pointed at moto and the emulator through the SDK's endpoint variables.
