@@ -1278,3 +1278,66 @@ async fn rollback_waits_for_the_deploy_in_flight_and_runs_the_checks() {
     assert!(verify.output.contains("answered 502"), "{}", verify.output);
     assert!(!report.ok, "a failed check fails the rollback");
 }
+
+/// A deploy this machine started shows in `status` from its state file (who: this machine;
+/// its request and the version it replaces), and `cleanup` keeps both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_cleanup_read_this_machines_deploy_state_file() {
+    let w = World::new().await;
+    let s = session(&w);
+    let env = staging(&w);
+    add_deployable_version(&w, &s, "ops-state-backend", "next").await;
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(1500)));
+    let dir = w.dir.path().join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let deploying = {
+        let (own, env, dir) = (session(&w), env.clone(), dir.clone());
+        tokio::spawn(async move {
+            let req = env.deploy_request("next", None, None, Some(&dir), false);
+            pipeline::eb::deploy(&own.eb, &req).await
+        })
+    };
+    // Until EB has taken the request, the state file may not be written yet.
+    let mut st = status::status(&s, &env, Some(&dir)).await.unwrap();
+    for _ in 0..50 {
+        if st
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.request_id.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        st = status::status(&s, &env, Some(&dir)).await.unwrap();
+    }
+    let f = st.in_flight.expect("a deploy in flight");
+    assert_eq!(f.label, "next");
+    assert_eq!(
+        f.started_by.as_deref(),
+        Some("this machine (deploy state file)")
+    );
+    assert_eq!(f.previous.as_deref(), Some("v0"));
+    assert!(f.request_id.is_some());
+    let report = cleanup::cleanup(
+        &s,
+        &CleanupRequest {
+            application: &w.application,
+            environments: std::slice::from_ref(&env),
+            keep: 0,
+            older_than: None,
+            dry_run: true,
+            state_dir: Some(&dir),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.count(Action::Delete), 0, "{}", report.render());
+    let outcome = deploying.await.unwrap().unwrap();
+    assert!(outcome.verdict.ok(), "{outcome:?}");
+    let after = status::status(&s, &env, Some(&dir)).await.unwrap();
+    assert!(
+        after.in_flight.is_none(),
+        "the state file is gone after the verdict"
+    );
+}
