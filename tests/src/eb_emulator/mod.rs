@@ -830,6 +830,26 @@ impl Handler {
         request_id: &str,
         access_key: Option<&str>,
     ) -> Result<String, ApiError> {
+        if let Some(result) = self.dispatch_ops(action, p).await {
+            return result;
+        }
+        let result = self.dispatch_core(action, p, request_id, access_key);
+        if result.is_ok() && action == "CreateApplicationVersion" {
+            if let (Some(app), Some(label)) = (p.get("ApplicationName"), p.get("VersionLabel")) {
+                self.apply_lifecycle(app, label).await;
+            }
+        }
+        result
+    }
+
+    /// The actions answered from the state alone (the lock is held throughout).
+    fn dispatch_core(
+        &self,
+        action: &str,
+        p: &Params,
+        request_id: &str,
+        access_key: Option<&str>,
+    ) -> Result<String, ApiError> {
         let req = |k: &str| {
             p.get(k).cloned().ok_or_else(|| {
                 sender(
@@ -838,9 +858,6 @@ impl Handler {
                 )
             })
         };
-        if let Some(result) = self.dispatch_ops(action, p).await {
-            return result;
-        }
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.advance(now);
