@@ -383,6 +383,7 @@ const SECRET_REFS: Grant = Grant {
     actions: &["secretsmanager:DescribeSecret"],
     needed_by: &[
         "env diff, env apply: each declared secret exists and its ARN is what EB stores (DescribeSecret; no value is read)",
+        "deploy: deploy (the plan's environment properties diff; --apply-env sends it with the version)",
     ],
     why: "only the secrets `[environments.NAME.secrets]` declares; a name matches its ARN with the six characters Secrets Manager appends (`-??????`)",
     doc: DOC_SECRETS_AUTHZ,
@@ -393,6 +394,7 @@ const PARAMETER_REFS: Grant = Grant {
     actions: &["ssm:GetParameter"],
     needed_by: &[
         "env diff, env apply: each declared parameter exists and its ARN is what EB stores (GetParameter without decryption: a SecureString stays encrypted)",
+        "deploy: deploy (the plan's environment properties diff; --apply-env sends it with the version)",
     ],
     why: "only the parameters `[environments.NAME.secrets]` declares",
     doc: DOC_SSM_AUTHZ,
