@@ -923,10 +923,10 @@ async fn wait_for(
         let mut wait = poller.next_wait();
         if let Some(until) = settle_until.filter(|_| ready) {
             // Each look while health settles is three calls (events, both health reads):
-            // spaced to stay within the poll budget, the last one at the end of the window.
+            // spaced well within the poll budget, the last one at the end of the window.
             wait = wait
                 .max(
-                    Duration::try_from_secs_f64(3.0 / eb.pacing.max_rate)
+                    Duration::try_from_secs_f64(4.0 / eb.pacing.max_rate)
                         .unwrap_or(eb.pacing.max_interval),
                 )
                 .min(until.saturating_duration_since(now))
