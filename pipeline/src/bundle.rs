@@ -1,10 +1,18 @@
 //! The source bundle: `Dockerrun.aws.json`, `.ebextensions/**` and `.platform/**`, minus what
 //! `.ebignore` excludes, zipped byte-for-byte reproducibly (sorted entries, fixed timestamps,
 //! normalised permissions), linted before anything is written.
+//!
+//! The output folder holds one pair, `deploy.zip` and the `Dockerrun.aws.json` inside it, and
+//! the pair is written as one unit: under a lock on the folder (a second `bundle` waits,
+//! naming the holder), through temporary files removed on error and on interrupt
+//! ([`discard_temp_files`]), renamed into place one right after the other under that lock.
 
-use std::io::{Cursor, Write};
+use std::fs::File;
+use std::io::{Cursor, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -151,8 +159,18 @@ pub fn make_bundle(req: &BundleRequest) -> Result<Bundle> {
     if !req.dry_run {
         std::fs::create_dir_all(&out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        write_atomically(&out_dir.join(DOCKERRUN), rendered.json.as_bytes())?;
-        write_atomically(&path, &bytes)?;
+        let _lock = OutputLock::acquire(&out_dir, &req.release.name, LOCK_WAIT)?;
+        let mut pair = TempFiles::default();
+        pair.write(&out_dir.join(DOCKERRUN), rendered.json.as_bytes())?;
+        pair.write(&path, &bytes)?;
+        if let Some(ms) = std::env::var(PAUSE_VAR)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            // Test hook: a window in which the temporary files exist (see PAUSE_VAR).
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        pair.rename_into_place()?;
     }
     Ok(Bundle {
         path,
@@ -375,13 +393,207 @@ pub fn zip_bundle(dockerrun: &str, inputs: &[InputFile]) -> Result<Vec<u8>> {
     Ok(zip.finish()?.into_inner())
 }
 
-/// Writes through a temporary file in the same directory, then renames: readers never see a
-/// half-written file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
+/// The lock file of an output folder, naming its holder while it is held. It stays in the
+/// folder: removing a lock file another process may have opened defeats the lock.
+pub const LOCK_FILE: &str = ".bundle.lock";
+
+/// How long a `bundle` waits for another one writing to the same folder.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Test hook: milliseconds to wait between writing the temporary files and renaming them
+/// into place, so that a test can interrupt a bundle or race another one in that window.
+pub const PAUSE_VAR: &str = "DEPLOY_TEST_BUNDLE_PAUSE_MS";
+
+/// An exclusive lock on an output folder, released when dropped (the file is closed).
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: File,
+}
+
+impl OutputLock {
+    /// Locks `dir`, waiting up to `wait` for the process that holds it; `release` goes into
+    /// the lock file so that whoever waits next can be told who holds it.
+    pub fn acquire(dir: &Path, release: &str, wait: Duration) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or_else(|| "another process".to_string());
+                    if start.elapsed() >= wait {
+                        bail!(
+                            "{} is locked by {holder}, still writing a bundle there after {}; nothing was written\n  hint: let it finish, or bundle into another folder with --out-dir",
+                            dir.display(),
+                            humantime::format_duration(wait)
+                        );
+                    }
+                    if !told {
+                        tracing::info!(
+                            "{} is locked by {holder}, writing a bundle there: waiting for it (up to {})",
+                            dir.display(),
+                            humantime::format_duration(wait)
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
+        let holder = format!(
+            "process {} (bundle of release {release})\n",
+            std::process::id()
+        );
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(holder.as_bytes()))
+            .with_context(|| format!("cannot write the lock file {}", path.display()))?;
+        remove_stale_temp_files(dir);
+        Ok(Self { _file: file })
+    }
+}
+
+/// Temporary files being written, for an interrupt to remove.
+#[derive(Debug)]
+struct TempRegistry(Mutex<Vec<PathBuf>>);
+
+impl TempRegistry {
+    const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<PathBuf>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn discard(&self) -> MutexGuard<'_, Vec<PathBuf>> {
+        let mut files = self.lock();
+        for f in files.drain(..) {
+            if let Err(e) = std::fs::remove_file(&f) {
+                tracing::debug!("cannot remove {}: {e}", f.display());
+            }
+        }
+        files
+    }
+}
+
+/// The temporary files of the outputs this process is writing.
+static TEMP_FILES: TempRegistry = TempRegistry::new();
+
+/// For Ctrl-C or SIGTERM: removes the temporary files of every bundle being written and
+/// keeps them from being renamed into place while the returned guard lives. Hold it until
+/// the process exits: the output folder keeps the pair it had before.
+pub fn discard_temp_files() -> MutexGuard<'static, Vec<PathBuf>> {
+    TEMP_FILES.discard()
+}
+
+/// The name of the temporary file for `path`, in the same folder (a rename stays atomic).
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Leftovers of a process that was killed outright (SIGKILL) while writing to `dir`; called
+/// under the folder's lock, so no other process is writing them.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let ours = [format!("{DOCKERRUN}.tmp-"), "deploy.zip.tmp-".to_string()];
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if ours.iter().any(|p| name.starts_with(p.as_str())) {
+            tracing::debug!("removing {name}, left by an interrupted bundle");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// An output set being written: `(temporary, final)` paths. Dropped before
+/// [`TempFiles::rename_into_place`] (an error, a panic), it removes its temporary files.
+#[derive(Debug)]
+struct TempFiles {
+    registry: &'static TempRegistry,
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Default for TempFiles {
+    fn default() -> Self {
+        Self {
+            registry: &TEMP_FILES,
+            files: Vec::new(),
+        }
+    }
+}
+
+impl TempFiles {
+    /// Writes `bytes` to the temporary file of `path`.
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = temp_path(path);
+        let mut file = {
+            // Created and registered at once: an interrupt removes every file created.
+            let mut registry = self.registry.lock();
+            let file =
+                File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+            registry.push(tmp.clone());
+            file
+        };
+        self.files.push((tmp.clone(), path.to_path_buf()));
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", tmp.display()))
+    }
+
+    /// Renames every file into place, one right after the other, unless an interrupt has
+    /// discarded them.
+    fn rename_into_place(mut self) -> Result<()> {
+        let mut registry = self.registry.lock();
+        let files = std::mem::take(&mut self.files);
+        if files.iter().any(|(tmp, _)| !registry.contains(tmp)) {
+            bail!("interrupted: the bundle's temporary files were removed; nothing was written");
+        }
+        registry.retain(|f| !files.iter().any(|(tmp, _)| tmp == f));
+        for (i, (tmp, path)) in files.iter().enumerate() {
+            if let Err(e) = std::fs::rename(tmp, path) {
+                for (rest, _) in &files[i..] {
+                    let _ = std::fs::remove_file(rest);
+                }
+                return Err(e)
+                    .with_context(|| format!("cannot move {} into place", path.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        if self.files.is_empty() {
+            return;
+        }
+        let mut registry = self.registry.lock();
+        for (tmp, _) in self.files.drain(..) {
+            registry.retain(|f| f != &tmp);
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
 }
 
 /// `render`: the environment's `Dockerrun.aws.json`.
@@ -506,10 +718,80 @@ pub async fn bundle(config: &Config, req: &BundleCommand) -> Result<Bundle> {
     let env = config.environment(&req.environment)?;
     let release = Release::detect(&config.root, req.release.as_deref())?;
     let account = crate::aws::account_or_none(config, env.target).await;
-    make_bundle(
-        &BundleRequest::new(config, &req.environment, release)
-            .with_account(account)
-            .with_out_dir(req.out_dir.clone())
-            .with_dry_run(req.dry_run),
-    )
+    // Zipping and writing block: off the async threads, so that the caller can meet an
+    // interrupt meanwhile (and call `discard_temp_files`).
+    let config = config.clone();
+    let req = req.clone();
+    tokio::task::spawn_blocking(move || {
+        make_bundle(
+            &BundleRequest::new(&config, &req.environment, release)
+                .with_account(account)
+                .with_out_dir(req.out_dir.clone())
+                .with_dry_run(req.dry_run),
+        )
+    })
+    .await
+    .context("the bundle's worker thread failed")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_folder_lock_is_waited_for_then_refused_naming_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = OutputLock::acquire(dir.path(), "v1", LOCK_WAIT).unwrap();
+        let err = OutputLock::acquire(dir.path(), "v2", Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        let holder = format!(
+            "is locked by process {} (bundle of release v1)",
+            std::process::id()
+        );
+        assert!(err.contains(&holder), "{err}");
+        assert!(err.contains("nothing was written"), "{err}");
+        assert!(err.contains("--out-dir"), "{err}");
+        drop(held);
+        OutputLock::acquire(dir.path(), "v2", Duration::ZERO).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(text.contains("(bundle of release v2)"), "{text}");
+    }
+
+    #[test]
+    fn temporary_files_go_on_error_and_on_interrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        // A registry of its own: the process's one may hold other tests' files.
+        let registry: &'static TempRegistry = Box::leak(Box::new(TempRegistry::new()));
+        let new_set = || TempFiles {
+            registry,
+            files: Vec::new(),
+        };
+        // Dropped before the renames (an error on the way): nothing stays.
+        let mut set = new_set();
+        set.write(&a, b"1").unwrap();
+        assert!(temp_path(&a).exists());
+        drop(set);
+        assert!(!temp_path(&a).exists());
+        assert!(!registry.lock().contains(&temp_path(&a)));
+
+        // Discarded by an interrupt: removed, and never renamed into place.
+        let mut set = new_set();
+        set.write(&a, b"1").unwrap();
+        set.write(&b, b"2").unwrap();
+        drop(registry.discard());
+        assert!(!temp_path(&a).exists() && !temp_path(&b).exists());
+        let err = set.rename_into_place().unwrap_err().to_string();
+        assert!(err.starts_with("interrupted"), "{err}");
+        assert!(!a.exists() && !b.exists());
+
+        let mut set = new_set();
+        set.write(&a, b"1").unwrap();
+        set.write(&b, b"2").unwrap();
+        set.rename_into_place().unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"1");
+        assert_eq!(std::fs::read(&b).unwrap(), b"2");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 }

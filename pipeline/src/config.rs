@@ -1244,6 +1244,46 @@ timeout = "90s"
     }
 
     #[test]
+    fn properties_and_secrets_are_parsed_strictly() {
+        let with = |tables: &str| {
+            let text = MINIMAL.replace(
+                "[[environments.staging.checks]]",
+                &format!("{tables}\n[[environments.staging.checks]]"),
+            );
+            parse(&text)
+        };
+        let ok = with("[environments.staging.properties]\nUSE_DOCKER = \"yes\"\n\n[environments.staging.secrets]\nDJANGO_SECRET_KEY = { secret = \"antenna/staging/k\" }\n").unwrap();
+        let env = ok.environment("staging").unwrap();
+        assert_eq!(env.properties["USE_DOCKER"], "yes");
+        assert_eq!(
+            env.secrets["DJANGO_SECRET_KEY"].describe(),
+            "secret antenna/staging/k"
+        );
+        // What doctor checks: Antenna's list when `required` is not set, and every declared name.
+        let required = env.required_properties();
+        for name in ["DJANGO_SETTINGS_MODULE", "USE_DOCKER", "DJANGO_SECRET_KEY"] {
+            assert!(required.iter().any(|r| r == name), "{name}: {required:?}");
+        }
+        // A plain value that looks like a secret: the file, the key, and the way out.
+        let err =
+            with("[environments.staging.properties]\nDJANGO_SECRET_KEY = \"hunter2-plain\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("deploy.toml"), "{err}");
+        assert!(
+            err.contains("environments.staging.properties.DJANGO_SECRET_KEY looks like a secret"),
+            "{err}"
+        );
+        assert!(err.contains("[environments.staging.secrets]"), "{err}");
+        assert!(!err.contains("hunter2-plain"), "{err}");
+        // Unknown fields in a reference are refused like everywhere else in the file.
+        let err = with("[environments.staging.secrets]\nX = { secert = \"a\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `secert`"), "{err}");
+    }
+
+    #[test]
     fn unknown_field_names_line_and_column() {
         let text = MINIMAL.replace("eb_environment", "eb_enviroment");
         let err = parse(&text).unwrap_err().to_string();

@@ -81,7 +81,68 @@ pub struct RunRequest {
     pub deadline: Option<Duration>,
     /// Override of the environment's `rollback` setting.
     pub rollback: Option<bool>,
+    /// What the deploy does with the environment properties declared in `deploy.toml`.
+    pub env: EnvChoice,
     pub pacing: Pacing,
+}
+
+/// What a deploy does with the environment properties declared in `deploy.toml`: it always
+/// shows their diff in its plan; with `apply` it sends the diff in the same
+/// `UpdateEnvironment` as the new version (same lock, wait and verdict), else a non-empty
+/// diff is a warning and nothing of it is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvChoice {
+    /// `--apply-env`.
+    pub apply: bool,
+    /// `--prune`: also remove the properties deploy.toml does not declare (as `env apply`).
+    pub prune: bool,
+    /// `--yes`: the confirmation `prune` needs.
+    pub confirmed: bool,
+}
+
+/// The environment properties in a deploy: their diff and whether the deploy sent it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvPlan {
+    pub diff: crate::envprops::DiffReport,
+    /// True when the diff went out in the version's `UpdateEnvironment` (`--apply-env`, not a
+    /// dry run); the deploy's verdict says whether EB applied it.
+    pub sent: bool,
+    /// True when the deploy was asked to apply it (`--apply-env`).
+    pub apply_requested: bool,
+}
+
+impl EnvPlan {
+    /// The plan's lines for people: a heading, the masked table and the summary.
+    pub fn render(&self, dry_run: bool) -> String {
+        let d = &self.diff;
+        let heading = if d.is_empty() {
+            "environment properties: they match deploy.toml".to_string()
+        } else if self.sent {
+            format!(
+                "environment properties: {} change(s) sent with the version",
+                d.changes
+            )
+        } else if self.apply_requested && dry_run {
+            format!("environment properties: {} change(s) would be applied with the version (--apply-env)", d.changes)
+        } else if self.apply_requested {
+            format!(
+                "environment properties: {} change(s) NOT applied (the deploy did not send them)",
+                d.changes
+            )
+        } else {
+            format!("environment properties differ from deploy.toml: {} change(s) NOT applied (pass --apply-env, or run `cargo xtask env apply --env {}`)", d.changes, d.environment)
+        };
+        let mut out = format!("{heading}\n");
+        let table = d.masked_table();
+        if !table.is_empty() {
+            out.push_str(&table.render());
+        }
+        let _ = writeln!(out, "{}", d.summary());
+        for p in &d.problems {
+            let _ = writeln!(out, "problem: {p}");
+        }
+        out
+    }
 }
 
 /// How a stage ended.
@@ -143,6 +204,9 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     pub deploy: Option<DeployOutcome>,
     pub rollback: Option<DeployOutcome>,
+    /// The environment properties' diff (`None`: none declared and `--apply-env` not given,
+    /// or the deploy stage did not run).
+    pub env: Option<EnvPlan>,
     pub ok: bool,
     /// EB calls made (retries included).
     pub eb_calls: u64,
@@ -161,6 +225,9 @@ impl RunReport {
             ]);
         }
         let mut out = table.render();
+        if let Some(env) = &self.env {
+            out.push_str(&env.render(self.dry_run));
+        }
         let verdict = if self.dry_run {
             "plan only (--dry-run): nothing was changed"
         } else if self.ok {
@@ -243,6 +310,7 @@ struct Ctx<'a> {
     images: Option<(crate::image::ImageRun, bool)>,
     deploy: Option<DeployOutcome>,
     rollback: Option<DeployOutcome>,
+    env_plan: Option<EnvPlan>,
 }
 
 impl Ctx<'_> {
@@ -281,6 +349,70 @@ impl Ctx<'_> {
     }
 }
 
+/// The bundle an earlier `bundle` (or `deploy`) wrote for this environment, when this run
+/// ships without making one (`--from upload`, `--from version`, `--only deploy`) and neither
+/// `--bundle` nor `--label` says what to ship. It must be of this release: a bundle of another
+/// release would go out under this release's label.
+fn earlier_bundle(req: &RunRequest) -> Result<Option<BundleFile>> {
+    let makes_bundle = req.selection.includes(Stage::Bundle);
+    let ships = [Stage::Upload, Stage::Version, Stage::Deploy]
+        .iter()
+        .any(|s| req.selection.includes(*s));
+    if makes_bundle || !ships || req.label.is_some() {
+        return Ok(None);
+    }
+    let path =
+        crate::bundle::BundleRequest::new(&req.config, &req.environment, req.release.clone())
+            .out_dir()
+            .join("deploy.zip");
+    if !path.is_file() {
+        bail!(
+            "no bundle at {}: run `cargo xtask bundle --env {}` first (or a deploy from an earlier stage), or pass --bundle PATH or --label LABEL",
+            path.display(),
+            req.environment
+        );
+    }
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    let files = crate::preview::Files::from_zip(&bytes)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    if let Some(other) = bundled_release(&req.config, &files) {
+        if other != req.release.name {
+            bail!(
+                "{} was bundled for release {other}, not {}: run the bundle stage again (`--from bundle`) or pass --release {other}",
+                path.display(),
+                req.release.name
+            );
+        }
+    }
+    tracing::info!("shipping the bundle written earlier: {}", path.display());
+    BundleFile::from_path(&path).map(Some)
+}
+
+/// The release a bundle was made for, read from the tags of the built images in its
+/// Dockerrun file (built images are tagged with the release).
+fn bundled_release(
+    config: &crate::config::Config,
+    files: &crate::preview::Files,
+) -> Option<String> {
+    let text = files.0.get(crate::bundle::DOCKERRUN)?;
+    let value: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let dockerrun = crate::dockerrun::Dockerrun::from_value(value).ok()?;
+    let built: Vec<&str> = config
+        .images
+        .values()
+        .filter(|i| i.build.is_some())
+        .map(|i| i.repository.as_str())
+        .collect();
+    dockerrun.container_definitions.iter().find_map(|c| {
+        let (repository, tag) = c.image.as_deref()?.rsplit_once(':')?;
+        built
+            .iter()
+            .any(|b| repository == *b || repository.ends_with(&format!("/{b}")))
+            .then(|| tag.to_string())
+    })
+}
+
 /// What a stage tells the summary.
 pub type StageResult = Result<(Outcome, String)>;
 
@@ -291,9 +423,14 @@ pub async fn run(
     verifier: Option<&dyn Verifier>,
 ) -> Result<RunReport> {
     let env = AwsEnvironment::resolve(&req.config, &req.environment, "deploy")?;
+    // Before anything is built: a prune without its confirmation is refused.
+    crate::envprops::apply::check_prune(&env, req.env.prune, req.env.confirmed)?;
+    if (req.env.prune || req.env.confirmed) && !req.env.apply {
+        bail!("--prune and --yes go with --apply-env: the deploy applies the environment properties only when asked");
+    }
     let bundle = match &req.bundle {
         Some(p) => Some(BundleFile::from_path(p)?),
-        None => None,
+        None => earlier_bundle(req)?,
     };
     let label = req.label.clone().or_else(|| {
         bundle
@@ -315,9 +452,12 @@ pub async fn run(
         images: None,
         deploy: None,
         rollback: None,
+        env_plan: None,
     };
     let mut stages = vec![];
     let mut failed = false;
+    // Told once, however many stages it stops.
+    let mut told_no_credentials = false;
     for stage in Stage::ALL {
         // A dry run goes on past a failed stage, so that the plan shows every stage.
         if failed && !req.dry_run {
@@ -342,6 +482,16 @@ pub async fn run(
         let group = ctx.actions.group(stage.name());
         let (outcome, output) = match run_stage(&mut ctx, stage, verifier).await {
             Ok(r) => r,
+            Err(e) if crate::aws::lacks_credentials(&e) => {
+                if !told_no_credentials {
+                    tracing::error!("{}", crate::aws::NO_CREDENTIALS);
+                    told_no_credentials = true;
+                }
+                (
+                    Outcome::Failed,
+                    "needs AWS credentials (none found; see above)".to_string(),
+                )
+            }
             Err(e) => (Outcome::Failed, format!("{e:#}")),
         };
         drop(group);
@@ -369,6 +519,7 @@ pub async fn run(
         stages,
         deploy: ctx.deploy,
         rollback: ctx.rollback,
+        env: ctx.env_plan,
         ok: !failed,
         eb_calls: ctx.eb.calls_made(),
     })
@@ -455,6 +606,14 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
         ctx.actions.annotate_lint(&b.lint, &req.config.root);
     }
     let warnings = b.lint.warnings();
+    let stand_in = if req.account.as_deref() == Some(crate::aws::PLAN_ACCOUNT) {
+        format!(
+            "; the AWS account is unknown, so image references use {} in this plan",
+            crate::aws::PLAN_ACCOUNT
+        )
+    } else {
+        String::new()
+    };
     ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
     ctx.bundle = Some(BundleFile {
         path: b.path.clone(),
@@ -466,7 +625,7 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
         Stage::Render => (
             Outcome::Done,
             format!(
-                "{} rendered and linted ({warnings} warning(s))",
+                "{} rendered and linted ({warnings} warning(s)){stand_in}",
                 crate::bundle::DOCKERRUN
             ),
         ),
@@ -482,7 +641,7 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
         _ => (
             Outcome::Planned,
             format!(
-                "would write {} ({} bytes, {})",
+                "would write {} ({} bytes, {}){stand_in}",
                 b.path.display(),
                 b.size,
                 b.version_label
@@ -580,10 +739,50 @@ async fn version(ctx: &mut Ctx<'_>) -> StageResult {
     })
 }
 
-/// The version onto the environment, waited for until EB's verdict.
+/// The version onto the environment, waited for until EB's verdict; with `--apply-env`, the
+/// environment properties' diff goes in the same `UpdateEnvironment`.
 async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     let label = ctx.label()?;
-    let o = eb::deploy(&ctx.eb, &ctx.eb_request(&label)).await?;
+    let choice = ctx.req.env;
+    if choice.apply && !ctx.req.dry_run {
+        // The same lock as the deploy: compare only once the environment is ours, so that the
+        // diff sent is the diff against what runs.
+        if let Err(locked) = eb::wait_until_ready(&ctx.eb, &ctx.eb_request(&label)).await? {
+            let msg = locked.message.clone();
+            ctx.deploy = Some(locked);
+            return Ok((Outcome::Failed, msg));
+        }
+    }
+    let plan = env_plan(ctx).await?;
+    let update = match &plan {
+        Some(d) if choice.apply && !d.is_empty() => {
+            if !d.problems.is_empty() {
+                let problems = d.problems.join("; ");
+                ctx.env_plan = plan.map(|diff| EnvPlan {
+                    diff,
+                    sent: false,
+                    apply_requested: true,
+                });
+                bail!(
+                    "not deploying with the environment properties of {}: {problems}",
+                    ctx.env.name
+                );
+            }
+            Some(d.update.clone())
+        }
+        Some(d) if !d.is_empty() => {
+            tracing::warn!(
+                "the environment properties of {} differ from deploy.toml ({} change(s)): not applied; pass --apply-env to apply them with the version",
+                ctx.env.eb_environment,
+                d.changes
+            );
+            None
+        }
+        _ => None,
+    };
+    let mut request = ctx.eb_request(&label);
+    request.options = update.as_ref();
+    let o = eb::deploy(&ctx.eb, &request).await?;
     let outcome = Outcome::of_verdict(o.verdict);
     record(ctx, "deploy", &o).await;
     if o.verdict == DeployVerdict::Failed {
@@ -593,8 +792,66 @@ async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     if o.resumed {
         msg.push_str(" (waited for the deploy an earlier run started)");
     }
+    // Sent unless the deploy only waited for one already in flight, or did not start.
+    let sent = update.is_some()
+        && !o.resumed
+        && !matches!(o.verdict, DeployVerdict::Locked | DeployVerdict::DryRun);
+    if let Some(d) = &update {
+        let _ = if sent {
+            write!(
+                msg,
+                "; with {} environment property change(s)",
+                d.set.len() + d.remove.len()
+            )
+        } else {
+            write!(
+                msg,
+                "; environment properties: {} setting(s) to send with the version",
+                d.set.len() + d.remove.len()
+            )
+        };
+    }
+    ctx.env_plan = plan.map(|diff| EnvPlan {
+        diff,
+        sent,
+        apply_requested: choice.apply,
+    });
     ctx.deploy = Some(o);
     Ok((ctx.planned(outcome), msg))
+}
+
+/// The diff of the environment properties, for the plan (and for `--apply-env`). `None` when
+/// deploy.toml declares none and `--apply-env` was not given: nothing is read then. Without
+/// `--apply-env`, a diff that cannot be made is a warning, not a failed deploy.
+async fn env_plan(ctx: &Ctx<'_>) -> Result<Option<crate::envprops::DiffReport>> {
+    let req = ctx.req;
+    let declared = crate::envprops::Declared::of(&req.config, &ctx.env.name)?;
+    if declared.is_empty() && !req.env.apply {
+        return Ok(None);
+    }
+    let made = match &req.aws {
+        Some(aws) => {
+            crate::envprops::apply::plan_with(&req.config, &ctx.eb, aws, &ctx.env, req.env.prune)
+                .await
+        }
+        None => Err(anyhow::anyhow!(
+            "no AWS configuration to read Secrets Manager and SSM with"
+        )),
+    };
+    match made {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if req.env.apply => Err(e.context(format!(
+            "cannot compare the environment properties of {}",
+            ctx.env.name
+        ))),
+        Err(e) => {
+            tracing::warn!(
+                "cannot compare the environment properties of {} with deploy.toml: {e:#}",
+                ctx.env.name
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The environment's checks against its URL (the configured one, else EB's CNAME).

@@ -411,12 +411,115 @@ pub fn diff(base: &Files, head: &Files) -> Vec<FileDiff> {
     out
 }
 
+/// The environment properties in the preview: their diff against what runs (names and
+/// masked state only), or why there is none.
+#[derive(Debug, Clone)]
+pub enum EnvSection {
+    /// deploy.toml declares no properties or secrets for the environment.
+    NoneDeclared,
+    Compared(crate::envprops::DiffReport),
+    /// AWS could not be reached (no credentials, no access, no environment): `why` says so.
+    Unavailable {
+        why: String,
+    },
+}
+
+impl EnvSection {
+    /// The diff of `env_name`'s declared properties against its running environment, read
+    /// with the AWS credentials at hand; nothing is read when none are declared.
+    pub async fn read(config: &Config, env_name: &str) -> Self {
+        let declared = match crate::envprops::Declared::of(config, env_name) {
+            Ok(d) => d,
+            Err(e) => {
+                return Self::Unavailable {
+                    why: format!("{e:#}"),
+                }
+            }
+        };
+        if declared.is_empty() {
+            return Self::NoneDeclared;
+        }
+        let env = match crate::ops::AwsEnvironment::resolve(config, env_name, "preview") {
+            Ok(e) => e,
+            Err(e) => {
+                return Self::Unavailable {
+                    why: format!("{e:#}"),
+                }
+            }
+        };
+        let aws = crate::aws::Aws::load(&config.region).await;
+        if !has_credentials(&aws).await {
+            return Self::Unavailable {
+                why: "no AWS credentials".into(),
+            };
+        }
+        let eb = crate::eb::Eb::new(aws.eb(), crate::eb::Pacing::default());
+        match crate::envprops::apply::plan_with(config, &eb, &aws, &env, false).await {
+            Ok(d) => Self::Compared(d),
+            Err(e) => Self::Unavailable {
+                why: format!("{e:#}"),
+            },
+        }
+    }
+
+    /// The section's markdown: a table of names, changes, kinds and whether each differs.
+    fn markdown(&self, env_name: &str, md: &mut String) {
+        while md.ends_with("\n\n") {
+            md.pop();
+        }
+        let _ = writeln!(md, "\n### Environment properties\n");
+        match self {
+            EnvSection::NoneDeclared => {
+                let _ = writeln!(
+                    md,
+                    "deploy.toml declares no environment properties or secrets for `{env_name}`."
+                );
+            }
+            EnvSection::Unavailable { why } => {
+                let _ = writeln!(
+                    md,
+                    "⚠️ Not compared: AWS cannot be reached from this job ({why}). The running environment's properties are unknown here."
+                );
+            }
+            EnvSection::Compared(d) => {
+                let _ = writeln!(
+                    md,
+                    "Against what runs on `{}` (values are never shown: only whether they differ).\n",
+                    d.eb_environment
+                );
+                let rows = d.masked_rows();
+                if rows.is_empty() {
+                    let _ = writeln!(md, "They match deploy.toml.\n");
+                } else {
+                    let _ = writeln!(md, "| name | change | kind | value |\n|---|---|---|---|");
+                    for [name, change, kind, state] in &rows {
+                        let _ = writeln!(md, "| `{name}` | {change} | {kind} | {state} |");
+                    }
+                    let _ = writeln!(md);
+                }
+                let _ = writeln!(md, "{}", d.summary());
+                if d.changes > 0 {
+                    let _ = writeln!(
+                        md,
+                        "\nA deploy applies these with `--apply-env`; `cargo xtask env apply --env {}` applies them alone.",
+                        d.environment
+                    );
+                }
+                for p in &d.problems {
+                    let _ = writeln!(md, "- ❌ {p}");
+                }
+            }
+        }
+    }
+}
+
 /// The whole preview.
 #[derive(Debug, Clone)]
 pub struct Preview {
     pub head: Head,
     pub baseline: Baseline,
     pub diffs: Vec<FileDiff>,
+    pub env: EnvSection,
 }
 
 impl Preview {
@@ -429,6 +532,7 @@ impl Preview {
             head,
             baseline,
             diffs,
+            env: EnvSection::NoneDeclared,
         }
     }
 
@@ -587,6 +691,7 @@ impl Preview {
             }
             let _ = writeln!(md, "\n</details>\n");
         }
+        self.env.markdown(&h.env_name, &mut md);
         mask_secrets(&md, &h.lint.secrets())
     }
 }
@@ -739,6 +844,8 @@ pub struct PreviewOutcome {
     pub lint_errors: usize,
     pub lint_warnings: usize,
     pub changed_files: Vec<String>,
+    /// The environment properties `apply` would change (`None`: not compared).
+    pub env_changes: Option<usize>,
     /// The comment's URL when one was posted or edited.
     pub comment_url: Option<String>,
     #[serde(skip)]
@@ -816,7 +923,18 @@ pub async fn run(
     };
     tracing::info!("comparing against {}", baseline.describe());
 
-    let preview = Preview::new(head, baseline);
+    let mut preview = Preview::new(head, baseline);
+    preview.env = {
+        let _g = actions.group("compare the environment properties");
+        let section = EnvSection::read(config, &req.env_name).await;
+        if let EnvSection::Unavailable { why } = &section {
+            tracing::warn!(
+                "the environment properties of {} were not compared: {why}",
+                req.env_name
+            );
+        }
+        section
+    };
     let markdown = preview.markdown(&root);
     actions.summary(&markdown)?;
     if let Some(b) = &preview.head.bundle {
@@ -851,6 +969,10 @@ pub async fn run(
         lint_errors: preview.head.lint.errors(),
         lint_warnings: preview.head.lint.warnings(),
         changed_files: preview.diffs.iter().map(|d| d.name.clone()).collect(),
+        env_changes: match &preview.env {
+            EnvSection::Compared(d) => Some(d.changes),
+            _ => None,
+        },
         comment_url,
         markdown,
     })
@@ -1031,11 +1153,49 @@ path = "/api/v2/"
                 (DOCKERRUN, Change::Modified)
             ]
         );
+        // Environment properties: one of each kind; values and references never shown.
+        let mut preview = preview;
+        let declared = crate::envprops::Declared {
+            properties: BTreeMap::from([
+                ("DJANGO_DEBUG".into(), "False".into()),
+                ("NEW".into(), "n".into()),
+            ]),
+            secrets: BTreeMap::from([(
+                "DJANGO_SECRET_KEY".into(),
+                crate::envprops::SecretRef {
+                    secret: Some("antenna/staging/DJANGO_SECRET_KEY".into()),
+                    key: None,
+                    parameter: None,
+                },
+            )]),
+        };
+        let running = crate::envprops::Running {
+            plain: BTreeMap::from([
+                ("DJANGO_DEBUG".into(), "True".into()),
+                ("DJANGO_SECRET_KEY".into(), "hunter2-console".into()),
+                ("CONSOLE".into(), "y".into()),
+            ]),
+            ..Default::default()
+        };
+        let arn = "arn:aws:secretsmanager:us-west-2:123456789012:secret:antenna/staging/DJANGO_SECRET_KEY-AbCdEf";
+        let resolved = BTreeMap::from([("DJANGO_SECRET_KEY".to_string(), Ok(arn.to_string()))]);
+        preview.env = EnvSection::Compared(crate::envprops::diff(
+            "staging",
+            "antenna-staging",
+            &declared,
+            &resolved,
+            &running,
+            &[],
+            false,
+        ));
         let md = preview
             .markdown(dir.path())
             .replace(&bundle.sha256, "[sha256]")
             .replace(&bundle.version_label, "[version label]")
             .replace(&format!("{} bytes", bundle.size), "[size] bytes");
+        for hidden in ["hunter2-console", "False", "True", "arn:", "sha256:"] {
+            assert!(!md.contains(hidden), "{hidden} in the preview:\n{md}");
+        }
         insta::assert_snapshot!(md);
     }
 

@@ -888,7 +888,28 @@ async fn whole_pipeline_from_the_repository_template() {
         "PROCESSED"
     );
     assert_eq!(verdict(&r), DeployVerdict::Succeeded);
-    assert_eq!(w.deployed_labels(), vec![label]);
+    assert_eq!(w.deployed_labels(), vec![label.clone()]);
+
+    // `--from upload` ships the bundle written above: same label, nothing uploaded again.
+    let mut again = req.clone();
+    again.selection.from = Some(pipeline::stages::Stage::Upload);
+    let r = w.run(&again, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(r.label.as_deref(), Some(label.as_str()));
+    assert_eq!(stage(&r, "bundle").output, "before the --from stage");
+    assert_eq!(verdict(&r), DeployVerdict::AlreadyDeployed);
+    assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
+    // ... and refuses it for another release, whose label it would carry.
+    again.release =
+        pipeline::release::Release::fixed("v2.0.0", "0123456789abcdef0123456789abcdef01234567");
+    let err = pipeline::deploy::run(&again, &w.clients, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("target/deploy/staging/deploy.zip was bundled for release v1.0.0, not v2.0.0: run the bundle stage again (`--from bundle`) or pass --release v1.0.0"),
+        "{err}"
+    );
 }
 
 /// The `xtask` binary, pointed at moto and the emulator through the SDK's endpoint variables.
@@ -964,16 +985,20 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
             "--dry-run",
         ],
     );
-    cmd.env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            w.dir.path().join("no-aws-credentials"),
-        )
-        .env("DEPLOY_ACCOUNT", "123456789012");
+    // No credentials from any provider of the chain.
+    let without_credentials = |cmd: &mut std::process::Command| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                w.dir.path().join("no-aws-credentials"),
+            );
+    };
+    without_credentials(&mut cmd);
+    cmd.env("DEPLOY_ACCOUNT", "123456789012");
     let started = std::time::Instant::now();
     let out = output(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1011,7 +1036,70 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
             .any(|l| l.starts_with("deploy ") && l.contains("FAILED") && l.contains("credentials")),
         "{stderr}"
     );
+    // One line for the cause, however many stages it stops; no SDK dump.
+    assert_eq!(
+        stderr
+            .matches("no AWS credentials: set AWS_PROFILE")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    for dump in [
+        "DispatchFailure",
+        "Attempted:",
+        "dispatch failure",
+        "Ec2InstanceMetadata",
+    ] {
+        assert!(!stderr.contains(dump), "{dump}: {stderr}");
+    }
     assert!(w.emu.write_calls().is_empty());
+
+    // Without an account either, the plan still renders, with a visible stand-in.
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--dry-run",
+        ],
+    );
+    without_credentials(&mut cmd);
+    cmd.env_remove("DEPLOY_ACCOUNT");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("render ")
+            && l.contains(" done ")
+            && l.contains(
+                "the AWS account is unknown, so image references use ACCOUNT-ID in this plan"
+            )),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("bundle ") && l.contains(" planned ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("no AWS credentials: set AWS_PROFILE")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Attempted:"), "{stderr}");
+    assert!(
+        !w.dir
+            .path()
+            .join("target/deploy/staging/deploy.zip")
+            .exists(),
+        "a dry run writes no bundle"
+    );
 }
 
 /// In GitHub Actions the deploy groups its stages, writes step outputs and the job summary,

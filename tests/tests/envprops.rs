@@ -9,6 +9,7 @@ use integration::deploy_world::{Settings, World};
 use integration::eb_emulator::{Script, Step, ENVIRONMENT, ENVIRONMENT_SECRETS};
 use integration::{aws, services};
 use pipeline::aws::Aws;
+use pipeline::deploy::{EnvChoice, RunRequest};
 use pipeline::eb::{DeployVerdict, Eb, Pacing};
 use pipeline::envprops::secrets::SecretStores;
 use pipeline::envprops::{self, ApplyRequest, Change};
@@ -48,6 +49,8 @@ struct Fixture {
     session: Session,
     secret_name: String,
     parameter: String,
+    /// The declaration's TOML (for `World::request`, which writes deploy.toml again).
+    tables: String,
 }
 
 /// An environment as the console left it, and a declaration that differs in every way.
@@ -82,10 +85,8 @@ async fn fixture() -> Fixture {
         envprops::MANAGED_RECORD,
         "CHANGE,DJANGO_SECRET_KEY,KEEP,OLD",
     );
-    configure(
-        &w,
-        &format!(
-            r#"required = ["KEEP"]
+    let tables = format!(
+        r#"required = ["KEEP"]
 
 [environments.staging.properties]
 KEEP = "1"
@@ -96,13 +97,14 @@ NEW = "n"
 DJANGO_SECRET_KEY = {{ secret = "{secret_name}" }}
 SENTRY_DSN = {{ parameter = "{parameter}" }}
 "#
-        ),
     );
+    configure(&w, &tables);
     Fixture {
         w,
         session,
         secret_name,
         parameter,
+        tables,
     }
 }
 
@@ -445,6 +447,27 @@ async fn the_binary_never_shows_a_secret_value() {
     assert!(err.contains("stored a new version of"), "{err}");
     captured.push_str(&out);
     captured.push_str(&err);
+    // From a file: the same, and the value is not echoed.
+    let value_file = w.dir.path().join("django-secret-key");
+    std::fs::write(&value_file, format!("{SECRET_VALUE}\n")).unwrap();
+    let (ok, out, err) = run(
+        xtask(
+            &w,
+            &[
+                "secrets",
+                "put",
+                "DJANGO_SECRET_KEY",
+                "--from-file",
+                value_file.to_str().unwrap(),
+            ],
+        ),
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(err.contains("stored a new version of"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
 
     // `secrets import`: secrets by the detector, plain properties as lines to paste.
     let dotenv = w.dir.path().join(".django");
@@ -513,4 +536,358 @@ async fn the_binary_never_shows_a_secret_value() {
     for call in w.emu.calls() {
         no_secret_in(&format!("{:?}", call.params));
     }
+}
+
+/// The whole pipeline on the fixture (bundle given), with Secrets Manager and SSM from moto.
+fn deploy_request(f: &Fixture, env: EnvChoice) -> RunRequest {
+    let mut req = f.w.request(&Settings {
+        checks: f.tables.clone(),
+        ..Settings::default()
+    });
+    req.aws = Some(f.session.aws.clone());
+    req.env = env;
+    req
+}
+
+const APPLY: EnvChoice = EnvChoice {
+    apply: true,
+    prune: false,
+    confirmed: false,
+};
+
+#[tokio::test]
+async fn deploy_shows_the_env_diff_and_applies_it_with_the_version_only_when_asked() {
+    let f = fixture().await;
+    let label = f.w.label();
+
+    // A plan (--dry-run) shows every change, masked, and changes nothing.
+    let mut req = deploy_request(&f, EnvChoice::default());
+    req.dry_run = true;
+    let plan = f.w.run(&req, None).await;
+    let env = plan.env.as_ref().expect("the plan shows the env diff");
+    assert!(!env.sent);
+    assert_eq!(env.diff.changes, 5, "{:?}", env.diff.entries);
+    let table = plan.table();
+    assert!(
+        table.contains("environment properties differ from deploy.toml: 5 change(s) NOT applied (pass --apply-env"),
+        "{table}"
+    );
+    assert!(
+        table.contains("DJANGO_SECRET_KEY  changed    secret  differs"),
+        "{table}"
+    );
+    assert!(
+        table.contains("CONSOLE            unmanaged  plain   kept"),
+        "{table}"
+    );
+    let env_part = &table[table.find("environment properties").unwrap()..];
+    for value in ["old", "arn:", "sha256:", f.secret_name.as_str()] {
+        assert!(!env_part.contains(value), "{value} in the plan:\n{table}");
+    }
+    no_secret_in(&table);
+    no_secret_in(&serde_json::to_string(&plan).unwrap());
+    assert!(f.w.emu.write_calls().is_empty(), "a plan writes nothing");
+
+    // A dry run with --apply-env says it would apply them.
+    let mut req = deploy_request(&f, APPLY);
+    req.dry_run = true;
+    let plan = f.w.run(&req, None).await;
+    assert!(
+        plan.table().contains(
+            "environment properties: 5 change(s) would be applied with the version (--apply-env)"
+        ),
+        "{}",
+        plan.table()
+    );
+    assert!(f.w.emu.write_calls().is_empty());
+
+    // --prune without --yes is refused before anything runs.
+    let err = pipeline::deploy::run(
+        &deploy_request(
+            &f,
+            EnvChoice {
+                prune: true,
+                ..APPLY
+            },
+        ),
+        &f.w.clients,
+        None,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("add --yes to confirm"), "{err}");
+    assert!(f.w.emu.write_calls().is_empty());
+
+    // --apply-env: the version and the properties in ONE UpdateEnvironment.
+    let report = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(report.ok, "{}", report.table());
+    let deploy = report.deploy.as_ref().unwrap();
+    assert_eq!(
+        deploy.verdict,
+        DeployVerdict::Succeeded,
+        "{}",
+        deploy.message
+    );
+    let updates = f.w.emu.calls_of("UpdateEnvironment");
+    assert_eq!(updates.len(), 1, "one UpdateEnvironment");
+    let call = &updates[0];
+    assert_eq!(call.param("VersionLabel"), Some(label.as_str()));
+    assert!(
+        call.param("OptionSettings.member.1.Namespace").is_some(),
+        "{:?}",
+        call.params
+    );
+    assert!(
+        call.param("OptionsToRemove.member.1.OptionName").is_some(),
+        "{:?}",
+        call.params
+    );
+    no_secret_in(&format!("{:?}", call.params));
+    let env = report.env.as_ref().unwrap();
+    assert!(env.sent);
+    assert!(
+        report
+            .table()
+            .contains("environment properties: 5 change(s) sent with the version"),
+        "{}",
+        report.table()
+    );
+    no_secret_in(&report.table());
+    no_secret_in(&serde_json::to_string(&report).unwrap());
+    assert_eq!(
+        f.w.emu.environment(&f.w.environment).version.as_deref(),
+        Some(label.as_str())
+    );
+    let plain = f.w.emu.options(&f.w.environment, ENVIRONMENT);
+    assert_eq!(plain["CHANGE"], "new");
+    assert_eq!(
+        plain["CONSOLE"], "y",
+        "an unmanaged property is kept without --prune"
+    );
+    assert!(
+        f.w.emu.options(&f.w.environment, ENVIRONMENT_SECRETS)["DJANGO_SECRET_KEY"]
+            .contains(&f.secret_name)
+    );
+
+    // Then `env diff` is empty, and a second deploy makes no write call at all.
+    let (config, aws_env) = resolve(&f);
+    let after = envprops::apply::plan(&config, &f.session, &aws_env, false)
+        .await
+        .unwrap();
+    assert!(after.is_empty(), "{:?}", after.entries);
+    let writes = f.w.emu.write_calls().len();
+    let second = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(second.ok, "{}", second.table());
+    assert_eq!(
+        second.deploy.as_ref().unwrap().verdict,
+        DeployVerdict::AlreadyDeployed
+    );
+    assert_eq!(f.w.emu.write_calls().len(), writes, "no write call");
+    assert!(
+        second
+            .table()
+            .contains("environment properties: they match deploy.toml"),
+        "{}",
+        second.table()
+    );
+
+    // Without --apply-env, a property changed in the console is a warning, not applied.
+    f.w.emu
+        .set_environment_property(&f.w.environment, "CHANGE", "drifted");
+    let third =
+        f.w.run(&deploy_request(&f, EnvChoice::default()), None)
+            .await;
+    assert!(third.ok, "{}", third.table());
+    assert_eq!(f.w.emu.write_calls().len(), writes, "nothing applied");
+    assert!(
+        third.table().contains("1 change(s) NOT applied"),
+        "{}",
+        third.table()
+    );
+    assert!(!third.table().contains("drifted"), "{}", third.table());
+    assert_eq!(
+        f.w.emu.options(&f.w.environment, ENVIRONMENT)["CHANGE"],
+        "drifted"
+    );
+}
+
+#[tokio::test]
+async fn deploy_with_apply_env_waits_for_the_lock_and_compares_after_it() {
+    let f = fixture().await;
+    f.w.emu
+        .add_version(&f.w.application, "v1", &f.w.bucket, "k", "PROCESSED");
+    f.w.emu.start_foreign_deploy(
+        &f.w.environment,
+        "v1",
+        Script::success(Duration::from_millis(1000)),
+    );
+    let started = std::time::Instant::now();
+    let report = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(report.ok, "{}", report.table());
+    let foreign_end = f.w.emu.finishes(&f.w.environment)[0];
+    let waited_from = f.w.emu.calls_of("DescribeEnvironments");
+    assert!(
+        waited_from
+            .iter()
+            .any(|c| c.at > started && c.at < foreign_end),
+        "the deploy met the environment busy"
+    );
+    let ours = f.w.emu.calls_of("UpdateEnvironment");
+    let ours: Vec<_> = ours.iter().filter(|c| c.status == 200).collect();
+    assert_eq!(ours.len(), 1, "one UpdateEnvironment of ours");
+    assert!(
+        ours[0].at >= foreign_end,
+        "the deploy waited for the other one"
+    );
+    // The properties were read once the environment was ours: read after the other deploy.
+    let reads = f.w.emu.calls_of("DescribeConfigurationSettings");
+    assert!(
+        reads.iter().all(|c| c.at >= foreign_end),
+        "compared before the lock was ours"
+    );
+    assert_eq!(f.w.emu.options(&f.w.environment, ENVIRONMENT)["NEW"], "n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_binary_applies_the_env_and_never_shows_a_secret_value() {
+    let f = fixture().await;
+    let w = &f.w;
+    let bundle = w.bundle.display().to_string();
+    let summary = w.dir.path().join("github_summary");
+    let outputs = w.dir.path().join("github_output");
+    std::fs::write(&summary, "").unwrap();
+    std::fs::write(&outputs, "").unwrap();
+    let mut captured = String::new();
+    let deploy = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "deploy",
+            "--release",
+            "v1.0.0",
+            "--bundle",
+            bundle.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = xtask(w, &args);
+        cmd.env("AWS_ENDPOINT_URL_S3", services::env("MOTO_ENDPOINT"))
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("GITHUB_OUTPUT", &outputs)
+            .env_remove("GITHUB_TOKEN");
+        cmd
+    };
+
+    let (ok, out, err) = run(deploy(&["--dry-run"]), None).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("5 change(s) NOT applied"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+    assert!(w.emu.write_calls().is_empty());
+
+    let (ok, out, err) = run(deploy(&["--prune"]), None).await;
+    assert!(!ok && err.contains("--apply-env"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    let (ok, out, err) = run(deploy(&["--apply-env"]), None).await;
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["env"]["sent"], true, "{out}");
+    assert_eq!(report["deploy"]["verdict"], "succeeded", "{out}");
+    assert!(err.contains("5 change(s) sent with the version"), "{err}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    let (ok, out, err) = run(xtask(w, &["--json", "env", "diff"]), None).await;
+    assert!(ok, "{err}");
+    let diff: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(diff["changes"], 0, "{out}");
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    let writes = w.emu.write_calls().len();
+    let (ok, out, err) = run(deploy(&["--apply-env"]), None).await;
+    assert!(ok, "{err}");
+    assert!(err.contains("they match deploy.toml"), "{err}");
+    assert_eq!(
+        w.emu.write_calls().len(),
+        writes,
+        "a second deploy writes nothing"
+    );
+    captured.push_str(&out);
+    captured.push_str(&err);
+
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("environment properties"), "{summary}");
+    captured.push_str(&summary);
+    captured.push_str(&std::fs::read_to_string(&outputs).unwrap());
+    no_secret_in(&captured);
+    for call in w.emu.calls() {
+        no_secret_in(&format!("{:?}", call.params));
+    }
+}
+
+#[tokio::test]
+async fn deploy_with_apply_env_is_judged_by_the_verdict_and_refuses_an_unresolvable_secret() {
+    let mut f = fixture().await;
+    // EB fails the deploy: the verdict is the deploy's, EB drops the settings with it, and
+    // the rollback sends the previous version only.
+    f.w.emu.script_next_deploy(
+        &f.w.environment,
+        Script::failure(Duration::from_millis(50), "Failed to deploy application."),
+    );
+    let report = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(!report.ok, "{}", report.table());
+    assert_eq!(
+        report.deploy.as_ref().unwrap().verdict,
+        DeployVerdict::Failed
+    );
+    let updates: Vec<_> =
+        f.w.emu
+            .calls_of("UpdateEnvironment")
+            .into_iter()
+            .filter(|c| c.status == 200)
+            .collect();
+    assert_eq!(updates.len(), 2, "the deploy, then the rollback");
+    assert!(updates[0]
+        .param("OptionSettings.member.1.Namespace")
+        .is_some());
+    assert_eq!(updates[1].param("VersionLabel"), Some("v0"));
+    assert_eq!(updates[1].param("OptionSettings.member.1.Namespace"), None);
+    assert_eq!(
+        f.w.emu.options(&f.w.environment, ENVIRONMENT)["CHANGE"],
+        "old"
+    );
+    let table = report.table();
+    assert!(
+        table.contains("5 change(s) sent with the version") && table.contains("deploy FAILED"),
+        "{table}"
+    );
+    no_secret_in(&table);
+
+    // A reference that cannot be resolved: the deploy stage fails before any update.
+    f.tables = "required = []\n\n[environments.staging.secrets]\nDATABASE_URL = { secret = \"antenna/staging/no-such-secret\" }\n".into();
+    let before = f.w.emu.calls_of("UpdateEnvironment").len();
+    let report = f.w.run(&deploy_request(&f, APPLY), None).await;
+    assert!(!report.ok);
+    let deploy = report.stages.iter().find(|s| s.stage == "deploy").unwrap();
+    assert!(
+        deploy
+            .output
+            .contains("no secret \"antenna/staging/no-such-secret\""),
+        "{}",
+        deploy.output
+    );
+    assert_eq!(f.w.emu.calls_of("UpdateEnvironment").len(), before);
+    // Without --apply-env the same diff is only a warning: the version is deployed.
+    let report =
+        f.w.run(&deploy_request(&f, EnvChoice::default()), None)
+            .await;
+    assert!(report.ok, "{}", report.table());
+    assert!(
+        report.table().contains("problem: DATABASE_URL: no secret"),
+        "{}",
+        report.table()
+    );
 }

@@ -658,6 +658,16 @@ struct Run {
 }
 
 async fn run_preview(repo: &std::path::Path, base: &str, server: &MockServer) -> Run {
+    run_preview_with(repo, base, server, &[]).await
+}
+
+/// [`run_preview`] with more environment variables (AWS endpoints and credentials).
+async fn run_preview_with(
+    repo: &std::path::Path,
+    base: &str,
+    server: &MockServer,
+    env: &[(&str, String)],
+) -> Run {
     let files = tempfile::tempdir().unwrap();
     let (output, summary) = (files.path().join("output"), files.path().join("summary.md"));
     let out = tokio::process::Command::new(integration::xtask_bin())
@@ -687,6 +697,7 @@ async fn run_preview(repo: &std::path::Path, base: &str, server: &MockServer) ->
         .env("GITHUB_API_URL", server.uri())
         .env("PREVIEW_POST", "true")
         .env("DEPLOY_ACCOUNT", "123456789012")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .await
         .unwrap();
@@ -1170,6 +1181,7 @@ fn run_report(ok: bool) -> pipeline::deploy::RunReport {
         ],
         deploy: None,
         rollback: None,
+        env: None,
         ok,
         eb_calls: 7,
     }
@@ -1232,5 +1244,135 @@ async fn deploy_reporter_finishes_a_run_report() {
             );
             assert_eq!(s[1]["log_url"], RUN);
         }
+    }
+}
+
+/// The bodies of the comments the preview posted or edited, as wiremock received them.
+async fn comment_bodies(server: &MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r.method.as_str(), "POST" | "PATCH"))
+        .map(|r| {
+            r.body_json::<Value>().unwrap()["body"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_comment_shows_the_env_diff_masked_or_says_aws_cannot_be_reached() {
+    use integration::{aws, services};
+    const SECRET_VALUE: &str = "preview-s3cr3t-91c7d2";
+    const CONSOLE_SECRET: &str = "console-held-preview-5b0e3a";
+    let w = integration::deploy_world::World::new().await;
+    let moto = services::env("MOTO_ENDPOINT");
+    let stores = pipeline::envprops::secrets::SecretStores::new(&pipeline::aws::Aws {
+        sdk: aws::sdk_config(&moto),
+        custom_endpoint: true,
+    });
+    let secret = services::unique("antenna/staging/DJANGO_SECRET_KEY");
+    stores.put(&secret, SECRET_VALUE, &[]).await.unwrap();
+    w.emu
+        .set_environment_property(&w.environment, "DJANGO_SECRET_KEY", CONSOLE_SECRET);
+    w.emu
+        .set_environment_property(&w.environment, "DJANGO_DEBUG", "True");
+
+    // The head declares the properties; the base commit does not.
+    let (repo, base) = fixture_repo();
+    let config = FIXTURE_CONFIG
+        .replace("\"antenna\"", &format!("\"{}\"", w.application))
+        .replace("\"antenna-staging\"", &format!("\"{}\"", w.environment));
+    std::fs::write(
+        repo.path().join("deploy.toml"),
+        format!(
+            "{config}required = []\n\n[environments.staging.properties]\nDJANGO_DEBUG = \"False\"\n\n[environments.staging.secrets]\nDJANGO_SECRET_KEY = {{ secret = \"{secret}\" }}\n"
+        ),
+    )
+    .unwrap();
+
+    let server = MockServer::start().await;
+    let comments = Comments::default();
+    fake_comments(&server, &comments).await;
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", moto.clone()),
+        ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", w.emu.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_REGION", "us-west-2".to_string()),
+    ];
+    let run = run_preview_with(repo.path(), &base, &server, &aws_env).await;
+    assert!(run.ok, "preview failed:\n{}", run.stderr);
+    let bodies = comment_bodies(&server).await;
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    let body = &bodies[0];
+    let section = &body[body.find("### Environment properties").expect(body)..];
+    assert!(
+        body.find("### Changes against") < body.find("### Environment properties"),
+        "next to the bundle diff: {body}"
+    );
+    assert!(
+        section.contains(&format!("Against what runs on `{}`", w.environment)),
+        "{section}"
+    );
+    assert!(
+        section.contains("| `DJANGO_DEBUG` | changed | plain | differs |"),
+        "{section}"
+    );
+    assert!(
+        section.contains("| `DJANGO_SECRET_KEY` | changed | secret | differs |"),
+        "{section}"
+    );
+    assert!(section.contains("staging: 0 added, 2 changed"), "{section}");
+    for hidden in ["True", "False", "arn:", "sha256:", secret.as_str()] {
+        assert!(
+            !section.contains(hidden),
+            "{hidden} in the comment:\n{section}"
+        );
+    }
+    assert_eq!(
+        run.summary, run.stdout,
+        "the job summary is the same markdown"
+    );
+    let mut captured = format!("{}{}{}{}", run.stdout, run.stderr, run.summary, run.output);
+    captured.push_str(&bodies.join("\n"));
+
+    // No credentials: the comment says the properties were not compared, and why.
+    let home = tempfile::tempdir().unwrap();
+    let no_aws = [
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("AWS_REGION", "us-west-2".to_string()),
+        ("HOME", home.path().display().to_string()),
+    ];
+    let run = run_preview_with(repo.path(), &base, &server, &no_aws).await;
+    assert!(run.ok, "preview failed:\n{}", run.stderr);
+    let bodies = comment_bodies(&server).await;
+    assert_eq!(bodies.len(), 2, "the same comment edited: {bodies:?}");
+    assert!(
+        bodies[1]
+            .contains("⚠️ Not compared: AWS cannot be reached from this job (no AWS credentials)"),
+        "{}",
+        bodies[1]
+    );
+    assert_eq!(
+        comments
+            .marked_with("<!-- cargo-xtask-preview:staging -->")
+            .len(),
+        1
+    );
+    captured.push_str(&format!(
+        "{}{}{}{}",
+        run.stdout, run.stderr, run.summary, run.output
+    ));
+    captured.push_str(&bodies.join("\n"));
+    for value in [SECRET_VALUE, CONSOLE_SECRET] {
+        assert!(
+            !captured.contains(value),
+            "a secret value leaked: {captured}"
+        );
     }
 }

@@ -35,7 +35,25 @@ impl Cmd {
 
     pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
-        let b = pipeline::bundle::bundle(&config, &self.request(&config)).await?;
+        let req = self.request(&config);
+        // Ctrl-C or SIGTERM while the pair is written: remove the temporary files and exit,
+        // leaving the folder with the pair it had.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let b = tokio::select! {
+            b = pipeline::bundle::bundle(&config, &req) => b?,
+            code = async {
+                tokio::select! {
+                    _ = int.recv() => 130,
+                    _ = term.recv() => 143,
+                }
+            } => {
+                let _held = pipeline::bundle::discard_temp_files();
+                eprintln!("error: interrupted: the bundle's temporary files were removed; the output folder keeps what it had");
+                std::process::exit(code);
+            }
+        };
         if !b.lint.findings.is_empty() {
             eprint!("{}", b.lint.to_text());
         }

@@ -19,10 +19,22 @@ pub async fn plan(
     env: &AwsEnvironment,
     prune: bool,
 ) -> Result<DiffReport> {
+    plan_with(config, &session.eb, &session.aws, env, prune).await
+}
+
+/// [`plan`] with the EB client and the AWS configuration (Secrets Manager, SSM) of a caller
+/// that has no [`Session`] (a deploy, the preview).
+pub async fn plan_with(
+    config: &Config,
+    eb: &eb::Eb,
+    aws: &crate::aws::Aws,
+    env: &AwsEnvironment,
+    prune: bool,
+) -> Result<DiffReport> {
     let declared = Declared::of(config, &env.name)?;
-    let stores = SecretStores::new(&session.aws);
+    let stores = SecretStores::new(aws);
     let resolved = stores.resolve_all(&declared).await;
-    let running = Running::read(&session.eb, &env.application, &env.eb_environment).await?;
+    let running = Running::read(eb, &env.application, &env.eb_environment).await?;
     let required = env.spec.required_properties();
     Ok(diff(
         &env.name,
@@ -33,6 +45,19 @@ pub async fn plan(
         &required,
         prune,
     ))
+}
+
+/// `--prune` removes what someone else set: it needs `--yes` (`env apply` and `deploy
+/// --apply-env` alike).
+pub fn check_prune(env: &AwsEnvironment, prune: bool, confirmed: bool) -> Result<()> {
+    if prune && !confirmed {
+        bail!(
+            "--prune removes every property of {} that deploy.toml does not declare (see `cargo xtask env diff --env {}`): add --yes to confirm",
+            env.eb_environment,
+            env.name
+        );
+    }
+    Ok(())
 }
 
 /// What `env apply` does.
@@ -87,13 +112,7 @@ impl ApplyReport {
 /// compares, and sends the changes in one `UpdateEnvironment`, then waits for the verdict.
 /// Nothing is written when nothing differs.
 pub async fn apply(config: &Config, session: &Session, req: &ApplyRequest) -> Result<ApplyReport> {
-    if req.prune && !req.confirmed {
-        bail!(
-            "--prune removes every property of {} that deploy.toml does not declare (see `cargo xtask env diff --env {}`): add --yes to confirm",
-            req.env.eb_environment,
-            req.env.name
-        );
-    }
+    check_prune(&req.env, req.prune, req.confirmed)?;
     let eb_req = eb::DeployRequest {
         application: &req.env.application,
         environment: &req.env.eb_environment,

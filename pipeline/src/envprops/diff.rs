@@ -183,6 +183,38 @@ impl DiffReport {
         t
     }
 
+    /// The rows a deploy's plan and the pull-request preview show: name, change, kind and
+    /// only whether the value differs (`differs`, `same`, `kept`, `missing`), never a value,
+    /// a fingerprint or a reference. Unchanged entries are left out.
+    pub fn masked_rows(&self) -> Vec<[String; 4]> {
+        self.differing()
+            .map(|e| {
+                let state = match e.change {
+                    Change::Added | Change::Changed | Change::Removed => "differs",
+                    Change::Unchanged => "same",
+                    Change::Unmanaged if self.update.removes(&e.name) => "removed by --prune",
+                    Change::Unmanaged => "kept",
+                    Change::Missing => "missing",
+                };
+                [
+                    e.name.clone(),
+                    e.change.as_str().to_string(),
+                    e.kind.to_string(),
+                    state.to_string(),
+                ]
+            })
+            .collect()
+    }
+
+    /// [`Self::masked_rows`] as a table for people.
+    pub fn masked_table(&self) -> Table {
+        let mut t = Table::new(["name", "change", "kind", "value"]);
+        for row in self.masked_rows() {
+            t.row(row);
+        }
+        t
+    }
+
     /// One line for people: what `apply` would do.
     pub fn summary(&self) -> String {
         let count = |c: Change| self.entries.iter().filter(|e| e.change == c).count();
@@ -484,6 +516,23 @@ mod tests {
         assert_eq!(d.changes, 4);
         let pruned = diff("p", "eb-p", &declared(), &resolved, &running(), &[], true);
         assert!(pruned.update.removes("CONSOLE"));
+        // The masked view: whether each differs, no value, fingerprint or reference.
+        let rows: Vec<String> = d.masked_rows().iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            rows,
+            [
+                "NEW added plain differs",
+                "CHANGE changed plain differs",
+                "DJANGO_SECRET_KEY changed secret differs",
+                "OLD removed plain differs",
+                "CONSOLE unmanaged plain kept",
+            ]
+        );
+        let masked = pruned.masked_table().render();
+        assert!(masked.contains("removed by --prune"), "{masked}");
+        for hidden in ["old", "new", "hunter2", "sha256:", "arn:"] {
+            assert!(!masked.contains(hidden), "{hidden} in {masked}");
+        }
     }
 
     #[test]

@@ -852,14 +852,6 @@ impl Handler {
         request_id: &str,
         access_key: Option<&str>,
     ) -> Result<String, ApiError> {
-        let req = |k: &str| {
-            p.get(k).cloned().ok_or_else(|| {
-                sender(
-                    "MissingParameter",
-                    format!("The request must contain the parameter {k}"),
-                )
-            })
-        };
         if !ACTIONS.contains(&action) {
             return Err(sender(
                 "InvalidAction",
@@ -869,6 +861,31 @@ impl Handler {
         if let Some(result) = self.dispatch_ops(action, p).await {
             return result;
         }
+        let result = self.dispatch_core(action, p, request_id, access_key);
+        if result.is_ok() && action == "CreateApplicationVersion" {
+            if let (Some(app), Some(label)) = (p.get("ApplicationName"), p.get("VersionLabel")) {
+                self.apply_lifecycle(app, label).await;
+            }
+        }
+        result
+    }
+
+    /// The actions answered from the state alone (the lock is held throughout).
+    fn dispatch_core(
+        &self,
+        action: &str,
+        p: &Params,
+        request_id: &str,
+        access_key: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let req = |k: &str| {
+            p.get(k).cloned().ok_or_else(|| {
+                sender(
+                    "MissingParameter",
+                    format!("The request must contain the parameter {k}"),
+                )
+            })
+        };
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.advance(now);
