@@ -179,6 +179,9 @@ pub struct Environment {
     /// puts the environment on another one).
     pub solution_stack: String,
     pub platform_arn: String,
+    /// The `CNAME` EB answers (default `<name>.us-west-2.elasticbeanstalk.com`); a test can
+    /// point it at a server on loopback (`127.0.0.1:PORT`).
+    pub cname: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -340,6 +343,7 @@ impl EbEmulator {
                     deployment_id,
                     solution_stack: actions::SOLUTION_STACK.into(),
                     platform_arn: actions::platform_arn(),
+                    cname: None,
                 },
             );
         });
@@ -1163,7 +1167,9 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     );
     x.leaf(
         "CNAME",
-        &format!("{}.us-west-2.elasticbeanstalk.com", e.name),
+        &e.cname
+            .clone()
+            .unwrap_or_else(|| format!("{}.us-west-2.elasticbeanstalk.com", e.name)),
     );
     x.leaf("DateCreated", &fmt_time(e.created));
     x.leaf("DateUpdated", &fmt_time(e.updated));
