@@ -231,7 +231,10 @@ pub struct EnvironmentSpec {
     pub instance_type: Option<String>,
 }
 
-/// The environment properties Antenna's production settings cannot start without.
+/// The environment properties Antenna's production settings cannot start without: what
+/// `config/settings/production.py` and `base.py` read with no default, plus
+/// `DJANGO_SETTINGS_MODULE` (else Django loads the local settings) and `REDIS_URL` (its
+/// default, none, leaves the cache and Celery's result backend without a server).
 pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
     "DJANGO_SETTINGS_MODULE",
     "DJANGO_SECRET_KEY",
@@ -241,6 +244,9 @@ pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
     "REDIS_URL",
     "CELERY_BROKER_URL",
     "SENTRY_DSN",
+    "SENDGRID_API_KEY",
+    "DJANGO_AWS_ACCESS_KEY_ID",
+    "DJANGO_AWS_SECRET_ACCESS_KEY",
     "DJANGO_AWS_STORAGE_BUCKET_NAME",
 ];
 

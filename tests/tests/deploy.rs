@@ -1153,6 +1153,74 @@ async fn the_binary_reports_to_github_actions() {
     assert!(summary.contains("## Deploy `v1.0.0`"), "{summary}");
 }
 
+/// Without a `url`, `verify` checks the environment's CNAME from Elastic Beanstalk, as the
+/// deploy's verify stage does, and the deploy's `url` output is that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_url_verify_and_deploy_use_the_environment_cname() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"projects": "/api/v2/projects/"})),
+        )
+        .mount(&api)
+        .await;
+    let host = api.address().to_string();
+    let w = World::new().await;
+    w.emu
+        .update_environment(&w.environment, |e| e.cname = Some(host.clone()));
+    w.config(&Settings {
+        checks: "[[environments.staging.checks]]\nkind = \"http\"\ntimeout = \"5s\"\n".into(),
+        ..Settings::default()
+    });
+
+    let out = output(xtask_against(&w, &["--json", "verify", "--env", "staging"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no `url` for staging: verifying http://{host} (the environment's CNAME)"
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["checks"][0]["target"],
+        format!("http://{host}/api/v2/"),
+        "{report}"
+    );
+    assert_eq!(report["checks"][0]["verdict"], "pass", "{report}");
+
+    let outputs = w.dir.path().join("github_output");
+    std::fs::write(&outputs, "").unwrap();
+    let bundle = w.bundle.display().to_string();
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--bundle",
+            bundle.as_str(),
+        ],
+    );
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("GITHUB_TOKEN");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    assert!(outputs.contains(&format!("url=http://{host}")), "{outputs}");
+    assert!(api.received_requests().await.unwrap().len() >= 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_fails_with_the_event_text_and_status_1() {
     let w = World::new().await;

@@ -212,6 +212,21 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
             return Err(e);
         }
     };
+    // Without a configured `url`, the environment's CNAME (what verify used) is the output.
+    let url = match url {
+        Some(u) => Some(u),
+        None if report.ok && !report.dry_run => {
+            let env = crate::ops::AwsEnvironment::resolve(&run.config, &run.environment, "deploy")?;
+            let eb = crate::eb::Eb::new(clients.eb.clone(), Pacing::default());
+            crate::eb::deploy::environment_url(&eb, &env.application, &env.eb_environment)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("no `url` output: {e:#}");
+                    None
+                })
+        }
+        None => None,
+    };
     github.finish(&report, url.as_deref()).await?;
     Ok(Shipped::Aws(Box::new(report)))
 }

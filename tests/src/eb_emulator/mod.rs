@@ -47,6 +47,28 @@ impl Call {
     }
 }
 
+/// Every action the emulator answers (the dispatcher refuses anything else with EB's
+/// `InvalidAction`); the conformance suite checks each one against botocore's model.
+pub const ACTIONS: &[&str] = &[
+    "CreateApplication",
+    "CreateApplicationVersion",
+    "CreateStorageLocation",
+    "DeleteApplicationVersion",
+    "DescribeApplicationVersions",
+    "DescribeApplications",
+    "DescribeConfigurationSettings",
+    "DescribeEnvironmentHealth",
+    "DescribeEnvironments",
+    "DescribeEvents",
+    "DescribeInstancesHealth",
+    "DescribePlatformVersion",
+    "ListPlatformBranches",
+    "RequestEnvironmentInfo",
+    "RetrieveEnvironmentInfo",
+    "UpdateApplicationResourceLifecycle",
+    "UpdateEnvironment",
+];
+
 /// Actions that change something in EB.
 pub const WRITE_ACTIONS: &[&str] = &[
     "CreateApplicationVersion",
@@ -157,6 +179,9 @@ pub struct Environment {
     /// puts the environment on another one).
     pub solution_stack: String,
     pub platform_arn: String,
+    /// The `CNAME` EB answers (default `<name>.us-west-2.elasticbeanstalk.com`); a test can
+    /// point it at a server on loopback (`127.0.0.1:PORT`).
+    pub cname: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +343,7 @@ impl EbEmulator {
                     deployment_id,
                     solution_stack: actions::SOLUTION_STACK.into(),
                     platform_arn: actions::platform_arn(),
+                    cname: None,
                 },
             );
         });
@@ -830,6 +856,12 @@ impl Handler {
         request_id: &str,
         access_key: Option<&str>,
     ) -> Result<String, ApiError> {
+        if !ACTIONS.contains(&action) {
+            return Err(sender(
+                "InvalidAction",
+                format!("The action {action} is not valid for this web service."),
+            ));
+        }
         if let Some(result) = self.dispatch_ops(action, p).await {
             return result;
         }
@@ -1012,10 +1044,14 @@ impl Handler {
             "DescribePlatformVersion" => actions::describe_platform_version(p, &mut x)?,
             "ListPlatformBranches" => actions::list_platform_branches(p, &mut x)?,
             other => {
-                return Err(sender(
-                    "InvalidAction",
-                    format!("The action {other} is not valid for this web service."),
-                ));
+                return Err(ApiError {
+                    status: 500,
+                    kind: "Receiver",
+                    code: "InternalFailure",
+                    message: format!(
+                        "the emulator lists {other} in ACTIONS but does not answer it"
+                    ),
+                });
             }
         }
         Ok(x.finish())
@@ -1131,7 +1167,9 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     );
     x.leaf(
         "CNAME",
-        &format!("{}.us-west-2.elasticbeanstalk.com", e.name),
+        &e.cname
+            .clone()
+            .unwrap_or_else(|| format!("{}.us-west-2.elasticbeanstalk.com", e.name)),
     );
     x.leaf("DateCreated", &fmt_time(e.created));
     x.leaf("DateUpdated", &fmt_time(e.updated));
