@@ -76,6 +76,21 @@ impl Aws {
     }
 }
 
+/// What a run without credentials says, once, in place of the SDK's account of every provider
+/// it tried.
+pub const NO_CREDENTIALS: &str = "no AWS credentials: set AWS_PROFILE (a profile of ~/.aws/config), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; in GitHub Actions, assume a role through OIDC (aws-actions/configure-aws-credentials)";
+
+/// True when `error` comes from the SDK finding no credentials at all.
+pub fn lacks_credentials(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("no credentials found in chain")
+        || text.contains("no providers in chain provided credentials")
+}
+
+/// The account a dry run renders with when the real one cannot be read: the plan still shows
+/// every file, with image references under this visible stand-in.
+pub const PLAN_ACCOUNT: &str = "ACCOUNT-ID";
+
 /// How long the account lookup may take before rendering goes on without it.
 const STS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 

@@ -349,6 +349,70 @@ impl Ctx<'_> {
     }
 }
 
+/// The bundle an earlier `bundle` (or `deploy`) wrote for this environment, when this run
+/// ships without making one (`--from upload`, `--from version`, `--only deploy`) and neither
+/// `--bundle` nor `--label` says what to ship. It must be of this release: a bundle of another
+/// release would go out under this release's label.
+fn earlier_bundle(req: &RunRequest) -> Result<Option<BundleFile>> {
+    let makes_bundle = req.selection.includes(Stage::Bundle);
+    let ships = [Stage::Upload, Stage::Version, Stage::Deploy]
+        .iter()
+        .any(|s| req.selection.includes(*s));
+    if makes_bundle || !ships || req.label.is_some() {
+        return Ok(None);
+    }
+    let path =
+        crate::bundle::BundleRequest::new(&req.config, &req.environment, req.release.clone())
+            .out_dir()
+            .join("deploy.zip");
+    if !path.is_file() {
+        bail!(
+            "no bundle at {}: run `cargo xtask bundle --env {}` first (or a deploy from an earlier stage), or pass --bundle PATH or --label LABEL",
+            path.display(),
+            req.environment
+        );
+    }
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    let files = crate::preview::Files::from_zip(&bytes)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    if let Some(other) = bundled_release(&req.config, &files) {
+        if other != req.release.name {
+            bail!(
+                "{} was bundled for release {other}, not {}: run the bundle stage again (`--from bundle`) or pass --release {other}",
+                path.display(),
+                req.release.name
+            );
+        }
+    }
+    tracing::info!("shipping the bundle written earlier: {}", path.display());
+    BundleFile::from_path(&path).map(Some)
+}
+
+/// The release a bundle was made for, read from the tags of the built images in its
+/// Dockerrun file (built images are tagged with the release).
+fn bundled_release(
+    config: &crate::config::Config,
+    files: &crate::preview::Files,
+) -> Option<String> {
+    let text = files.0.get(crate::bundle::DOCKERRUN)?;
+    let value: serde_json::Value = serde_json::from_slice(text).ok()?;
+    let dockerrun = crate::dockerrun::Dockerrun::from_value(value).ok()?;
+    let built: Vec<&str> = config
+        .images
+        .values()
+        .filter(|i| i.build.is_some())
+        .map(|i| i.repository.as_str())
+        .collect();
+    dockerrun.container_definitions.iter().find_map(|c| {
+        let (repository, tag) = c.image.as_deref()?.rsplit_once(':')?;
+        built
+            .iter()
+            .any(|b| repository == *b || repository.ends_with(&format!("/{b}")))
+            .then(|| tag.to_string())
+    })
+}
+
 /// What a stage tells the summary.
 pub type StageResult = Result<(Outcome, String)>;
 
@@ -366,7 +430,7 @@ pub async fn run(
     }
     let bundle = match &req.bundle {
         Some(p) => Some(BundleFile::from_path(p)?),
-        None => None,
+        None => earlier_bundle(req)?,
     };
     let label = req.label.clone().or_else(|| {
         bundle
@@ -392,6 +456,8 @@ pub async fn run(
     };
     let mut stages = vec![];
     let mut failed = false;
+    // Told once, however many stages it stops.
+    let mut told_no_credentials = false;
     for stage in Stage::ALL {
         // A dry run goes on past a failed stage, so that the plan shows every stage.
         if failed && !req.dry_run {
@@ -416,6 +482,16 @@ pub async fn run(
         let group = ctx.actions.group(stage.name());
         let (outcome, output) = match run_stage(&mut ctx, stage, verifier).await {
             Ok(r) => r,
+            Err(e) if crate::aws::lacks_credentials(&e) => {
+                if !told_no_credentials {
+                    tracing::error!("{}", crate::aws::NO_CREDENTIALS);
+                    told_no_credentials = true;
+                }
+                (
+                    Outcome::Failed,
+                    "needs AWS credentials (none found; see above)".to_string(),
+                )
+            }
             Err(e) => (Outcome::Failed, format!("{e:#}")),
         };
         drop(group);
@@ -530,6 +606,14 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
         ctx.actions.annotate_lint(&b.lint, &req.config.root);
     }
     let warnings = b.lint.warnings();
+    let stand_in = if req.account.as_deref() == Some(crate::aws::PLAN_ACCOUNT) {
+        format!(
+            "; the AWS account is unknown, so image references use {} in this plan",
+            crate::aws::PLAN_ACCOUNT
+        )
+    } else {
+        String::new()
+    };
     ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
     ctx.bundle = Some(BundleFile {
         path: b.path.clone(),
@@ -541,7 +625,7 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
         Stage::Render => (
             Outcome::Done,
             format!(
-                "{} rendered and linted ({warnings} warning(s))",
+                "{} rendered and linted ({warnings} warning(s)){stand_in}",
                 crate::bundle::DOCKERRUN
             ),
         ),
@@ -557,7 +641,7 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
         _ => (
             Outcome::Planned,
             format!(
-                "would write {} ({} bytes, {})",
+                "would write {} ({} bytes, {}){stand_in}",
                 b.path.display(),
                 b.size,
                 b.version_label

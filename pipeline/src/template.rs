@@ -222,12 +222,17 @@ pub fn render(path: &Path, text: &str, ctx: &RenderContext) -> Result<Rendered, 
         };
         problems.push(problem(line, column, format!("{reason}{lines}")));
     }
-    for (name, line, column) in placeholders_in_keys(text) {
-        problems.push(problem(
-            line,
-            column,
-            format!("placeholder ${{{name}}} is in an object key: placeholders are substituted in string values only"),
-        ));
+    for key in crate::lint::json_keys(text) {
+        if let Some(name) = placeholder_in(&key.key) {
+            problems.push(problem(
+                key.line,
+                key.column,
+                format!("placeholder ${{{name}}} is in an object key: placeholders are substituted in string values only; move it into a value"),
+            ));
+        }
+    }
+    for dup in crate::lint::duplicate_keys(text) {
+        problems.push(problem(dup.again.line, dup.again.column, dup.message()));
     }
     if !problems.is_empty() {
         problems.sort_by_key(|p| (p.line, p.column));
@@ -339,27 +344,18 @@ fn placeholder_positions(text: &str, name: &str) -> Vec<(usize, usize)> {
     out
 }
 
-/// Placeholders written inside object keys (`"${x}": …`), which are never substituted.
-fn placeholders_in_keys(text: &str) -> Vec<(String, usize, usize)> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix('"') {
-            if let Some(end) = rest.find('"') {
-                let key = &rest[..end];
-                let after = rest[end + 1..].trim_start();
-                if after.starts_with(':') {
-                    if let Some(start) = key.find("${") {
-                        if let Some(close) = key[start..].find('}') {
-                            let col = line.len() - trimmed.len() + 2 + start;
-                            out.push((key[start + 2..start + close].to_string(), i + 1, col));
-                        }
-                    }
-                }
-            }
+/// The first placeholder written in `key` (`$${` is a literal, not a placeholder).
+fn placeholder_in(key: &str) -> Option<&str> {
+    let mut rest = key;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            rest = &rest[i + 2..];
+            continue;
         }
+        let body = &rest[i + 2..];
+        return Some(body.find('}').map_or(body, |end| &body[..end]));
     }
-    out
+    None
 }
 
 #[cfg(test)]
@@ -440,7 +436,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("t.json:5:2: placeholder ${var.MODE} is in an object key"),
+            err.contains("t.json:5:1: placeholder ${var.MODE} is in an object key"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn placeholder_in_a_key_is_an_error_anywhere_on_its_line() {
+        // Not at the start of its line, inside a nested object, and next to a literal `$${`.
+        let t = T.replace(
+            "\"memory\": 512",
+            "\"memory\": 512, \"dockerLabels\": {\"$${literal}\": \"x\", \"tier-${var.MODE}\": \"y\"}",
+        );
+        let err = render(Path::new("t.json"), &t, &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("placeholder ${var.MODE} is in an object key"),
+            "{err}"
+        );
+        assert!(
+            err.starts_with("cannot render the template (1 problem):"),
+            "{err}"
+        );
+        assert!(!err.contains("literal"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_both_lines() {
+        let t = T.replace(
+            "\"memory\": 512,",
+            "\"memory\": 512,\n     \"essential\": true,\n     \"memory\": 256,",
+        );
+        let err = render(Path::new("t.json"), &t, &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.json:6:6: duplicate key \"memory\" in `containerDefinitions[0]`: first on line 4, again on line 6; JSON keeps only the last value"),
+            "{err}"
+        );
+        // The same name in two different objects is not a duplicate; escapes are decoded.
+        let fine = T.replace(
+            "\"memory\": 512",
+            "\"memory\": 512, \"dockerLabels\": {\"memory\": \"1\"}",
+        );
+        assert!(render(Path::new("t.json"), &fine, &ctx()).is_ok());
+        let escaped = T.replace("\"memory\": 512", "\"memory\": 512, \"m\\u0065mory\": 3");
+        let err = render(Path::new("t.json"), &escaped, &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key \"memory\""), "{err}");
+        let top = format!(
+            "{{\"AWSEBDockerrunVersion\": 2,\n\"AWSEBDockerrunVersion\": 2, {}",
+            &T[T.find("\"containerDefinitions").unwrap()..]
+        );
+        let err = render(Path::new("t.json"), &top, &ctx())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("in the top-level object: first on line 1, again on line 2"),
             "{err}"
         );
     }

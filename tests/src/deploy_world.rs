@@ -209,6 +209,21 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
         cmd
     }
 
+    /// The session the operating commands (`status`, `logs`, …) open, with EB at the
+    /// emulator and S3 and ECR at moto.
+    pub fn session(&self, pacing: Pacing) -> pipeline::ops::Session {
+        let sdk = crate::aws::sdk_config(&services::env("MOTO_ENDPOINT"));
+        pipeline::ops::Session {
+            aws: pipeline::aws::Aws {
+                sdk: sdk.clone(),
+                custom_endpoint: true,
+            },
+            eb: pipeline::eb::Eb::new(self.clients.eb.clone(), pacing),
+            s3: self.s3.clone(),
+            ecr: aws_sdk_ecr::Client::new(&sdk),
+        }
+    }
+
     /// The labels of the `UpdateEnvironment` calls, in order.
     pub fn deployed_labels(&self) -> Vec<String> {
         self.emu

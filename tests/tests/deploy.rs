@@ -888,7 +888,28 @@ async fn whole_pipeline_from_the_repository_template() {
         "PROCESSED"
     );
     assert_eq!(verdict(&r), DeployVerdict::Succeeded);
-    assert_eq!(w.deployed_labels(), vec![label]);
+    assert_eq!(w.deployed_labels(), vec![label.clone()]);
+
+    // `--from upload` ships the bundle written above: same label, nothing uploaded again.
+    let mut again = req.clone();
+    again.selection.from = Some(pipeline::stages::Stage::Upload);
+    let r = w.run(&again, None).await;
+    assert!(r.ok, "{}", r.table());
+    assert_eq!(r.label.as_deref(), Some(label.as_str()));
+    assert_eq!(stage(&r, "bundle").output, "before the --from stage");
+    assert_eq!(verdict(&r), DeployVerdict::AlreadyDeployed);
+    assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
+    // ... and refuses it for another release, whose label it would carry.
+    again.release =
+        pipeline::release::Release::fixed("v2.0.0", "0123456789abcdef0123456789abcdef01234567");
+    let err = pipeline::deploy::run(&again, &w.clients, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("target/deploy/staging/deploy.zip was bundled for release v1.0.0, not v2.0.0: run the bundle stage again (`--from bundle`) or pass --release v1.0.0"),
+        "{err}"
+    );
 }
 
 /// The `xtask` binary, pointed at moto and the emulator through the SDK's endpoint variables.
@@ -964,16 +985,20 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
             "--dry-run",
         ],
     );
-    cmd.env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            w.dir.path().join("no-aws-credentials"),
-        )
-        .env("DEPLOY_ACCOUNT", "123456789012");
+    // No credentials from any provider of the chain.
+    let without_credentials = |cmd: &mut std::process::Command| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", w.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                w.dir.path().join("no-aws-credentials"),
+            );
+    };
+    without_credentials(&mut cmd);
+    cmd.env("DEPLOY_ACCOUNT", "123456789012");
     let started = std::time::Instant::now();
     let out = output(cmd).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1011,7 +1036,70 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
             .any(|l| l.starts_with("deploy ") && l.contains("FAILED") && l.contains("credentials")),
         "{stderr}"
     );
+    // One line for the cause, however many stages it stops; no SDK dump.
+    assert_eq!(
+        stderr
+            .matches("no AWS credentials: set AWS_PROFILE")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    for dump in [
+        "DispatchFailure",
+        "Attempted:",
+        "dispatch failure",
+        "Ec2InstanceMetadata",
+    ] {
+        assert!(!stderr.contains(dump), "{dump}: {stderr}");
+    }
     assert!(w.emu.write_calls().is_empty());
+
+    // Without an account either, the plan still renders, with a visible stand-in.
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--dry-run",
+        ],
+    );
+    without_credentials(&mut cmd);
+    cmd.env_remove("DEPLOY_ACCOUNT");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("render ")
+            && l.contains(" done ")
+            && l.contains(
+                "the AWS account is unknown, so image references use ACCOUNT-ID in this plan"
+            )),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("bundle ") && l.contains(" planned ")),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("no AWS credentials: set AWS_PROFILE")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Attempted:"), "{stderr}");
+    assert!(
+        !w.dir
+            .path()
+            .join("target/deploy/staging/deploy.zip")
+            .exists(),
+        "a dry run writes no bundle"
+    );
 }
 
 /// In GitHub Actions the deploy groups its stages, writes step outputs and the job summary,
@@ -1063,6 +1151,74 @@ async fn the_binary_reports_to_github_actions() {
     );
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(summary.contains("## Deploy `v1.0.0`"), "{summary}");
+}
+
+/// Without a `url`, `verify` checks the environment's CNAME from Elastic Beanstalk, as the
+/// deploy's verify stage does, and the deploy's `url` output is that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_url_verify_and_deploy_use_the_environment_cname() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let api = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"projects": "/api/v2/projects/"})),
+        )
+        .mount(&api)
+        .await;
+    let host = api.address().to_string();
+    let w = World::new().await;
+    w.emu
+        .update_environment(&w.environment, |e| e.cname = Some(host.clone()));
+    w.config(&Settings {
+        checks: "[[environments.staging.checks]]\nkind = \"http\"\ntimeout = \"5s\"\n".into(),
+        ..Settings::default()
+    });
+
+    let out = output(xtask_against(&w, &["--json", "verify", "--env", "staging"])).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no `url` for staging: verifying http://{host} (the environment's CNAME)"
+        )),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["checks"][0]["target"],
+        format!("http://{host}/api/v2/"),
+        "{report}"
+    );
+    assert_eq!(report["checks"][0]["verdict"], "pass", "{report}");
+
+    let outputs = w.dir.path().join("github_output");
+    std::fs::write(&outputs, "").unwrap();
+    let bundle = w.bundle.display().to_string();
+    let mut cmd = xtask_against(
+        &w,
+        &[
+            "deploy",
+            "--env",
+            "staging",
+            "--release",
+            "v1.0.0",
+            "--bundle",
+            bundle.as_str(),
+        ],
+    );
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &outputs)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("GITHUB_TOKEN");
+    let out = output(cmd).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let outputs = std::fs::read_to_string(&outputs).unwrap();
+    assert!(outputs.contains(&format!("url=http://{host}")), "{outputs}");
+    assert!(api.received_requests().await.unwrap().len() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -544,3 +544,44 @@ fn bad_values_are_refused_by_name() {
     assert!(!all.contains("hint: run from the repository root"), "{all}");
     assert_eq!(all.matches("UTF-8").count(), 2, "said once: {all}");
 }
+
+/// Commands do what was asked or refuse, by name: nothing is dropped silently, no command that
+/// works on AWS only falls back to a local deploy, and nothing is written.
+#[test]
+fn commands_refuse_what_they_cannot_do() {
+    /// (case, arguments, expected in the output)
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        ("upload without --env", &["upload", "--bundle", "b.zip"], &["`upload` works on Elastic Beanstalk environments only: pass --env NAME", "this file has production, staging"]),
+        ("version without --env", &["version"], &["`version` works on Elastic Beanstalk environments only"]),
+        ("upload to local", &["upload", "--env", "local", "--bundle", "b.zip"], &["environment \"local\"", "`upload` works on Elastic Beanstalk environments only: pick one of production, staging"]),
+        ("version to local", &["version", "--env", "local"], &["`version` works on Elastic Beanstalk environments only"]),
+        ("stage flags on local", &["deploy", "--env", "local", "--only", "deploy", "--no-rollback"], &["--only, --no-rollback apply to Elastic Beanstalk environments only: `local` is a local environment", "drop them"]),
+        ("--from on local", &["deploy", "--from", "verify"], &["--from apply to Elastic Beanstalk environments only", "drop it"]),
+        ("--label on local", &["deploy", "--env", "local", "--label", "v1-abc"], &["--label apply to Elastic Beanstalk environments only"]),
+        ("--apply-env on local", &["deploy", "--env", "local", "--apply-env"], &["--apply-env apply to Elastic Beanstalk environments only"]),
+        ("--from with --only", &["deploy", "--env", "staging", "--from", "upload", "--only", "deploy"], &["'--from <FROM>' cannot be used with '--only <ONLY>'"]),
+        ("two unknown stages", &["deploy", "--env", "staging", "--only", "deploy,shipit,verfy"], &["unknown stages \"shipit\", \"verfy\""]),
+        ("--label with a new bundle", &["deploy", "--env", "staging", "--label", "v1-abc"], &["--label deploys an existing application version, but this run would also run render, bundle, upload, version"]),
+        ("--label from upload", &["deploy", "--env", "staging", "--label", "v1-abc", "--from", "upload"], &["would also run upload, version"]),
+        ("--label with --bundle", &["deploy", "--env", "staging", "--label", "v1-abc", "--only", "deploy", "--bundle", "b.zip"], &["would also upload the bundle given with --bundle"]),
+        ("--force on AWS", &["deploy", "--env", "staging", "--force"], &["--force restarts a local stack", "`staging` is an Elastic Beanstalk environment"]),
+        ("render --stdout --out", &["render", "--stdout", "--out", "x.json"], &["'--stdout' cannot be used with '--out <OUT>'"]),
+        ("--from upload without a bundle", &["deploy", "--env", "staging", "--from", "upload"], &["no bundle at ", "target/deploy/staging/deploy.zip: run `cargo xtask bundle --env staging` first"]),
+    ];
+    for (name, args, expect) in cases {
+        let dir = tree();
+        let out = run_with(dir.path(), args, &[]);
+        let all = text(&out);
+        assert_ne!(out.status.code(), Some(0), "{name}: {all}");
+        assert!(!all.contains("panicked"), "{name}: {all}");
+        for e in expect {
+            assert!(all.contains(e), "{name}: expected {e:?} in\n{all}");
+        }
+        assert!(
+            files_under(&dir.path().join("target")).is_empty(),
+            "{name}: wrote {:?}",
+            files_under(&dir.path().join("target"))
+        );
+    }
+}

@@ -708,6 +708,72 @@ async fn cli_push_prints_the_report_then_skips() {
     );
 }
 
+/// `DEPLOY_LOG=trace` turns on every log the HTTP stacks have, which at trace level print
+/// whole response bodies: ECR's token (base64 `AWS:<password>`) must still never show.
+#[tokio::test]
+async fn trace_logging_never_shows_the_ecr_token() {
+    use base64::Engine as _;
+    let registry = services::env("REGISTRY");
+    let repo = services::unique("it-trace");
+    let _untag = Untag(format!("{registry}/{repo}"));
+    let release = services::unique("v3");
+    let (dir, _) = git_tree(&registry, &repo);
+    // The token moto hands out, read independently.
+    let data = moto()
+        .await
+        .ecr()
+        .get_authorization_token()
+        .send()
+        .await
+        .unwrap();
+    let token = data.authorization_data()[0]
+        .authorization_token()
+        .unwrap()
+        .to_string();
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&token)
+            .unwrap(),
+    )
+    .unwrap();
+    let password = decoded.strip_prefix("AWS:").unwrap().to_string();
+    assert_eq!(password, PASSWORD);
+
+    let out = integration::xtask()
+        .arg("--config")
+        .arg(dir.path().join("deploy.toml"))
+        .args(["push", "--release", &release, "--create-repository"])
+        .env("AWS_ENDPOINT_URL", services::env("MOTO_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env("CI", "1")
+        .env("DEPLOY_LOG", "trace")
+        .env_remove("DEPLOY_REGISTRY")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    // The SDK's own lines about the call are there (debug is kept); only what it would log
+    // at trace (whole bodies) is held back.
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("DEBUG ECR.GetAuthorizationToken")),
+        "{all}"
+    );
+    for secret in [&token, &password] {
+        assert!(
+            !all.contains(secret.as_str()),
+            "{secret} is printed at trace level"
+        );
+    }
+}
+
 #[test]
 fn cli_exits_non_zero_when_the_engine_is_unreachable() {
     let (dir, _) = git_tree("127.0.0.1:1", "it-cli-dead");

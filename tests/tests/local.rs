@@ -795,6 +795,102 @@ timeout = "20s"
         "{status}"
     );
 
+    // Nothing changed: the second run restarts nothing and only verifies; --force restarts.
+    let ids = |status: &serde_json::Value| -> Vec<String> {
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = ids(&status);
+    let up = [
+        "local",
+        "up",
+        "--env",
+        "dev",
+        "--no-build",
+        "--release",
+        "latest",
+    ];
+    let (ok, _, err) = run(&up);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            "local stack {app}-dev already runs (nothing restarted) version latest-"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("verify passed (1 checks)"), "{err}");
+    assert!(!err.contains("01_migrate.sh"), "no hook runs again: {err}");
+    let (_, out, _) = run(&["--json", "local", "status", "--env", "dev"]);
+    assert_eq!(ids(&serde_json::from_str(&out).unwrap()), before);
+
+    // `deploy` on a local environment reports to GitHub as on AWS: groups, outputs, summary.
+    // (`deploy` builds what `build` names; the same image, declared external, builds nothing.)
+    let external = dir.path().join("deploy-external.toml");
+    std::fs::write(
+        &external,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("build = { context = \"demo\" }", "tag = \"latest\""),
+    )
+    .unwrap();
+    let gh = tempfile::tempdir().unwrap();
+    let (output, summary) = (gh.path().join("output"), gh.path().join("summary"));
+    let out = integration::xtask()
+        .arg("--config")
+        .arg(&external)
+        .args(["deploy", "--env", "dev", "--release", "latest"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for group in ["::group::build", "::group::bundle", "::group::deploy"] {
+        assert!(
+            stdout.contains(group) || err.contains(group),
+            "{group}: {stdout}{err}"
+        );
+    }
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    assert!(outputs.contains("version_label"), "{outputs}");
+    assert!(
+        outputs.contains(&format!("http://127.0.0.1:{port}")),
+        "{outputs}"
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.contains("## Deploy `latest` → local Docker Engine"),
+        "{summary}"
+    );
+    assert!(summary.contains("| django | running |"), "{summary}");
+    assert!(
+        summary.contains("already running: nothing restarted"),
+        "{summary}"
+    );
+
+    let mut forced = up.to_vec();
+    forced.push("--force");
+    let (ok, _, err) = run(&forced);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(&format!("local stack {app}-dev runs version latest-")),
+        "{err}"
+    );
+    let (_, out, _) = run(&["--json", "local", "status", "--env", "dev"]);
+    let after = ids(&serde_json::from_str(&out).unwrap());
+    assert_eq!(after.len(), 2);
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "--force replaced every container: {before:?} -> {after:?}"
+    );
+
     let (ok, out, err) = run(&["local", "logs", "django", "--env", "dev", "--tail", "20"]);
     assert!(ok, "{err}");
     assert!(

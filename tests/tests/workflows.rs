@@ -140,3 +140,69 @@ fn linters_catch_an_unsafe_workflow() {
     assert!(report.contains("unpinned-uses"), "{report}");
     assert!(report.contains("artipacked"), "{report}");
 }
+
+/// The `rollback` workflow (started by hand) runs `cargo xtask rollback` for the chosen
+/// environment with what the deploy of that environment has: the same concurrency group (so it
+/// never runs during a deploy), the same AWS role and a token that may write deployments.
+#[test]
+fn the_rollback_workflow_runs_like_the_deploy_of_its_environment() {
+    let read = |name: &str| -> serde_yaml_ng::Value {
+        let path = root().join(".github/workflows").join(name);
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let (rollback, deploy) = (read("rollback.yml"), read("deploy.yml"));
+    let input = &rollback["on"]["workflow_dispatch"]["inputs"]["environment"];
+    let options: Vec<&str> = input["options"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(options, ["staging", "production"]);
+    let job = &rollback["jobs"]["rollback"];
+    let group = job["concurrency"]["group"].as_str().unwrap();
+    let steps = job["steps"].as_sequence().unwrap();
+    let step = |uses: &str| {
+        steps
+            .iter()
+            .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(uses)))
+            .unwrap()
+    };
+    let run = steps
+        .iter()
+        .find(|s| s["run"].as_str().is_some_and(|r| r.contains("cargo xtask")))
+        .unwrap();
+    assert!(
+        run["run"]
+            .as_str()
+            .unwrap()
+            .starts_with("cargo xtask rollback"),
+        "{run:?}"
+    );
+    assert_eq!(run["env"]["DEPLOY_ENV"], "${{ inputs.environment }}");
+    assert_eq!(job["permissions"]["deployments"], "write");
+    let role = &step("aws-actions/configure-aws-credentials")["with"]["role-to-assume"];
+    for option in options {
+        let deploy_job = deploy["jobs"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .find(|j| {
+                j["environment"]["name"].as_str() == Some(option)
+                    || j["environment"].as_str() == Some(option)
+            })
+            .unwrap_or_else(|| panic!("no deploy job for {option}"));
+        assert_eq!(
+            group.replace("${{ inputs.environment }}", option),
+            deploy_job["concurrency"]["group"].as_str().unwrap(),
+            "{option}: not the deploy's concurrency group"
+        );
+        let deploy_role = deploy_job["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find_map(|s| s["with"].get("role-to-assume"))
+            .unwrap();
+        assert_eq!(role, deploy_role, "{option}: not the deploy's role");
+    }
+}

@@ -26,6 +26,24 @@ pub struct ShipArgs {
 }
 
 impl ShipArgs {
+    /// Refuses a missing or local environment for a command that works on AWS only (the
+    /// default `local` would run a whole local deploy instead).
+    pub fn aws_environment(&self, config: &Config, command: &str) -> Result<()> {
+        match &self.env.env {
+            None => bail!(
+                "`{command}` works on Elastic Beanstalk environments only: pass --env NAME (or set DEPLOY_ENV){}",
+                match config.aws_environment_names().as_slice() {
+                    [] => String::new(),
+                    names => format!("; this file has {}", names.join(", ")),
+                }
+            ),
+            Some(name) => {
+                pipeline::ops::AwsEnvironment::resolve(config, name, command)?;
+                Ok(())
+            }
+        }
+    }
+
     /// The request for `selection` of the stages.
     pub fn request(&self, selection: Selection) -> ShipRequest {
         ShipRequest {
@@ -49,11 +67,11 @@ pub struct Cmd {
     #[arg(long)]
     label: Option<String>,
     /// Start at this stage (build, push, render, bundle, upload, version, deploy, verify).
-    #[arg(long, value_parser = parse_stage)]
+    #[arg(long, value_parser = parse_stage, conflicts_with = "only")]
     from: Option<Stage>,
     /// Run only these stages (comma-separated).
-    #[arg(long, value_parser = parse_stage, value_delimiter = ',')]
-    only: Vec<Stage>,
+    #[arg(long, value_parser = parse_stages)]
+    only: Option<Stages>,
     /// How long to wait for another deploy in progress (default: the environment's timeouts.lock_wait).
     #[arg(long, value_parser = parse_duration)]
     lock_wait: Option<Duration>,
@@ -63,6 +81,9 @@ pub struct Cmd {
     /// Do not redeploy the previous version when the deploy or verify fails.
     #[arg(long)]
     no_rollback: bool,
+    /// Local environments: restart the stack even when it already runs this version.
+    #[arg(long)]
+    force: bool,
     /// Apply the environment properties declared in deploy.toml in the same UpdateEnvironment
     /// as the version (without it, a difference is only shown).
     #[arg(long)]
@@ -82,6 +103,33 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
     })
 }
 
+/// `--only`'s comma-separated stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stages(Vec<Stage>);
+
+/// Every unknown name of the list is named, not just the first.
+fn parse_stages(s: &str) -> Result<Stages, String> {
+    let mut stages = Vec::new();
+    let mut unknown = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        match Stage::parse(part) {
+            Some(stage) if !stages.contains(&stage) => stages.push(stage),
+            Some(_) => {}
+            None => unknown.push(format!("{part:?}")),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(Stages(stages));
+    }
+    let names: Vec<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
+    Err(format!(
+        "unknown stage{} {}: expected one of {}",
+        if unknown.len() == 1 { "" } else { "s" },
+        unknown.join(", "),
+        names.join(", ")
+    ))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     pipeline::deploy::parse_duration(s)
 }
@@ -93,6 +141,7 @@ impl Cmd {
             lock_wait: self.lock_wait,
             deadline: self.deadline,
             rollback: self.no_rollback.then_some(false),
+            force: self.force,
             env: EnvChoice {
                 apply: self.apply_env,
                 prune: self.prune,
@@ -100,7 +149,7 @@ impl Cmd {
             },
             ..self.common.request(Selection {
                 from: self.from,
-                only: self.only.clone(),
+                only: self.only.clone().map(|s| s.0).unwrap_or_default(),
             })
         }
     }
@@ -176,6 +225,26 @@ mod tests {
         assert!(env.apply && env.prune && env.confirmed);
         let err = crate::Cli::try_parse_from_args(&["deploy", "--prune", "--yes"]).unwrap_err();
         assert!(err.to_string().contains("--apply-env"), "{err}");
+    }
+
+    #[test]
+    fn every_unknown_stage_of_only_is_named() {
+        let err = crate::Cli::try_parse_from_args(&["deploy", "--only", "deploy,shipit,verfy"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown stages \"shipit\", \"verfy\": expected one of build, push"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn from_and_only_together_are_refused() {
+        let err =
+            crate::Cli::try_parse_from_args(&["deploy", "--from", "upload", "--only", "deploy"])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("cannot be used with"), "{err}");
     }
 
     #[test]

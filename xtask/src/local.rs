@@ -38,6 +38,9 @@ pub struct UpArgs {
     /// Use the images already in the engine instead of building them.
     #[arg(long)]
     no_build: bool,
+    /// Restart the stack even when it already runs this version, unchanged and healthy.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     dry_run: DryRunArg,
 }
@@ -68,6 +71,7 @@ impl UpArgs {
             docker_host: self.stack.docker_host.clone(),
             skip_build: self.no_build,
             dry_run: self.dry_run.dry_run,
+            force: self.force,
         };
         (self.stack.env.or_local(), options)
     }

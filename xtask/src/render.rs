@@ -20,7 +20,7 @@ pub struct Cmd {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print the rendered file on stdout instead of writing it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "out")]
     stdout: bool,
     /// Render and show where it would go; write nothing.
     #[arg(long)]

@@ -22,6 +22,7 @@ impl Cmd {
 
     pub async fn run(self, global: &Global) -> Result<()> {
         let config = global.load_config()?;
+        self.common.aws_environment(&config, "upload")?;
         let req = self.request(&config);
         crate::deploy::ship(global, config, &req).await
     }

@@ -207,4 +207,57 @@ impl DeployReporter {
             }
         }
     }
+
+    /// The local target's end: its containers and checks in the job summary, the
+    /// `version_label` and `url` outputs, and the deployment's final status.
+    pub async fn finish_local(
+        &self,
+        done: &crate::local::LocalDeployment,
+        environment_url: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let masked_url = environment_url.map(crate::verify::mask_url);
+        let mut summary = format!(
+            "## Deploy `{}` → local Docker Engine\n\nversion `{}`",
+            done.release, done.version_label
+        );
+        match &done.run {
+            None => summary.push_str(" (plan only: --dry-run)\n"),
+            Some(run) => {
+                summary.push_str(&format!(
+                    " on stack `{}`{}\n\n| container | status | ports |\n|---|---|---|\n",
+                    run.stack,
+                    if run.unchanged {
+                        " (already running: nothing restarted)"
+                    } else {
+                        ""
+                    }
+                ));
+                for c in &run.containers {
+                    summary.push_str(&format!(
+                        "| {} | {} | {} |\n",
+                        c.name,
+                        c.status,
+                        c.ports.join(" ")
+                    ));
+                }
+                if let Some(v) = &run.verified {
+                    summary.push_str(&format!("\nverify: {} check(s) passed\n", v.checks.len()));
+                }
+            }
+        }
+        self.actions.summary(&summary)?;
+        self.outputs(&DeployOutputs {
+            version_label: Some(&done.version_label),
+            environment_url: masked_url.as_deref().filter(|_| done.run.is_some()),
+            ..Default::default()
+        })?;
+        if done.run.is_some() {
+            self.succeeded(
+                masked_url.as_deref(),
+                &format!("deployed {} locally", done.version_label),
+            )
+            .await;
+        }
+        Ok(())
+    }
 }

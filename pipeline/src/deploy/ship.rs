@@ -34,8 +34,79 @@ pub struct ShipRequest {
     pub deadline: Option<Duration>,
     /// Override of the environment's `rollback` setting.
     pub rollback: Option<bool>,
+    /// Local target: restart the stack even when it already runs this version.
+    pub force: bool,
     /// The environment properties: apply them with the version (`--apply-env`), prune.
     pub env: super::EnvChoice,
+}
+
+impl ShipRequest {
+    /// Refuses flags this request cannot honour, rather than dropping them: the stage flags on
+    /// a local environment (which runs every stage on the Docker Engine), `--from` with
+    /// `--only`, and `--label` with a stage that makes a new bundle.
+    pub fn check(&self, environment: &str, target: Target) -> Result<()> {
+        if target == Target::Local {
+            let mut given = Vec::new();
+            if self.selection.from.is_some() {
+                given.push("--from");
+            }
+            if !self.selection.only.is_empty() {
+                given.push("--only");
+            }
+            if self.label.is_some() {
+                given.push("--label");
+            }
+            if self.bundle.is_some() {
+                given.push("--bundle");
+            }
+            if self.rollback.is_some() {
+                given.push("--no-rollback");
+            }
+            if self.lock_wait.is_some() {
+                given.push("--lock-wait");
+            }
+            if self.deadline.is_some() {
+                given.push("--deadline");
+            }
+            if self.env.apply {
+                given.push("--apply-env");
+            }
+            if !given.is_empty() {
+                anyhow::bail!(
+                    "{} apply to Elastic Beanstalk environments only: `{environment}` is a local environment, which always runs every stage on the local Docker Engine; drop {} or pass --env with an AWS environment",
+                    given.join(", "),
+                    if given.len() == 1 { "it" } else { "them" }
+                );
+            }
+        }
+        if target == Target::Aws && self.force {
+            anyhow::bail!(
+                "--force restarts a local stack that already runs this version; `{environment}` is an Elastic Beanstalk environment, where a deploy of the version it already runs does nothing: deploy a new release, or `cargo xtask rollback`"
+            );
+        }
+        if self.selection.from.is_some() && !self.selection.only.is_empty() {
+            anyhow::bail!("--from and --only together are ambiguous: give one of them (--only lists every stage to run)");
+        }
+        if self.label.is_some() {
+            let new_bundle: Vec<&str> =
+                [Stage::Render, Stage::Bundle, Stage::Upload, Stage::Version]
+                    .into_iter()
+                    .filter(|s| self.selection.includes(*s))
+                    .map(|s| s.name())
+                    .collect();
+            if !new_bundle.is_empty() || self.bundle.is_some() {
+                anyhow::bail!(
+                    "--label deploys an existing application version, but this run would also {}: use --label with --only deploy (or --only deploy,verify); to ship a new bundle leave the label out (it is the release and the bundle's hash)",
+                    if self.bundle.is_some() {
+                        "upload the bundle given with --bundle".to_string()
+                    } else {
+                        format!("run {}", new_bundle.join(", "))
+                    }
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a ship did, by target.
@@ -61,14 +132,27 @@ impl Shipped {
 /// Ships `req` to its environment's target. Re-running after a failure or Ctrl-C is safe.
 pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
     let spec = config.environment(&req.environment)?;
+    req.check(&req.environment, spec.target)?;
     if spec.target == Target::Local {
         // The local target runs the same stages on the local Docker Engine.
         let options = LocalOptions {
             release: req.release.clone(),
             dry_run: req.dry_run,
+            force: req.force,
             ..Default::default()
         };
-        let done = crate::local::deploy_local(&config, &req.environment, &options).await?;
+        // The same GitHub reporting as on AWS: groups, job summary, outputs, deployment.
+        let release = Release::detect(&config.root, req.release.as_deref())?;
+        let github = DeployReporter::start(&release.name, &req.environment).await;
+        let url = spec.url.clone();
+        let done = match crate::local::deploy_local(&config, &req.environment, &options).await {
+            Ok(done) => done,
+            Err(e) => {
+                github.failed(&e).await;
+                return Err(e);
+            }
+        };
+        github.finish_local(&done, url.as_deref()).await?;
         return Ok(Shipped::Local(Box::new(done)));
     }
     let url = spec.url.clone();
@@ -82,10 +166,12 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
     let account = if renders {
         match crate::aws::resolve_account(&config, spec.target, Some(&aws)).await {
             Ok(a) => a,
-            // A dry run still shows the plan; rendering then says what is missing.
+            // A dry run still shows the plan, with a visible stand-in for the account.
             Err(e) if req.dry_run => {
-                tracing::warn!("{e:#}");
-                None
+                if !crate::aws::lacks_credentials(&e) {
+                    tracing::warn!("{e:#}");
+                }
+                Some(crate::aws::PLAN_ACCOUNT.to_string())
             }
             Err(e) => return Err(e),
         }
@@ -125,6 +211,21 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
             github.failed(&e).await;
             return Err(e);
         }
+    };
+    // Without a configured `url`, the environment's CNAME (what verify used) is the output.
+    let url = match url {
+        Some(u) => Some(u),
+        None if report.ok && !report.dry_run => {
+            let env = crate::ops::AwsEnvironment::resolve(&run.config, &run.environment, "deploy")?;
+            let eb = crate::eb::Eb::new(clients.eb.clone(), Pacing::default());
+            crate::eb::deploy::environment_url(&eb, &env.application, &env.eb_environment)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!("no `url` output: {e:#}");
+                    None
+                })
+        }
+        None => None,
     };
     github.finish(&report, url.as_deref()).await?;
     Ok(Shipped::Aws(Box::new(report)))

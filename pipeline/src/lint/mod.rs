@@ -225,10 +225,7 @@ impl Report {
 /// position of the closest existing parent.
 pub fn locate(text: &str, path: &str) -> (usize, usize) {
     let want = split_path(path);
-    let mut scanner = Scanner {
-        bytes: text.as_bytes(),
-        pos: 0,
-    };
+    let mut scanner = Scanner::new(text);
     let mut best = None;
     scanner.value(&mut Vec::new(), &want, &mut best, None);
     best.map_or((0, 0), |(_, offset)| crate::config::line_col(text, offset))
@@ -261,13 +258,120 @@ fn split_path(path: &str) -> Vec<Seg> {
     out
 }
 
-/// A tolerant JSON scanner that records where the deepest matching prefix of a path starts.
+/// An object key of a JSON text, where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonKey {
+    /// The key, escapes decoded.
+    pub key: String,
+    /// Path of the object holding it (`containerDefinitions[1]`; empty at the top).
+    pub object_path: String,
+    /// 1-based line and column of its opening quote.
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A key written twice in one JSON object: JSON parsers keep the last one silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    pub first: JsonKey,
+    pub again: JsonKey,
+}
+
+impl DuplicateKey {
+    pub fn message(&self) -> String {
+        let within = if self.first.object_path.is_empty() {
+            "the top-level object".to_string()
+        } else {
+            format!("`{}`", self.first.object_path)
+        };
+        format!(
+            "duplicate key {:?} in {within}: first on line {}, again on line {}; JSON keeps only the last value, so remove one of them",
+            self.first.key, self.first.line, self.again.line
+        )
+    }
+}
+
+/// Every object key of `text`, in order.
+pub fn json_keys(text: &str) -> Vec<JsonKey> {
+    scan_keys(text).into_iter().map(|(_, k)| k).collect()
+}
+
+/// Keys written more than once in the same object of `text` (each repeat after the first).
+pub fn duplicate_keys(text: &str) -> Vec<DuplicateKey> {
+    let keys = scan_keys(text);
+    let mut first = std::collections::HashMap::<(usize, &str), &JsonKey>::new();
+    let mut out = Vec::new();
+    for (object, key) in &keys {
+        match first.get(&(*object, key.key.as_str())) {
+            Some(&earlier) => out.push(DuplicateKey {
+                first: earlier.clone(),
+                again: key.clone(),
+            }),
+            None => {
+                first.insert((*object, key.key.as_str()), key);
+            }
+        }
+    }
+    out
+}
+
+/// (object id, key) for every object key of `text`.
+fn scan_keys(text: &str) -> Vec<(usize, JsonKey)> {
+    let mut scanner = Scanner::new(text);
+    scanner.keys = Some(Vec::new());
+    scanner.value(&mut Vec::new(), &[], &mut None, None);
+    let keys = scanner.keys.take().unwrap_or_default();
+    keys.into_iter()
+        .map(|(object, object_path, key, offset)| {
+            let (line, column) = crate::config::line_col(text, offset);
+            let key = JsonKey {
+                key,
+                object_path,
+                line,
+                column,
+            };
+            (object, key)
+        })
+        .collect()
+}
+
+fn render_path(at: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in at {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// A tolerant JSON scanner that records where the deepest matching prefix of a path starts,
+/// and, when asked, every object key it passes.
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Objects opened so far (an id per object).
+    objects: usize,
+    /// (object id, object path, decoded key, byte offset of its quote).
+    keys: Option<Vec<(usize, String, String, usize)>>,
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
+    fn new(text: &'a str) -> Self {
+        Scanner {
+            bytes: text.as_bytes(),
+            pos: 0,
+            objects: 0,
+            keys: None,
+        }
+    }
+
     fn ws(&mut self) {
         while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_whitespace() {
             self.pos += 1;
@@ -293,6 +397,8 @@ impl Scanner<'_> {
         match self.bytes.get(self.pos) {
             Some(b'{') => {
                 self.pos += 1;
+                self.objects += 1;
+                let object = self.objects;
                 loop {
                     self.ws();
                     match self.bytes.get(self.pos) {
@@ -303,6 +409,11 @@ impl Scanner<'_> {
                         Some(b'"') => {
                             let key_at = self.pos;
                             let key = self.string();
+                            if let Some(keys) = self.keys.as_mut() {
+                                let decoded = serde_json::from_str::<String>(&format!("\"{key}\""))
+                                    .unwrap_or_else(|_| key.clone());
+                                keys.push((object, render_path(at), decoded, key_at));
+                            }
                             self.ws();
                             if self.bytes.get(self.pos) == Some(&b':') {
                                 self.pos += 1;
@@ -398,8 +509,25 @@ pub fn lint_file(path: &Path, verify_path: Option<&str>) -> std::io::Result<Vec<
             .at((e.line(), e.column()))]);
         }
     };
+    let duplicates: Vec<Finding> = duplicate_keys(&text)
+        .into_iter()
+        .map(|dup| {
+            let at = (dup.again.line, dup.again.column);
+            Finding::new(
+                DR_PARSE,
+                path,
+                dup.again.object_path.clone(),
+                dup.message(),
+                "keep one of the two keys",
+            )
+            .at(at)
+        })
+        .collect();
     match crate::dockerrun::Dockerrun::from_value(value) {
-        Ok(d) => Ok(lint_dockerrun(path, &text, &d)),
+        Ok(d) => Ok(duplicates
+            .into_iter()
+            .chain(lint_dockerrun(path, &text, &d))
+            .collect()),
         Err(e) => {
             let at = locate(&text, &e.path);
             Ok(vec![Finding::new(
@@ -434,6 +562,29 @@ mod tests {
     use super::*;
 
     const T: &str = "{\n  \"AWSEBDockerrunVersion\": 2,\n  \"containerDefinitions\": [\n    {\"name\": \"a\"},\n    {\n      \"name\": \"b\",\n      \"memory\": 0\n    }\n  ]\n}";
+
+    #[test]
+    fn lint_file_reports_a_duplicate_key_with_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Dockerrun.aws.json");
+        let text = T.replace(
+            "\"name\": \"b\",",
+            "\"name\": \"b\",\n      \"name\": \"c\",",
+        );
+        std::fs::write(&path, &text).unwrap();
+        let findings = lint_file(&path, None).unwrap();
+        let dup = findings
+            .iter()
+            .find(|f| f.message.contains("duplicate key"))
+            .unwrap_or_else(|| panic!("{findings:?}"));
+        assert_eq!(dup.rule, "DR000");
+        assert_eq!(
+            dup.message,
+            "duplicate key \"name\" in `containerDefinitions[1]`: first on line 6, again on line 7; JSON keeps only the last value, so remove one of them"
+        );
+        assert_eq!((dup.line, dup.column), (7, 7));
+        assert_eq!(duplicate_keys(T), vec![]);
+    }
 
     #[test]
     fn locate_finds_keys_and_elements() {

@@ -21,6 +21,9 @@ use super::plan::ContainerPlan;
 pub const LABEL_STACK: &str = "deploy.local.stack";
 pub const LABEL_ENVIRONMENT: &str = "deploy.local.environment";
 pub const LABEL_VERSION: &str = "deploy.local.version";
+/// A digest of what a container runs (the rendered file, the images' ids, the port offset):
+/// equal on two runs means that nothing changed.
+pub const LABEL_FINGERPRINT: &str = "deploy.local.fingerprint";
 /// The label EB's ECS agent sets, which `.platform` hooks filter on.
 pub const LABEL_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
 
@@ -44,6 +47,9 @@ pub struct ContainerState {
     pub name: String,
     pub version: String,
     pub environment: String,
+    /// The `deploy.local.fingerprint` label (empty on containers of older runs).
+    #[serde(skip)]
+    pub fingerprint: String,
     pub image: String,
     /// created, running, exited…
     pub status: String,
@@ -102,6 +108,18 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(false),
+            Err(e) => Err(e)
+                .with_context(|| format!("cannot inspect the image {reference} on {}", self.host)),
+        }
+    }
+
+    /// The id of image `reference`; `None` when the engine does not have it.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(Some(image.id.unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
             Err(e) => Err(e)
                 .with_context(|| format!("cannot inspect the image {reference} on {}", self.host)),
         }
@@ -405,6 +423,7 @@ impl Engine {
             name: label(LABEL_CONTAINER_NAME),
             version: label(LABEL_VERSION),
             environment: label(LABEL_ENVIRONMENT),
+            fingerprint: label(LABEL_FINGERPRINT),
             image: info.config.and_then(|c| c.image).unwrap_or_default(),
             running: state.running.unwrap_or(false),
             status: status.to_string(),

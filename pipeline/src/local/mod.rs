@@ -39,6 +39,8 @@ pub struct LocalOptions {
     pub skip_build: bool,
     /// Print the plan, change nothing.
     pub dry_run: bool,
+    /// Replace the stack even when it already runs this version, unchanged and healthy.
+    pub force: bool,
 }
 
 /// The result of [`deploy_local`].
@@ -62,8 +64,13 @@ impl LocalDeployment {
     pub fn log_summary(&self) {
         let Some(run) = &self.run else { return };
         tracing::info!(
-            "local stack {} runs version {} ({} containers){}",
+            "local stack {} {} version {} ({} containers){}",
             run.stack,
+            if run.unchanged {
+                "already runs (nothing restarted)"
+            } else {
+                "runs"
+            },
             run.version,
             run.containers.len(),
             run.verified
@@ -106,6 +113,9 @@ pub async fn deploy_local(
     }
     let release = Release::detect(&config.root, options.release.as_deref())?;
     let stack = stack_name(config, env_name);
+    // In GitHub Actions, each phase's log is a collapsible group (a no-op elsewhere).
+    let actions = crate::github::actions::Actions::from_env();
+    let build_group = actions.group("build");
 
     let mut images = std::collections::BTreeMap::new();
     if options.dry_run {
@@ -134,11 +144,19 @@ pub async fn deploy_local(
         }
     }
 
+    drop(build_group);
     // The same bundle as for EB (rendered, linted, zipped under target/), then the stand-ins.
+    let bundle_group = actions.group("bundle");
     let bundle = bundle::make_bundle(
         &bundle::BundleRequest::new(config, env_name, release.clone())
             .with_dry_run(options.dry_run),
-    )?;
+    )
+    .inspect_err(|e| {
+        if let Some(bundle::LintFailed(lint)) = e.downcast_ref() {
+            actions.annotate_lint(lint, &config.root);
+        }
+    })?;
+    actions.annotate_lint(&bundle.lint, &config.root);
     let version_label = bundle.version_label.clone();
     let out_dir = bundle.path.parent().map(PathBuf::from).unwrap_or_default();
     let (dockerrun, text) =
@@ -156,6 +174,7 @@ pub async fn deploy_local(
         );
     }
     let rendered = text;
+    drop(bundle_group);
 
     let mut req = StackRequest::new(
         &stack,
@@ -166,6 +185,7 @@ pub async fn deploy_local(
     );
     req.host_port_offset = env.host_port_offset;
     req.docker_host = options.docker_host.clone();
+    req.force = options.force;
     req.postdeploy_hooks = Some(
         config
             .resolve(&config.bundle.platform)
@@ -209,7 +229,9 @@ pub async fn deploy_local(
             run: None,
         });
     }
+    let deploy_group = actions.group("deploy");
     let report = run::run(&req).await?;
+    drop(deploy_group);
     Ok(LocalDeployment {
         release: release.name,
         version_label,

@@ -9,7 +9,8 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::engine::{
-    ContainerState, Engine, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_STACK, LABEL_VERSION,
+    ContainerState, Engine, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT,
+    LABEL_STACK, LABEL_VERSION,
 };
 use super::hooks;
 use super::plan::{Condition, ContainerPlan, Plan};
@@ -47,6 +48,8 @@ pub struct StackRequest {
     pub hook_timeout: Duration,
     /// Log lines shown for each failed container.
     pub log_lines: usize,
+    /// Replace the stack even when it already runs this very version, healthy.
+    pub force: bool,
 }
 
 impl StackRequest {
@@ -72,6 +75,7 @@ impl StackRequest {
             start_timeout: Duration::from_secs(60),
             hook_timeout: Duration::from_secs(300),
             log_lines: 50,
+            force: false,
         }
     }
 }
@@ -90,6 +94,9 @@ pub struct StackReport {
     pub hooks: Vec<String>,
     /// The verify stage's report (`None` without checks).
     pub verified: Option<verify::VerifyReport>,
+    /// True when the stack already ran this version, unchanged and up: nothing was restarted,
+    /// only the checks ran.
+    pub unchanged: bool,
 }
 
 /// Why the new version was rejected, and whose logs explain it.
@@ -144,6 +151,12 @@ pub async fn run(req: &StackRequest) -> Result<StackReport> {
         }
     }
     let previous = engine.list(LABEL_STACK, &req.stack).await?;
+    let fingerprint = fingerprint(&engine, req, &plan).await?;
+    if !req.force {
+        if let Some(report) = unchanged(&engine, req, &plan, &previous, &fingerprint).await? {
+            return Ok(report);
+        }
+    }
     check_host_ports(&plan, &previous, &req.dockerrun_file)?;
     engine
         .ensure_network(
@@ -163,7 +176,7 @@ pub async fn run(req: &StackRequest) -> Result<StackReport> {
                 &req.stack,
                 aliases(&plan, c),
                 env(c),
-                labels(req, c),
+                labels(req, c, &fingerprint),
             )
             .await
         {
@@ -223,6 +236,7 @@ pub async fn run(req: &StackRequest) -> Result<StackReport> {
                 replaced,
                 hooks,
                 verified,
+                unchanged: false,
             })
         }
         Err(failure) => {
@@ -271,6 +285,81 @@ pub async fn run(req: &StackRequest) -> Result<StackReport> {
             bail!(text)
         }
     }
+}
+
+/// What the new version would run, as one digest: the rendered file, the id of every image it
+/// names (a rebuilt image under the same tag changes it) and the host port offset.
+async fn fingerprint(engine: &Engine, req: &StackRequest, plan: &Plan) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(req.dockerrun.as_bytes());
+    h.update(req.host_port_offset.to_be_bytes());
+    for (image, _) in plan.images() {
+        h.update(image.as_bytes());
+        h.update(engine.image_id(image).await?.unwrap_or_default().as_bytes());
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The report of a run that has nothing to do: the stack runs this version with the same
+/// fingerprint, every container of the file is there and every essential one runs, and the
+/// checks pass. `None` when any of that is not so (the stack is then replaced as usual).
+async fn unchanged(
+    engine: &Engine,
+    req: &StackRequest,
+    plan: &Plan,
+    previous: &[ContainerState],
+    fingerprint: &str,
+) -> Result<Option<StackReport>> {
+    if previous.len() != plan.containers.len() {
+        return Ok(None);
+    }
+    let mut running = Vec::new();
+    for c in &plan.containers {
+        let Some(state) = previous.iter().find(|p| p.name == c.name) else {
+            return Ok(None);
+        };
+        if state.fingerprint != fingerprint
+            || state.version != req.version
+            || (c.essential && !state.running)
+        {
+            return Ok(None);
+        }
+        running.push(Created {
+            plan: c,
+            id: state.id.clone(),
+            docker_name: state.docker_name.clone(),
+        });
+    }
+    tracing::info!(
+        "stack {} already runs version {} unchanged: nothing restarted (--force restarts it); verifying",
+        req.stack,
+        req.version
+    );
+    let verified = if req.checks.is_empty() {
+        None
+    } else {
+        match verify_while_watching(engine, &running, &req.checks).await {
+            Ok(report) => Some(report),
+            Err(failure) => {
+                tracing::warn!(
+                    "the running stack fails its checks ({}): replacing it",
+                    failure.message
+                );
+                return Ok(None);
+            }
+        }
+    };
+    Ok(Some(StackReport {
+        stack: req.stack.clone(),
+        environment: req.environment.clone(),
+        version: req.version.clone(),
+        containers: previous.to_vec(),
+        replaced: Vec::new(),
+        hooks: Vec::new(),
+        verified,
+        unchanged: true,
+    }))
 }
 
 /// Starts the containers in order, honouring `dependsOn`, then lets them settle, runs the
@@ -547,8 +636,9 @@ fn env(c: &ContainerPlan) -> Vec<String> {
     env
 }
 
-fn labels(req: &StackRequest, c: &ContainerPlan) -> HashMap<String, String> {
+fn labels(req: &StackRequest, c: &ContainerPlan, fingerprint: &str) -> HashMap<String, String> {
     let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+    labels.insert(LABEL_FINGERPRINT.into(), fingerprint.to_string());
     labels.insert(LABEL_STACK.into(), req.stack.clone());
     labels.insert(LABEL_ENVIRONMENT.into(), req.environment.clone());
     labels.insert(LABEL_VERSION.into(), req.version.clone());

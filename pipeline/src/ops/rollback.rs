@@ -185,8 +185,9 @@ async fn missing_images(session: &Session, version: &Version) -> Result<Vec<Stri
     Ok(gone)
 }
 
-/// Rolls back: checks the target, deploys it (lock, wait, verdict), verifies it, records it in
-/// the journal. The report has the shape of a deploy's (GitHub reporting reads it).
+/// Rolls back: checks the target, deploys it (lock, wait, verdict; the last lines of the logs
+/// when it fails, as `deploy` shows them), verifies it, records it in the journal. The report
+/// has the shape of a deploy's (GitHub reporting reads it).
 pub async fn rollback(
     session: &Session,
     req: &RollbackRequest<'_>,
@@ -233,6 +234,10 @@ pub async fn run(
     );
     let started = Instant::now();
     let outcome = eb::deploy(&session.eb, &deploy_req).await?;
+    if outcome.verdict == eb::DeployVerdict::Failed {
+        let actions = crate::github::actions::Actions::from_env();
+        crate::ops::logs::show_failure_logs(&session.eb, &env.eb_environment, &actions).await;
+    }
     let deploy_stage = StageReport {
         stage: "deploy".into(),
         outcome: Outcome::of_verdict(outcome.verdict),

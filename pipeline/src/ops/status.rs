@@ -185,6 +185,39 @@ pub async fn status(
     })
 }
 
+/// The status of each environment of `envs`, in order.
+pub async fn report(
+    session: &Session,
+    envs: &[AwsEnvironment],
+    state_dir: Option<&Path>,
+) -> Result<StatusReport> {
+    let mut environments = Vec::with_capacity(envs.len());
+    for env in envs {
+        environments.push(status(session, env, state_dir).await?);
+    }
+    Ok(StatusReport { environments })
+}
+
+/// `status --watch`: a new report after each wait of the deploy's [`Poller`] (3 s growing to
+/// 4.5 s, jittered), every call through the session's paced client (at most
+/// [`crate::eb::Pacing::max_rate`] reads a second, as during a deploy), until `each` returns
+/// `false`.
+pub async fn watch(
+    session: &Session,
+    envs: &[AwsEnvironment],
+    state_dir: Option<&Path>,
+    mut each: impl FnMut(&StatusReport) -> Result<bool>,
+) -> Result<()> {
+    let mut poller = crate::eb::Poller::new(session.eb.pacing);
+    loop {
+        let r = report(session, envs, state_dir).await?;
+        if !each(&r)? {
+            return Ok(());
+        }
+        tokio::time::sleep(poller.next_wait()).await;
+    }
+}
+
 /// The environment's events back to the start of the last deploy, oldest first (at most 50).
 async fn events_since_last_deploy(
     session: &Session,

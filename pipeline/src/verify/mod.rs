@@ -387,6 +387,17 @@ pub struct VerifyRequest {
 /// Runs the environment's checks; an environment without checks is an error that says how to
 /// add one.
 pub async fn verify(config: &Config, req: &VerifyRequest) -> Result<VerifyReport> {
+    let cname;
+    let req = match (&req.url, needs_cname(config, &req.environment)?) {
+        (None, true) => {
+            cname = VerifyRequest {
+                url: environment_cname(config, &req.environment).await?,
+                ..req.clone()
+            };
+            &cname
+        }
+        _ => req,
+    };
     if let Some(url) = &req.url {
         let actions = crate::github::actions::Actions::from_env();
         for secret in url_secrets(url) {
@@ -405,6 +416,32 @@ pub async fn verify(config: &Config, req: &VerifyRequest) -> Result<VerifyReport
     }
     tracing::info!("verifying {} with {} checks", req.environment, checks.len());
     Ok(run(&checks).await)
+}
+
+/// True for an Elastic Beanstalk environment without a `url`: its checks run against the
+/// environment's CNAME, as `deploy` does.
+fn needs_cname(config: &Config, env_name: &str) -> Result<bool> {
+    let spec = config.environment(env_name)?;
+    Ok(spec.url.is_none() && spec.target == crate::config::Target::Aws)
+}
+
+/// `http://<CNAME>` of the environment, from Elastic Beanstalk.
+async fn environment_cname(config: &Config, env_name: &str) -> Result<Option<String>> {
+    let env = crate::ops::AwsEnvironment::resolve(config, env_name, "verify")?;
+    let session = crate::ops::Session::open(config).await;
+    let url = crate::eb::deploy::environment_url(&session.eb, &env.application, &env.eb_environment)
+        .await
+        .context("the environment has no `url` in the configuration, so its checks run against its CNAME; pass --url (or set DEPLOY_URL) to verify without AWS")?;
+    match &url {
+        Some(u) => {
+            tracing::info!("no `url` for {env_name}: verifying {u} (the environment's CNAME)")
+        }
+        None => tracing::warn!(
+            "Elastic Beanstalk gives {} no CNAME: pass --url (or set `url` for {env_name})",
+            env.eb_environment
+        ),
+    }
+    Ok(url)
 }
 
 /// Runs every check concurrently and collects their outcomes, in the order given.

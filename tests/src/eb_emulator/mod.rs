@@ -157,6 +157,9 @@ pub struct Environment {
     /// puts the environment on another one).
     pub solution_stack: String,
     pub platform_arn: String,
+    /// The `CNAME` EB answers (default `<name>.us-west-2.elasticbeanstalk.com`); a test can
+    /// point it at a server on loopback (`127.0.0.1:PORT`).
+    pub cname: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -318,6 +321,7 @@ impl EbEmulator {
                     deployment_id,
                     solution_stack: actions::SOLUTION_STACK.into(),
                     platform_arn: actions::platform_arn(),
+                    cname: None,
                 },
             );
         });
@@ -830,6 +834,26 @@ impl Handler {
         request_id: &str,
         access_key: Option<&str>,
     ) -> Result<String, ApiError> {
+        if let Some(result) = self.dispatch_ops(action, p).await {
+            return result;
+        }
+        let result = self.dispatch_core(action, p, request_id, access_key);
+        if result.is_ok() && action == "CreateApplicationVersion" {
+            if let (Some(app), Some(label)) = (p.get("ApplicationName"), p.get("VersionLabel")) {
+                self.apply_lifecycle(app, label).await;
+            }
+        }
+        result
+    }
+
+    /// The actions answered from the state alone (the lock is held throughout).
+    fn dispatch_core(
+        &self,
+        action: &str,
+        p: &Params,
+        request_id: &str,
+        access_key: Option<&str>,
+    ) -> Result<String, ApiError> {
         let req = |k: &str| {
             p.get(k).cloned().ok_or_else(|| {
                 sender(
@@ -838,9 +862,6 @@ impl Handler {
                 )
             })
         };
-        if let Some(result) = self.dispatch_ops(action, p).await {
-            return result;
-        }
         let now = Instant::now();
         let mut s = self.state.lock().unwrap();
         s.advance(now);
@@ -1114,7 +1135,9 @@ fn env_xml(x: &mut Xml, e: &Environment) {
     );
     x.leaf(
         "CNAME",
-        &format!("{}.us-west-2.elasticbeanstalk.com", e.name),
+        &e.cname
+            .clone()
+            .unwrap_or_else(|| format!("{}.us-west-2.elasticbeanstalk.com", e.name)),
     );
     x.leaf("DateCreated", &fmt_time(e.created));
     x.leaf("DateUpdated", &fmt_time(e.updated));

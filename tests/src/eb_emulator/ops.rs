@@ -3,7 +3,8 @@
 //! out as presigned URLs, as EB does), `DescribeApplicationVersions` newest first with
 //! `MaxRecords`/`NextToken` paging, `DeleteApplicationVersion` with `DeleteSourceBundle`,
 //! the account's application version quota (`TooManyApplicationVersionsException`) and
-//! `UpdateApplicationResourceLifecycle`.
+//! `UpdateApplicationResourceLifecycle`, whose version rules are applied as EB applies them:
+//! each time a version is created (see [`Handler::apply_lifecycle`]).
 //!
 //! These handlers lock the state only between their awaits, so S3 calls happen outside it.
 
@@ -470,6 +471,82 @@ impl Handler {
         }
         x.close("EnvironmentInfo");
         Ok(x.finish())
+    }
+
+    /// EB applies an application's version lifecycle policy each time a version of it is
+    /// created: after creating it, without counting the new version toward `MaxCount`. It
+    /// deletes the versions beyond `MaxCount` (the oldest first) and those older than
+    /// `MaxAgeInDays`, at most 100 at a time, never one that an environment uses, and deletes
+    /// their source bundles from S3 when the rule that removed them says
+    /// `DeleteSourceFromS3`. (Real EB does this in the background, soon after answering; here it
+    /// is done before the answer, so that tests see the result at once.)
+    pub(super) async fn apply_lifecycle(&self, application: &str, created: &str) {
+        const MAX_DELETIONS: usize = 100;
+        let doomed: Vec<(super::Version, bool)> = {
+            let mut s = self.lock();
+            let Some(config) = s.ops.lifecycle.get(application).cloned() else {
+                return;
+            };
+            let field = |rule: &str, field: &str| {
+                config
+                    .get(&format!("VersionLifecycleConfig.{rule}.{field}"))
+                    .cloned()
+            };
+            let enabled = |rule: &str| field(rule, "Enabled").as_deref() == Some("true");
+            let from_s3 = |rule: &str| field(rule, "DeleteSourceFromS3").as_deref() == Some("true");
+            let max_count = enabled("MaxCountRule")
+                .then(|| field("MaxCountRule", "MaxCount")?.parse::<usize>().ok())
+                .flatten();
+            let max_age = enabled("MaxAgeRule")
+                .then(|| field("MaxAgeRule", "MaxAgeInDays")?.parse::<u64>().ok())
+                .flatten()
+                .map(|days| Duration::from_secs(days * 86_400));
+            let in_use: Vec<String> = s
+                .environments
+                .values()
+                .filter(|e| e.application == application)
+                .filter_map(|e| e.version.clone())
+                .collect();
+            let mut older: Vec<super::Version> = s
+                .versions
+                .values()
+                .filter(|v| v.application == application && v.label != created)
+                .cloned()
+                .collect();
+            older.sort_by(|a, b| b.created.cmp(&a.created).then(b.label.cmp(&a.label)));
+            let now = SystemTime::now();
+            let mut doomed = vec![];
+            for (i, v) in older.into_iter().enumerate() {
+                let by_count = max_count.is_some_and(|n| i >= n);
+                let by_age = max_age
+                    .is_some_and(|age| now.duration_since(v.created).unwrap_or_default() > age);
+                if !(by_count || by_age) || in_use.contains(&v.label) {
+                    continue;
+                }
+                let source =
+                    (by_count && from_s3("MaxCountRule")) || (by_age && from_s3("MaxAgeRule"));
+                doomed.push((v, source));
+                if doomed.len() == MAX_DELETIONS {
+                    break;
+                }
+            }
+            for (v, _) in &doomed {
+                let key = (v.application.clone(), v.label.clone());
+                s.versions.remove(&key);
+                s.ops.descriptions.remove(&key);
+            }
+            doomed
+        };
+        for (v, _) in doomed.iter().filter(|(_, source)| *source) {
+            // EB's service role deletes the bundle; a failure leaves it in S3 and nothing else.
+            let _ = self
+                .s3
+                .delete_object()
+                .bucket(&v.bucket)
+                .key(&v.key)
+                .send()
+                .await;
+        }
     }
 
     fn update_lifecycle(&self, p: &Params) -> Result<String, ApiError> {
