@@ -1,5 +1,5 @@
-//! A rendered `Dockerrun.aws.json` through the model and the Dockerrun and memory lints, as
-//! `cargo xtask lint FILE` reads it.
+//! A rendered `Dockerrun.aws.json` through the duplicate key scan, the model and the
+//! Dockerrun and memory lints, as `cargo xtask lint FILE` reads it.
 #![no_main]
 
 use std::path::Path;
@@ -9,6 +9,7 @@ use pipeline::dockerrun::Dockerrun;
 
 fuzz_target!(|text: &str| {
     let path = Path::new("Dockerrun.aws.json");
+    let _ = pipeline::lint::duplicate_keys(text);
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         return;
     };
