@@ -298,9 +298,50 @@ async fn red_health_after_completed_is_a_failure() {
     assert_eq!(
         deploy_message(&r),
         format!(
-            "the deploy of {label} to {} completed but the environment is not healthy after 150ms: health is Red/Severe, below the threshold Ok",
+            "the deploy of {label} to {} completed but the environment is not healthy after 150ms: health is Red/Severe, below the threshold Info",
             w.environment
         )
+    );
+}
+
+/// EB reports Green/Info while and just after an operation runs ("Application update
+/// completed 10 seconds ago…"): by default that is healthy; `health_threshold = "Ok"` waits for
+/// Ok and fails when health stays at Info.
+#[tokio::test]
+async fn an_environment_settling_at_info_is_healthy_by_default() {
+    let script = || {
+        Script::new(vec![Step::at_ms(60)
+            .event("INFO", "Environment update completed successfully.")
+            .status("Ready")
+            .instances(usize::MAX, Which::Deployed)
+            .health("Green", "Info")
+            .causes(&[
+                "Application update completed 10 seconds ago and took 47 seconds.",
+            ])])
+    };
+    let w = World::new().await;
+    w.emu.script_next_deploy(&w.environment, script());
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+
+    let w = World::new().await;
+    w.emu.script_next_deploy(&w.environment, script());
+    let mut req = w.request(&s);
+    req.config
+        .environments
+        .get_mut("staging")
+        .unwrap()
+        .health_threshold = pipeline::config::HealthThreshold::Ok;
+    let r = w.run(&req, None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert!(
+        deploy_message(&r).contains("health is Green/Info, below the threshold Ok"),
+        "{}",
+        deploy_message(&r)
     );
 }
 
