@@ -193,7 +193,8 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     pub timeouts: Timeouts,
     /// Lowest enhanced-health status that counts as healthy: `"Ok"` accepts only Ok, `"Info"`
-    /// also Info, `"Warning"` also Warning (Degraded, Severe and a Red colour always fail).
+    /// (the default) also Info, which EB reports while and just after an operation runs,
+    /// `"Warning"` also Warning (Degraded, Severe and a Red colour always fail).
     #[serde(default)]
     pub health_threshold: HealthThreshold,
     /// Redeploy the previous version when the deploy or verify fails.
@@ -231,7 +232,10 @@ pub struct EnvironmentSpec {
     pub instance_type: Option<String>,
 }
 
-/// The environment properties Antenna's production settings cannot start without.
+/// The environment properties Antenna's production settings cannot start without: what
+/// `config/settings/production.py` and `base.py` read with no default, plus
+/// `DJANGO_SETTINGS_MODULE` (else Django loads the local settings) and `REDIS_URL` (its
+/// default, none, leaves the cache and Celery's result backend without a server).
 pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
     "DJANGO_SETTINGS_MODULE",
     "DJANGO_SECRET_KEY",
@@ -241,6 +245,9 @@ pub const ANTENNA_REQUIRED_PROPERTIES: &[&str] = &[
     "REDIS_URL",
     "CELERY_BROKER_URL",
     "SENTRY_DSN",
+    "SENDGRID_API_KEY",
+    "DJANGO_AWS_ACCESS_KEY_ID",
+    "DJANGO_AWS_SECRET_ACCESS_KEY",
     "DJANGO_AWS_STORAGE_BUCKET_NAME",
 ];
 
@@ -347,8 +354,11 @@ impl Default for Timeouts {
     Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord, Default,
 )]
 pub enum HealthThreshold {
-    #[default]
     Ok,
+    /// The default: EB reports `Info` (Green) while and just after an operation runs
+    /// ("Application update completed 20 seconds ago…"), so a stricter default would fail or
+    /// stall healthy deploys.
+    #[default]
     Info,
     Warning,
 }

@@ -7,8 +7,9 @@ types (string, integer, long, boolean, timestamp, double), enum values, lists. T
 same call through a real botocore client, which must parse it. Prints a JSON list of problems
 (empty when all is well) and exits 1 when there are any.
 
-ALLOWED lists where botocore's model is known to differ from what EB really sends, with the
-evidence.
+Where botocore's model is known to differ from what EB really sends, the three tables below
+say what is checked instead, each with its evidence. The report lists the ones that were
+used: an entry no answer needs any more is stale, and the suite fails on it.
 """
 import json
 import sys
@@ -20,20 +21,25 @@ from datetime import datetime
 import botocore.session
 from botocore.config import Config
 
-ALLOWED = {
-    # EB answers upper case (PROCESSED, UNPROCESSED, FAILED, PROCESSING) while the model's
-    # enum is camel case: AWS's own API reference shows `<Status>PROCESSED</Status>` in
-    # DescribeApplicationVersions samples, and the AWS CLI prints upper case.
-    ("enum", "ApplicationVersionStatus"): "EB sends upper case",
-    # EB sends the environment tier in DescribeConfigurationSettings; botocore's model lacks
-    # it, while the EB CLI's bundled model (ebcli/lib/botocoredata) has it and `eb health`
-    # reads it (KeyError 'Tier' without it).
-    ("member", "ConfigurationSettingsDescription", "Tier"): "EB sends it; the EB CLI reads it",
-    # The model types DescribeEnvironmentHealth's Status as EnvironmentHealth (Green, Yellow,
-    # Red, Grey), while the API reference describes it as "the environment's operational
-    # status: Ready, Launching, Updating, Terminating, or Terminated", which is what EB sends.
-    ("path", "DescribeEnvironmentHealth/Status"): "an EnvironmentStatus, not a colour",
-}
+# Enums EB answers in upper case: the value must be a model value upper-cased, exactly.
+# ApplicationVersionStatus: the model says Processed, Unprocessed...; EB sends PROCESSED,
+# UNPROCESSED, FAILED, PROCESSING (AWS's API reference samples of
+# DescribeApplicationVersions show `<Status>PROCESSED</Status>`, the AWS CLI prints upper case).
+UPPER_ENUMS = {"ApplicationVersionStatus"}
+
+# Members EB sends that botocore's model lacks, checked against the named shape of the model.
+# ConfigurationSettingsDescription/Tier: the EB CLI's own bundled model (awsebcli:
+# ebcli/lib/botocoredata/elasticbeanstalk/2010-12-01/service-2.json) has it, and `eb health`
+# reads it (ebcli/display/screen.py: env_data['Tier']['Name']; KeyError without it).
+MEMBER_SHAPES = {("ConfigurationSettingsDescription", "Tier"): "EnvironmentTier"}
+
+# Elements whose model enum is the wrong one, checked against the named enum of the model.
+# DescribeEnvironmentHealth/Status: the model types it EnvironmentHealth (Green, Yellow, Red,
+# Grey), in botocore and in the EB CLI's bundled model alike, while the API reference
+# describes it as "the environment's operational status. Ready, Launching, Updating,
+# Terminating, or Terminated", which is what EB sends (the colour is in Color). The
+# environment's own Status (DescribeEnvironments) matches the model and needs no entry.
+PATH_ENUMS = {"DescribeEnvironmentHealth/Status": "EnvironmentStatus"}
 
 NS = "{http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/}"
 
@@ -42,7 +48,7 @@ def strip(tag):
     return tag[len(NS):] if tag.startswith(NS) else tag
 
 
-def check(node, shape, path, problems):
+def check(node, shape, path, problems, model, used):
     t = shape.type_name
     if t == "structure":
         names = {}
@@ -51,16 +57,19 @@ def check(node, shape, path, problems):
         for child in node:
             tag = strip(child.tag)
             if tag not in names:
-                if ("member", shape.name, tag) in ALLOWED:
+                instead = MEMBER_SHAPES.get((shape.name, tag))
+                if instead is None:
+                    problems.append(f"{path}/{tag}: not a member of {shape.name}")
                     continue
-                problems.append(f"{path}/{tag}: not a member of {shape.name}")
+                used.add(f"member {shape.name}/{tag}")
+                check(child, model.shape_for(instead), f"{path}/{tag}", problems, model, used)
                 continue
-            check(child, names[tag][1], f"{path}/{tag}", problems)
+            check(child, names[tag][1], f"{path}/{tag}", problems, model, used)
     elif t == "list":
         for i, child in enumerate(node):
             if strip(child.tag) != shape.member.serialization.get("name", "member"):
                 problems.append(f"{path}/{strip(child.tag)}: a list item must be <member>")
-            check(child, shape.member, f"{path}[{i}]", problems)
+            check(child, shape.member, f"{path}[{i}]", problems, model, used)
     elif t == "map":
         problems.append(f"{path}: maps are not expected in EB answers")
     else:
@@ -78,13 +87,19 @@ def check(node, shape, path, problems):
                 datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             problems.append(f"{path}: {text!r} is not a {t}")
+        name = shape.name
         enum = shape.metadata.get("enum")
-        if ("path", path) in ALLOWED:
-            return
+        # An allowance counts as needed only when the model's own enum would refuse the value.
+        if path in PATH_ENUMS:
+            if not enum or text not in enum:
+                used.add(f"path {path}")
+            name = PATH_ENUMS[path]
+            enum = model.shape_for(name).enum
+        elif enum and name in UPPER_ENUMS and text not in enum:
+            used.add(f"enum {name}")
+            enum = [e.upper() for e in enum]
         if enum and text not in enum:
-            if ("enum", shape.name) in ALLOWED and text.lower() in [e.lower() for e in enum]:
-                return
-            problems.append(f"{path}: {text!r} is not one of {shape.name} {enum}")
+            problems.append(f"{path}: {text!r} is not one of {name} {enum}")
 
 
 def main():
@@ -99,6 +114,7 @@ def main():
     )
     problems = []
     seen = set()
+    used = set()
     for call in calls:
         action, params = call["action"], call["params"]
         seen.add(action)
@@ -123,7 +139,7 @@ def main():
             if result is None:
                 problems.append(f"{action}: no {action}Result")
             else:
-                check(result, op.output_shape, action, problems)
+                check(result, op.output_shape, action, problems, model, used)
         if root.find(f"{NS}ResponseMetadata/{NS}RequestId") is None:
             problems.append(f"{action}: no ResponseMetadata/RequestId")
         # The real client must parse it (and accept our parameters).
@@ -134,7 +150,12 @@ def main():
         except Exception as e:  # noqa: BLE001 - every failure is a finding
             if not call.get("error"):
                 problems.append(f"{action}: botocore: {e}")
-    print(json.dumps({"problems": problems, "actions": sorted(seen)}))
+    allowances = {f"enum {n}" for n in UPPER_ENUMS}
+    allowances |= {f"member {s}/{m}" for s, m in MEMBER_SHAPES}
+    allowances |= {f"path {p}" for p in PATH_ENUMS}
+    for stale in sorted(allowances - used):
+        problems.append(f"allowance {stale} was not needed by any answer: remove it")
+    print(json.dumps({"problems": problems, "actions": sorted(seen), "allowances": sorted(used)}))
     sys.exit(1 if problems else 0)
 
 

@@ -9,10 +9,11 @@
 //! `cargo run -p integration --example bench_deploy [SCALE]` (the figures are about calls and
 //! latency, not CPU: the debug build measures the same)
 //!
-//! `cargo run -p integration --example bench_deploy -- --vs-eb-cli`: the same kinds of
-//! scenario in real time (the EB CLI's clock cannot be compressed), shortened, each played
-//! once for this pipeline and once for the official EB CLI (`$EB_CLI`, `eb deploy` of a new
-//! bundle) on the same emulator; prints the side-by-side table of docs/benchmarks-deploy.md.
+//! `cargo run -p integration --example bench_deploy -- --vs-eb-cli [--write]`: the same kinds
+//! of scenario in real time (the EB CLI's clock cannot be compressed), each played by this
+//! pipeline and by the official EB CLI (`$EB_CLI`, `eb deploy` of a new bundle) at the same
+//! time, each on its own emulator; prints the side-by-side table (`--write`: into README.md,
+//! between its `bench_deploy --vs-eb-cli` markers).
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     if std::env::args().nth(1).as_deref() == Some("--vs-eb-cli") {
-        return rt.block_on(versus::run());
+        let write = std::env::args().nth(2).as_deref() == Some("--write");
+        return rt.block_on(versus::run(write));
     }
     let scale: f64 = std::env::args()
         .nth(1)
@@ -216,6 +218,12 @@ mod versus {
         Throttled,
     }
 
+    /// The EB CLI looks at the events every 5 s from its `UpdateEnvironment`: a scenario
+    /// whose length is a multiple of 5 s would end just before one of its looks every time.
+    /// Each scenario is played at these offsets spread over that period (midpoints of four
+    /// quarters), all at once, and the figures are their mean and worst.
+    const OFFSETS_MS: [u64; 4] = [625, 1875, 3125, 4375];
+
     struct Row {
         verdict: String,
         /// From the scenario's decisive step to the tool's verdict.
@@ -224,7 +232,10 @@ mod versus {
         to_update: Option<Duration>,
         calls: usize,
         throttled: usize,
+        /// Calls per second over the whole run.
         rate: f64,
+        /// Calls per second from UpdateEnvironment to the verdict.
+        wait_rate: f64,
     }
 
     fn script(kind: Kind, took: Duration) -> Script {
@@ -246,29 +257,42 @@ mod versus {
         }
     }
 
-    fn slice(calls: &[Call], from: Instant, to: Instant) -> Vec<Call> {
-        calls
-            .iter()
-            .filter(|c| c.at >= from && c.at <= to)
-            .cloned()
-            .collect()
-    }
-
     fn measure(
         calls: &[Call],
         started: Instant,
         ended: Instant,
-        finished: Option<Instant>,
+        w: &World,
         verdict: String,
     ) -> Row {
+        // This pipeline reports a failed deploy, then fetches the instances' logs: the verdict
+        // is when it asks for them (the rate of the whole run counts those calls too).
+        let verdict_at = calls
+            .iter()
+            .find(|c| c.action == "RequestEnvironmentInfo")
+            .map_or(ended, |c| c.at);
+        if std::env::var_os("BENCH_CALLS").is_some() {
+            let t0 = calls.first().map_or(started, |c| c.at);
+            let list: Vec<String> = calls
+                .iter()
+                .map(|c| format!("{:.1} {}", (c.at - t0).as_secs_f64(), c.action))
+                .collect();
+            eprintln!("calls: {}", list.join(", "));
+        }
         let first = calls.first().map(|c| c.at);
         let update = calls
             .iter()
             .find(|c| c.action == "UpdateEnvironment" && c.status == 200)
             .map(|c| c.at);
+        let finished = w.emu.finishes(&w.environment).last().copied();
+        let waited = update.map_or(0, |u| {
+            calls
+                .iter()
+                .filter(|c| c.at >= u && c.at <= verdict_at)
+                .count()
+        });
         Row {
             verdict,
-            after: finished.map(|f| ended.saturating_duration_since(f)),
+            after: finished.map(|f| verdict_at.saturating_duration_since(f)),
             to_update: first.zip(update).map(|(f, u)| u - f),
             calls: calls.len(),
             throttled: calls
@@ -276,18 +300,27 @@ mod versus {
                 .filter(|c| c.status == 400 && c.action != "UpdateEnvironment")
                 .count(),
             rate: calls.len() as f64 / (ended - started).as_secs_f64(),
+            wait_rate: update.map_or(0.0, |u| waited as f64 / (verdict_at - u).as_secs_f64()),
         }
     }
 
-    async fn ours(w: &World, kind: Kind, took: Duration) -> Row {
+    /// A fresh world (its own emulator, EB's throttle on) with the scenario scripted.
+    async fn world(kind: Kind, took: Duration) -> World {
+        let w = World::new().await;
+        w.emu.throttle_like_eb(1.0);
         w.emu.script_next_deploy(&w.environment, script(kind, took));
         if let Kind::Throttled = kind {
             w.emu.inject(Some("DescribeEvents"), Fault::Throttle, 3);
         }
+        w
+    }
+
+    async fn ours(kind: Kind, took: Duration, settle: &'static str) -> Row {
+        let w = world(kind, took).await;
         let s = Settings {
             deploy: "10m",
             lock_wait: "1m",
-            health_settle: "20s",
+            health_settle: settle,
             rollback: false,
             ..Settings::default()
         };
@@ -300,27 +333,17 @@ mod versus {
             .deploy
             .as_ref()
             .map_or("none".into(), |d| format!("{:?}", d.verdict));
-        let calls = slice(&w.emu.calls(), started, ended);
-        measure(
-            &calls,
-            started,
-            ended,
-            w.emu.finishes(&w.environment).last().copied(),
-            verdict,
-        )
+        measure(&w.emu.calls(), started, ended, &w, verdict)
     }
 
-    async fn eb_cli(w: &World, env: &str, kind: Kind, took: Duration) -> Row {
-        w.emu.script_next_deploy(env, script(kind, took));
-        if let Kind::Throttled = kind {
-            w.emu.inject(Some("DescribeEvents"), Fault::Throttle, 3);
-        }
+    async fn eb_cli(kind: Kind, took: Duration) -> Row {
+        let w = world(kind, took).await;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir(d.join(".elasticbeanstalk")).unwrap();
         std::fs::write(
             d.join(".elasticbeanstalk/config.yml"),
-            format!("branch-defaults:\n  default:\n    environment: {env}\nglobal:\n  application_name: {}\n  default_region: us-west-2\n  workspace_type: Application\n", w.application),
+            format!("branch-defaults:\n  default:\n    environment: {}\nglobal:\n  application_name: {}\n  default_region: us-west-2\n  workspace_type: Application\n", w.environment, w.application),
         )
         .unwrap();
         std::fs::write(d.join("Dockerrun.aws.json"), GOOD_DOCKERRUN).unwrap();
@@ -349,54 +372,114 @@ mod versus {
         } else {
             "exit 1 (failed)"
         };
-        let calls = slice(&w.emu.calls(), started, ended);
-        measure(
-            &calls,
-            started,
-            ended,
-            w.emu.finishes(env).last().copied(),
-            verdict.into(),
+        measure(&w.emu.calls(), started, ended, &w, verdict.into())
+    }
+
+    fn secs(d: Duration) -> String {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+
+    /// "mean (worst)" of some durations.
+    fn spread(ds: &[Option<Duration>]) -> String {
+        let ds: Vec<Duration> = ds.iter().flatten().copied().collect();
+        if ds.is_empty() {
+            return "n/a".into();
+        }
+        let mean = ds.iter().sum::<Duration>() / ds.len() as u32;
+        format!("{} ({})", secs(mean), secs(*ds.iter().max().unwrap()))
+    }
+
+    fn summary(rows: &[Row]) -> String {
+        let mut verdicts: Vec<&str> = rows.iter().map(|r| r.verdict.as_str()).collect();
+        verdicts.dedup();
+        let n = rows.len() as f64;
+        let max = |f: fn(&Row) -> f64| rows.iter().map(f).fold(0.0, f64::max);
+        format!(
+            "{} | {} | {} | {:.1} | {} | {:.2} | {:.2}",
+            verdicts.join(" / "),
+            spread(&rows.iter().map(|r| r.after).collect::<Vec<_>>()),
+            spread(&rows.iter().map(|r| r.to_update).collect::<Vec<_>>()),
+            rows.iter().map(|r| r.calls).sum::<usize>() as f64 / n,
+            rows.iter().map(|r| r.throttled).sum::<usize>(),
+            max(|r| r.rate),
+            max(|r| r.wait_rate),
         )
     }
 
-    fn secs(d: Option<Duration>) -> String {
-        d.map_or("n/a".into(), |d| format!("{:.1} s", d.as_secs_f64()))
+    fn load() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
     }
 
-    pub async fn run() -> anyhow::Result<()> {
-        let scenarios = [
-            ("success (30 s deploy)", Kind::Success, 30),
-            ("failure at 20 s", Kind::Failure, 20),
-            ("Red after completed (20 s)", Kind::RedAfterCompleted, 20),
+    /// Where the table goes in README.md (`--write`).
+    const BEGIN: &str = "<!-- bench_deploy --vs-eb-cli: begin -->";
+    const END: &str = "<!-- bench_deploy --vs-eb-cli: end -->";
+
+    pub async fn run(write: bool) -> anyhow::Result<()> {
+        // (name, kind, length of the scripted deploy, health settle of this pipeline)
+        let scenarios: [(&str, Kind, u64, &'static str); 7] = [
+            ("success (30 s deploy)", Kind::Success, 30, "20s"),
+            ("failure at 20 s", Kind::Failure, 20, "20s"),
             (
-                "completed after an instance failed",
+                "Red after completed (20 s)",
+                Kind::RedAfterCompleted,
+                20,
+                "20s",
+            ),
+            (
+                "completed after an instance failed (20 s)",
                 Kind::CompletedAfterInstanceFailure,
                 20,
+                "20s",
             ),
-            ("throttled x3 (30 s)", Kind::Throttled, 30),
+            ("throttled x3 (30 s)", Kind::Throttled, 30, "20s"),
+            ("success (3 min deploy)", Kind::Success, 180, "20s"),
+            ("failure at 2 min", Kind::Failure, 120, "20s"),
         ];
-        println!("| scenario | tool | verdict | decisive step → verdict | first call → UpdateEnvironment | calls | throttled | avg req/s |");
-        println!("|---|---|---|---|---|---|---|---|");
-        for (name, kind, secs_) in scenarios {
-            let took = Duration::from_secs(secs_);
-            let w = World::new().await;
-            w.emu.throttle_like_eb(1.0);
-            let theirs_env = format!("{}-ebcli", w.environment);
-            w.emu
-                .add_environment(&w.application, &theirs_env, Some("v0"), 2);
-            let a = ours(&w, kind, took).await;
-            let b = eb_cli(&w, &theirs_env, kind, took).await;
-            for (tool, r) in [("this pipeline", a), ("EB CLI", b)] {
-                println!(
-                    "| {name} | {tool} | {} | {} | {} | {} | {} | {:.2} |",
-                    r.verdict,
-                    secs(r.after),
-                    secs(r.to_update),
-                    r.calls,
-                    r.throttled,
-                    r.rate
-                );
+        let only = std::env::var("BENCH_ONLY").ok();
+        let scenarios: Vec<_> = scenarios
+            .into_iter()
+            .filter(|(name, ..)| only.as_deref().is_none_or(|o| name.contains(o)))
+            .collect();
+        let load_before = load();
+        let start = Instant::now();
+        // Each scenario at every offset at once, each tool on its own emulator (its own
+        // account's throttle), so that both see the same load; one scenario after the other.
+        let mut results = vec![];
+        for &(_, kind, base, settle) in &scenarios {
+            let plays = OFFSETS_MS.iter().map(|&off| async move {
+                let took = Duration::from_secs(base) + Duration::from_millis(off);
+                tokio::join!(ours(kind, took, settle), eb_cli(kind, took))
+            });
+            results.push(futures_util::future::join_all(plays).await);
+        }
+        let mut table = format!(
+            "Measured {} s, load average {load_before} before and {} after (2 shared cores); \
+             each scenario played {} times (its length offset by 0.6-4.4 s), figures are the mean (worst):\n\n",
+            start.elapsed().as_secs(),
+            load(),
+            OFFSETS_MS.len()
+        );
+        table.push_str("| scenario | tool | verdict | decisive step → verdict | first call → UpdateEnvironment | calls | throttled | req/s, whole run (worst) | req/s, UpdateEnvironment → verdict (worst) |\n");
+        table.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for ((name, ..), plays) in scenarios.into_iter().zip(results) {
+            let (a, b): (Vec<Row>, Vec<Row>) = plays.into_iter().unzip();
+            for (tool, rows) in [("this pipeline", a), ("EB CLI", b)] {
+                table.push_str(&format!("| {name} | {tool} | {} |\n", summary(&rows)));
             }
+        }
+        print!("{table}");
+        if write {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+            let readme = std::fs::read_to_string(&path)?;
+            let (Some(b), Some(e)) = (readme.find(BEGIN), readme.find(END)) else {
+                anyhow::bail!("README.md has no {BEGIN} … {END} section: add the two markers where the table goes");
+            };
+            let updated = format!("{}{BEGIN}\n{table}{}", &readme[..b], &readme[e..]);
+            std::fs::write(&path, updated)?;
+            eprintln!("wrote the table into {}", path.display());
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata;
 use aws_sdk_elasticbeanstalk::types::{
     EnvironmentHealthAttribute, InstancesHealthAttribute, S3Location,
 };
-use integration::eb_emulator::{EbEmulator, Fault, Script, Step};
+use integration::eb_emulator::{EbEmulator, Fault, Script, Step, ACTIONS};
 use integration::{aws, services};
 
 fn eb(emu: &EbEmulator) -> aws_sdk_elasticbeanstalk::Client {
@@ -914,4 +914,37 @@ async fn the_example_scenario_file_loads_and_plays() {
         err.contains("bad.toml: deploy of e: unknown preset `sucess`"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn every_listed_action_is_answered_and_nothing_else() {
+    let (emu, _, _) = setup().await;
+    let post = |action: &str| {
+        let body = format!("Action={action}&Version=2010-12-01");
+        let endpoint = emu.endpoint.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&endpoint)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    // Without parameters most answer MissingParameter: what matters is that the dispatcher
+    // knows them (the conformance suite calls each one for real).
+    for action in ACTIONS {
+        let text = post(action).await;
+        assert!(
+            !text.contains("<Code>InvalidAction</Code>")
+                && !text.contains("<Code>InternalFailure</Code>"),
+            "{action}: {text}"
+        );
+    }
+    let text = post("SwapEnvironmentCNAMEs").await;
+    assert!(text.contains("<Code>InvalidAction</Code>"), "{text}");
 }

@@ -14,7 +14,7 @@ pub struct Cmd {
     /// Default: every AWS environment of deploy.toml.
     #[command(flatten)]
     env: EnvArg,
-    /// Refresh until interrupted, at the deploy's polite polling pace (every 3 s, slowing to
+    /// Refresh until interrupted, at the deploy's polite polling pace (every 4 s, slowing to
     /// 4.5 s; at most one EB read every 2 s once the first burst is spent).
     #[arg(long)]
     watch: bool,

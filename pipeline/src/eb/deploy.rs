@@ -781,7 +781,13 @@ async fn health_problems(eb: &Eb, req: &DeployRequest<'_>, label: &str) -> Resul
     Ok(Health { summary, problems })
 }
 
-/// Streams the events of the request and decides, polling with growing intervals.
+/// Calls of the final look at a deploy EB says ended, made in a row: the status, the
+/// environment's and the instances' health, the last events.
+const FINAL_LOOK: u32 = 4;
+
+/// Streams the events of the request and decides. Events come first: the status is read when
+/// they say the update ended (and every [`super::Pacing::status_interval`] otherwise), health
+/// once the environment is Ready on our version.
 async fn wait_for(
     eb: &Eb,
     req: &DeployRequest<'_>,
@@ -805,8 +811,15 @@ async fn wait_for(
             .checked_sub(LATE_EVENTS)
             .map_or(floor, |t| t.max(floor))
     };
-    // The status is read at once, then when events arrive or every `status_interval`.
-    let mut status_due = Instant::now();
+    // A deploy that started that long ago (a resumed one) has its status read at once.
+    let age = SystemTime::now()
+        .duration_since(started)
+        .unwrap_or_default();
+    let mut status_due = Instant::now() + eb.pacing.status_interval.saturating_sub(age);
+    // EB's events said the update ended: the status is read at every poll until Ready.
+    let mut ended = false;
+    // The last status read saw the environment Ready on `label`: health decides.
+    let mut ready = false;
     let mut events: Vec<String> = vec![];
     let mut settle_until: Option<Instant> = None;
     let mut last_state = String::new();
@@ -816,55 +829,50 @@ async fn wait_for(
         o.events = events.clone();
         o
     };
+    let reported = |text: &str, events: &Vec<String>| {
+        done(
+            DeployVerdict::Failed,
+            format!(
+                "the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""
+            ),
+            events,
+        )
+    };
     loop {
         // 1. New events of this request, oldest first: the cheapest and first signal.
         let fresh = new_events(eb, req, request_id, since(newest), &mut seen).await?;
-        poller.observe(
-            fresh
-                .iter()
-                .map(|e| Progress::of_event(e.message().unwrap_or_default()))
-                .max()
-                .unwrap_or(Progress::Quiet),
-        );
+        let progress = fresh
+            .iter()
+            .map(|e| Progress::of_event(e.message().unwrap_or_default()))
+            .max()
+            .unwrap_or(Progress::Quiet);
+        poller.observe(progress);
+        ended |= progress == Progress::Ended;
         if let Some(text) = absorb(name, &fresh, &mut events, &mut newest) {
-            return Ok(done(
-                DeployVerdict::Failed,
-                format!(
-                    "the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""
-                ),
-                &events,
-            ));
+            return Ok(reported(&text, &events));
         }
-        // 2. The environment itself, when the events or the time say it may have changed.
+        // 2. The status, once EB said the update ended (until Ready), or when it is due.
         let now = Instant::now();
-        if fresh.is_empty() && settle_until.is_none() && now < status_due {
-            if now >= deadline {
-                return Ok(timed_out(req, request_id, &last_state, &events));
+        if (ended && !ready) || now >= status_due {
+            status_due = now + eb.pacing.status_interval;
+            let env = describe_env(eb, req).await?;
+            let state = format!(
+                "{} {} ({})",
+                status_of(&env),
+                env.health().map_or("Grey", |h| h.as_str()),
+                env.version_label().unwrap_or("no version")
+            );
+            if state != last_state {
+                tracing::debug!("{name}: {state}");
+                last_state = state;
             }
-            tokio::time::sleep(poller.next_wait().min(deadline - now)).await;
-            continue;
-        }
-        // Once the events said the end is next, they mostly say when it came: the status is
-        // read with them and seldom otherwise, which keeps the poll budget for the final look.
-        status_due = now + eb.pacing.status_interval * if poller.finishing() { 2 } else { 1 };
-        let env = describe_env(eb, req).await?;
-        let state = format!(
-            "{} {} ({})",
-            status_of(&env),
-            env.health().map_or("Grey", |h| h.as_str()),
-            env.version_label().unwrap_or("no version")
-        );
-        if state != last_state {
-            tracing::debug!("{name}: {state}");
-            last_state = state.clone();
-        }
-        if is_ready(&env) {
+            ready = is_ready(&env);
             let running = env.version_label().unwrap_or("no version");
-            if running != label {
+            if ready && running != label {
                 // EB went back; its failure event may have come after our last look.
                 let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
                 if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
-                    return Ok(done(DeployVerdict::Failed, format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""), &events));
+                    return Ok(reported(&text, &events));
                 }
                 return Ok(done(
                     DeployVerdict::Failed,
@@ -872,16 +880,15 @@ async fn wait_for(
                     &events,
                 ));
             }
+        }
+        // 3. Health, while the environment is Ready on our version.
+        if ready {
             let health = health_problems(eb, req, label).await?;
             if health.problems.is_empty() {
                 // The last events (and any late failure) before declaring success.
                 let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
                 if let Some(text) = absorb(name, &late, &mut events, &mut newest) {
-                    return Ok(done(
-                        DeployVerdict::Failed,
-                        format!("the deploy of {label} to {name} failed: Elastic Beanstalk reported \"{text}\""),
-                        &events,
-                    ));
+                    return Ok(reported(&text, &events));
                 }
                 return Ok(done(
                     DeployVerdict::Succeeded,
@@ -908,18 +915,27 @@ async fn wait_for(
                 health.problems.join("; ")
             );
         }
-        // 3. The deadline.
+        // 4. The deadline.
         let now = Instant::now();
         if now >= deadline {
-            return Ok(timed_out(req, request_id, &state, &events));
+            return Ok(timed_out(req, request_id, &last_state, &events));
         }
-        let mut wait = poller.next_wait().min(deadline - now);
-        if let Some(until) = settle_until {
+        let mut wait = poller.next_wait();
+        if let Some(until) = settle_until.filter(|_| ready) {
+            // Each look while health settles is three calls (events, both health reads):
+            // spaced well within the poll budget, the last one at the end of the window.
             wait = wait
+                .max(
+                    Duration::try_from_secs_f64(4.0 / eb.pacing.max_rate)
+                        .unwrap_or(eb.pacing.max_interval),
+                )
                 .min(until.saturating_duration_since(now))
                 .max(Duration::from_millis(1));
+        } else if poller.finishing() {
+            // The end is next: keep the budget for the final look at it.
+            wait = wait.max(eb.polls_available_in(FINAL_LOOK + 1).await);
         }
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(wait.min(deadline - now)).await;
     }
 }
 

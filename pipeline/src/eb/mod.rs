@@ -67,8 +67,8 @@ pub struct Pacing {
     pub max_interval: Duration,
     /// First wait for something EB does in about a second (processing a version).
     pub quick_interval: Duration,
-    /// How often the environment's status is read while the events are quiet (new events
-    /// always lead to a status read).
+    /// How often the environment's status is read when EB's events have not said that the
+    /// update ended (an event that says so always leads to a status read).
     pub status_interval: Duration,
     /// Each wait is drawn uniformly within ± this fraction of the interval, so that runs
     /// started together do not poll in step.
@@ -91,15 +91,17 @@ pub struct Pacing {
 impl Default for Pacing {
     fn default() -> Self {
         Self {
-            // The EB CLI polls every 5 s: never slower than that, faster near the end.
-            initial_interval: Duration::from_secs(3),
+            // The EB CLI polls every 5 s: never slower than that, faster near the end. Quiet
+            // polls (one call each) spend half the budget, so that it fills up again for the
+            // reads around the end.
+            initial_interval: Duration::from_secs(4),
             min_interval: Duration::from_secs(2),
             max_interval: Duration::from_millis(4500),
             quick_interval: Duration::from_millis(250),
-            status_interval: Duration::from_secs(12),
+            status_interval: Duration::from_secs(20),
             jitter: 0.1,
             max_rate: 0.5,
-            burst: 6,
+            burst: 8,
             write_rate: 0.1,
             write_burst: 4,
             retry_base: Duration::from_secs(1),
@@ -203,6 +205,19 @@ impl Bucket {
         }
     }
 
+    /// How long until the bucket holds `n` tokens (none taken).
+    fn until(&self, n: f64, rate: f64, burst: u32) -> Duration {
+        let rate = rate.max(f64::MIN_POSITIVE);
+        let n = n.min(burst.max(1) as f64);
+        let tokens =
+            (self.tokens + self.last.elapsed().as_secs_f64() * rate).min(burst.max(1) as f64);
+        if tokens >= n {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((n - tokens) / rate)
+        }
+    }
+
     /// How long to wait before the next call may go (and takes its token).
     fn take(&mut self, rate: f64, burst: u32) -> Duration {
         let rate = rate.max(f64::MIN_POSITIVE);
@@ -272,6 +287,15 @@ impl Eb {
     /// Calls sent so far (retries included).
     pub fn calls_made(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long until the poll budget allows `calls` calls in a row without waiting.
+    pub async fn polls_available_in(&self, calls: u32) -> Duration {
+        let p = &self.pacing;
+        self.polls
+            .lock()
+            .await
+            .until(calls as f64, p.max_rate, p.burst)
     }
 
     /// Waits until `budget` allows one more call. The bucket stays locked while its caller
@@ -390,31 +414,37 @@ where
     }
 }
 
-/// What EB's events say about a deploy in progress, for the poll interval.
+/// What EB's events say about a deploy in progress, for the poll interval and for when to
+/// read the environment's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Progress {
     /// Nothing new.
     Quiet,
     /// Something happened (any new event).
     Moved,
-    /// The new version is going onto the instances: the end is a few polls away.
-    Deploying,
     /// An instance finished, or the version reached the instances: the end is next.
     Finishing,
+    /// EB says the update ended: the status and health are read now.
+    Ended,
 }
 
 impl Progress {
     /// What one event says.
     pub fn of_event(message: &str) -> Self {
+        const ENDED: &[&str] = &[
+            "Environment update completed successfully",
+            "Successfully deployed new configuration to environment",
+            "Update environment operation is complete",
+        ];
         const FINISHING: &[&str] = &[
             "Instance deployment completed successfully",
             "New application version was deployed to running EC2 instances",
             "Command execution completed on all instances",
         ];
-        if FINISHING.iter().any(|f| message.contains(f)) {
+        if ENDED.iter().any(|f| message.contains(f)) {
+            Progress::Ended
+        } else if FINISHING.iter().any(|f| message.contains(f)) {
             Progress::Finishing
-        } else if message.contains("Deploying new version to instance(s)") {
-            Progress::Deploying
         } else {
             Progress::Moved
         }
@@ -422,8 +452,8 @@ impl Progress {
 }
 
 /// Poll intervals, jittered: quiet polls grow by half from [`Pacing::initial_interval`] up
-/// to [`Pacing::max_interval`]; once EB's events say the deploy is finishing the interval drops
-/// to [`Pacing::min_interval`] (and stays there once an instance finished).
+/// to [`Pacing::max_interval`]; once EB's events say the deploy is finishing (an instance
+/// finished) the interval drops to [`Pacing::min_interval`] and stays there.
 #[derive(Debug, Clone)]
 pub struct Poller {
     pacing: Pacing,
@@ -486,10 +516,7 @@ impl Poller {
                     self.current = self.current.min(self.floor);
                 }
             }
-            Progress::Deploying => {
-                self.current = self.pacing.min_interval.min(self.floor);
-            }
-            Progress::Finishing => {
+            Progress::Finishing | Progress::Ended => {
                 self.current = self.pacing.min_interval.min(self.floor);
                 self.hold = true;
             }
@@ -534,9 +561,9 @@ mod tests {
     fn quiet_polls_slow_down_but_stay_under_the_eb_clis_5s() {
         let mut p = Poller::new(unjittered());
         let waits: Vec<u64> = (0..4).map(|_| p.next_wait().as_millis() as u64).collect();
-        assert_eq!(waits, vec![3000, 4500, 4500, 4500]);
+        assert_eq!(waits, vec![4000, 4500, 4500, 4500]);
         p.reset();
-        assert_eq!(p.next_wait(), Duration::from_secs(3));
+        assert_eq!(p.next_wait(), Duration::from_secs(4));
     }
 
     #[test]
@@ -546,11 +573,10 @@ mod tests {
         p.observe(Progress::Quiet);
         assert_eq!(p.interval(), Duration::from_millis(4500));
         p.observe(Progress::of_event("Environment update is starting."));
-        assert_eq!(p.interval(), Duration::from_secs(3));
+        assert_eq!(p.interval(), Duration::from_secs(4));
+        // The long part: instances pull and start the containers; quiet polls.
         p.observe(Progress::of_event("Deploying new version to instance(s)."));
-        assert_eq!(p.next_wait(), Duration::from_secs(2));
-        // Still deploying and quiet: it eases off again.
-        assert_eq!(p.next_wait(), Duration::from_secs(3));
+        assert_eq!(p.next_wait(), Duration::from_secs(4));
         assert!(!p.finishing());
         // An instance finished: the end is next; the interval holds at the minimum.
         p.observe(Progress::of_event(
@@ -565,6 +591,27 @@ mod tests {
     }
 
     #[test]
+    fn events_that_end_the_update_are_told_apart() {
+        for text in [
+            "Environment update completed successfully.",
+            "Successfully deployed new configuration to environment.",
+            "Update environment operation is complete, but with errors.",
+        ] {
+            assert_eq!(Progress::of_event(text), Progress::Ended, "{text}");
+        }
+        for text in [
+            "Instance deployment completed successfully.",
+            "New application version was deployed to running EC2 instances.",
+        ] {
+            assert_eq!(Progress::of_event(text), Progress::Finishing, "{text}");
+        }
+        assert_eq!(
+            Progress::of_event("Environment update is starting."),
+            Progress::Moved
+        );
+    }
+
+    #[test]
     fn poll_waits_are_jittered_within_bounds() {
         let pacing = Pacing::default();
         let mut waits = vec![];
@@ -573,9 +620,9 @@ mod tests {
             waits.push(p.next_wait());
         }
         let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
-        assert!(*lo >= Duration::from_millis(2700) && *hi <= Duration::from_millis(3300));
+        assert!(*lo >= Duration::from_millis(3600) && *hi <= Duration::from_millis(4400));
         // Not in step: the waits spread over most of the ±10 % band.
-        assert!(*hi - *lo >= Duration::from_millis(350), "{lo:?}..{hi:?}");
+        assert!(*hi - *lo >= Duration::from_millis(450), "{lo:?}..{hi:?}");
     }
 
     #[test]
@@ -588,7 +635,7 @@ mod tests {
     #[test]
     fn scaled_pacing_keeps_the_shape() {
         let p = Pacing::scaled(100.0);
-        assert_eq!(p.initial_interval, Duration::from_millis(30));
+        assert_eq!(p.initial_interval, Duration::from_millis(40));
         assert_eq!(p.max_interval, Duration::from_millis(45));
         assert!((p.max_rate - 50.0).abs() < 1e-9);
         assert!((p.write_rate - 10.0).abs() < 1e-9);
@@ -626,7 +673,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_never_waits_behind_the_polls() {
         let eb = eb(Pacing::default());
-        for _ in 0..6 {
+        for _ in 0..8 {
             eb.pace(Budget::Poll).await;
         }
         // The poll budget is spent (the next poll would wait 2 s); a write goes at once.
@@ -636,13 +683,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_poll_budget_says_when_it_holds_a_few_calls() {
+        let eb = eb(Pacing::scaled(100.0));
+        assert_eq!(eb.polls_available_in(5).await, Duration::ZERO);
+        for _ in 0..8 {
+            eb.pace(Budget::Poll).await;
+        }
+        // Empty; 5 calls at 50/s take 100 ms to come back.
+        let wait = eb.polls_available_in(5).await;
+        assert!(
+            (Duration::from_millis(90)..=Duration::from_millis(101)).contains(&wait),
+            "{wait:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn pacing_keeps_the_average_rate() {
         let eb = eb(Pacing::scaled(200.0));
         let start = Instant::now();
-        for _ in 0..26 {
+        for _ in 0..28 {
             eb.pace(Budget::Poll).await;
         }
-        // 6 at once (burst), then 20 more at 100/s = 0.2 s.
+        // 8 at once (burst), then 20 more at 100/s = 0.2 s.
         let took = start.elapsed().as_secs_f64();
         assert!((0.19..=0.35).contains(&took), "{took}");
     }

@@ -198,7 +198,7 @@ pub async fn report(
     Ok(StatusReport { environments })
 }
 
-/// `status --watch`: a new report after each wait of the deploy's [`Poller`] (3 s growing to
+/// `status --watch`: a new report after each wait of the deploy's [`Poller`] (4 s growing to
 /// 4.5 s, jittered), every call through the session's paced client (at most
 /// [`crate::eb::Pacing::max_rate`] reads a second, as during a deploy), until `each` returns
 /// `false`.

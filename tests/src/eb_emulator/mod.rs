@@ -47,6 +47,28 @@ impl Call {
     }
 }
 
+/// Every action the emulator answers (the dispatcher refuses anything else with EB's
+/// `InvalidAction`); the conformance suite checks each one against botocore's model.
+pub const ACTIONS: &[&str] = &[
+    "CreateApplication",
+    "CreateApplicationVersion",
+    "CreateStorageLocation",
+    "DeleteApplicationVersion",
+    "DescribeApplicationVersions",
+    "DescribeApplications",
+    "DescribeConfigurationSettings",
+    "DescribeEnvironmentHealth",
+    "DescribeEnvironments",
+    "DescribeEvents",
+    "DescribeInstancesHealth",
+    "DescribePlatformVersion",
+    "ListPlatformBranches",
+    "RequestEnvironmentInfo",
+    "RetrieveEnvironmentInfo",
+    "UpdateApplicationResourceLifecycle",
+    "UpdateEnvironment",
+];
+
 /// Actions that change something in EB.
 pub const WRITE_ACTIONS: &[&str] = &[
     "CreateApplicationVersion",
@@ -834,6 +856,12 @@ impl Handler {
         request_id: &str,
         access_key: Option<&str>,
     ) -> Result<String, ApiError> {
+        if !ACTIONS.contains(&action) {
+            return Err(sender(
+                "InvalidAction",
+                format!("The action {action} is not valid for this web service."),
+            ));
+        }
         if let Some(result) = self.dispatch_ops(action, p).await {
             return result;
         }
@@ -1016,10 +1044,14 @@ impl Handler {
             "DescribePlatformVersion" => actions::describe_platform_version(p, &mut x)?,
             "ListPlatformBranches" => actions::list_platform_branches(p, &mut x)?,
             other => {
-                return Err(sender(
-                    "InvalidAction",
-                    format!("The action {other} is not valid for this web service."),
-                ));
+                return Err(ApiError {
+                    status: 500,
+                    kind: "Receiver",
+                    code: "InternalFailure",
+                    message: format!(
+                        "the emulator lists {other} in ACTIONS but does not answer it"
+                    ),
+                });
             }
         }
         Ok(x.finish())
