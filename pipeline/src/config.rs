@@ -193,7 +193,8 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     pub timeouts: Timeouts,
     /// Lowest enhanced-health status that counts as healthy: `"Ok"` accepts only Ok, `"Info"`
-    /// also Info, `"Warning"` also Warning (Degraded, Severe and a Red colour always fail).
+    /// (the default) also Info, which EB reports while and just after an operation runs,
+    /// `"Warning"` also Warning (Degraded, Severe and a Red colour always fail).
     #[serde(default)]
     pub health_threshold: HealthThreshold,
     /// Redeploy the previous version when the deploy or verify fails.
@@ -353,8 +354,11 @@ impl Default for Timeouts {
     Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord, Default,
 )]
 pub enum HealthThreshold {
-    #[default]
     Ok,
+    /// The default: EB reports `Info` (Green) while and just after an operation runs
+    /// ("Application update completed 20 seconds ago…"), so a stricter default would fail or
+    /// stall healthy deploys.
+    #[default]
     Info,
     Warning,
 }

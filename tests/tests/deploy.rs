@@ -85,7 +85,7 @@ async fn success_after_slow_polls() {
     let w = World::new().await;
     // Time compressed 20x here (so that the client's own time per call, slow when every test
     // runs at once, stays small next to the intervals): 12 s is a 4-minute deploy; quiet
-    // polls 150-225 ms apart, finishing polls 100 ms.
+    // polls 200-225 ms apart, finishing polls 100 ms.
     w.emu
         .script_next_deploy(&w.environment, Script::success(Duration::from_secs(12)));
     let s = Settings {
@@ -101,8 +101,8 @@ async fn success_after_slow_polls() {
         "{}",
         deploy_message(&r)
     );
-    // Events come first; the status is read when events arrive and every 12 s otherwise
-    // (24 s near the end): far fewer status reads than event polls.
+    // Events come first; the status is read when they say the update ended and every 20 s
+    // otherwise: far fewer status reads than event polls.
     let update = w.emu.calls_of("UpdateEnvironment")[0].at;
     let polls: Vec<_> = w.emu.calls_of("DescribeEvents");
     let status = w.emu.calls_of("DescribeEnvironments").len();
@@ -130,6 +130,33 @@ async fn success_after_slow_polls() {
         early > late * 1.3,
         "quiet polls every {early} ms, finishing every {late} ms"
     );
+    let finished = *w.emu.finishes(&w.environment).last().unwrap();
+    // The status is read every status interval (1 s here) while the events have not said the
+    // update ended, not at each event: at most 13 reads in the 12 s deploy.
+    let status_during = w
+        .emu
+        .calls_of("DescribeEnvironments")
+        .into_iter()
+        .filter(|c| c.at > update && c.at < finished)
+        .count();
+    assert!(
+        status_during <= 13,
+        "{status_during} status reads during the deploy"
+    );
+    // Health is read only once EB's events said the update ended: never during the deploy.
+    for action in ["DescribeEnvironmentHealth", "DescribeInstancesHealth"] {
+        let during: Vec<_> = w
+            .emu
+            .calls_of(action)
+            .into_iter()
+            .filter(|c| c.at > update && c.at < finished)
+            .collect();
+        assert!(
+            during.is_empty(),
+            "{} {action} calls during the deploy",
+            during.len()
+        );
+    }
 }
 
 #[tokio::test]
@@ -298,9 +325,50 @@ async fn red_health_after_completed_is_a_failure() {
     assert_eq!(
         deploy_message(&r),
         format!(
-            "the deploy of {label} to {} completed but the environment is not healthy after 150ms: health is Red/Severe, below the threshold Ok",
+            "the deploy of {label} to {} completed but the environment is not healthy after 150ms: health is Red/Severe, below the threshold Info",
             w.environment
         )
+    );
+}
+
+/// EB reports Green/Info while and just after an operation runs ("Application update
+/// completed 10 seconds ago…"): by default that is healthy; `health_threshold = "Ok"` waits for
+/// Ok and fails when health stays at Info.
+#[tokio::test]
+async fn an_environment_settling_at_info_is_healthy_by_default() {
+    let script = || {
+        Script::new(vec![Step::at_ms(60)
+            .event("INFO", "Environment update completed successfully.")
+            .status("Ready")
+            .instances(usize::MAX, Which::Deployed)
+            .health("Green", "Info")
+            .causes(&[
+                "Application update completed 10 seconds ago and took 47 seconds.",
+            ])])
+    };
+    let w = World::new().await;
+    w.emu.script_next_deploy(&w.environment, script());
+    let s = Settings {
+        rollback: false,
+        ..Settings::default()
+    };
+    let r = w.run(&w.request(&s), None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+
+    let w = World::new().await;
+    w.emu.script_next_deploy(&w.environment, script());
+    let mut req = w.request(&s);
+    req.config
+        .environments
+        .get_mut("staging")
+        .unwrap()
+        .health_threshold = pipeline::config::HealthThreshold::Ok;
+    let r = w.run(&req, None).await;
+    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert!(
+        deploy_message(&r).contains("health is Green/Info, below the threshold Ok"),
+        "{}",
+        deploy_message(&r)
     );
 }
 

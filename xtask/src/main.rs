@@ -16,6 +16,7 @@ mod deploy;
 mod docs;
 mod doctor;
 mod env;
+mod fuzz;
 mod history;
 mod iam_policy;
 mod lint;
@@ -60,6 +61,7 @@ enum Command {
     Bundle(bundle::Cmd),
     /// Run the whole test suite with its test services (the README's test command).
     Test(test::Cmd),
+    Fuzz(fuzz::Cmd),
     Verify(verify::Cmd),
     Build(build::Cmd),
     Push(push::Cmd),
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
             Command::Lint(cmd) => cmd.run(&global).await,
             Command::Bundle(cmd) => cmd.run(&global).await,
             Command::Test(cmd) => cmd.run(),
+            Command::Fuzz(cmd) => cmd.run(),
             Command::Verify(cmd) => cmd.run(&global).await,
             Command::Build(cmd) => cmd.run(&global).await,
             Command::Push(cmd) => cmd.run(&global).await,
