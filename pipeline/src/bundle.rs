@@ -402,6 +402,13 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// Test hook: milliseconds to wait between writing the temporary files and renaming them
 /// into place, so that a test can interrupt a bundle or race another one in that window.
+/// The `Dockerrun.aws.json` inside the zip at `path`; `None` when there is no readable zip.
+fn zip_dockerrun(path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    let files = crate::preview::Files::from_zip(&bytes).ok()?;
+    files.0.get(DOCKERRUN).cloned()
+}
+
 pub const PAUSE_VAR: &str = "DEPLOY_TEST_BUNDLE_PAUSE_MS";
 
 /// An exclusive lock on an output folder, released when dropped (the file is closed).
@@ -641,11 +648,32 @@ pub async fn render(config: &Config, req: &RenderRequest) -> Result<RenderOutcom
             rendered.json.len()
         );
     } else {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // The folder's pair stays one unit: under the bundle's lock, and a `deploy.zip` whose
+        // Dockerrun file this render replaces goes (the bundle stage makes it again).
+        let _lock = OutputLock::acquire(dir, &release.name, LOCK_WAIT)?;
+        let zip = dir.join("deploy.zip");
+        if path.file_name() == Some(std::ffi::OsStr::new(DOCKERRUN))
+            && zip_dockerrun(&zip).is_some_and(|inside| inside != rendered.json.as_bytes())
+        {
+            std::fs::remove_file(&zip)
+                .with_context(|| format!("cannot remove {}", zip.display()))?;
+            tracing::warn!(
+                "removed {}: it held another Dockerrun file than the one rendered now; `cargo xtask bundle --env {}` makes it again",
+                zip.display(),
+                req.environment
+            );
         }
-        std::fs::write(&path, &rendered.json)
+        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, &rendered.json)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
             .with_context(|| format!("cannot write {}", path.display()))?;
         tracing::info!(
             "rendered {} for {} (release {})",

@@ -585,3 +585,57 @@ fn commands_refuse_what_they_cannot_do() {
         );
     }
 }
+
+/// A template with a key written twice is refused with both lines, nothing written; `render`
+/// into the bundle's folder keeps the pair one unit (a zip of another render goes).
+#[test]
+fn duplicate_template_keys_and_render_next_to_a_bundle() {
+    let dir = tree();
+    let template = dir.path().join("Dockerrun.template.json");
+    let original = std::fs::read_to_string(&template).unwrap();
+    let doubled = original.replacen(
+        "      \"essential\": true,\n",
+        "      \"essential\": true,\n      \"essential\": false,\n",
+        1,
+    );
+    assert_ne!(doubled, original, "fixture text not found");
+    std::fs::write(&template, &doubled).unwrap();
+    let out = run_with(dir.path(), &["bundle", "--env", "staging"], &[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("Dockerrun.template.json:8:7: error DR000[dockerrun-invalid]: duplicate key \"essential\" in `containerDefinitions[0]`: first on line 7, again on line 8"),
+        "{all}"
+    );
+    assert!(files_under(&dir.path().join("target")).is_empty());
+
+    std::fs::write(&template, &original).unwrap();
+    let out = run_with(dir.path(), &["bundle", "--env", "staging"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let folder = dir.path().join("target/deploy/staging");
+    assert!(folder.join("deploy.zip").is_file());
+    // The same release: the zip holds what render writes, so it stays.
+    let out = run_with(dir.path(), &["render", "--env", "staging"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(folder.join("deploy.zip").is_file());
+    // Another release: the zip would no longer match the file next to it, so it goes.
+    let out = run_with(
+        dir.path(),
+        &["render", "--env", "staging", "--release", "v10"],
+        &[],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("deploy.zip: it held another Dockerrun file"),
+        "{all}"
+    );
+    assert!(!folder.join("deploy.zip").exists());
+    let rendered = std::fs::read_to_string(folder.join("Dockerrun.aws.json")).unwrap();
+    assert!(rendered.contains(":v10\""), "{rendered}");
+    let left: Vec<_> = files_under(&folder)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -390,10 +390,23 @@ pub async fn verify(config: &Config, req: &VerifyRequest) -> Result<VerifyReport
     let cname;
     let req = match (&req.url, needs_cname(config, &req.environment)?) {
         (None, true) => {
-            cname = VerifyRequest {
-                url: environment_cname(config, &req.environment).await?,
-                ..req.clone()
+            // Without it the HTTP checks say they have no URL; the others still run.
+            let url = match environment_cname(config, &req.environment).await {
+                Ok(url) => url,
+                Err(e) => {
+                    let why = if crate::aws::lacks_credentials(&e) {
+                        crate::aws::NO_CREDENTIALS.to_string()
+                    } else {
+                        format!("{e:#}")
+                    };
+                    tracing::warn!(
+                        "no `url` for {} and its CNAME cannot be read ({why}): pass --url (or set DEPLOY_URL)",
+                        req.environment
+                    );
+                    None
+                }
             };
+            cname = VerifyRequest { url, ..req.clone() };
             &cname
         }
         _ => req,
@@ -429,9 +442,10 @@ fn needs_cname(config: &Config, env_name: &str) -> Result<bool> {
 async fn environment_cname(config: &Config, env_name: &str) -> Result<Option<String>> {
     let env = crate::ops::AwsEnvironment::resolve(config, env_name, "verify")?;
     let session = crate::ops::Session::open(config).await;
-    let url = crate::eb::deploy::environment_url(&session.eb, &env.application, &env.eb_environment)
-        .await
-        .context("the environment has no `url` in the configuration, so its checks run against its CNAME; pass --url (or set DEPLOY_URL) to verify without AWS")?;
+    let url =
+        crate::eb::deploy::environment_url(&session.eb, &env.application, &env.eb_environment)
+            .await
+            .context("cannot read the environment's CNAME")?;
     match &url {
         Some(u) => {
             tracing::info!("no `url` for {env_name}: verifying {u} (the environment's CNAME)")
