@@ -212,13 +212,33 @@ const BUNDLE_OBJECTS: Grant = Grant {
     actions: &["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
     needed_by: &[
         "deploy: upload (HeadObject to skip a bundle already there needs s3:GetObject; PutObject; without s3:ListBucket a missing key answers 403, which the upload takes as missing)",
-        "deploy and rollback: the deploy journal `<application>/deploys/<environment>.json` (read, then written)",
-        "history: bundle sizes (HeadObject) and the deploy journal",
+        "history: bundle sizes (HeadObject)",
         "cleanup: EB deletes a deleted version's bundle with the caller's permissions (DeleteSourceBundle)",
         "deploy: version (EB reads the bundle with the caller's permissions when it processes it)",
         "preview: the running bundle",
     ],
-    why: "bundles live under `<application>/` in the bucket: nothing else of the bucket",
+    why: "bundles are `<application>/<version label>.zip` in the bucket: nothing else of the bucket (not the deploy journals)",
+    doc: DOC_S3_AUTHZ,
+};
+
+const DEPLOY_JOURNAL: Grant = Grant {
+    sid: "DeployJournal",
+    actions: &["s3:GetObject", "s3:PutObject"],
+    needed_by: &[
+        "deploy and rollback: the deploy journal `<application>/deploys/<environment>.json` (read, then written)",
+        "history, status and rollback: which version ran before",
+    ],
+    why: "this environment's journal only: another environment's role cannot rewrite its history",
+    doc: DOC_S3_AUTHZ,
+};
+
+const DEPLOY_JOURNALS_READ: Grant = Grant {
+    sid: "DeployJournalsRead",
+    actions: &["s3:GetObject"],
+    needed_by: &[
+        "cleanup: every environment's journal, so that no environment's rollback target is deleted",
+    ],
+    why: "read only, and only the application's journals under `<application>/deploys/`",
     doc: DOC_S3_AUTHZ,
 };
 
@@ -688,7 +708,26 @@ pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy>
         BUNDLE_OBJECTS.on(s
             .buckets
             .iter()
-            .map(|b| format!("arn:aws:s3:::{b}/{}/*", s.application))
+            .map(|b| format!("arn:aws:s3:::{b}/{}/*.zip", s.application))
+            .collect()),
+    );
+    statements.push(
+        DEPLOY_JOURNAL.on(s
+            .buckets
+            .iter()
+            .map(|b| {
+                format!(
+                    "arn:aws:s3:::{b}/{}",
+                    crate::ops::journal::key(&s.application, &s.eb_environment)
+                )
+            })
+            .collect()),
+    );
+    statements.push(
+        DEPLOY_JOURNALS_READ.on(s
+            .buckets
+            .iter()
+            .map(|b| format!("arn:aws:s3:::{b}/{}/deploys/*", s.application))
             .collect()),
     );
     let env_prefix = match &s.environment_id {
@@ -907,6 +946,8 @@ pub fn managed_alternative(config: &Config, req: &PolicyRequest<'_>) -> Result<M
     let scoped = deploy_policy(config, req)?;
     let keep = [
         "BundleObjects",
+        DEPLOY_JOURNAL.sid,
+        DEPLOY_JOURNALS_READ.sid,
         "EcrLogin",
         "EcrRead",
         "EcrPush",
@@ -1370,6 +1411,8 @@ mod tests {
             sids,
             vec![
                 "BundleObjects",
+                "DeployJournal",
+                "DeployJournalsRead",
                 "EcrLogin",
                 "EcrRead",
                 "EcrPush",

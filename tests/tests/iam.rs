@@ -297,8 +297,8 @@ impl World {
             &["status", "--env", "staging"],
             &["history", "--env", "staging"],
             &["logs", "--env", "staging", "--timeout", "20s"],
-            &["rollback", "--env", "staging"],
             &["cleanup", "--keep", "1", "--yes"],
+            &["rollback", "--env", "staging"],
         ];
         for args in after {
             if !self.step(args, &mut steps).await {
@@ -531,6 +531,7 @@ async fn the_whole_deploy_runs_under_the_generated_policy() {
             "status",
             "history",
             "logs",
+            "cleanup",
             "rollback"
         ],
         "{}",
@@ -690,6 +691,34 @@ async fn the_whole_deploy_runs_under_the_generated_policy() {
         w.emu.environment("antenna-production").version.as_deref(),
         Some("v0")
     );
+    // Nor production's deploy journal in the shared bucket (its own, it may write).
+    let as_deployer = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&integration::aws::sdk_config(&moto()))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &w.deployer.key,
+                &w.deployer.secret,
+                None,
+                None,
+                "test",
+            ))
+            .force_path_style(true)
+            .build(),
+    );
+    let put = |key: String| {
+        as_deployer
+            .put_object()
+            .bucket(EB_BUCKET)
+            .key(key)
+            .body(b"[]".to_vec().into())
+            .send()
+    };
+    let refused = put("antenna/deploys/antenna-production.json".into()).await;
+    assert!(
+        format!("{:?}", refused.unwrap_err()).contains("AccessDenied"),
+        "the staging role wrote production's journal"
+    );
+    let own = put(format!("antenna/deploys/{}.json", w.eb_environment)).await;
+    assert!(own.is_ok(), "its own journal: {own:?}");
     moto_auth(false).await;
 }
 
