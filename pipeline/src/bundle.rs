@@ -402,11 +402,27 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// Test hook: milliseconds to wait between writing the temporary files and renaming them
 /// into place, so that a test can interrupt a bundle or race another one in that window.
-/// The `Dockerrun.aws.json` inside the zip at `path`; `None` when there is no readable zip.
-fn zip_dockerrun(path: &Path) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path).ok()?;
-    let files = crate::preview::Files::from_zip(&bytes).ok()?;
-    files.0.get(DOCKERRUN).cloned()
+/// The `Dockerrun.aws.json` inside the zip at `path`; `None` when it has none.
+/// Reads only that entry, not the whole zip (a bundle may be hundreds of MB). An error when
+/// the file is not a readable zip.
+pub(crate) fn zip_dockerrun(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file =
+        File::open(path).with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .with_context(|| format!("the bundle {} is not a readable zip", path.display()))?;
+    let mut entry = match zip.by_name(DOCKERRUN) {
+        Ok(entry) => entry,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the bundle {}", path.display()))
+        }
+    };
+    let mut data = Vec::new();
+    entry
+        .read_to_end(&mut data)
+        .with_context(|| format!("cannot read {DOCKERRUN} in the bundle {}", path.display()))?;
+    Ok(Some(data))
 }
 
 pub const PAUSE_VAR: &str = "DEPLOY_TEST_BUNDLE_PAUSE_MS";
@@ -658,7 +674,10 @@ pub async fn render(config: &Config, req: &RenderRequest) -> Result<RenderOutcom
         let _lock = OutputLock::acquire(dir, &release.name, LOCK_WAIT)?;
         let zip = dir.join("deploy.zip");
         if path.file_name() == Some(std::ffi::OsStr::new(DOCKERRUN))
-            && zip_dockerrun(&zip).is_some_and(|inside| inside != rendered.json.as_bytes())
+            && zip_dockerrun(&zip)
+                .ok()
+                .flatten()
+                .is_some_and(|inside| inside != rendered.json.as_bytes())
         {
             std::fs::remove_file(&zip)
                 .with_context(|| format!("cannot remove {}", zip.display()))?;

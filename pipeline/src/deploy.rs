@@ -372,11 +372,11 @@ fn earlier_bundle(req: &RunRequest) -> Result<Option<BundleFile>> {
             req.environment
         );
     }
-    let bytes = std::fs::read(&path)
-        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
-    let files = crate::preview::Files::from_zip(&bytes)
-        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
-    if let Some(other) = bundled_release(&req.config, &files) {
+    let dockerrun = crate::bundle::zip_dockerrun(&path)?;
+    if let Some(other) = dockerrun
+        .as_deref()
+        .and_then(|d| bundled_release(&req.config, d))
+    {
         if other != req.release.name {
             bail!(
                 "{} was bundled for release {other}, not {}: run the bundle stage again (`--from bundle`) or pass --release {other}",
@@ -391,12 +391,8 @@ fn earlier_bundle(req: &RunRequest) -> Result<Option<BundleFile>> {
 
 /// The release a bundle was made for, read from the tags of the built images in its
 /// Dockerrun file (built images are tagged with the release).
-fn bundled_release(
-    config: &crate::config::Config,
-    files: &crate::preview::Files,
-) -> Option<String> {
-    let text = files.0.get(crate::bundle::DOCKERRUN)?;
-    let value: serde_json::Value = serde_json::from_slice(text).ok()?;
+fn bundled_release(config: &crate::config::Config, dockerrun: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(dockerrun).ok()?;
     let dockerrun = crate::dockerrun::Dockerrun::from_value(value).ok()?;
     let built: Vec<&str> = config
         .images
