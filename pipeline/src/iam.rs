@@ -293,13 +293,51 @@ const LAUNCH_TEMPLATE: Grant = Grant {
     doc: DOC_ASG_LT,
 };
 
+const DOC_LT_LAUNCH: &str = "https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/use-launch-templates-to-control-launching-instances.html";
+
 const RUN_INSTANCES: Grant = Grant {
     sid: "LaunchFromTemplate",
     actions: &["ec2:CreateTags", "ec2:RunInstances"],
     needed_by: &["deploy: deploy (updating an Auto Scaling group to a launch template version checks that the caller may launch from it)"],
-    why: "only instances launched from a launch template",
-    doc: DOC_ASG_LT,
+    why: "only instances launched from the environment's own launch template: its ARN in the `ec2:LaunchTemplate` condition key, from EB's DescribeEnvironmentResources",
+    doc: DOC_LT_LAUNCH,
 };
+
+/// The fallback of [`RUN_INSTANCES`] when the launch template's id is unknown: the template by
+/// EB's tag (RunInstances is authorized on each resource it touches, the template included,
+/// whose `aws:ResourceTag/${TagKey}` the service authorization reference lists) ...
+const RUN_FROM_TAGGED_TEMPLATE: Grant = Grant {
+    sid: "LaunchFromTemplate",
+    actions: &["ec2:RunInstances"],
+    needed_by: &["deploy: deploy (updating an Auto Scaling group to a launch template version checks that the caller may launch from it)"],
+    why: "the launch template itself: only the environment's, by its EB tag (its id was not looked up: run `iam-policy` with AWS credentials to name it exactly)",
+    doc: DOC_LT_LAUNCH,
+};
+
+/// ... and every other resource of the launch (instance, volumes, network interface, image,
+/// subnet, security groups) only when launched from a launch template: with the statement
+/// above, from the environment's.
+const RUN_INSTANCE_RESOURCES: Grant = Grant {
+    sid: "LaunchFromTemplateResources",
+    actions: &["ec2:CreateTags", "ec2:RunInstances"],
+    needed_by: &["deploy: deploy (the instance and what it is launched with, from that launch template)"],
+    why: "the instance and its volumes, network interface, image, subnet and security groups, only when launched from a launch template; the launch template resource is left out, so that `LaunchFromTemplate` alone decides which template",
+    doc: DOC_LT_LAUNCH,
+};
+
+/// The resource types `RunInstances` is authorized on besides the launch template.
+const RUN_INSTANCE_RESOURCE_TYPES: &[&str] = &[
+    "instance",
+    "volume",
+    "network-interface",
+    "security-group",
+    "subnet",
+    "key-pair",
+    "placement-group",
+    "capacity-reservation",
+    "elastic-gpu",
+    "snapshot",
+];
 
 const PASS_ROLE: Grant = Grant {
     sid: "PassEnvironmentRoles",
@@ -465,6 +503,10 @@ pub struct PolicyRequest<'a> {
     pub environment_id: Option<&'a str>,
     /// Role of the environment's instance profile (default [`DEFAULT_INSTANCE_ROLE`]).
     pub instance_role: Option<&'a str>,
+    /// The ids of the environment's launch templates (`lt-…`), from
+    /// `DescribeEnvironmentResources`: instances may be launched from these only. Without
+    /// them, EB's tag on the template scopes the launch.
+    pub launch_templates: &'a [String],
     /// The environment's service role (default [`DEFAULT_SERVICE_ROLE`]).
     pub service_role: Option<&'a str>,
 }
@@ -636,6 +678,11 @@ pub enum IamPolicyOutput {
 /// unless given, offline, or not needed).
 pub async fn iam_policy(config: &Config, req: &IamPolicyRequest) -> Result<IamPolicyOutput> {
     let facts = if req.environment_id.is_some() || req.offline || req.trust.is_some() {
+        if req.trust.is_none() && !req.managed {
+            tracing::info!(
+                "AWS not asked (--environment-id or --offline): instances may launch from any launch template carrying the environment's `{EB_ENVIRONMENT_TAG}` tag; without those flags, `iam-policy` names its launch template exactly"
+            );
+        }
         EnvironmentFacts {
             environment_id: req.environment_id.clone(),
             ..Default::default()
@@ -648,6 +695,7 @@ pub async fn iam_policy(config: &Config, req: &IamPolicyRequest) -> Result<IamPo
         account: req.account.as_deref(),
         environment_id: facts.environment_id.as_deref(),
         instance_role: facts.instance_role.as_deref(),
+        launch_templates: &facts.launch_templates,
         service_role: facts.service_role.as_deref(),
     };
     if req.managed {
@@ -767,11 +815,7 @@ pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy>
             .on(vec![s.arn("ec2", "launch-template/*")])
             .when(s.tagged()),
     );
-    statements.push(
-        RUN_INSTANCES
-            .anywhere()
-            .when(json!({"ArnLike": {"ec2:LaunchTemplate": s.arn("ec2", "launch-template/*")}})),
-    );
+    statements.extend(launch_statements(&s, req.launch_templates));
     let role = |name: &str| format!("arn:aws:iam::{}:role/{name}", s.account);
     statements.push(
         PASS_ROLE
@@ -823,6 +867,35 @@ pub fn deploy_policy(config: &Config, req: &PolicyRequest<'_>) -> Result<Policy>
         version: POLICY_VERSION,
         statement: statements,
     })
+}
+
+/// Who may launch instances, and from which launch template: the environment's own, by its id
+/// when known (one statement, `ec2:LaunchTemplate` = its ARN), else by EB's tag on it (the
+/// template by its tag, the launch's other resources only from a template).
+fn launch_statements(s: &Scope, templates: &[String]) -> Vec<Statement> {
+    if !templates.is_empty() {
+        let arns: Vec<String> = templates
+            .iter()
+            .map(|id| s.arn("ec2", &format!("launch-template/{id}")))
+            .collect();
+        return vec![RUN_INSTANCES
+            .anywhere()
+            .when(json!({"ArnEquals": {"ec2:LaunchTemplate": arns}}))];
+    }
+    let mut others: Vec<String> = RUN_INSTANCE_RESOURCE_TYPES
+        .iter()
+        .map(|t| format!("arn:aws:ec2:{}:*:{t}/*", s.region))
+        .collect();
+    // AMIs have no account in their ARN.
+    others.push(format!("arn:aws:ec2:{}::image/*", s.region));
+    vec![
+        RUN_FROM_TAGGED_TEMPLATE
+            .on(vec![s.arn("ec2", "launch-template/*")])
+            .when(s.tagged()),
+        RUN_INSTANCE_RESOURCES
+            .on(others)
+            .when(json!({"ArnLike": {"ec2:LaunchTemplate": s.arn("ec2", "launch-template/*")}})),
+    ]
 }
 
 /// The read-only policy of the preview role: find the running version and download its bundle.
@@ -994,6 +1067,8 @@ pub fn explain(policy: &Policy) -> String {
 pub struct EnvironmentFacts {
     pub environment_id: Option<String>,
     pub instance_role: Option<String>,
+    /// The environment's launch template ids (`DescribeEnvironmentResources`).
+    pub launch_templates: Vec<String>,
     pub service_role: Option<String>,
 }
 
@@ -1026,6 +1101,12 @@ pub async fn lookup(eb: &crate::eb::Eb, env: &AwsEnvironment) -> Result<Environm
         environment_id: Some(id),
         ..Default::default()
     };
+    match launch_templates(eb, &env.eb_environment).await {
+        Ok(ids) => facts.launch_templates = ids,
+        Err(e) => tracing::warn!(
+            "{e:#}: launching instances is scoped by the `{EB_ENVIRONMENT_TAG}` tag of the launch template instead of its id"
+        ),
+    }
     let settings = eb
         .call("DescribeConfigurationSettings", &env.eb_environment, |c| {
             c.describe_configuration_settings()
@@ -1058,6 +1139,30 @@ pub async fn lookup(eb: &crate::eb::Eb, env: &AwsEnvironment) -> Result<Environm
     Ok(facts)
 }
 
+/// The ids of the launch templates EB made for `environment` (`DescribeEnvironmentResources`).
+pub async fn launch_templates(eb: &crate::eb::Eb, environment: &str) -> Result<Vec<String>> {
+    let out = eb
+        .call("DescribeEnvironmentResources", environment, |c| {
+            c.describe_environment_resources()
+                .environment_name(environment)
+                .send()
+        })
+        .await
+        .with_context(|| format!("cannot list the resources of the environment {environment}"))?;
+    let mut ids: Vec<String> = out
+        .environment_resources()
+        .map(|r| {
+            r.launch_templates()
+                .iter()
+                .filter_map(|t| t.id().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// [`lookup`] for `iam-policy`: asks AWS once, briefly; when AWS cannot be reached (no
 /// credentials, no network, no such environment yet), says so and what the policy falls back to.
 pub async fn lookup_or_explain(config: &Config, environment: &str) -> Result<EnvironmentFacts> {
@@ -1075,8 +1180,18 @@ pub async fn lookup_or_explain(config: &Config, environment: &str) -> Result<Env
     );
     let reason = match asked.await {
         Ok(Ok(facts)) => {
+            let templates = if facts.launch_templates.is_empty() {
+                format!(
+                    "; it lists no launch template, so launching is scoped by the template's `{EB_ENVIRONMENT_TAG}` tag"
+                )
+            } else {
+                format!(
+                    ", and instances launch only from its launch template {}",
+                    facts.launch_templates.join(", ")
+                )
+            };
             tracing::info!(
-                "environment {} is {}: its stack, Auto Scaling group and state are named exactly",
+                "environment {} is {}: its stack, Auto Scaling group and state are named exactly{templates}",
                 env.eb_environment,
                 facts.environment_id.as_deref().unwrap_or("?")
             );
@@ -1153,6 +1268,58 @@ mod tests {
     fn staging_policy_snapshot() {
         let policy = deploy_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap();
         insta::assert_snapshot!(serde_json::to_string_pretty(&policy).unwrap());
+    }
+
+    #[test]
+    fn instances_launch_only_from_the_environments_launch_template() {
+        let ids = vec!["lt-0abc123".to_string()];
+        let policy = deploy_policy(
+            &antenna(),
+            &PolicyRequest {
+                environment_id: Some("e-abc123"),
+                launch_templates: &ids,
+                ..req("staging", Some("123456789012"))
+            },
+        )
+        .unwrap();
+        let sids = by_sid(&policy);
+        let launch = sids["LaunchFromTemplate"];
+        assert_eq!(launch.action, vec!["ec2:CreateTags", "ec2:RunInstances"]);
+        assert_eq!(launch.resource, vec!["*"]);
+        assert_eq!(
+            launch.condition.clone().unwrap(),
+            json!({"ArnEquals": {"ec2:LaunchTemplate": ["arn:aws:ec2:us-west-2:123456789012:launch-template/lt-0abc123"]}})
+        );
+        assert!(!sids.contains_key("LaunchFromTemplateResources"));
+        assert!(explain(&policy).contains("the environment's own launch template"));
+
+        // Unknown id: the template by EB's tag; the launch's other resources only from a
+        // template, the template resource itself left to the tagged statement.
+        let policy = deploy_policy(&antenna(), &req("staging", Some("123456789012"))).unwrap();
+        let sids = by_sid(&policy);
+        let template = sids["LaunchFromTemplate"];
+        assert_eq!(template.action, vec!["ec2:RunInstances"]);
+        assert_eq!(
+            template.resource,
+            vec!["arn:aws:ec2:us-west-2:123456789012:launch-template/*"]
+        );
+        assert_eq!(
+            template.condition.clone().unwrap(),
+            json!({"StringEquals": {"aws:ResourceTag/elasticbeanstalk:environment-name": "antenna-staging"}})
+        );
+        let others = sids["LaunchFromTemplateResources"];
+        assert!(others.resource.iter().all(|r| !r.contains("launch-template")));
+        assert!(others
+            .resource
+            .contains(&"arn:aws:ec2:us-west-2:*:instance/*".to_string()));
+        assert!(others
+            .resource
+            .contains(&"arn:aws:ec2:us-west-2::image/*".to_string()));
+        assert_eq!(
+            others.condition.clone().unwrap(),
+            json!({"ArnLike": {"ec2:LaunchTemplate": "arn:aws:ec2:us-west-2:123456789012:launch-template/*"}})
+        );
+        assert!(explain(&policy).contains("by its EB tag"));
     }
 
     #[test]

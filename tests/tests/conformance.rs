@@ -108,6 +108,11 @@ async fn botocore_validates_every_emulated_action() {
             json!({"EnvironmentName": "env-1", "AttributeNames": ["All"]}),
         ),
         call(
+            "DescribeEnvironmentResources",
+            json!({"EnvironmentName": "env-1"}),
+            json!({"EnvironmentName": "env-2"}),
+        ),
+        call(
             "DescribeInstancesHealth",
             json!({"EnvironmentName": "env-1", "AttributeNames.member.1": "All"}),
             json!({"EnvironmentName": "env-1", "AttributeNames": ["All"]}),

@@ -948,3 +948,40 @@ async fn every_listed_action_is_answered_and_nothing_else() {
     let text = post("SwapEnvironmentCNAMEs").await;
     assert!(text.contains("<Code>InvalidAction</Code>"), "{text}");
 }
+
+#[tokio::test]
+async fn environment_resources_name_the_launch_template_iam_policy_scopes_launches_to() {
+    let (emu, _, _) = setup().await;
+    emu.add_environment("app", "env-r", Some("v0"), 2);
+    let env = emu.environment("env-r");
+    let out = eb(&emu)
+        .describe_environment_resources()
+        .environment_name("env-r")
+        .send()
+        .await
+        .unwrap();
+    let r = out.environment_resources().unwrap();
+    assert_eq!(r.environment_name(), Some("env-r"));
+    let instances: Vec<_> = r.instances().iter().filter_map(|i| i.id()).collect();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(
+        r.launch_templates()
+            .iter()
+            .filter_map(|t| t.id())
+            .collect::<Vec<_>>(),
+        vec![integration::eb_emulator::launch_template_id(&env).as_str()]
+    );
+    // The lookup `iam-policy` makes.
+    let paced = pipeline::eb::Eb::new(eb(&emu), pipeline::eb::Pacing::scaled(100.0));
+    assert_eq!(
+        pipeline::iam::launch_templates(&paced, "env-r").await.unwrap(),
+        vec![integration::eb_emulator::launch_template_id(&env)]
+    );
+    let err = pipeline::iam::launch_templates(&paced, "env-missing")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("cannot list the resources of the environment env-missing"),
+        "{err:#}"
+    );
+}

@@ -299,7 +299,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
             finish_state(req, &outcome);
             return Ok(outcome);
         }
-        let health = health_problems(eb, req, label).await?;
+        let health = health_problems(eb, req, label, &env, Look::Full).await?;
         if health.problems.is_empty() {
             return Ok(outcome(
                 req,
@@ -328,7 +328,7 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
     }
     let previous = match env.version_label() {
         Some(prev) if prev != label => {
-            let health = health_problems(eb, req, prev).await?;
+            let health = health_problems(eb, req, prev, &env, Look::Environment).await?;
             Some(Previous {
                 label: prev.to_string(),
                 health: health.summary.clone(),
@@ -711,20 +711,47 @@ fn threshold_rank(t: HealthThreshold) -> u8 {
     }
 }
 
-/// Enhanced health of the environment and its instances, against the threshold and `label`.
-async fn health_problems(eb: &Eb, req: &DeployRequest<'_>, label: &str) -> Result<Health> {
+/// How much of the health a look reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// The environment's colour and status only (the health of the version that ran before a
+    /// deploy, for the rollback decision): no call when `DescribeEnvironments` gave them.
+    Environment,
+    /// The environment's colour and status come with the `DescribeEnvironments` answer;
+    /// the instances are read only when those are within the threshold (they alone can then
+    /// tell that an instance runs another version). Nothing more while health may still
+    /// recover.
+    Quick,
+    /// Also EB's causes and every instance, for the message of a verdict.
+    Full,
+}
+
+/// Enhanced health of the environment and its instances, against the threshold and `label`,
+/// starting from the `DescribeEnvironments` answer `env` (its `Health` and `HealthStatus` are
+/// the enhanced health's colour and status). `DescribeEnvironmentHealth` is read when that
+/// answer has no `HealthStatus` (enhanced health off: the error says so) and, with
+/// [`Look::Full`], for EB's causes once something is wrong; `DescribeInstancesHealth` when the
+/// environment is within the threshold (or with [`Look::Full`]).
+async fn health_problems(
+    eb: &Eb,
+    req: &DeployRequest<'_>,
+    label: &str,
+    env: &EnvironmentDescription,
+    look: Look,
+) -> Result<Health> {
     let name = req.environment;
-    let h = eb
-        .call("DescribeEnvironmentHealth", name, |c| {
-            c.describe_environment_health()
-                .environment_name(name)
-                .attribute_names(EnvironmentHealthAttribute::All)
-                .send()
-        })
-        .await
-        .with_context(|| format!("cannot read the health of {name}: enhanced health reporting must be on for the environment"))?;
-    let color = h.color().unwrap_or("Grey").to_string();
-    let status = h.health_status().unwrap_or("Unknown").to_string();
+    let mut causes: Option<Vec<String>> = None;
+    let (color, status) = match env_health(env) {
+        Some(cs) => cs,
+        None => {
+            let h = environment_health(eb, name).await?;
+            causes = Some(h.causes().to_vec());
+            (
+                h.color().unwrap_or("Grey").to_string(),
+                h.health_status().unwrap_or("Unknown").to_string(),
+            )
+        }
+    };
     let mut problems = vec![];
     if color == "Red" || rank(&status) > threshold_rank(req.threshold) {
         problems.push(format!(
@@ -732,10 +759,9 @@ async fn health_problems(eb: &Eb, req: &DeployRequest<'_>, label: &str) -> Resul
             req.threshold
         ));
     }
-    for cause in h.causes() {
-        if cause.contains("Incorrect application version") {
-            problems.push(format!("EB reports: {cause}"));
-        }
+    let mut summary = format!("{color}/{status}");
+    if look == Look::Environment || (!problems.is_empty() && look == Look::Quick) {
+        return Ok(Health { summary, problems });
     }
     let inst = eb
         .call("DescribeInstancesHealth", name, |c| {
@@ -770,7 +796,18 @@ async fn health_problems(eb: &Eb, req: &DeployRequest<'_>, label: &str) -> Resul
             wrong.join(", ")
         ));
     }
-    let mut summary = format!("{color}/{status}");
+    if !problems.is_empty() && look == Look::Full && causes.is_none() {
+        causes = Some(environment_health(eb, name).await?.causes().to_vec());
+    }
+    // EB's own words on a wrong version, before the instances' list.
+    let reported: Vec<String> = causes
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.contains("Incorrect application version"))
+        .map(|c| format!("EB reports: {c}"))
+        .collect();
+    let at = problems.len() - usize::from(!wrong.is_empty());
+    problems.splice(at..at, reported);
     if !list.is_empty() {
         summary.push_str(&format!(
             ", {}/{} instances on {label}",
@@ -781,9 +818,35 @@ async fn health_problems(eb: &Eb, req: &DeployRequest<'_>, label: &str) -> Resul
     Ok(Health { summary, problems })
 }
 
-/// Calls of the final look at a deploy EB says ended, made in a row: the status, the
-/// environment's and the instances' health, the last events.
-const FINAL_LOOK: u32 = 4;
+/// The enhanced health colour and status in a `DescribeEnvironments` answer; `None` without
+/// a `HealthStatus` (basic health reporting).
+fn env_health(env: &EnvironmentDescription) -> Option<(String, String)> {
+    let status = env.health_status()?.as_str().to_string();
+    let color = env.health().map_or("Grey", |h| h.as_str()).to_string();
+    Some((color, status))
+}
+
+/// `DescribeEnvironmentHealth` with the colour, the status and EB's causes.
+async fn environment_health(
+    eb: &Eb,
+    name: &str,
+) -> Result<aws_sdk_elasticbeanstalk::operation::describe_environment_health::DescribeEnvironmentHealthOutput>
+{
+    eb.call("DescribeEnvironmentHealth", name, |c| {
+        c.describe_environment_health()
+            .environment_name(name)
+            .attribute_names(EnvironmentHealthAttribute::Color)
+            .attribute_names(EnvironmentHealthAttribute::HealthStatus)
+            .attribute_names(EnvironmentHealthAttribute::Causes)
+            .send()
+    })
+    .await
+    .with_context(|| format!("cannot read the health of {name}: enhanced health reporting must be on for the environment"))
+}
+
+/// Calls of the final look at a deploy EB says ended, made in a row: the status (with the
+/// environment's health), the instances' health, the last events.
+const FINAL_LOOK: u32 = 3;
 
 /// Streams the events of the request and decides. Events come first: the status is read when
 /// they say the update ended (and every [`super::Pacing::status_interval`] otherwise), health
@@ -838,6 +901,13 @@ async fn wait_for(
             events,
         )
     };
+    // A deploy that has just started has nothing to tell yet (EB's first event, "Environment
+    // update is starting.", says nothing the update's answer did not): the first look waits
+    // like any other. A resumed deploy is looked at at once.
+    if age < eb.pacing.initial_interval {
+        let wait = paced_wait(eb, &mut poller).await;
+        tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
     loop {
         // 1. New events of this request, oldest first: the cheapest and first signal.
         let fresh = new_events(eb, req, request_id, since(newest), &mut seen).await?;
@@ -851,9 +921,12 @@ async fn wait_for(
         if let Some(text) = absorb(name, &fresh, &mut events, &mut newest) {
             return Ok(reported(&text, &events));
         }
-        // 2. The status, once EB said the update ended (until Ready), or when it is due.
+        // 2. The status, once EB said the update ended, when it is due, and at each look at
+        //    health once Ready: one DescribeEnvironments answer gives the status, the version
+        //    and the environment's health.
         let now = Instant::now();
-        if (ended && !ready) || now >= status_due {
+        let mut latest = None;
+        if ended || ready || now >= status_due {
             status_due = now + eb.pacing.status_interval;
             let env = describe_env(eb, req).await?;
             let state = format!(
@@ -880,10 +953,20 @@ async fn wait_for(
                     &events,
                 ));
             }
+            latest = Some(env);
         }
         // 3. Health, while the environment is Ready on our version.
-        if ready {
-            let health = health_problems(eb, req, label).await?;
+        if let Some(env) = latest.as_ref().filter(|_| ready) {
+            let last = settle_until.is_some_and(|u| Instant::now() >= u);
+            let look = if last { Look::Full } else { Look::Quick };
+            let mut health = health_problems(eb, req, label, env, look).await?;
+            let until = *settle_until.get_or_insert_with(|| {
+                Instant::from_std(crate::config::instant_after(req.health_settle))
+            });
+            if !health.problems.is_empty() && look == Look::Quick && Instant::now() >= until {
+                // The window is over: the whole picture for the verdict.
+                health = health_problems(eb, req, label, env, Look::Full).await?;
+            }
             if health.problems.is_empty() {
                 // The last events (and any late failure) before declaring success.
                 let late = new_events(eb, req, request_id, since(newest), &mut seen).await?;
@@ -896,9 +979,6 @@ async fn wait_for(
                     &events,
                 ));
             }
-            let until = *settle_until.get_or_insert_with(|| {
-                Instant::from_std(crate::config::instant_after(req.health_settle))
-            });
             if Instant::now() >= until {
                 return Ok(done(
                     DeployVerdict::Failed,
@@ -920,23 +1000,36 @@ async fn wait_for(
         if now >= deadline {
             return Ok(timed_out(req, request_id, &last_state, &events));
         }
-        let mut wait = poller.next_wait();
-        if let Some(until) = settle_until.filter(|_| ready) {
-            // Each look while health settles is three calls (events, both health reads):
-            // spaced well within the poll budget, the last one at the end of the window.
-            wait = wait
+        let wait = match settle_until.filter(|_| ready) {
+            // Each look while health settles is two or three calls (events, the status with
+            // the environment's health, the instances while that is good): spaced well within
+            // the poll budget, the last one at the end of the window.
+            Some(until) => poller
+                .next_wait()
                 .max(
                     Duration::try_from_secs_f64(4.0 / eb.pacing.max_rate)
                         .unwrap_or(eb.pacing.max_interval),
                 )
                 .min(until.saturating_duration_since(now))
-                .max(Duration::from_millis(1));
-        } else if poller.finishing() {
-            // The end is next: keep the budget for the final look at it.
-            wait = wait.max(eb.polls_available_in(FINAL_LOOK + 1).await);
-        }
+                .max(Duration::from_millis(1)),
+            None => paced_wait(eb, &mut poller).await,
+        };
         tokio::time::sleep(wait.min(deadline - now)).await;
     }
+}
+
+/// The wait before the next poll of a deploy: the poll interval, and the run's budget (up to
+/// [`super::Pacing::budget_max_wait`]) with the final look kept in reserve; once the end is
+/// next, until the poll budget holds the final look, so that the verdict never waits on it.
+async fn paced_wait(eb: &Eb, poller: &mut Poller) -> Duration {
+    let mut wait = poller.next_wait().max(
+        eb.run_budget_wait(FINAL_LOOK)
+            .min(eb.pacing.budget_max_wait),
+    );
+    if poller.finishing() {
+        wait = wait.max(eb.polls_available_in(FINAL_LOOK + 1).await);
+    }
+    wait
 }
 
 /// How far before the newest event seen each poll asks again: EB records some events late.

@@ -77,6 +77,9 @@ pub struct Pacing {
     pub max_rate: f64,
     /// Poll calls that may go out at once before the rate applies.
     pub burst: u32,
+    /// Longest a poll waits for the run's budget (see [`Eb::run_budget_wait`]): the EB CLI
+    /// looks every 5 s, and no poll of the wait is further apart than that.
+    pub budget_max_wait: Duration,
     /// Average write calls per second (their own budget: a write never waits for the polls).
     pub write_rate: f64,
     /// Write calls that may go out at once.
@@ -102,6 +105,7 @@ impl Default for Pacing {
             jitter: 0.1,
             max_rate: 0.5,
             burst: 8,
+            budget_max_wait: Duration::from_secs(5),
             write_rate: 0.1,
             write_burst: 4,
             retry_base: Duration::from_secs(1),
@@ -126,6 +130,7 @@ impl Pacing {
             jitter: d.jitter,
             max_rate: d.max_rate * factor,
             burst: d.burst,
+            budget_max_wait: s(d.budget_max_wait),
             write_rate: d.write_rate * factor,
             write_burst: d.write_burst,
             retry_base: s(d.retry_base),
@@ -261,6 +266,8 @@ pub struct Eb {
     polls: Mutex<Bucket>,
     writes: Mutex<Bucket>,
     calls: std::sync::atomic::AtomicU64,
+    /// When this client was made: the start of the run its budget counts from.
+    started: Instant,
 }
 
 impl fmt::Debug for Eb {
@@ -277,6 +284,7 @@ impl Eb {
             polls: Mutex::new(Bucket::new(pacing.burst)),
             writes: Mutex::new(Bucket::new(pacing.write_burst)),
             calls: Default::default(),
+            started: Instant::now(),
         }
     }
 
@@ -287,6 +295,19 @@ impl Eb {
     /// Calls sent so far (retries included).
     pub fn calls_made(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long until the run's average stays within [`Pacing::max_rate`] with one more call
+    /// and `reserve` more after it: every call since this client was made counts (writes and
+    /// retries too), over the time since. The token bucket bounds bursts; this bounds the
+    /// whole run, which is what EB's account-wide throttle and other tools sharing it see. A
+    /// deploy spends a few calls at once when it starts (the version, the lock, the update)
+    /// and at its end (the final look): the quiet polls in between pay for them.
+    pub fn run_budget_wait(&self, reserve: u32) -> Duration {
+        let rate = self.pacing.max_rate.max(f64::MIN_POSITIVE);
+        let due = (self.calls_made() + 1 + u64::from(reserve)) as f64 / rate;
+        Duration::try_from_secs_f64(due - self.started.elapsed().as_secs_f64())
+            .unwrap_or(Duration::ZERO)
     }
 
     /// How long until the poll budget allows `calls` calls in a row without waiting.
@@ -695,6 +716,30 @@ mod tests {
             (Duration::from_millis(90)..=Duration::from_millis(101)).contains(&wait),
             "{wait:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_run_budget_counts_every_call_since_the_start() {
+        let eb = eb(Pacing::default());
+        // Nothing spent: the first call and 3 more fit in 8 s at 0.5 calls/s.
+        let wait = eb.run_budget_wait(3);
+        assert!(
+            (Duration::from_millis(7900)..=Duration::from_secs(8)).contains(&wait),
+            "{wait:?}"
+        );
+        // Five calls at the start (version, lock, update): the next poll, with the final look
+        // kept in reserve, is due 18 s into the run.
+        eb.calls.store(5, std::sync::atomic::Ordering::Relaxed);
+        let wait = eb.run_budget_wait(3);
+        assert!(
+            (Duration::from_millis(17900)..=Duration::from_secs(18)).contains(&wait),
+            "{wait:?}"
+        );
+        // Scaled like the rest: the same shape a hundred times faster.
+        let fast = self::eb(Pacing::scaled(100.0));
+        fast.calls.store(5, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(fast.run_budget_wait(3), Duration::ZERO);
     }
 
     #[tokio::test]

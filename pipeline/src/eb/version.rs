@@ -60,7 +60,25 @@ pub async fn ensure_version(eb: &Eb, req: &VersionRequest<'_>) -> Result<Version
     let app = req.application;
     let label = req.label;
     let mut created = false;
-    let existing = describe(eb, app, label).await?;
+    // One DescribeApplications answer lists every application's versions: it tells whether
+    // the label exists (then only is the version itself read) and counts the versions against
+    // EB's quota. Without it (no permission), the version is looked up directly.
+    let existing = match crate::ops::cleanup::list_versions(eb).await {
+        Ok(listed) => {
+            if let Some(w) = crate::ops::cleanup::quota_warning(listed.count) {
+                tracing::warn!("version: {w}");
+            }
+            if listed.has(app, label) {
+                describe(eb, app, label).await?
+            } else {
+                None
+            }
+        }
+        Err(e) => {
+            tracing::debug!("version: cannot count the application versions: {e:#}");
+            describe(eb, app, label).await?
+        }
+    };
     match &existing {
         Some(v) => {
             check_same_bundle(v, req)?;
@@ -79,14 +97,6 @@ pub async fn ensure_version(eb: &Eb, req: &VersionRequest<'_>) -> Result<Version
             });
         }
         None => {
-            match crate::ops::cleanup::count_versions(eb).await {
-                Ok(n) => {
-                    if let Some(w) = crate::ops::cleanup::quota_warning(n) {
-                        tracing::warn!("version: {w}");
-                    }
-                }
-                Err(e) => tracing::debug!("version: cannot count the application versions: {e:#}"),
-            }
             let bundle = S3Location::builder()
                 .s3_bucket(req.bucket)
                 .s3_key(req.key)

@@ -344,16 +344,47 @@ pub async fn write_lifecycle(session: &Session, req: &LifecycleRequest<'_>) -> R
     Ok(())
 }
 
-/// How many application versions the account has in this region (every application counts
-/// toward the quota): one `DescribeApplications` call.
-pub async fn count_versions(eb: &crate::eb::Eb) -> Result<usize> {
+/// Every application's version labels (EB's `DescribeApplications` lists them all).
+#[derive(Debug, Clone, Default)]
+pub struct Listed {
+    /// (application, version labels)
+    pub applications: Vec<(String, Vec<String>)>,
+    /// Versions in the account and region, all applications together (the quota counts them).
+    pub count: usize,
+}
+
+impl Listed {
+    /// True when `application` has a version `label`.
+    pub fn has(&self, application: &str, label: &str) -> bool {
+        self.applications
+            .iter()
+            .any(|(a, labels)| a == application && labels.iter().any(|l| l == label))
+    }
+}
+
+/// Every application's version labels: one `DescribeApplications` call.
+pub async fn list_versions(eb: &crate::eb::Eb) -> Result<Listed> {
     let out = eb
         .call("DescribeApplications", "all applications", |c| {
             c.describe_applications().send()
         })
         .await
         .context("cannot count the application versions")?;
-    Ok(out.applications().iter().map(|a| a.versions().len()).sum())
+    let applications: Vec<(String, Vec<String>)> = out
+        .applications()
+        .iter()
+        .map(|a| {
+            (
+                a.application_name().unwrap_or_default().to_string(),
+                a.versions().to_vec(),
+            )
+        })
+        .collect();
+    let count = applications.iter().map(|(_, v)| v.len()).sum();
+    Ok(Listed {
+        applications,
+        count,
+    })
 }
 
 /// A warning when the account is near EB's quota of versions.

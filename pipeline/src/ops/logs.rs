@@ -116,6 +116,11 @@ pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
 
     let deadline = Instant::from_std(crate::config::instant_after(req.timeout));
     let mut poller = Poller::new(eb.pacing);
+    // The instances take seconds to upload: the first look waits like the others.
+    let first = poller
+        .next_wait()
+        .min(deadline.saturating_duration_since(Instant::now()));
+    tokio::time::sleep(first).await;
     let fresh = loop {
         let infos = retrieve(eb, req).await?;
         let fresh: BTreeMap<String, EnvironmentInfoDescription> = newest(&infos)

@@ -23,6 +23,70 @@ pub(crate) fn environment_arn(e: &Environment) -> String {
     )
 }
 
+/// The id of the launch template EB made for the environment (named after its id, as the
+/// stack and the Auto Scaling group are).
+pub fn launch_template_id(e: &Environment) -> String {
+    format!("lt-0{}", e.id.trim_start_matches("e-"))
+}
+
+/// `DescribeEnvironmentResources`: what EB made for the environment (its Auto Scaling group,
+/// instances, launch template and load balancer), by `EnvironmentName` or `EnvironmentId`.
+pub(crate) fn describe_environment_resources(
+    s: &State,
+    p: &Params,
+    x: &mut Xml,
+) -> Result<(), ApiError> {
+    let e = match (p.get("EnvironmentName"), p.get("EnvironmentId")) {
+        (Some(name), _) => s.environments.get(name).ok_or_else(|| missing_env(name))?,
+        (None, Some(id)) => s
+            .environments
+            .values()
+            .find(|e| &e.id == id)
+            .ok_or_else(|| missing_env(id))?,
+        (None, None) => {
+            return Err(sender(
+                "MissingParameter",
+                "Either EnvironmentName or EnvironmentId must be specified.",
+            ))
+        }
+    };
+    x.open("EnvironmentResources");
+    x.leaf("EnvironmentName", &e.name);
+    x.open("AutoScalingGroups");
+    x.open("member");
+    x.leaf(
+        "Name",
+        &format!("awseb-{}-AWSEBAutoScalingGroup-1ABCDEF", e.id),
+    );
+    x.close("member");
+    x.close("AutoScalingGroups");
+    x.open("Instances");
+    for i in &e.instances {
+        x.open("member");
+        x.leaf("Id", &i.id);
+        x.close("member");
+    }
+    x.close("Instances");
+    x.open("LaunchConfigurations");
+    x.close("LaunchConfigurations");
+    x.open("LaunchTemplates");
+    x.open("member");
+    x.leaf("Id", &launch_template_id(e));
+    x.close("member");
+    x.close("LaunchTemplates");
+    x.open("LoadBalancers");
+    x.open("member");
+    x.leaf("Name", &format!("awseb-AWSEB-{}", e.id.trim_start_matches("e-")));
+    x.close("member");
+    x.close("LoadBalancers");
+    x.open("Triggers");
+    x.close("Triggers");
+    x.open("Queues");
+    x.close("Queues");
+    x.close("EnvironmentResources");
+    Ok(())
+}
+
 fn application_xml(x: &mut Xml, s: &State, name: &str) {
     let Some(a) = s.applications.get(name) else {
         return;

@@ -122,6 +122,7 @@ impl State {
             | "DescribeEnvironmentHealth"
             | "DescribeInstancesHealth"
             | "DescribeConfigurationSettings"
+            | "DescribeEnvironmentResources"
             | "RequestEnvironmentInfo"
             | "RetrieveEnvironmentInfo"
             | "RestartAppServer"
@@ -196,8 +197,8 @@ impl State {
             "arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:0f1e2d3c-0000-4000-8000-000000000000:autoScalingGroupName/awseb-{id}-AWSEBAutoScalingGroup-1ABCDEF"
         );
         let template = format!(
-            "arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/lt-0{}",
-            &id[2..]
+            "arn:aws:ec2:{REGION}:{ACCOUNT}:launch-template/{}",
+            super::actions::launch_template_id(e)
         );
         let target_group = format!(
             "arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/awseb-AWSEB-1ABCDEFGH/0123456789abcdef"
@@ -245,9 +246,19 @@ impl State {
                     "AmazonEC2",
                     tagged("ec2:CreateLaunchTemplateVersion", &template),
                 ),
+                // RunInstances is authorized on each resource it touches: the launch template
+                // (which carries EB's tag) and the instance launched from it.
                 (
                     "AmazonEC2",
-                    Request::new("ec2:RunInstances", "*").with("ec2:LaunchTemplate", &template),
+                    tagged("ec2:RunInstances", &template).with("ec2:LaunchTemplate", &template),
+                ),
+                (
+                    "AmazonEC2",
+                    Request::new(
+                        "ec2:RunInstances",
+                        &format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0{}", &id[2..]),
+                    )
+                    .with("ec2:LaunchTemplate", &template),
                 ),
                 (
                     "AmazonIdentityManagement",

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use actions::launch_template_id;
 pub use ops::{LogSample, DEFAULT_VERSION_QUOTA};
 pub use options::{ENVIRONMENT, ENVIRONMENT_SECRETS};
 pub use scenario::Scenario;
@@ -58,6 +59,7 @@ pub const ACTIONS: &[&str] = &[
     "DescribeApplications",
     "DescribeConfigurationSettings",
     "DescribeEnvironmentHealth",
+    "DescribeEnvironmentResources",
     "DescribeEnvironments",
     "DescribeEvents",
     "DescribeInstancesHealth",
@@ -1039,6 +1041,9 @@ impl Handler {
             "DescribeEvents" => actions::describe_events(&s, p, &mut x)?,
             "DescribeEnvironmentHealth" => actions::describe_environment_health(&s, p, &mut x)?,
             "DescribeInstancesHealth" => actions::describe_instances_health(&s, p, &mut x)?,
+            "DescribeEnvironmentResources" => {
+                actions::describe_environment_resources(&s, p, &mut x)?
+            }
             "CreateApplication" => actions::create_application(&mut s, p, &mut x)?,
             "DescribeApplications" => actions::describe_applications(&s, p, &mut x),
             "DescribePlatformVersion" => actions::describe_platform_version(p, &mut x)?,
