@@ -775,6 +775,12 @@ async fn health_problems(
         .await
         .with_context(|| format!("cannot read the instances' health of {name}"))?;
     let list = inst.instance_health_list();
+    eb.note_instances(
+        name,
+        list.iter()
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect(),
+    );
     let wrong: Vec<String> = list
         .iter()
         .filter(|i| i.deployment().and_then(|d| d.version_label()) != Some(label))

@@ -101,7 +101,7 @@ impl Default for Pacing {
             min_interval: Duration::from_secs(2),
             max_interval: Duration::from_millis(4500),
             quick_interval: Duration::from_millis(250),
-            status_interval: Duration::from_secs(20),
+            status_interval: Duration::from_secs(30),
             jitter: 0.1,
             max_rate: 0.5,
             burst: 8,
@@ -268,6 +268,9 @@ pub struct Eb {
     calls: std::sync::atomic::AtomicU64,
     /// When this client was made: the start of the run its budget counts from.
     started: Instant,
+    /// The instances of each environment as the last `DescribeInstancesHealth` listed them,
+    /// and when: a look right after (the failure logs after a verdict) need not ask again.
+    instances: std::sync::Mutex<std::collections::HashMap<String, (Instant, Vec<String>)>>,
 }
 
 impl fmt::Debug for Eb {
@@ -285,6 +288,7 @@ impl Eb {
             writes: Mutex::new(Bucket::new(pacing.write_burst)),
             calls: Default::default(),
             started: Instant::now(),
+            instances: Default::default(),
         }
     }
 
@@ -295,6 +299,21 @@ impl Eb {
     /// Calls sent so far (retries included).
     pub fn calls_made(&self) -> u64 {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes the instances `DescribeInstancesHealth` just listed for `environment`.
+    pub fn note_instances(&self, environment: &str, ids: Vec<String>) {
+        if let Ok(mut m) = self.instances.lock() {
+            m.insert(environment.to_string(), (Instant::now(), ids));
+        }
+    }
+
+    /// The instances of `environment` listed less than `max_age` ago, if any.
+    pub fn instances_seen(&self, environment: &str, max_age: Duration) -> Option<Vec<String>> {
+        let m = self.instances.lock().ok()?;
+        m.get(environment)
+            .filter(|(at, _)| at.elapsed() <= max_age)
+            .map(|(_, ids)| ids.clone())
     }
 
     /// How long until the run's average stays within [`Pacing::max_rate`] with one more call

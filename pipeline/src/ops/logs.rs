@@ -204,6 +204,10 @@ fn kind_name(kind: LogKind) -> &'static str {
 
 /// The environment's instances, from enhanced health (`None` when it cannot be read).
 async fn instance_ids(eb: &Eb, name: &str) -> Option<Vec<String>> {
+    // The verdict of a deploy may have listed them a moment ago.
+    if let Some(ids) = eb.instances_seen(name, eb.pacing.min_interval) {
+        return Some(ids);
+    }
     let out = eb
         .call("DescribeInstancesHealth", name, |c| {
             c.describe_instances_health()
