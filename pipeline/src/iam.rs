@@ -1308,7 +1308,10 @@ mod tests {
             json!({"StringEquals": {"aws:ResourceTag/elasticbeanstalk:environment-name": "antenna-staging"}})
         );
         let others = sids["LaunchFromTemplateResources"];
-        assert!(others.resource.iter().all(|r| !r.contains("launch-template")));
+        assert!(others
+            .resource
+            .iter()
+            .all(|r| !r.contains("launch-template")));
         assert!(others
             .resource
             .contains(&"arn:aws:ec2:us-west-2:*:instance/*".to_string()));

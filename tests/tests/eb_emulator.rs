@@ -974,7 +974,9 @@ async fn environment_resources_name_the_launch_template_iam_policy_scopes_launch
     // The lookup `iam-policy` makes.
     let paced = pipeline::eb::Eb::new(eb(&emu), pipeline::eb::Pacing::scaled(100.0));
     assert_eq!(
-        pipeline::iam::launch_templates(&paced, "env-r").await.unwrap(),
+        pipeline::iam::launch_templates(&paced, "env-r")
+            .await
+            .unwrap(),
         vec![integration::eb_emulator::launch_template_id(&env)]
     );
     let err = pipeline::iam::launch_templates(&paced, "env-missing")

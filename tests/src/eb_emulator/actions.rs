@@ -76,7 +76,10 @@ pub(crate) fn describe_environment_resources(
     x.close("LaunchTemplates");
     x.open("LoadBalancers");
     x.open("member");
-    x.leaf("Name", &format!("awseb-AWSEB-{}", e.id.trim_start_matches("e-")));
+    x.leaf(
+        "Name",
+        &format!("awseb-AWSEB-{}", e.id.trim_start_matches("e-")),
+    );
     x.close("member");
     x.close("LoadBalancers");
     x.open("Triggers");
