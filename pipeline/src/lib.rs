@@ -10,6 +10,7 @@ pub mod config;
 pub mod deploy;
 pub mod dockerrun;
 pub mod docs;
+pub mod docker;
 pub mod doctor;
 pub mod eb;
 pub mod envprops;

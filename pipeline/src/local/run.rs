@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::engine::{
-    ContainerState, Engine, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT,
-    LABEL_STACK, LABEL_VERSION,
+use super::{
+    ContainerState, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT, LABEL_STACK,
+    LABEL_VERSION,
 };
+use crate::docker::Engine;
 use super::hooks;
 use super::plan::{Condition, ContainerPlan, Plan};
 use crate::verify;
