@@ -30,9 +30,9 @@ async fn demo_image() -> &'static str {
                 Config::load(&repo_root().join("deploy.toml"), &Default::default()).unwrap();
             let cfg = config.clone();
             tokio::task::spawn_blocking(move || docker::build_static_binaries(&cfg))
-            .await
-            .unwrap()
-            .expect("the demo's static binary builds");
+                .await
+                .unwrap()
+                .expect("the demo's static binary builds");
             let engine = Engine::connect(None)
                 .await
                 .expect("the Docker Engine answers");
@@ -1051,7 +1051,11 @@ async fn local_builds_honour_args_target_platform_and_dockerignore() {
         .take(4 << 20)
         .collect();
     std::fs::write(ctx.join("data/ignored.bin"), &noise).unwrap();
-    std::fs::write(ctx.join(".dockerignore"), "# not for the image\ndata/*.bin\n").unwrap();
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "# not for the image\ndata/*.bin\n",
+    )
+    .unwrap();
     std::fs::write(
         ctx.join("Dockerfile"),
         "FROM scratch AS base\n\

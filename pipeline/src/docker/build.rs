@@ -10,7 +10,7 @@ use bollard::query_parameters::BuildImageOptions;
 use futures_util::StreamExt;
 
 use super::context::{BuildContext, ContextStats};
-use super::{error_chain, stream_error, Engine};
+use super::{stream_error, Engine};
 use crate::config::{BuildSpec, Config};
 
 /// How build output is shown.
@@ -173,7 +173,6 @@ impl Engine {
             context: stats,
         })
     }
-
 }
 
 /// True when the error comes from the engine no longer reading the request body.
@@ -227,4 +226,3 @@ impl Printer {
         }
     }
 }
-

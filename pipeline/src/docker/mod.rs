@@ -144,7 +144,6 @@ impl Engine {
             .map(|_| ())
             .map_err(|e| anyhow!("cannot remove {reference}: {}", error_chain(&e)))
     }
-
 }
 
 /// The engine's own message for stream errors, else the error and its causes.

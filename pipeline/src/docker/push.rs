@@ -190,8 +190,6 @@ impl Engine {
     }
 }
 
-}
-
 enum PushFailure {
     Auth(String),
     Transient(String),
