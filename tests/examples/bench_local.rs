@@ -30,7 +30,12 @@ async fn main() -> anyhow::Result<()> {
 
     let engine = Engine::connect(None).await?;
     let t = Instant::now();
-    prepare::build_images(&engine, &config, release).await?;
+    prepare::build_images(
+        &engine,
+        &config,
+        &pipeline::release::Release::fixed(release, "unknown"),
+    )
+    .await?;
     let image_build = t.elapsed();
 
     let options = LocalOptions {

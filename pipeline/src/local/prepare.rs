@@ -1,13 +1,14 @@
 //! Before the local run: build the images of the configuration into the local engine, and
 //! render the template for the local environment.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::config::{Config, EnvironmentSpec, Target};
+use crate::release::Release;
 use crate::template;
 
 use super::engine::Engine;
@@ -18,7 +19,11 @@ use super::engine::Engine;
 /// Returns the binaries it wrote.
 pub fn build_static_binaries(config: &Config) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    for (name, _, build) in config.built_images() {
+    for (name, image, build) in config.built_images() {
+        // A git source is built from its own tree only, never with this workspace's cargo.
+        if image.source.is_some() {
+            continue;
+        }
         let context = config.resolve(&build.context);
         let manifest = context.join("Cargo.toml");
         if !manifest.exists() {
@@ -92,11 +97,12 @@ pub fn local_reference(repository: &str, release: &str) -> String {
 }
 
 /// Builds every image of the configuration that this repository builds into the engine,
-/// tagged `<repository>:<release>`. Returns image name → reference.
+/// tagged `<repository>:<release>`, with the release's OCI labels (the source's commit for
+/// an image built from a git source). Returns image name → reference.
 pub async fn build_images(
     engine: &Engine,
     config: &Config,
-    release: &str,
+    release: &Release,
 ) -> Result<BTreeMap<String, String>> {
     let mut built = BTreeMap::new();
     for (name, image, build) in config.built_images() {
@@ -117,12 +123,15 @@ pub async fn build_images(
                     .to_string()
             }
         };
-        let reference = local_reference(&image.repository, release);
+        let reference = local_reference(&image.repository, &release.name);
         tracing::info!(
             "building image {name} as {reference} from {}",
             context.display()
         );
-        let labels = HashMap::from([("deploy.local.image".to_string(), name.to_string())]);
+        let mut labels = crate::image::labels_of(release, name, None);
+        // No build time: a rebuild of the same tree stays the same image.
+        labels.remove(crate::image::LABEL_CREATED);
+        labels.insert("deploy.local.image".to_string(), name.to_string());
         engine
             .build_image(&context, &dockerfile, &reference, &labels)
             .await?;
