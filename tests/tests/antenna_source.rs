@@ -29,7 +29,7 @@ async fn backend_binary() -> &'static Path {
             let root = integration::workspace_root();
             let config = Config::load(&root.join("deploy.toml"), &Default::default()).unwrap();
             let written = tokio::task::spawn_blocking(move || {
-                pipeline::local::prepare::build_static_binaries(&config)
+                pipeline::docker::build_static_binaries(&config)
             })
             .await
             .unwrap()

@@ -10,9 +10,7 @@
 //! when `DescribeImages` does not know it yet (a registry override in front of an emulator);
 //! real ECR already knows it, so nothing is written twice.
 
-pub mod context;
 pub mod ecr;
-pub mod engine;
 pub mod registry;
 pub mod source;
 
@@ -20,32 +18,20 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::config::{BuildSpec, Config, ImageSpec};
 use crate::release::Release;
 
-pub use context::{BuildContext, ContextStats, DockerIgnore};
-pub use engine::{Engine, EngineError, OutputMode, Retry};
+use crate::docker::{self, ContextStats, Engine, OutputMode, RegistryAuth, Retry};
+use crate::output::human_bytes;
 
 /// OCI label names set on every built image.
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
 pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
-
-/// Credentials for one registry. The password is a secret: never printed, never logged.
-#[derive(Debug, Clone)]
-pub struct RegistryAuth {
-    /// `host[:port]`.
-    pub registry: String,
-    pub username: String,
-    pub password: SecretString,
-    /// Where they came from, for messages ("ECR GetAuthorizationToken").
-    pub source: String,
-}
 
 /// What to do: build only, or build and push.
 #[derive(Debug, Clone)]
@@ -430,21 +416,9 @@ async fn build_one(
     }
     if engine.is_some() {
         // A context that is a Cargo package (the demo app) gets its static binary first.
-        crate::local::prepare::build_static_binaries(&req.config)
+        docker::build_static_binaries(&req.config)
             .with_context(|| format!("cannot build image {name}"))?;
     }
-    let context_dir = req.config.resolve(&build.context);
-    let dockerfile = match &build.dockerfile {
-        Some(d) => req.config.resolve(d),
-        None => context_dir.join("Dockerfile"),
-    };
-    let context = match unfetched {
-        Some(_) => None,
-        None => Some(
-            BuildContext::prepare(&context_dir, &dockerfile)
-                .with_context(|| format!("cannot build image {name}"))?,
-        ),
-    };
     let release = &req.release.name;
     let reference = format!("{repo}:{release}");
     let mut report = ImageReport {
@@ -461,52 +435,43 @@ async fn build_one(
         duration_ms: 0,
         message: String::new(),
     };
+    if let (None, Some(s)) = (engine, unfetched) {
+        report.message = format!(
+            "would fetch {} at {} and build {reference} from {} in it (Dockerfile {}, platform {}){}",
+            source::redacted(&s.git),
+            s.rev,
+            build.context.display(),
+            build
+                .dockerfile
+                .as_deref()
+                .unwrap_or(&build.context.join("Dockerfile"))
+                .display(),
+            build.platform,
+            if req.push { " and push it" } else { "" }
+        );
+        tracing::info!("{}", report.message);
+        return Ok(report);
+    }
+    let labels = labels_of(&req.release, name, req.source.as_deref());
+    let (context, opts) =
+        docker::build::prepare(&req.config, build, reference.clone(), labels, req.output)
+            .with_context(|| format!("cannot build image {name}"))?;
     let Some(engine) = engine else {
-        report.message = match unfetched {
-            Some(s) => format!(
-                "would fetch {} at {} and build {reference} from {} in it (Dockerfile {}, platform {}){}",
-                source::redacted(&s.git),
-                s.rev,
-                build.context.display(),
-                build
-                    .dockerfile
-                    .as_deref()
-                    .unwrap_or(&build.context.join("Dockerfile"))
-                    .display(),
-                build.platform,
-                if req.push { " and push it" } else { "" }
-            ),
-            None => format!(
-                "would build {reference} from {} (Dockerfile {}, platform {}){}",
-                context_dir.display(),
-                dockerfile.display(),
-                build.platform,
-                if req.push { " and push it" } else { "" }
-            ),
-        };
+        report.message = format!(
+            "would build {reference} from {} (Dockerfile {}, platform {}){}",
+            context.root.display(),
+            opts.dockerfile_display,
+            build.platform,
+            if req.push { " and push it" } else { "" }
+        );
         tracing::info!("{}", report.message);
         return Ok(report);
     };
-    let labels = labels_of(&req.release, name, req.source.as_deref());
-    let opts = engine::BuildOptions {
-        tag: reference.clone(),
-        target: build.target.clone(),
-        args: build
-            .args
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        labels,
-        platform: build.platform.clone(),
-        dockerfile_display: dockerfile.display().to_string(),
-        output: req.output,
-    };
     tracing::info!(
         "building {reference} from {} with the Docker Engine at {}",
-        context_dir.display(),
+        context.root.display(),
         engine.host()
     );
-    let context = context.expect("prepared: a fetched or local context");
     let built = engine
         .build(context, &opts)
         .await
@@ -694,22 +659,6 @@ fn manifest_size(body: &str) -> Option<u64> {
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
-}
-
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]
