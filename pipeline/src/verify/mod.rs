@@ -8,6 +8,7 @@
 //! secrets masked.
 
 mod amqp;
+mod broker_url;
 mod celery;
 mod flower;
 mod http;
