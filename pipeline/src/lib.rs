@@ -8,6 +8,7 @@ pub mod aws;
 pub mod bundle;
 pub mod config;
 pub mod deploy;
+pub mod docker;
 pub mod dockerrun;
 pub mod docs;
 pub mod doctor;

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::engine::{
-    ContainerState, Engine, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT,
-    LABEL_STACK, LABEL_VERSION,
-};
 use super::hooks;
 use super::plan::{Condition, ContainerPlan, Plan};
+use super::{
+    ContainerState, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT, LABEL_STACK,
+    LABEL_VERSION,
+};
+use crate::docker::Engine;
 use crate::verify;
 
 /// What to run, where, and how to decide that it works.
