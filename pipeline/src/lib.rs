@@ -21,7 +21,7 @@ pub mod instance;
 pub mod lint;
 pub mod local;
 pub mod ops;
-pub mod output;
+pub use checks::output;
 pub mod preview;
 pub mod release;
 pub mod stages;

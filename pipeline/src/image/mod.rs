@@ -323,10 +323,10 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
             run.images.push(report);
             continue;
         }
-        if engine.is_none() {
-            engine = Some(Engine::connect(req.docker_host.as_deref()).await?);
-        }
-        let engine_ref = engine.as_ref().expect("connected above");
+        let engine_ref = match engine {
+            Some(ref e) => e,
+            None => engine.insert(Engine::connect(req.docker_host.as_deref()).await?),
+        };
         let mut report = build_one(req, Some(engine_ref), name, &repo, build).await?;
         for tag in req.tags() {
             if tag != *release

@@ -199,7 +199,7 @@ pub async fn deploy_local(
             .resolve(&config.bundle.platform)
             .join("hooks/postdeploy"),
     );
-    req.checks = verify::Check::for_environment(config, env_name, None)?;
+    req.checks = verify::for_environment(config, env_name, None)?;
     req.start_timeout = env.timeouts.deploy.min(Duration::from_secs(300));
 
     if options.dry_run {

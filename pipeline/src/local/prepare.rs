@@ -95,6 +95,7 @@ pub fn apply_stand_ins(
         }
         changed = true;
     }
+    // Invariant: a `serde_json::Value` (string keys only) always serializes.
     Ok(
         changed
             .then(|| serde_json::to_string_pretty(&doc).expect("a JSON value serializes") + "\n"),

@@ -372,6 +372,8 @@ async fn bring_up(
 ) -> Result<(Vec<String>, Option<verify::VerifyReport>), Failure> {
     for c in created {
         for (dep, cond) in &c.plan.depends_on {
+            // Invariant: `Plan` refuses a file with lint's DR007 errors, so every dependsOn
+            // names a container of the plan, and all of them were created.
             let d = created
                 .iter()
                 .find(|d| &d.plan.name == dep)
