@@ -26,7 +26,10 @@ fn session(w: &World) -> Session {
     let moto = aws::sdk_config(&services::env("MOTO_ENDPOINT"));
     let eb_sdk = aws::sdk_config(&w.emu.endpoint);
     Session {
-        eb: Eb::new(pipeline::eb::eb_client(&eb_sdk), Pacing::scaled(1000.0)),
+        eb: std::sync::Arc::new(Eb::new(
+            pipeline::eb::eb_client(&eb_sdk),
+            Pacing::scaled(1000.0),
+        )),
         s3: w.s3.clone(),
         ecr: aws_sdk_ecr::Client::new(&moto),
         aws: Aws {
