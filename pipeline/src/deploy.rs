@@ -597,7 +597,11 @@ pub fn preflight_url(report: Option<&crate::doctor::DoctorReport>) -> Option<Str
 /// ECR repositories and images: when the deploy stage runs (EB pulls them); the storage
 /// location: when the upload runs; the verify checks' variables: when verify runs here. The
 /// EB application and environment, platform, enhanced health and required properties: always.
-pub fn preflight_scope(selection: &Selection, verifies: bool) -> Option<crate::doctor::Scope> {
+pub fn preflight_scope(
+    selection: &Selection,
+    verifies: bool,
+    applies_env: bool,
+) -> Option<crate::doctor::Scope> {
     let ships = [Stage::Upload, Stage::Version, Stage::Deploy]
         .iter()
         .any(|s| selection.includes(*s));
@@ -605,6 +609,7 @@ pub fn preflight_scope(selection: &Selection, verifies: bool) -> Option<crate::d
         images: selection.includes(Stage::Deploy),
         storage: selection.includes(Stage::Upload),
         check_credentials: verifies && selection.includes(Stage::Verify),
+        applies_env: applies_env && selection.includes(Stage::Deploy),
         lean: true,
     })
 }
@@ -614,7 +619,7 @@ pub fn preflight_scope(selection: &Selection, verifies: bool) -> Option<crate::d
 /// configuration).
 fn start_preflight(ctx: &mut Ctx<'_>, verifies: bool) -> Option<StageReport> {
     let req = ctx.req;
-    let scope = preflight_scope(&req.selection, verifies)?;
+    let scope = preflight_scope(&req.selection, verifies, req.env.apply)?;
     if req.skip_preflight {
         tracing::warn!(
             "--skip-preflight: the account's prerequisites were not checked; a missing one fails the upload, the version or the deploy instead (`cargo xtask doctor --env {}` checks them)",
@@ -1205,6 +1210,33 @@ mod tests {
         };
         assert!(only.includes(Stage::Deploy));
         assert!(!only.includes(Stage::Version));
+    }
+
+    #[test]
+    fn the_preflight_checks_what_the_selected_stages_need() {
+        let all = preflight_scope(&Selection::default(), true, false).unwrap();
+        assert!(all.images && all.storage && all.check_credentials && all.lean);
+        assert!(!all.applies_env);
+        assert!(preflight_scope(&Selection::default(), true, true).unwrap().applies_env);
+        // Nothing that ships: no preflight.
+        for only in [
+            vec![Stage::Build, Stage::Push, Stage::Render, Stage::Bundle],
+            vec![Stage::Verify],
+        ] {
+            assert_eq!(preflight_scope(&Selection::only(&only), true, false), None);
+        }
+        let from_deploy = Selection {
+            from: Some(Stage::Deploy),
+            only: vec![],
+        };
+        let s = preflight_scope(&from_deploy, true, false).unwrap();
+        assert!(s.images && !s.storage && s.check_credentials);
+        let upload = preflight_scope(&Selection::only(&[Stage::Upload]), true, true).unwrap();
+        assert!(upload.storage && !upload.images && !upload.check_credentials);
+        assert!(!upload.applies_env, "no deploy stage: nothing is applied");
+        // No verifier in this build: the checks' variables do not matter.
+        let s = preflight_scope(&Selection::default(), false, false).unwrap();
+        assert!(!s.check_credentials);
     }
 
     #[test]

@@ -331,6 +331,8 @@ pub struct Scope {
     pub storage: bool,
     /// The variables the verify checks read where the pipeline runs.
     pub check_credentials: bool,
+    /// The deploy sends the properties deploy.toml declares with the version (`--apply-env`).
+    pub applies_env: bool,
     /// A deploy's preflight: an environment EB describes proves its application, so
     /// `DescribeApplications` is asked only when the environment is missing (one EB call less
     /// before the deploy).
@@ -343,6 +345,7 @@ impl Default for Scope {
             images: true,
             storage: true,
             check_credentials: true,
+            applies_env: false,
             lean: false,
         }
     }
@@ -1147,7 +1150,28 @@ async fn environment(
                 .map(|s| s.option.as_str()),
         )
         .collect();
-    let required = env.spec.required_properties();
+    // A deploy sends the declared properties with the version only with --apply-env (else
+    // their difference is the plan's warning): its preflight requires the `required` list,
+    // and counts the declared ones as set when they go out with the version.
+    let declared: Vec<String> = if req.scope.applies_env {
+        env.spec
+            .properties
+            .keys()
+            .chain(env.spec.secrets.keys())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let present: BTreeSet<&str> = present
+        .into_iter()
+        .chain(declared.iter().map(String::as_str))
+        .collect();
+    let required = if req.scope.lean {
+        env.spec.required_list()
+    } else {
+        env.spec.required_properties()
+    };
     let missing: Vec<&String> = required
         .iter()
         .filter(|n| !present.contains(n.as_str()))
