@@ -134,7 +134,13 @@ pub fn make_bundle(req: &BundleRequest) -> Result<Bundle> {
     if report.errors() > 0 {
         return Err(LintFailed(report).into());
     }
-    let rendered = rendered.expect("no render error without a rendered file");
+    let rendered = rendered.with_context(|| {
+        format!(
+            "the template {} did not render: run `cargo xtask lint --env {}` to see why",
+            config.bundle.template.display(),
+            req.env_name
+        )
+    })?;
 
     let bytes = zip_bundle(&rendered.json, &inputs)?;
     let size = bytes.len() as u64;

@@ -239,6 +239,8 @@ impl Dockerrun {
 
     /// Pretty JSON with a final newline.
     pub fn to_pretty_json(&self) -> String {
+        // Invariant: every map of the model has string keys and every value is plain data, so
+        // serde_json cannot fail on it.
         let mut s = serde_json::to_string_pretty(self).expect("a Dockerrun always serialises");
         s.push('\n');
         s

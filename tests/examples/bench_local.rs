@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use pipeline::config::{Config, Overrides};
-use pipeline::local::{self, engine::Engine, prepare, LocalOptions};
+use pipeline::docker::{self, Engine, OutputMode};
+use pipeline::local::{self, prepare, LocalOptions};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,12 +26,12 @@ async fn main() -> anyhow::Result<()> {
 
     let t = Instant::now();
     let cfg = config.clone();
-    tokio::task::spawn_blocking(move || prepare::build_static_binaries(&cfg)).await??;
+    tokio::task::spawn_blocking(move || docker::build_static_binaries(&cfg)).await??;
     let static_build = t.elapsed();
 
     let engine = Engine::connect(None).await?;
     let t = Instant::now();
-    prepare::build_images(&engine, &config, release).await?;
+    prepare::build_images(&engine, &config, release, OutputMode::Plain).await?;
     let image_build = t.elapsed();
 
     let options = LocalOptions {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pipeline::image::{BuildContext, Engine, OutputMode};
+use pipeline::docker::{BuildContext, BuildOptions, Engine, OutputMode};
 
 fn vm_hwm_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -68,7 +68,7 @@ async fn main() -> Result<()> {
 
     let engine = Engine::connect(None).await?;
     let tag = format!("context-bench:{:08x}", fastrand::u32(..));
-    let opts = pipeline::image::engine::BuildOptions {
+    let opts = BuildOptions {
         tag: tag.clone(),
         target: None,
         args: Default::default(),

@@ -9,7 +9,8 @@ use std::time::Duration;
 use integration::services;
 use pipeline::aws::Aws;
 use pipeline::config::Config;
-use pipeline::image::{self, Engine, ImageRequest, Outcome, OutputMode, Retry};
+use pipeline::docker::{Engine, OutputMode, Retry};
+use pipeline::image::{self, ImageRequest, Outcome};
 use pipeline::release::Release;
 
 const USER: &str = "AWS";
@@ -549,7 +550,7 @@ async fn unreachable_engine_names_the_socket() {
         msg.starts_with(&format!("cannot reach the Docker Engine at {host}: ")),
         "{msg}"
     );
-    assert!(msg.contains("set DOCKER_HOST to a running engine"), "{msg}");
+    assert!(msg.contains("point DOCKER_HOST at a running one"), "{msg}");
 }
 
 #[tokio::test]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use integration::services;
 use pipeline::config::Config;
-use pipeline::local::engine::{Engine, LABEL_STACK};
-use pipeline::local::{self, StackRequest};
+use pipeline::docker::{self, BuildContext, BuildOptions, Engine, OutputMode};
+use pipeline::local::{self, StackRequest, LABEL_STACK};
 use pipeline::verify::{Check, HttpCheck, VerifyReport};
 use tokio::sync::OnceCell;
 
@@ -29,22 +29,26 @@ async fn demo_image() -> &'static str {
             let config =
                 Config::load(&repo_root().join("deploy.toml"), &Default::default()).unwrap();
             let cfg = config.clone();
-            tokio::task::spawn_blocking(move || {
-                pipeline::local::prepare::build_static_binaries(&cfg)
-            })
-            .await
-            .unwrap()
-            .expect("the demo's static binary builds");
+            tokio::task::spawn_blocking(move || docker::build_static_binaries(&cfg))
+                .await
+                .unwrap()
+                .expect("the demo's static binary builds");
             let engine = Engine::connect(None)
                 .await
                 .expect("the Docker Engine answers");
+            let demo = repo_root().join("demo");
+            let context = BuildContext::prepare(&demo, &demo.join("Dockerfile")).unwrap();
+            let options = BuildOptions {
+                tag: IMAGE.into(),
+                target: None,
+                args: Default::default(),
+                labels: Default::default(),
+                platform: String::new(),
+                dockerfile_display: "demo/Dockerfile".into(),
+                output: OutputMode::Plain,
+            };
             engine
-                .build_image(
-                    &repo_root().join("demo"),
-                    "Dockerfile",
-                    IMAGE,
-                    &Default::default(),
-                )
+                .build(context, &options)
                 .await
                 .expect("the demo image builds with no network");
         })
@@ -1031,4 +1035,77 @@ async fn a_foreign_network_of_the_same_name_is_left_alone() {
         .output()
         .unwrap();
     assert!(removed.status.success());
+}
+
+/// The local target builds the images of the configuration as the AWS target does: the
+/// build `args`, the `target` stage, the `platform`, and `.dockerignore` (an ignored file
+/// never reaches the engine).
+#[tokio::test]
+async fn local_builds_honour_args_target_platform_and_dockerignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("app");
+    std::fs::create_dir_all(ctx.join("data")).unwrap();
+    std::fs::write(ctx.join("data/kept.txt"), "kept\n").unwrap();
+    // Random bytes, so that no layer compression hides them: 4 MiB in any image that got them.
+    let noise: Vec<u8> = std::iter::repeat_with(|| fastrand::u8(..))
+        .take(4 << 20)
+        .collect();
+    std::fs::write(ctx.join("data/ignored.bin"), &noise).unwrap();
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "# not for the image\ndata/*.bin\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS base\n\
+         ARG GREETING=unset\n\
+         LABEL greeting=$GREETING\n\
+         COPY . /app/\n\
+         COPY data/kept.txt /kept.txt\n\
+         FROM base AS chosen\n\
+         LABEL stage=chosen\n\
+         FROM scratch AS last\n\
+         LABEL stage=last\n",
+    )
+    .unwrap();
+    let repository = services::unique("local-build-test");
+    std::fs::write(
+        dir.path().join("deploy.toml"),
+        format!(
+            r#"region = "us-west-2"
+application = "localbuild"
+
+[images.app]
+repository = "{repository}"
+build = {{ context = "app", target = "chosen", platform = "linux/amd64", args = {{ GREETING = "hello" }} }}
+
+[environments.dev]
+target = "local"
+url = "http://127.0.0.1:8080"
+"#
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let engine = Engine::connect(None).await.unwrap();
+    let built = local::prepare::build_images(&engine, &config, "t1", OutputMode::Plain)
+        .await
+        .expect("the image builds with no network");
+    let reference = format!("{repository}:t1");
+    assert_eq!(
+        built.into_iter().collect::<Vec<_>>(),
+        [("app".to_string(), reference.clone())]
+    );
+    let image = engine.inspect_image(&reference).await.unwrap().unwrap();
+    engine.untag(&reference).await.unwrap();
+    assert_eq!(image.labels["greeting"], "hello", "the build arg");
+    assert_eq!(image.labels["stage"], "chosen", "the target stage");
+    assert_eq!(image.labels["deploy.local.image"], "app");
+    assert_eq!(image.architecture, "amd64", "the platform");
+    assert!(
+        image.size > 0 && image.size < 1 << 20,
+        "data/ignored.bin stayed out of the context: the image has {} bytes",
+        image.size
+    );
 }

@@ -23,7 +23,7 @@ fn checks_with(base: Option<&str>, checks_toml: &str, vars: &[(&str, String)]) -
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     let lookup = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    Check::for_environment_with(&config, "t", base, Where::Runner, &lookup).expect("checks build")
+    verify::for_environment_with(&config, "t", base, Where::Runner, &lookup).expect("checks build")
 }
 
 async fn run_one(base: Option<&str>, check_toml: &str, vars: &[(&str, String)]) -> CheckOutcome {

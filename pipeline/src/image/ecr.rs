@@ -7,7 +7,7 @@ use aws_sdk_ecr::Client;
 use base64::Engine as _;
 use secrecy::SecretString;
 
-use super::RegistryAuth;
+use crate::docker::RegistryAuth;
 
 /// Registry credentials from `GetAuthorizationToken`, for `registry`.
 ///

@@ -10,41 +10,27 @@
 //! when `DescribeImages` does not know it yet (a registry override in front of an emulator);
 //! real ECR already knows it, so nothing is written twice.
 
-pub mod context;
 pub mod ecr;
-pub mod engine;
 pub mod registry;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::config::{BuildSpec, Config, ImageSpec};
 use crate::release::Release;
 
-pub use context::{BuildContext, ContextStats, DockerIgnore};
-pub use engine::{Engine, EngineError, OutputMode, Retry};
+use crate::docker::{self, ContextStats, Engine, OutputMode, RegistryAuth, Retry};
+use crate::output::human_bytes;
 
 /// OCI label names set on every built image.
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
 pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
-
-/// Credentials for one registry. The password is a secret: never printed, never logged.
-#[derive(Debug, Clone)]
-pub struct RegistryAuth {
-    /// `host[:port]`.
-    pub registry: String,
-    pub username: String,
-    pub password: SecretString,
-    /// Where they came from, for messages ("ECR GetAuthorizationToken").
-    pub source: String,
-}
 
 /// What to do: build only, or build and push.
 #[derive(Debug, Clone)]
@@ -337,10 +323,10 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
             run.images.push(report);
             continue;
         }
-        if engine.is_none() {
-            engine = Some(Engine::connect(req.docker_host.as_deref()).await?);
-        }
-        let engine_ref = engine.as_ref().expect("connected above");
+        let engine_ref = match engine {
+            Some(ref e) => e,
+            None => engine.insert(Engine::connect(req.docker_host.as_deref()).await?),
+        };
         let mut report = build_one(req, Some(engine_ref), name, &repo, build).await?;
         for tag in req.tags() {
             if tag != *release
@@ -405,18 +391,15 @@ async fn build_one(
     let started = Instant::now();
     if engine.is_some() {
         // A context that is a Cargo package (the demo app) gets its static binary first.
-        crate::local::prepare::build_static_binaries(&req.config)
+        docker::build_static_binaries(&req.config)
             .with_context(|| format!("cannot build image {name}"))?;
     }
-    let context_dir = req.config.resolve(&build.context);
-    let dockerfile = match &build.dockerfile {
-        Some(d) => req.config.resolve(d),
-        None => context_dir.join("Dockerfile"),
-    };
-    let context = BuildContext::prepare(&context_dir, &dockerfile)
-        .with_context(|| format!("cannot build image {name}"))?;
     let release = &req.release.name;
     let reference = format!("{repo}:{release}");
+    let labels = labels(&req.release, req.source.as_deref());
+    let (context, opts) =
+        docker::build::prepare(&req.config, build, reference.clone(), labels, req.output)
+            .with_context(|| format!("cannot build image {name}"))?;
     let mut report = ImageReport {
         name: name.to_string(),
         reference: reference.clone(),
@@ -434,31 +417,17 @@ async fn build_one(
     let Some(engine) = engine else {
         report.message = format!(
             "would build {reference} from {} (Dockerfile {}, platform {}){}",
-            context_dir.display(),
-            dockerfile.display(),
+            context.root.display(),
+            opts.dockerfile_display,
             build.platform,
             if req.push { " and push it" } else { "" }
         );
         tracing::info!("{}", report.message);
         return Ok(report);
     };
-    let labels = labels(&req.release, req.source.as_deref());
-    let opts = engine::BuildOptions {
-        tag: reference.clone(),
-        target: build.target.clone(),
-        args: build
-            .args
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        labels,
-        platform: build.platform.clone(),
-        dockerfile_display: dockerfile.display().to_string(),
-        output: req.output,
-    };
     tracing::info!(
         "building {reference} from {} with the Docker Engine at {}",
-        context_dir.display(),
+        context.root.display(),
         engine.host()
     );
     let built = engine
@@ -637,22 +606,6 @@ fn manifest_size(body: &str) -> Option<u64> {
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
-}
-
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 #[cfg(test)]

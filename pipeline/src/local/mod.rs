@@ -16,13 +16,15 @@ use crate::verify;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-pub mod engine;
 mod hooks;
 pub mod plan;
 pub mod prepare;
 pub mod run;
 
-pub use engine::ContainerState;
+pub use crate::docker::run::{
+    ContainerState, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT, LABEL_STACK,
+    LABEL_VERSION,
+};
 pub use run::{down, down_with, logs, status, DownReport, StackReport, StackRequest};
 
 /// The file the local run uses when stand-ins changed the bundle's `Dockerrun.aws.json`.
@@ -126,7 +128,7 @@ pub async fn deploy_local(
             );
         }
     } else {
-        let engine = engine::Engine::connect(options.docker_host.as_deref()).await?;
+        let engine = crate::docker::Engine::connect(options.docker_host.as_deref()).await?;
         if options.skip_build {
             for (name, image, _) in config.built_images() {
                 images.insert(
@@ -137,10 +139,16 @@ pub async fn deploy_local(
         } else {
             // Blocking: cargo prints its progress on stderr.
             let cfg = config.clone();
-            tokio::task::spawn_blocking(move || prepare::build_static_binaries(&cfg))
+            tokio::task::spawn_blocking(move || crate::docker::build_static_binaries(&cfg))
                 .await
                 .context("the static build task panicked")??;
-            images = prepare::build_images(&engine, config, &release.name).await?;
+            images = prepare::build_images(
+                &engine,
+                config,
+                &release.name,
+                crate::docker::OutputMode::detect(),
+            )
+            .await?;
         }
     }
 
@@ -191,7 +199,7 @@ pub async fn deploy_local(
             .resolve(&config.bundle.platform)
             .join("hooks/postdeploy"),
     );
-    req.checks = verify::Check::for_environment(config, env_name, None)?;
+    req.checks = verify::for_environment(config, env_name, None)?;
     req.start_timeout = env.timeouts.deploy.min(Duration::from_secs(300));
 
     if options.dry_run {

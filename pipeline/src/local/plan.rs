@@ -1,14 +1,21 @@
-//! What to run: the containers of a rendered `Dockerrun.aws.json` (v2), validated and put in
-//! start order the way EB's ECS agent reads them.
+//! What to run: the containers of a rendered `Dockerrun.aws.json` (v2), put in start order
+//! the way EB's ECS agent reads them.
 //!
-//! The file is read as JSON values (not the typed model of the AWS deploy) because the local
-//! target needs only the fields the engine acts on; the others are reported and skipped.
+//! The file is read into the typed model of the AWS deploy ([`Dockerrun`]) and checked by
+//! the linter's rules (names, images, memory, essential, links, dependsOn, ports, cycles);
+//! the plan adds only what running needs: host ports after the offset, the alias of each
+//! link, `dependsOn` conditions a local start can wait for, health checks in the engine's
+//! terms, and the start order. Fields the engine does not act on are reported and skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+
+use crate::dockerrun::{Container, Dockerrun};
+use crate::lint::{self, Severity};
 
 /// A `dependsOn` condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,32 +128,53 @@ const KNOWN: &[&str] = &[
     "dockerLabels",
 ];
 
+/// The linter's rules whose errors stop a local run: a file the engine cannot run as EB would.
+const BLOCKING: &[&str] = &[
+    "DR001", "DR002", "DR003", "DR004", "DR005", "DR006", "DR007", "DR010", "DR011", "DR015",
+];
+
 impl Plan {
     /// Reads the rendered Dockerrun JSON `text` (`file` names it in messages) and adds
     /// `host_port_offset` to every host port.
     pub fn parse(file: &str, text: &str, host_port_offset: u16) -> Result<Self> {
-        let doc: Value =
+        let value: Value =
             serde_json::from_str(text).with_context(|| format!("{file} is not valid JSON"))?;
-        if doc.get("AWSEBDockerrunVersion").and_then(Value::as_u64) != Some(2) {
-            bail!("{file}: `AWSEBDockerrunVersion` must be the integer 2 (multi-container Docker)");
+        let doc = Dockerrun::from_value(value)
+            .map_err(|e| anyhow!("{file}: {e}: the file is not of the Dockerrun v2 shape"))?;
+        Self::from_dockerrun(file, text, &doc, host_port_offset)
+    }
+
+    /// The plan of a Dockerrun model; `text` (the file as written) gives lint's line numbers.
+    pub fn from_dockerrun(
+        file: &str,
+        text: &str,
+        doc: &Dockerrun,
+        host_port_offset: u16,
+    ) -> Result<Self> {
+        let errors: Vec<String> = lint::lint_dockerrun(Path::new(file), text, doc)
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error && BLOCKING.contains(&f.rule))
+            .map(|f| f.to_string())
+            .collect();
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
         }
-        let defs = doc
-            .get("containerDefinitions")
-            .and_then(Value::as_array)
-            .filter(|d| !d.is_empty())
-            .with_context(|| format!("{file}: `containerDefinitions` must be a non-empty array"))?;
         let mut containers = Vec::new();
         let mut ignored = Vec::new();
-        for (i, def) in defs.iter().enumerate() {
-            let at = format!("{file}: containerDefinitions[{i}]");
-            let obj = def
+        for (i, c) in doc.container_definitions.iter().enumerate() {
+            let at = format!("{file}: containerDefinitions[{i}] ({})", c.display_name(i));
+            let plan = plan_container(&at, c, host_port_offset)?;
+            let fields = serde_json::to_value(c)
+                .with_context(|| format!("{at}: cannot read the container's fields"))?;
+            for key in fields
                 .as_object()
-                .with_context(|| format!("{at} is not an object"))?;
-            let c = parse_container(&at, def, host_port_offset)?;
-            for key in obj.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
-                ignored.push(format!("{}.{key}", c.name));
+                .into_iter()
+                .flat_map(|o| o.keys())
+                .filter(|k| !KNOWN.contains(&k.as_str()))
+            {
+                ignored.push(format!("{}.{key}", plan.name));
             }
-            containers.push(c);
+            containers.push(plan);
         }
         let containers = validate_and_order(file, containers)?;
         Ok(Self {
@@ -198,14 +226,6 @@ fn string_list(at: &str, field: &str, v: Option<&Value>) -> Result<Option<Vec<St
     }
 }
 
-fn opt_str(at: &str, field: &str, v: Option<&Value>) -> Result<Option<String>> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => bail!("{at}: `{field}` must be a string"),
-    }
-}
-
 fn opt_u64(at: &str, field: &str, v: Option<&Value>) -> Result<Option<u64>> {
     match v {
         None | Some(Value::Null) => Ok(None),
@@ -216,76 +236,49 @@ fn opt_u64(at: &str, field: &str, v: Option<&Value>) -> Result<Option<u64>> {
     }
 }
 
-fn parse_container(at: &str, def: &Value, offset: u16) -> Result<ContainerPlan> {
-    let name = opt_str(at, "name", def.get("name"))?
-        .filter(|n| !n.is_empty())
-        .with_context(|| format!("{at}: `name` is required"))?;
-    let at = format!("{at} ({name})");
-    let image = opt_str(&at, "image", def.get("image"))?
-        .filter(|n| !n.is_empty())
-        .with_context(|| format!("{at}: `image` is required"))?;
+/// The engine's health check of `healthCheck` (kept raw in the model), with ECS's defaults.
+fn health_check(at: &str, h: &Value) -> Result<HealthCheck> {
+    let test = string_list(at, "healthCheck.command", h.get("command"))?
+        .filter(|t| !t.is_empty())
+        .with_context(|| {
+            format!("{at}: healthCheck needs `command` (for example [\"CMD\", \"/bin/check\"])")
+        })?;
+    let secs = |field: &str, default: u64| -> Result<Duration> {
+        Ok(Duration::from_secs(
+            opt_u64(at, &format!("healthCheck.{field}"), h.get(field))?.unwrap_or(default),
+        ))
+    };
+    Ok(HealthCheck {
+        test,
+        interval: secs("interval", 30)?,
+        timeout: secs("timeout", 5)?,
+        retries: opt_u64(at, "healthCheck.retries", h.get("retries"))?.unwrap_or(3) as u32,
+        start_period: secs("startPeriod", 0)?,
+    })
+}
+
+/// What running `c` needs, from a container the linter has passed.
+fn plan_container(at: &str, c: &Container, offset: u16) -> Result<ContainerPlan> {
+    let image = c.image.clone().unwrap_or_default();
     if image.contains("${") {
         bail!("{at}: `image` {image:?} still holds a placeholder: render the template first");
     }
-    let essential = match def.get("essential") {
-        None | Some(Value::Null) => true, // ECS's default
-        Some(Value::Bool(b)) => *b,
-        Some(_) => bail!("{at}: `essential` must be true or false"),
-    };
-    let memory = opt_u64(&at, "memory", def.get("memory"))?.filter(|m| *m > 0);
-    let memory_reservation =
-        opt_u64(&at, "memoryReservation", def.get("memoryReservation"))?.filter(|m| *m > 0);
-    if memory.is_none() && memory_reservation.is_none() {
-        bail!("{at}: needs a non-zero `memory` or `memoryReservation` (MiB), as EB requires");
-    }
-    let mut environment = Vec::new();
-    for (j, e) in def
-        .get("environment")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let n = opt_str(&at, "environment[].name", e.get("name"))?
-            .with_context(|| format!("{at}: environment[{j}] needs `name`"))?;
-        let v = match e.get("value") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
-        };
-        environment.push((n, v));
-    }
-    let secrets = def
-        .get("secrets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_string))
-        .collect();
     let mut ports = Vec::new();
-    for (j, p) in def
-        .get("portMappings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (j, p) in c.port_mappings.iter().enumerate() {
         let field = format!("portMappings[{j}]");
-        let container = opt_u64(
-            &at,
-            &format!("{field}.containerPort"),
-            p.get("containerPort"),
-        )?
-        .filter(|p| (1..=65535).contains(p))
-        .with_context(|| format!("{at}: {field} needs a `containerPort` between 1 and 65535"))?
-            as u16;
-        let file_host = opt_u64(&at, &format!("{field}.hostPort"), p.get("hostPort"))?
+        let container = p
+            .container_port
+            .and_then(|p| u16::try_from(p).ok())
             .filter(|p| *p != 0)
-            .map(|p| {
-                u16::try_from(p)
-                    .with_context(|| format!("{at}: {field}.hostPort {p} is above 65535"))
-            })
-            .transpose()?;
+            .with_context(|| {
+                format!("{at}: {field} needs a `containerPort` between 1 and 65535")
+            })?;
+        let file_host = match p.host_port {
+            None | Some(0) => None,
+            Some(h) => Some(u16::try_from(h).with_context(|| {
+                format!("{at}: {field}.hostPort {h} is not between 1 and 65535")
+            })?),
+        };
         let host = file_host
             .map(|h| {
                 h.checked_add(offset).with_context(|| {
@@ -293,7 +286,7 @@ fn parse_container(at: &str, def: &Value, offset: u16) -> Result<ContainerPlan> 
                 })
             })
             .transpose()?;
-        let protocol = opt_str(&at, "protocol", p.get("protocol"))?.unwrap_or_else(|| "tcp".into());
+        let protocol = p.protocol.clone().unwrap_or_else(|| "tcp".into());
         if protocol != "tcp" && protocol != "udp" {
             bail!("{at}: {field}.protocol must be \"tcp\" or \"udp\", got {protocol:?}");
         }
@@ -304,108 +297,61 @@ fn parse_container(at: &str, def: &Value, offset: u16) -> Result<ContainerPlan> 
             protocol,
         });
     }
-    let links = string_list(&at, "links", def.get("links"))?
-        .unwrap_or_default()
-        .into_iter()
+    let links = c
+        .links
+        .iter()
         .map(|l| match l.split_once(':') {
             Some((target, alias)) => (target.to_string(), alias.to_string()),
-            None => (l.clone(), l),
+            None => (l.clone(), l.clone()),
         })
         .collect();
     let mut depends_on = Vec::new();
-    for (j, d) in def
-        .get("dependsOn")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let target = opt_str(&at, "dependsOn[].containerName", d.get("containerName"))?
-            .with_context(|| format!("{at}: dependsOn[{j}] needs `containerName`"))?;
-        let cond = opt_str(&at, "dependsOn[].condition", d.get("condition"))?
-            .with_context(|| format!("{at}: dependsOn[{j}] needs `condition`"))?;
-        let cond = Condition::parse(&cond).with_context(|| {
-            format!("{at}: dependsOn[{j}].condition {cond:?} is not one of START, COMPLETE, SUCCESS, HEALTHY")
+    for (j, d) in c.depends_on.iter().enumerate() {
+        let cond = Condition::parse(&d.condition).with_context(|| {
+            format!(
+                "{at}: dependsOn[{j}].condition {:?} is not one of START, COMPLETE, SUCCESS, HEALTHY",
+                d.condition
+            )
         })?;
-        depends_on.push((target, cond));
+        depends_on.push((d.container_name.clone(), cond));
     }
-    let health_check = match def.get("healthCheck") {
-        None | Some(Value::Null) => None,
-        Some(h) => {
-            let test = string_list(&at, "healthCheck.command", h.get("command"))?
-                .filter(|t| !t.is_empty())
-                .with_context(|| {
-                    format!(
-                        "{at}: healthCheck needs `command` (for example [\"CMD\", \"/bin/check\"])"
-                    )
-                })?;
-            let secs = |field: &str, default: u64| -> Result<Duration> {
-                Ok(Duration::from_secs(
-                    opt_u64(&at, &format!("healthCheck.{field}"), h.get(field))?.unwrap_or(default),
-                ))
-            };
-            Some(HealthCheck {
-                test,
-                interval: secs("interval", 30)?,
-                timeout: secs("timeout", 5)?,
-                retries: opt_u64(&at, "healthCheck.retries", h.get("retries"))?.unwrap_or(3) as u32,
-                start_period: secs("startPeriod", 0)?,
-            })
-        }
-    };
-    let labels = def
-        .get("dockerLabels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-        .collect();
     Ok(ContainerPlan {
-        command: string_list(&at, "command", def.get("command"))?,
-        entry_point: string_list(&at, "entryPoint", def.get("entryPoint"))?,
-        working_directory: opt_str(&at, "workingDirectory", def.get("workingDirectory"))?,
-        hostname: opt_str(&at, "hostname", def.get("hostname"))?,
-        user: opt_str(&at, "user", def.get("user"))?,
-        name,
+        name: c.name.clone().unwrap_or_default(),
         image,
-        essential,
-        memory,
-        memory_reservation,
-        environment,
-        secrets,
+        essential: c.is_essential(),
+        memory: c.memory.filter(|m| *m > 0),
+        memory_reservation: c.memory_reservation.filter(|m| *m > 0),
+        command: c.command.clone(),
+        entry_point: c.entry_point.clone(),
+        environment: c
+            .environment
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect(),
+        secrets: c.secrets.iter().map(|s| s.name.clone()).collect(),
         ports,
         links,
         depends_on,
-        health_check,
-        labels,
+        health_check: c
+            .health_check
+            .as_ref()
+            .filter(|h| !h.is_null())
+            .map(|h| health_check(at, h))
+            .transpose()?,
+        working_directory: c.working_directory.clone(),
+        hostname: c.hostname.clone(),
+        user: c.user.clone(),
+        labels: c.docker_labels.clone().unwrap_or_default(),
     })
 }
 
-/// Checks the cross-references and sorts the containers so that each comes after what it
-/// depends on (`dependsOn` and `links`), keeping the file's order otherwise.
+/// Checks what a local start waits for and sorts the containers so that each comes after
+/// what it depends on (`dependsOn` and `links`), keeping the file's order otherwise.
 fn validate_and_order(file: &str, containers: Vec<ContainerPlan>) -> Result<Vec<ContainerPlan>> {
-    let mut names = BTreeSet::new();
     for c in &containers {
-        if !names.insert(c.name.as_str()) {
-            bail!(
-                "{file}: two containers are named {:?}: names must be unique",
-                c.name
-            );
-        }
-    }
-    if !containers.iter().any(|c| c.essential) {
-        bail!("{file}: no container is `essential`: mark at least one (for example the web server) essential");
-    }
-    let mut host_ports: BTreeMap<(u16, &str), &str> = BTreeMap::new();
-    for c in &containers {
-        for (target, _) in &c.links {
-            if !names.contains(target.as_str()) {
-                bail!("{file}: container {:?} links to {target:?}, which is not a container of this file", c.name);
-            }
-        }
         for (target, cond) in &c.depends_on {
             let Some(dep) = containers.iter().find(|d| &d.name == target) else {
-                bail!("{file}: container {:?} depends on {target:?}, which is not a container of this file", c.name);
+                continue; // lint's DR007 names it
             };
             match cond {
                 Condition::Complete | Condition::Success if dep.essential => bail!(
@@ -418,18 +364,6 @@ fn validate_and_order(file: &str, containers: Vec<ContainerPlan>) -> Result<Vec<
                     c.name
                 ),
                 _ => {}
-            }
-        }
-        for p in &c.ports {
-            if let Some(h) = p.host {
-                if let Some(other) = host_ports.insert((h, p.protocol.as_str()), &c.name) {
-                    bail!(
-                        "{file}: containers {other:?} and {:?} both publish host port {} ({}): give each its own hostPort",
-                        c.name,
-                        p.file_host.unwrap_or(h),
-                        p.protocol
-                    );
-                }
             }
         }
     }
@@ -501,15 +435,15 @@ mod tests {
         let cases = [
             (
                 r#"{"name": "a", "image": "x", "memory": 1, "links": ["b"]}"#,
-                "container \"a\" links to \"b\", which is not a container of this file",
+                "error DR006[links]: container `a` links to `b`, which is not a container of this file",
             ),
             (
                 r#"{"name": "a", "image": "x"}"#,
-                "containerDefinitions[0] (a): needs a non-zero `memory` or `memoryReservation`",
+                "error DR004[memory]: container `a` sets neither a non-zero memory nor memoryReservation",
             ),
             (
                 r#"{"name": "a", "image": "x", "memory": 1, "essential": false}"#,
-                "no container is `essential`",
+                "error DR005[essential]: no container is essential",
             ),
             (
                 r#"{"name": "a", "image": "x", "memory": 1, "dependsOn": [{"containerName": "b", "condition": "SUCCESS"}]},
@@ -524,7 +458,7 @@ mod tests {
             (
                 r#"{"name": "a", "image": "x", "memory": 1, "dependsOn": [{"containerName": "b", "condition": "READY"}]},
                    {"name": "b", "image": "x", "memory": 1}"#,
-                "condition \"READY\" is not one of START, COMPLETE, SUCCESS, HEALTHY",
+                "error DR007[depends-on]: container `a`: dependsOn condition \"READY\" is not one of START, COMPLETE, SUCCESS, HEALTHY",
             ),
             (
                 r#"{"name": "a", "image": "x", "memory": 1, "links": ["b"]},
@@ -534,7 +468,7 @@ mod tests {
             (
                 r#"{"name": "a", "image": "x", "memory": 1, "portMappings": [{"hostPort": 80, "containerPort": 1}]},
                    {"name": "b", "image": "x", "memory": 1, "portMappings": [{"hostPort": 80, "containerPort": 2}]}"#,
-                "containers \"a\" and \"b\" both publish host port 80 (tcp)",
+                "error DR010[host-port]: host port 80/tcp is mapped by both `a` and `b`",
             ),
             (
                 r#"{"name": "a", "image": "${image.backend}", "memory": 1}"#,
@@ -553,7 +487,7 @@ mod tests {
     }
 
     #[test]
-    fn version_must_be_two() {
+    fn lint_owns_the_checks_of_the_file() {
         let err = Plan::parse(
             "f.json",
             r#"{"AWSEBDockerrunVersion": "2", "containerDefinitions": []}"#,
@@ -561,9 +495,26 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert_eq!(
-            err,
-            "f.json: `AWSEBDockerrunVersion` must be the integer 2 (multi-container Docker)"
+        assert!(
+            err.starts_with("f.json:1:2: error DR001[version]: AWSEBDockerrunVersion must be the integer 2, found \"2\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("f.json:1:32: error DR005[essential]: no containers"),
+            "{err}"
+        );
+        let err = Plan::parse(
+            "f.json",
+            r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [{"name": "a", "memory": "lots"}]}"#,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(
+                "f.json: containerDefinitions[0].memory: invalid type: string \"lots\""
+            ),
+            "{err}"
         );
     }
 

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use super::engine::{
-    ContainerState, Engine, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT,
-    LABEL_STACK, LABEL_VERSION,
-};
 use super::hooks;
 use super::plan::{Condition, ContainerPlan, Plan};
+use super::{
+    ContainerState, LABEL_CONTAINER_NAME, LABEL_ENVIRONMENT, LABEL_FINGERPRINT, LABEL_STACK,
+    LABEL_VERSION,
+};
+use crate::docker::Engine;
 use crate::verify;
 
 /// What to run, where, and how to decide that it works.
@@ -371,6 +372,8 @@ async fn bring_up(
 ) -> Result<(Vec<String>, Option<verify::VerifyReport>), Failure> {
     for c in created {
         for (dep, cond) in &c.plan.depends_on {
+            // Invariant: `Plan` refuses a file with lint's DR007 errors, so every dependsOn
+            // names a container of the plan, and all of them were created.
             let d = created
                 .iter()
                 .find(|d| &d.plan.name == dep)

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::journal::{self, Entry};
 use super::versions::{self, Version};
 use super::{AwsEnvironment, Session};
-use crate::image::human_bytes;
+use crate::output::human_bytes;
 use crate::output::Table;
 
 #[derive(Debug, Clone, Serialize)]

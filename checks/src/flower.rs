@@ -107,6 +107,8 @@ impl FlowerCheck {
     }
 
     fn api_url(&self) -> url::Url {
+        // Invariant: `base` was checked to be http(s) when it was read, and such a URL is
+        // always a base that a relative path joins onto.
         self.base
             .join("api/workers")
             .expect("a relative path joins onto an http URL")

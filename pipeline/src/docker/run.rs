@@ -1,7 +1,6 @@
-//! The local Docker Engine, behind a small client: bollard stays in here.
+//! Running containers: the stack's network, create, start, stop, remove, inspect, logs.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bollard::models::{
@@ -9,13 +8,13 @@ use bollard::models::{
     HealthStatusEnum, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptions, ListContainersOptions, ListNetworksOptions,
-    LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
-use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::plan::ContainerPlan;
+use super::Engine;
+use crate::local::plan::ContainerPlan;
 
 /// Label keys the local target puts on what it creates.
 pub const LABEL_STACK: &str = "deploy.local.stack";
@@ -26,16 +25,6 @@ pub const LABEL_VERSION: &str = "deploy.local.version";
 pub const LABEL_FINGERPRINT: &str = "deploy.local.fingerprint";
 /// The label EB's ECS agent sets, which `.platform` hooks filter on.
 pub const LABEL_CONTAINER_NAME: &str = "com.amazonaws.ecs.container-name";
-
-/// Where the engine listens when neither the request nor `DOCKER_HOST` says.
-pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
-
-/// A connected engine.
-#[derive(Clone)]
-pub struct Engine {
-    docker: Docker,
-    host: String,
-}
 
 /// What the engine says about one container.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -73,101 +62,6 @@ fn sortable_time(t: &str) -> String {
 }
 
 impl Engine {
-    /// Connects to `host` (else `DOCKER_HOST`, else the default socket) and agrees on an API
-    /// version. Fails when the engine does not answer.
-    pub async fn connect(host: Option<&str>) -> Result<Self> {
-        let host = host
-            .map(str::to_string)
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| DEFAULT_HOST.to_string());
-        let unreachable = |e: &dyn std::fmt::Display| {
-            anyhow::anyhow!(
-                "cannot reach the Docker Engine at {host}: {e}\n  hint: start the Docker daemon, or point DOCKER_HOST at a running one (the local target runs the bundle there)"
-            )
-        };
-        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(&e))?;
-        let docker = tokio::time::timeout(
-            std::time::Duration::from_secs(15),
-            docker.negotiate_version(),
-        )
-        .await
-        .map_err(|_| unreachable(&"no answer within 15s"))?
-        .map_err(|e| unreachable(&e))?;
-        docker.ping().await.map_err(|e| unreachable(&e))?;
-        Ok(Self { docker, host })
-    }
-
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// True when the engine has the image `reference`.
-    pub async fn has_image(&self, reference: &str) -> Result<bool> {
-        match self.docker.inspect_image(reference).await {
-            Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(e)
-                .with_context(|| format!("cannot inspect the image {reference} on {}", self.host)),
-        }
-    }
-
-    /// The id of image `reference`; `None` when the engine does not have it.
-    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(Some(image.id.unwrap_or_default())),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(e) => Err(e)
-                .with_context(|| format!("cannot inspect the image {reference} on {}", self.host)),
-        }
-    }
-
-    /// Builds `dockerfile` (relative to `context`) into `tag` with the classic builder, reading
-    /// the engine's stream to the end and failing on its first error.
-    pub async fn build_image(
-        &self,
-        context: &Path,
-        dockerfile: &str,
-        tag: &str,
-        labels: &HashMap<String, String>,
-    ) -> Result<String> {
-        let tar = tar_context(context)?;
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile(dockerfile)
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .labels(labels)
-            .build();
-        let mut stream =
-            self.docker
-                .build_image(options, None, Some(bollard::body_full(tar.into())));
-        let mut log = String::new();
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| anyhow::anyhow!("{e}")).with_context(|| {
-                format!(
-                    "failed to build the image {tag} from {}; build output so far:\n{log}",
-                    context.display()
-                )
-            })?;
-            if let Some(s) = info.stream {
-                tracing::debug!("build {tag}: {}", s.trim_end());
-                log.push_str(&s);
-            }
-            if let Some(detail) = info.error_detail {
-                bail!(
-                    "failed to build the image {tag} from {}: {}\n{log}",
-                    context.display(),
-                    detail.message.unwrap_or_default()
-                );
-            }
-        }
-        Ok(tag.to_string())
-    }
-
     /// Creates the stack's network unless it exists; a network of that name that the local
     /// target did not create (without `deploy.local.stack=<name>`) is an error.
     pub async fn ensure_network(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
@@ -450,16 +344,4 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// The build context as an uncompressed tar, in memory (contexts here are small).
-fn tar_context(dir: &Path) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(true);
-    builder
-        .append_dir_all(".", dir)
-        .with_context(|| format!("cannot read the build context {}", dir.display()))?;
-    builder
-        .into_inner()
-        .with_context(|| format!("cannot pack the build context {}", dir.display()))
 }

@@ -87,6 +87,22 @@ impl std::fmt::Display for Table {
     }
 }
 
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
 /// A short human duration: `850 ms`, `1.2 s`, `2m 5s`, `3h 4m`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();

@@ -1,0 +1,81 @@
+//! Static binaries for `FROM scratch` images: a build context that is a Cargo package.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::Config;
+
+/// A build context that is a Cargo package gets a static binary first: the package is
+/// built for the host's gnu target with `-C target-feature=+crt-static` and copied to
+/// `<context>/bin/<package>`, which its Dockerfile copies into a `FROM scratch` image.
+/// Returns the binaries it wrote.
+pub fn build_static_binaries(config: &Config) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (name, _, build) in config.built_images() {
+        let context = config.resolve(&build.context);
+        let manifest = context.join("Cargo.toml");
+        if !manifest.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        let doc: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("{} is not valid TOML", manifest.display()))?;
+        let package = doc
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("{} has no [package] name", manifest.display()))?
+            .to_string();
+        let triple = host_triple()?;
+        tracing::info!(
+            "building the static binary {package} for image {name} ({triple}, crt-static)"
+        );
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(&cargo)
+            .current_dir(&config.root)
+            .args([
+                "build",
+                "--release",
+                "--package",
+                &package,
+                "--target",
+                &triple,
+            ])
+            .env(
+                "CARGO_ENCODED_RUSTFLAGS",
+                "-Ctarget-feature=+crt-static\x1f-Cstrip=symbols",
+            )
+            .env_remove("RUSTFLAGS")
+            .status()
+            .with_context(|| format!("cannot run {cargo} build for the package {package}"))?;
+        if !status.success() {
+            bail!("cargo build of the package {package} (context of image {name}) failed; see the compiler output above");
+        }
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| config.root.join("target"));
+        let built = target_dir.join(&triple).join("release").join(&package);
+        let dest_dir = context.join("bin");
+        std::fs::create_dir_all(&dest_dir)
+            .with_context(|| format!("cannot create {}", dest_dir.display()))?;
+        let dest = dest_dir.join(&package);
+        std::fs::copy(&built, &dest)
+            .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
+        written.push(dest);
+    }
+    Ok(written)
+}
+
+fn host_triple() -> Result<String> {
+    let out = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("cannot run `rustc -vV` to learn the host target")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|h| h.trim().to_string())
+        .context("`rustc -vV` printed no host line")
+}
