@@ -1217,7 +1217,11 @@ mod tests {
         let all = preflight_scope(&Selection::default(), true, false).unwrap();
         assert!(all.images && all.storage && all.check_credentials && all.lean);
         assert!(!all.applies_env);
-        assert!(preflight_scope(&Selection::default(), true, true).unwrap().applies_env);
+        assert!(
+            preflight_scope(&Selection::default(), true, true)
+                .unwrap()
+                .applies_env
+        );
         // Nothing that ships: no preflight.
         for only in [
             vec![Stage::Build, Stage::Push, Stage::Render, Stage::Bundle],

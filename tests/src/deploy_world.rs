@@ -48,6 +48,8 @@ pub struct Settings {
     pub deploy: &'static str,
     pub lock_wait: &'static str,
     pub health_settle: &'static str,
+    /// The verify stage's budget.
+    pub verify: &'static str,
     pub rollback: bool,
     /// TOML appended after the environment's table (`[[environments.staging.checks]]`...).
     pub checks: String,
@@ -60,6 +62,7 @@ impl Default for Settings {
             deploy: "3s",
             lock_wait: "2s",
             health_settle: "150ms",
+            verify: "1s",
             rollback: true,
             checks: String::new(),
         }
@@ -151,7 +154,7 @@ build = {{ context = "." }}
 [environments.staging]
 eb_environment = "{env}"
 {bucket}rollback = {rollback}
-timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "1s" }}
+timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "{verify}" }}
 {checks}"#,
             app = self.application,
             env = self.environment,
@@ -159,6 +162,7 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             deploy = s.deploy,
             lock = s.lock_wait,
             settle = s.health_settle,
+            verify = s.verify,
             checks = s.checks,
         );
         let path = self.dir.path().join("deploy.toml");
