@@ -314,6 +314,21 @@ async fn pinned_git_source_is_fetched_built_labelled_and_runs_locally() {
         "the unpacked tree is the commit's files only"
     );
 
+    // The binary with a relative `--config`: the source comes from the cache under it.
+    let out = integration::xtask()
+        .args(["--config", "deploy.toml", "build", "--release", "again"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "v1.0.0 is commit {source_commit}, already unpacked"
+        )),
+        "{stderr}"
+    );
+
     // The cache answers without the URL: the remote gone, the tag and the commit still resolve.
     std::fs::rename(tmp.path().join("antenna.git"), tmp.path().join("gone.git")).unwrap();
     let cache = dir.join("target/sources");

@@ -396,7 +396,10 @@ fn unpack(mirror: &Path, commit: &str, dest: &Path, url: &str) -> Result<()> {
 /// and records the commits in `release`. With `dry_run`, only says what would be fetched.
 /// Nothing is built before this has succeeded for every image.
 pub fn prepare(config: &mut Config, release: &mut Release, dry_run: bool) -> Result<()> {
-    let cache = config.root.join(CACHE_DIR);
+    // Absolute, since the build paths are set to it and `config.resolve` keeps those as
+    // they are (a relative `--config` gives a relative root).
+    let cache = std::path::absolute(config.root.join(CACHE_DIR))
+        .with_context(|| format!("cannot resolve {}", config.root.join(CACHE_DIR).display()))?;
     let names: Vec<String> = config
         .images
         .iter()
