@@ -19,9 +19,17 @@ use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserIn
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::broker_url::{host_port, Prelude, Syntax};
 use super::pidbox::{self, Request};
 use super::tls::{self, percent_decode, CertReqs};
 use super::{uuid4, UrlError};
+
+const SYNTAX: Syntax = Syntax {
+    schemes: &[("amqp", false), ("pyamqp", false), ("amqps", true)],
+    expected_schemes: "amqp:// or amqps:// (TLS)",
+    form: "amqp://USER:PASSWORD@HOST[:PORT]/VHOST or amqps://…",
+    host_form: "amqp://HOST:PORT",
+};
 
 /// A parsed `amqp://` or `amqps://` URL (also kombu's `pyamqp://`), read as Celery reads it:
 /// `amqp://USER:PASSWORD@HOST:PORT/VHOST`, the vhost percent-decoded, `/` when empty.
@@ -42,33 +50,9 @@ pub struct AmqpUrl {
 impl AmqpUrl {
     /// Parses `amqp[s]://[USER[:PASSWORD]@]HOST[:PORT][/VHOST][?ssl_cert_reqs=none|required&ssl_ca_certs=PATH]`.
     pub fn parse(text: &str) -> Result<Self, UrlError> {
-        let masked = super::mask_url(text.trim());
-        let invalid = |reason: String| UrlError::Invalid {
-            masked: masked.clone(),
-            reason,
-        };
-        let url = url::Url::parse(text.trim()).map_err(|e| {
-            invalid(format!(
-                "not a URL ({e}); expected amqp://USER:PASSWORD@HOST[:PORT]/VHOST or amqps://…"
-            ))
-        })?;
-        let tls = match url.scheme() {
-            "amqp" | "pyamqp" => false,
-            "amqps" => true,
-            other => {
-                return Err(invalid(format!(
-                    "unsupported scheme {other:?}: expected amqp:// or amqps:// (TLS)"
-                )))
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid("no host: expected amqp://HOST:PORT".into()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
+        let p = Prelude::parse(text, super::mask_url(text.trim()), &SYNTAX)?;
+        let url = &p.url;
+        let port = url.port().unwrap_or(if p.tls { 5671 } else { 5672 });
         // kombu's defaults: guest/guest on vhost "/".
         let username = match percent_decode(url.username()) {
             u if u.is_empty() => "guest".to_string(),
@@ -83,16 +67,16 @@ impl AmqpUrl {
             "" => "/".to_string(),
             v => percent_decode(v),
         };
-        let (cert_reqs, ca_file) = tls::query_options(&url).map_err(invalid)?;
+        let (cert_reqs, ca_file) = tls::query_options(url).map_err(|r| p.invalid(r))?;
         Ok(Self {
-            tls: tls.then_some(cert_reqs),
-            host,
+            tls: p.tls.then_some(cert_reqs),
+            host: p.host,
             port,
             username,
             password,
             vhost,
             ca_file,
-            masked,
+            masked: p.masked,
         })
     }
 
@@ -102,11 +86,7 @@ impl AmqpUrl {
     }
 
     fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
     }
 }
 

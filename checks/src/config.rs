@@ -119,7 +119,7 @@ pub enum CheckSpec {
         /// How long the check retries before its verdict is final.
         #[serde(
             default = "default_check_timeout",
-            deserialize_with = "de_duration",
+            deserialize_with = "de_positive_duration",
             serialize_with = "ser_duration"
         )]
         #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]

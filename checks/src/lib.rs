@@ -14,6 +14,7 @@
 
 pub mod agent;
 mod amqp;
+mod broker_url;
 mod celery;
 pub mod config;
 mod flower;

@@ -9,8 +9,16 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::broker_url::{host_port, Prelude, Syntax};
 use super::tls::{self, CertReqs};
 use super::{Attempt, UrlError};
+
+const SYNTAX: Syntax = Syntax {
+    schemes: &[("nats", false), ("tls", true)],
+    expected_schemes: "nats:// or tls://",
+    form: "nats://HOST:4222 or tls://HOST:4222",
+    host_form: "nats://HOST:4222",
+};
 
 /// A parsed NATS URL: `nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT]` or `tls://…`.
 #[derive(Debug, Clone)]
@@ -28,57 +36,34 @@ pub struct NatsUrl {
 impl NatsUrl {
     pub fn parse(text: &str) -> Result<Self, UrlError> {
         let text = text.trim();
-        let url = url::Url::parse(text).ok();
         // A token sits where a user name would: mask it as a password.
-        let masked = match &url {
-            Some(u) if !u.username().is_empty() && u.password().is_none() => {
-                let mut m = u.clone();
-                let _ = m.set_username("***");
-                m.to_string()
+        let masked = match url::Url::parse(text) {
+            Ok(mut u) if !u.username().is_empty() && u.password().is_none() => {
+                let _ = u.set_username("***");
+                u.to_string()
             }
             _ => super::mask_url(text),
         };
-        let invalid = |reason: String| UrlError::Invalid {
-            masked: masked.clone(),
-            reason,
-        };
-        let url = url.ok_or_else(|| {
-            invalid("not a URL: expected nats://HOST:4222 or tls://HOST:4222".into())
-        })?;
-        let tls = match url.scheme() {
-            "nats" => false,
-            "tls" => true,
-            other => {
-                return Err(invalid(format!(
-                    "unsupported scheme {other:?}: expected nats:// or tls://"
-                )))
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid("no host: expected nats://HOST:4222".into()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let p = Prelude::parse(text, masked, &SYNTAX)?;
+        let url = &p.url;
         let name = tls::percent_decode(url.username());
         let (user, password, token) = match url.password() {
-            Some(p) => (
+            Some(pw) => (
                 Some(name),
-                Some(SecretString::from(tls::percent_decode(p))),
+                Some(SecretString::from(tls::percent_decode(pw))),
                 None,
             ),
             None if !name.is_empty() => (None, None, Some(SecretString::from(name))),
             None => (None, None, None),
         };
         Ok(Self {
-            tls,
-            host,
+            tls: p.tls,
+            host: p.host,
             port: url.port().unwrap_or(4222),
             user,
             password,
             token,
-            masked,
+            masked: p.masked,
         })
     }
 
@@ -88,15 +73,10 @@ impl NatsUrl {
 
     /// The address without credentials (they go in the connect options).
     fn server(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         format!(
-            "{}://{host}:{}",
+            "{}://{}",
             if self.tls { "tls" } else { "nats" },
-            self.port
+            host_port(&self.host, self.port)
         )
     }
 }

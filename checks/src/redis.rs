@@ -14,8 +14,16 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
+use super::broker_url::{host_port, Prelude, Syntax};
 use super::tls::{self, percent_decode, CertReqs};
 use super::{Attempt, UrlError};
+
+const SYNTAX: Syntax = Syntax {
+    schemes: &[("redis", false), ("rediss", true)],
+    expected_schemes: "redis:// or rediss:// (TLS)",
+    form: "redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://…",
+    host_form: "redis://HOST:PORT",
+};
 
 /// A parsed `redis://` or `rediss://` URL.
 #[derive(Debug, Clone)]
@@ -36,60 +44,36 @@ impl RedisUrl {
     /// Parses `redis://[[user]:password@]host[:port][/db][?ssl_cert_reqs=none|required&ssl_ca_certs=PATH]`
     /// (also `rediss://`).
     pub fn parse(text: &str) -> Result<Self, UrlError> {
-        let masked = super::mask_url(text.trim());
-        let invalid = |reason: String| UrlError::Invalid {
-            masked: masked.clone(),
-            reason,
-        };
-        let url = url::Url::parse(text.trim()).map_err(|e| {
-            invalid(format!(
-                "not a URL ({e}); expected redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://…"
-            ))
-        })?;
-        let tls = match url.scheme() {
-            "redis" => false,
-            "rediss" => true,
-            other => {
-                return Err(invalid(format!(
-                    "unsupported scheme {other:?}: expected redis:// or rediss:// (TLS)"
-                )))
-            }
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid("no host: expected redis://HOST:PORT".into()))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
+        let p = Prelude::parse(text, super::mask_url(text.trim()), &SYNTAX)?;
+        let url = &p.url;
         let port = url.port().unwrap_or(6379);
         let username = Some(percent_decode(url.username())).filter(|u| !u.is_empty());
         let password = url
             .password()
-            .map(|p| SecretString::from(percent_decode(p)));
+            .map(|pw| SecretString::from(percent_decode(pw)));
         let mut db = match url.path().trim_matches('/') {
             "" => 0,
-            p => p.parse().map_err(|_| {
-                invalid(format!(
-                    "the path {p:?} is not a database number: expected /0, /1…"
+            path => path.parse().map_err(|_| {
+                p.invalid(format!(
+                    "the path {path:?} is not a database number: expected /0, /1…"
                 ))
             })?,
         };
-        let (cert_reqs, ca_file) = tls::query_options(&url).map_err(invalid)?;
+        let (cert_reqs, ca_file) = tls::query_options(url).map_err(|r| p.invalid(r))?;
         if let Some(v) = url.query_pairs().find(|(k, _)| k == "db").map(|(_, v)| v) {
             db = v
                 .parse()
-                .map_err(|_| invalid(format!("db={v:?} is not a database number")))?;
+                .map_err(|_| p.invalid(format!("db={v:?} is not a database number")))?;
         }
         Ok(Self {
-            tls: tls.then_some(cert_reqs),
-            host,
+            tls: p.tls.then_some(cert_reqs),
+            host: p.host,
             port,
             username,
             password,
             db,
             ca_file,
-            masked,
+            masked: p.masked,
         })
     }
 
@@ -99,11 +83,7 @@ impl RedisUrl {
     }
 
     fn addr(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        host_port(&self.host, self.port)
     }
 }
 

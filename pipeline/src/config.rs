@@ -1358,6 +1358,15 @@ ml = { image = "backend", command = ["/start-ml-backend"] }
             assert!(err.starts_with("deploy.toml:1"), "{err}");
             assert!(err.contains(want), "{extra}: {err}");
         }
+        let nats = MINIMAL.replace(
+            "kind = \"http\"\nheaders = { \"X-Forwarded-Proto\" = \"https\" }\ntimeout = \"90s\"",
+            "kind = \"nats\"\ntimeout = \"0s\"",
+        );
+        let err = parse(&nats).unwrap_err().to_string();
+        assert!(
+            err.contains("environments.staging.checks[0]: a zero duration would give up at once"),
+            "{err}"
+        );
         let text = MINIMAL.replace("timeout = \"90s\"", "timeout = \"99999999999999h\"");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.starts_with("deploy.toml:16:1: environments.staging.checks[0]: duration \"99999999999999h\" is too long"), "{err}");

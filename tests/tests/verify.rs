@@ -937,6 +937,159 @@ async fn nats_nothing_listening_is_unreachable() {
     );
 }
 
+/// A NATS JWT, as `nsc` writes one: `subject`'s claims, signed by `issuer`'s nkey, the
+/// `jti` the hash of the claims (as the Go jwt library computes it).
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let mut claims = serde_json::json!({
+        "jti": "",
+        "iat": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let hash = sha2::Sha512_256::digest(claims.to_string().as_bytes());
+    claims["jti"] = base32(&hash).into();
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = issuer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", b64(&signature))
+}
+
+/// RFC 4648 base32, without padding (the JWT ids of the NATS tools).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// An account's JWT (no limits), signed by `operator`.
+fn nats_account_jwt(operator: &nkeys::KeyPair, account: &nkeys::KeyPair) -> String {
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+    });
+    nats_jwt(
+        operator,
+        &account.public_key(),
+        "antenna",
+        serde_json::json!({"limits": unlimited, "type": "account", "version": 2}),
+    )
+}
+
+/// A user's credentials file (its JWT signed by `account`, and its seed), as `nsc` writes it.
+fn nats_creds(account: &nkeys::KeyPair, user: &nkeys::KeyPair) -> String {
+    let jwt = nats_jwt(
+        account,
+        &user.public_key(),
+        "verify",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2,
+        }),
+    );
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n",
+        user.seed().unwrap()
+    )
+}
+
+#[tokio::test]
+async fn nats_creds_file_logs_in_and_a_wrong_one_is_refused() {
+    // A server in operator mode (decentralised JWT auth), trusting one operator whose one
+    // account is preloaded: what a creds file from `nsc` logs in to.
+    let dir = tempfile::tempdir().unwrap();
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "test-operator",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    std::fs::write(dir.path().join("operator.jwt"), &operator_jwt).unwrap();
+    let port = free_port();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\noperator: {:?}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {:?}\n}}\n",
+            dir.path().join("operator.jwt"),
+            account.public_key(),
+            nats_account_jwt(&operator, &account)
+        ),
+    )
+    .unwrap();
+    let _server = KillOnDrop(
+        Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (tests/services/up.sh installs it)"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+    let creds = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("creds_file = {path:?}")
+    };
+
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let o = run_nats(&url, &creds("good.creds", &nats_creds(&account, &user))).await;
+    assert_outcome(&o, Verdict::Pass, &["NATS 2.", "JetStream off"]);
+    assert_no_secret(&o, &seed);
+
+    // Without credentials, and with a user of an account the server does not know.
+    let o = run_nats(&url, "").await;
+    assert_outcome(&o, Verdict::Fail, &["refused the credentials"]);
+    let stranger = nkeys::KeyPair::new_account();
+    let other = nkeys::KeyPair::new_user();
+    let o = run_nats(&url, &creds("wrong.creds", &nats_creds(&stranger, &other))).await;
+    assert_outcome(
+        &o,
+        Verdict::Fail,
+        &["refused the credentials", "the credentials file"],
+    );
+    assert_eq!(o.attempts, 1, "{o:?}");
+    assert_no_secret(&o, &other.seed().unwrap());
+
+    // A file that is no credentials file at all.
+    let o = run_nats(&url, &creds("garbled.creds", "not a creds file\n")).await;
+    assert_outcome(&o, Verdict::Fail, &["cannot read the credentials file"]);
+    assert_eq!(o.attempts, 1, "{o:?}");
+}
+
 // ---------------------------------------------------------------- Flower
 
 fn flower_toml(url: &str, min_workers: usize, queues: &[&str], timeout: &str) -> String {
