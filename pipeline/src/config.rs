@@ -290,6 +290,14 @@ fn antenna_required_properties() -> Option<Vec<String>> {
 impl EnvironmentSpec {
     /// The names `doctor` checks before a deploy: `required` (else Antenna's list), and every
     /// name declared in `properties` and `secrets`; sorted, without duplicates.
+    /// The names of `required` (Antenna's list when unset), without the declared properties.
+    pub fn required_list(&self) -> Vec<String> {
+        self.required
+            .clone()
+            .or_else(antenna_required_properties)
+            .unwrap_or_default()
+    }
+
     pub fn required_properties(&self) -> Vec<String> {
         let listed = self
             .required

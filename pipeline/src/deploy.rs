@@ -84,6 +84,8 @@ pub struct RunRequest {
     /// What the deploy does with the environment properties declared in `deploy.toml`.
     pub env: EnvChoice,
     pub pacing: Pacing,
+    /// `--skip-preflight`: ship without checking the account first (emergencies).
+    pub skip_preflight: bool,
 }
 
 /// What a deploy does with the environment properties declared in `deploy.toml`: it always
@@ -210,6 +212,10 @@ pub struct RunReport {
     pub ok: bool,
     /// EB calls made (retries included).
     pub eb_calls: u64,
+    /// What the preflight found (doctor's checks, before anything was uploaded); `None` when
+    /// it did not run (`--skip-preflight`, or no stage that ships).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<crate::doctor::DoctorReport>,
 }
 
 impl RunReport {
@@ -225,6 +231,15 @@ impl RunReport {
             ]);
         }
         let mut out = table.render();
+        // The plan shows the preflight whole; a refused deploy shows what to fix.
+        if let Some(p) = self
+            .preflight
+            .as_ref()
+            .filter(|p| self.dry_run || !p.deployable())
+        {
+            out.push_str("preflight (the checks of `cargo xtask doctor`):\n");
+            out.push_str(&p.checklist());
+        }
         if let Some(env) = &self.env {
             out.push_str(&env.render(self.dry_run));
         }
@@ -297,7 +312,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 struct Ctx<'a> {
     req: &'a RunRequest,
     env: AwsEnvironment,
-    eb: Eb,
+    eb: std::sync::Arc<Eb>,
     clients: &'a eb::Clients,
     actions: Actions,
     state_dir: PathBuf,
@@ -311,9 +326,19 @@ struct Ctx<'a> {
     deploy: Option<DeployOutcome>,
     rollback: Option<DeployOutcome>,
     env_plan: Option<EnvPlan>,
+    /// The preflight, running next to the stages before the upload.
+    preflight: Option<tokio::task::JoinHandle<Result<crate::doctor::DoctorReport>>>,
+    /// What it found.
+    preflight_report: Option<crate::doctor::DoctorReport>,
 }
 
 impl Ctx<'_> {
+    /// `http://<CNAME>` of the environment as the preflight read it (a CNAME does not change
+    /// with a deploy).
+    fn preflight_url(&self) -> Option<String> {
+        preflight_url(self.preflight_report.as_ref())
+    }
+
     /// `Done` becomes `Planned` in a dry run.
     fn planned(&self, done: Outcome) -> Outcome {
         if self.req.dry_run && done == Outcome::Done {
@@ -436,7 +461,7 @@ pub async fn run(
     let mut ctx = Ctx {
         req,
         env,
-        eb: Eb::new(clients.eb.clone(), req.pacing),
+        eb: std::sync::Arc::new(Eb::new(clients.eb.clone(), req.pacing)),
         clients,
         // In GitHub Actions, each stage's log is a collapsible group (a no-op elsewhere).
         actions: Actions::from_env(),
@@ -449,8 +474,16 @@ pub async fn run(
         deploy: None,
         rollback: None,
         env_plan: None,
+        preflight: None,
+        preflight_report: None,
     };
     let mut stages = vec![];
+    // Started now, so that its reads overlap the build; awaited before the first stage that
+    // ships.
+    let preflight = start_preflight(&mut ctx, verifier.is_some());
+    if let Some(skipped) = preflight {
+        stages.push(skipped);
+    }
     let mut failed = false;
     // Told once, however many stages it stops.
     let mut told_no_credentials = false;
@@ -473,6 +506,31 @@ pub async fn run(
                 req.selection.why_not().into(),
             ));
             continue;
+        }
+        if let Some(handle) = ctx.preflight.take() {
+            if matches!(stage, Stage::Upload | Stage::Version | Stage::Deploy) {
+                let (row, no_credentials) = finish_preflight(&mut ctx, handle).await;
+                if no_credentials && !told_no_credentials {
+                    tracing::error!("{}", crate::aws::NO_CREDENTIALS);
+                    told_no_credentials = true;
+                }
+                let refused = row.outcome == Outcome::Failed;
+                stages.push(row);
+                if refused {
+                    failed = true;
+                    if !req.dry_run {
+                        stages.push(report(
+                            stage.name(),
+                            Outcome::NotRun,
+                            Duration::ZERO,
+                            "the preflight failed".into(),
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                ctx.preflight = Some(handle);
+            }
         }
         let started = Instant::now();
         let group = ctx.actions.group(stage.name());
@@ -506,6 +564,10 @@ pub async fn run(
             }
         }
     }
+    if let Some(handle) = ctx.preflight.take() {
+        // An earlier stage failed before anything shipped: its reads are of no use now.
+        handle.abort();
+    }
     Ok(RunReport {
         environment: req.environment.clone(),
         eb_environment: ctx.env.eb_environment.clone(),
@@ -518,7 +580,147 @@ pub async fn run(
         env: ctx.env_plan,
         ok: !failed,
         eb_calls: ctx.eb.calls_made(),
+        preflight: ctx.preflight_report,
     })
+}
+
+/// `http://<CNAME>` of the environment the preflight described.
+pub fn preflight_url(report: Option<&crate::doctor::DoctorReport>) -> Option<String> {
+    report
+        .and_then(|p| p.described.as_ref())
+        .and_then(|d| d.cname())
+        .map(|c| format!("http://{c}"))
+}
+
+/// What the preflight of this run checks: the parts that matter to the selected stages, or
+/// `None` when no selected stage ships anything (build, push, render, bundle, verify only).
+/// ECR repositories and images: when the deploy stage runs (EB pulls them); the storage
+/// location: when the upload runs; the verify checks' variables: when verify runs here. The
+/// EB application and environment, platform, enhanced health and required properties: always.
+pub fn preflight_scope(
+    selection: &Selection,
+    verifies: bool,
+    applies_env: bool,
+) -> Option<crate::doctor::Scope> {
+    let ships = [Stage::Upload, Stage::Version, Stage::Deploy]
+        .iter()
+        .any(|s| selection.includes(*s));
+    ships.then(|| crate::doctor::Scope {
+        images: selection.includes(Stage::Deploy),
+        storage: selection.includes(Stage::Upload),
+        check_credentials: verifies && selection.includes(Stage::Verify),
+        applies_env: applies_env && selection.includes(Stage::Deploy),
+        lean: true,
+    })
+}
+
+/// Starts the preflight in the background, through the deploy's own EB client and pacing;
+/// `Some(row)` when it does not run although the run ships (`--skip-preflight`, no AWS
+/// configuration).
+fn start_preflight(ctx: &mut Ctx<'_>, verifies: bool) -> Option<StageReport> {
+    let req = ctx.req;
+    let scope = preflight_scope(&req.selection, verifies, req.env.apply)?;
+    if req.skip_preflight {
+        tracing::warn!(
+            "--skip-preflight: the account's prerequisites were not checked; a missing one fails the upload, the version or the deploy instead (`cargo xtask doctor --env {}` checks them)",
+            ctx.env.name
+        );
+        return Some(report(
+            "preflight",
+            Outcome::Skipped,
+            Duration::ZERO,
+            "--skip-preflight: the account was not checked".into(),
+        ));
+    }
+    let Some(aws) = req.aws.clone() else {
+        return Some(report(
+            "preflight",
+            Outcome::NotAvailable,
+            Duration::ZERO,
+            "no AWS configuration to check the account with".into(),
+        ));
+    };
+    let session = crate::ops::Session {
+        ecr: aws.ecr(),
+        aws,
+        eb: ctx.eb.clone(),
+        s3: ctx.clients.s3.clone(),
+    };
+    let config = req.config.clone();
+    let env = ctx.env.clone();
+    ctx.preflight = Some(tokio::spawn(async move {
+        let req = crate::doctor::DoctorRequest::preflight(&config, env, scope);
+        crate::doctor::preflight(&session, &req).await
+    }));
+    None
+}
+
+/// Waits for the preflight; its row is `Failed` when a ✗ stops the deploy (the list of what
+/// to fix is logged and shown under the summary). True when there are no credentials at all
+/// (said once for the whole run, by the caller).
+async fn finish_preflight(
+    ctx: &mut Ctx<'_>,
+    handle: tokio::task::JoinHandle<Result<crate::doctor::DoctorReport>>,
+) -> (StageReport, bool) {
+    let started = Instant::now();
+    let group = ctx.actions.group("preflight");
+    let found = match handle.await {
+        Ok(r) => r,
+        Err(e) => Err(anyhow::anyhow!("the preflight stopped: {e}")),
+    };
+    let no_credentials = found.as_ref().is_ok_and(|p| {
+        p.items.iter().any(|i| {
+            i.subject == crate::doctor::Subject::Credentials
+                && !i.ok
+                && crate::aws::lacks_credentials(&anyhow::anyhow!("{}", i.detail))
+        })
+    });
+    let (outcome, output) = match found {
+        // Every ✗ follows from that one cause: the row says it, not the SDK's chain.
+        Ok(_) if no_credentials => (
+            Outcome::Failed,
+            "needs AWS credentials (none found; see above)".to_string(),
+        ),
+        Ok(p) => {
+            let out = match p.refusal() {
+                Some(refusal) => {
+                    tracing::error!("preflight: {refusal}");
+                    let what: Vec<String> = p
+                        .failures()
+                        .filter(|i| !i.advisory)
+                        .map(|i| format!("✗ {}", i.what))
+                        .collect();
+                    (
+                        Outcome::Failed,
+                        format!("{}; fix them or pass --skip-preflight", what.join("; ")),
+                    )
+                }
+                None => {
+                    let warned = p.failures().count();
+                    let mut out = format!("{} prerequisite(s) in place", p.items.len() - warned);
+                    if warned > 0 {
+                        let _ = write!(out, ", {warned} advisory warning(s)");
+                    }
+                    tracing::info!("preflight: {out}");
+                    (Outcome::Done, out)
+                }
+            };
+            ctx.preflight_report = Some(p);
+            out
+        }
+        Err(e) => {
+            tracing::error!("preflight: {e:#}");
+            (
+                Outcome::Failed,
+                format!("{e:#}; fix it or pass --skip-preflight"),
+            )
+        }
+    };
+    drop(group);
+    (
+        report("preflight", outcome, started.elapsed(), output),
+        no_credentials,
+    )
 }
 
 fn report(stage: &str, outcome: Outcome, took: Duration, output: String) -> StageReport {
@@ -865,20 +1067,24 @@ async fn verify(ctx: &mut Ctx<'_>, verifier: Option<&dyn Verifier>) -> StageResu
         ));
     }
     let label = ctx.label.clone().unwrap_or_default();
-    check_environment(&ctx.eb, &ctx.env, &label, v).await
+    check_environment(&ctx.eb, &ctx.env, &label, v, ctx.preflight_url().as_deref()).await
 }
 
-/// The environment's checks against its URL (the configured one, else EB's CNAME); `deploy`
-/// and `rollback` verify the same way.
+/// The environment's checks against its URL (the configured one, else EB's CNAME: `known`
+/// when the caller read it already); `deploy` and `rollback` verify the same way.
 pub async fn check_environment(
     eb: &Eb,
     env: &AwsEnvironment,
     label: &str,
     v: &dyn Verifier,
+    known: Option<&str>,
 ) -> StageResult {
-    let url = match &env.spec.url {
-        Some(u) => Some(u.clone()),
-        None => eb::deploy::environment_url(eb, &env.application, &env.eb_environment).await?,
+    let url = match (&env.spec.url, known) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(k)) => Some(k.to_string()),
+        (None, None) => {
+            eb::deploy::environment_url(eb, &env.application, &env.eb_environment).await?
+        }
     };
     let target = VerifyTarget {
         environment: env.name.clone(),
@@ -1004,6 +1210,37 @@ mod tests {
         };
         assert!(only.includes(Stage::Deploy));
         assert!(!only.includes(Stage::Version));
+    }
+
+    #[test]
+    fn the_preflight_checks_what_the_selected_stages_need() {
+        let all = preflight_scope(&Selection::default(), true, false).unwrap();
+        assert!(all.images && all.storage && all.check_credentials && all.lean);
+        assert!(!all.applies_env);
+        assert!(
+            preflight_scope(&Selection::default(), true, true)
+                .unwrap()
+                .applies_env
+        );
+        // Nothing that ships: no preflight.
+        for only in [
+            vec![Stage::Build, Stage::Push, Stage::Render, Stage::Bundle],
+            vec![Stage::Verify],
+        ] {
+            assert_eq!(preflight_scope(&Selection::only(&only), true, false), None);
+        }
+        let from_deploy = Selection {
+            from: Some(Stage::Deploy),
+            only: vec![],
+        };
+        let s = preflight_scope(&from_deploy, true, false).unwrap();
+        assert!(s.images && !s.storage && s.check_credentials);
+        let upload = preflight_scope(&Selection::only(&[Stage::Upload]), true, true).unwrap();
+        assert!(upload.storage && !upload.images && !upload.check_credentials);
+        assert!(!upload.applies_env, "no deploy stage: nothing is applied");
+        // No verifier in this build: the checks' variables do not matter.
+        let s = preflight_scope(&Selection::default(), false, false).unwrap();
+        assert!(!s.check_credentials);
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub struct DoctorReport {
     pub probes: Vec<Probe>,
     /// The deploy role's permissions that these calls verified, and those they could not.
     pub permissions: Permissions,
+    /// The environment as EB described it (a deploy reuses it instead of asking again).
+    #[serde(skip)]
+    pub described: Option<aws_sdk_elasticbeanstalk::types::EnvironmentDescription>,
 }
 
 impl DoctorReport {
@@ -237,8 +240,15 @@ impl DoctorReport {
         self.items.iter().filter(|i| !i.ok)
     }
 
-    /// The human report: a ✓/✗ table, then each ✗ with its fix.
+    /// The human report: a ✓/✗ table, then each ✗ with its fix, then the permissions.
     pub fn to_text(&self) -> String {
+        let mut out = self.checklist();
+        out.push_str(&self.permissions.to_text(&self.environment));
+        out
+    }
+
+    /// The ✓/✗ table and each ✗ with its fix (what a deploy's preflight shows).
+    pub fn checklist(&self) -> String {
         let mut t = Table::new(["", "prerequisite", "found"]);
         for i in &self.items {
             let mark = if i.ok { "✓" } else { "✗" };
@@ -277,7 +287,6 @@ impl DoctorReport {
                 ));
             }
         }
-        out.push_str(&self.permissions.to_text(&self.environment));
         out
     }
 
@@ -313,6 +322,35 @@ impl DoctorReport {
 /// Where the verify checks' variables are read from (the process environment by default).
 pub type Vars = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// What a run checks: everything for `doctor`; for a deploy's preflight, what its stages need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    /// The ECR repositories the template refers to and the external images' tags.
+    pub images: bool,
+    /// The S3 location the upload writes to.
+    pub storage: bool,
+    /// The variables the verify checks read where the pipeline runs.
+    pub check_credentials: bool,
+    /// The deploy sends the properties deploy.toml declares with the version (`--apply-env`).
+    pub applies_env: bool,
+    /// A deploy's preflight: an environment EB describes proves its application, so
+    /// `DescribeApplications` is asked only when the environment is missing (one EB call less
+    /// before the deploy).
+    pub lean: bool,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self {
+            images: true,
+            storage: true,
+            check_credentials: true,
+            applies_env: false,
+            lean: false,
+        }
+    }
+}
+
 /// What `doctor` should do.
 #[derive(Clone)]
 pub struct DoctorRequest<'a> {
@@ -325,6 +363,7 @@ pub struct DoctorRequest<'a> {
     pub vars: Vars,
     /// Probe the health check path over HTTP.
     pub probe_health: bool,
+    pub scope: Scope,
 }
 
 impl<'a> DoctorRequest<'a> {
@@ -336,6 +375,21 @@ impl<'a> DoctorRequest<'a> {
             fix: false,
             vars: std::sync::Arc::new(|k| std::env::var(k).ok()),
             probe_health: true,
+            scope: Scope::default(),
+        }
+    }
+
+    /// The preflight of a deploy: read-only, `scope` only, and without the health check
+    /// path's HTTP probe (advisory, about the version the deploy replaces, and it could take
+    /// seconds: the deploy's verify stage checks the new version instead).
+    pub fn preflight(config: &'a Config, env: AwsEnvironment, scope: Scope) -> Self {
+        Self {
+            probe_health: false,
+            scope: Scope {
+                lean: true,
+                ..scope
+            },
+            ..Self::new(config, env)
         }
     }
 
@@ -354,27 +408,104 @@ impl<'a> DoctorRequest<'a> {
     }
 }
 
-/// Runs every check against `session`.
+impl DoctorReport {
+    /// An empty report about `env`.
+    fn about(env: &AwsEnvironment) -> Self {
+        Self {
+            environment: env.name.clone(),
+            eb_environment: env.eb_environment.clone(),
+            application: env.application.clone(),
+            region: env.region.clone(),
+            items: Vec::new(),
+            created: Vec::new(),
+            probes: Vec::new(),
+            permissions: Permissions::default(),
+            described: None,
+        }
+    }
+
+    /// Appends what `part` found.
+    fn absorb(&mut self, part: DoctorReport) {
+        self.items.extend(part.items);
+        self.created.extend(part.created);
+        self.probes.extend(part.probes);
+        if part.described.is_some() {
+            self.described = part.described;
+        }
+    }
+
+    /// Why a deploy must not go on, `None` when nothing that stops a deploy is ✗: each such
+    /// ✗ with its fix.
+    pub fn refusal(&self) -> Option<String> {
+        if self.deployable() {
+            return None;
+        }
+        let mut text = format!(
+            "the account is not ready for a deploy to {}: nothing was uploaded; `cargo xtask doctor --env {}` lists the same (`--skip-preflight` deploys anyway):",
+            self.environment, self.environment
+        );
+        for i in self.failures().filter(|i| !i.advisory) {
+            text.push_str(&format!(
+                "\n  ✗ {}: {}\n      fix: {}",
+                i.what,
+                i.detail,
+                i.fix.as_deref().unwrap_or("")
+            ));
+        }
+        Some(text)
+    }
+}
+
+/// Runs every check of `req.scope` against `session`. The independent reads go out at once:
+/// the account (then the storage location named after it), the ECR repositories, and EB.
 pub async fn doctor(session: &Session, req: &DoctorRequest<'_>) -> Result<DoctorReport> {
     let env = &req.env;
-    let mut report = DoctorReport {
-        environment: env.name.clone(),
-        eb_environment: env.eb_environment.clone(),
-        application: env.application.clone(),
-        region: env.region.clone(),
-        items: Vec::new(),
-        created: Vec::new(),
-        probes: Vec::new(),
-        permissions: Permissions::default(),
-    };
-    let account = credentials(session, req.config, &mut report).await;
-    ecr(session, req, &mut report).await;
-    storage(session, req, account.as_deref(), &mut report).await;
-    let app_ok = application(session, req, &mut report).await;
-    if app_ok {
-        environment(session, req, &mut report).await;
+    let mut report = DoctorReport::about(env);
+    let (mut who, mut store, mut repos, mut eb) = (
+        DoctorReport::about(env),
+        DoctorReport::about(env),
+        DoctorReport::about(env),
+        DoctorReport::about(env),
+    );
+    // A deploy's preflight asks STS first: without credentials every other read fails for
+    // that one reason (and would only be retried).
+    let mut known = None;
+    if req.scope.lean {
+        let account = credentials(session, req.config, &mut who).await;
+        if who.items.iter().any(|i| {
+            i.subject == Subject::Credentials
+                && !i.ok
+                && crate::aws::lacks_credentials(&anyhow::anyhow!("{}", i.detail))
+        }) {
+            report.absorb(who);
+            return Ok(report);
+        }
+        known = Some(account);
     }
-    check_credentials(req, &mut report);
+    let (account, (), ()) = tokio::join!(
+        async {
+            let account = match known {
+                Some(a) => a,
+                None => credentials(session, req.config, &mut who).await,
+            };
+            if req.scope.storage {
+                storage(session, req, account.as_deref(), &mut store).await;
+            }
+            account
+        },
+        async {
+            if req.scope.images {
+                ecr(session, req, &mut repos).await;
+            }
+        },
+        application_and_environment(session, req, &mut eb),
+    );
+    for part in [who, repos, store, eb] {
+        report.absorb(part);
+    }
+    if req.scope.check_credentials {
+        check_credentials(req, &mut report);
+    }
     report.permissions = match crate::iam::deploy_policy(
         req.config,
         &crate::iam::PolicyRequest {
@@ -392,10 +523,42 @@ pub async fn doctor(session: &Session, req: &DoctorRequest<'_>) -> Result<Doctor
     Ok(report)
 }
 
-/// [`doctor`] as `deploy` runs it before uploading: read-only; an error lists every ✗ with
-/// its fix.
-pub async fn preflight(session: &Session, config: &Config, env: &AwsEnvironment) -> Result<()> {
-    let report = doctor(session, &DoctorRequest::new(config, env.clone())).await?;
+/// The EB application, then its environment; in a lean run the environment first, and the
+/// application only when the environment is missing.
+async fn application_and_environment(
+    session: &Session,
+    req: &DoctorRequest<'_>,
+    report: &mut DoctorReport,
+) {
+    if !req.scope.lean {
+        if application(session, req, report).await {
+            environment(session, req, report).await;
+        }
+        return;
+    }
+    let mut env_part = DoctorReport::about(&req.env);
+    if environment(session, req, &mut env_part).await {
+        report.items.push(Item::ok(
+            Subject::Application,
+            format!("EB application {}", req.env.application),
+            "exists (it holds the environment)",
+        ));
+        report.absorb(env_part);
+        return;
+    }
+    let app_ok = application(session, req, report).await;
+    if app_ok {
+        report.absorb(env_part);
+    } else {
+        // Without the application, the environment's line says nothing more.
+        report.probes.extend(env_part.probes);
+    }
+}
+
+/// [`doctor`] as `deploy` runs it before uploading: advisory ✗ become warnings; the caller
+/// stops on [`DoctorReport::refusal`].
+pub async fn preflight(session: &Session, req: &DoctorRequest<'_>) -> Result<DoctorReport> {
+    let report = doctor(session, req).await?;
     for i in report.failures().filter(|i| i.advisory) {
         tracing::warn!(
             "doctor: {}: {} (fix: {})",
@@ -404,22 +567,7 @@ pub async fn preflight(session: &Session, config: &Config, env: &AwsEnvironment)
             i.fix.as_deref().unwrap_or("")
         );
     }
-    if report.deployable() {
-        return Ok(());
-    }
-    let mut text = format!(
-        "the account is not ready for a deploy to {} (nothing was uploaded); `cargo xtask doctor --env {}` lists the same:",
-        env.name, env.name
-    );
-    for i in report.failures().filter(|i| !i.advisory) {
-        text.push_str(&format!(
-            "\n  ✗ {}: {}\n      fix: {}",
-            i.what,
-            i.detail,
-            i.fix.as_deref().unwrap_or("")
-        ));
-    }
-    anyhow::bail!(text)
+    Ok(report)
 }
 
 fn aws_cli(config: &Config, rest: &str) -> String {
@@ -596,6 +744,11 @@ async fn storage(
                 ),
             )),
         }
+        return;
+    }
+    if req.scope.lean {
+        // The upload asks EB for its storage location (CreateStorageLocation), which creates
+        // the bucket when it is missing: nothing to check before it.
         return;
     }
     let expected = account.map(|a| format!("elasticbeanstalk-{}-{a}", config.region));
@@ -799,14 +952,39 @@ async fn application(
             false
         }
         Err(e) => {
-            report.items.push(Item::fail(
+            report.items.push(eb_failure(
+                req,
                 Subject::Application,
                 what,
-                format!("{e}"),
+                &e,
                 "allow elasticbeanstalk:DescribeApplications to these credentials",
             ));
             false
         }
+    }
+}
+
+/// The item of an EB call that failed. In a deploy's preflight, a call EB did not answer
+/// (network, 5xx, throttling, after retries) found nothing: the item is advisory, and the
+/// deploy's own call reports the failure.
+fn eb_failure(
+    req: &DoctorRequest<'_>,
+    subject: Subject,
+    what: impl Into<String>,
+    e: &crate::eb::EbError,
+    fix: &str,
+) -> Item {
+    let unanswered = match e {
+        crate::eb::EbError::Transport { .. } => true,
+        crate::eb::EbError::Service { status, code, .. } => {
+            *status >= 500 || code.contains("Throttl") || code == "RequestLimitExceeded"
+        }
+    };
+    let item = Item::fail(subject, what, format!("{e}"), fix);
+    if req.scope.lean && unanswered {
+        item.advisory()
+    } else {
+        item
     }
 }
 
@@ -821,7 +999,12 @@ fn create_application_command(req: &DoctorRequest<'_>) -> String {
 }
 
 /// The environment, its platform, enhanced health, its properties and the health check path.
-async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorReport) {
+/// True when the environment exists.
+async fn environment(
+    session: &Session,
+    req: &DoctorRequest<'_>,
+    report: &mut DoctorReport,
+) -> bool {
     let env = &req.env;
     let what = format!("EB environment {}", env.eb_environment);
     let found = session
@@ -842,13 +1025,14 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
             .find(|e| e.status().map(|s| s.as_str()) != Some("Terminated"))
             .cloned(),
         Err(e) => {
-            report.items.push(Item::fail(
+            report.items.push(eb_failure(
+                req,
                 Subject::Environment,
                 what,
-                format!("{e}"),
+                &e,
                 "allow elasticbeanstalk:DescribeEnvironments to these credentials",
             ));
-            return;
+            return false;
         }
     };
     let Some(described) = described else {
@@ -865,7 +1049,7 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
                 env.application
             ),
         ));
-        return;
+        return false;
     };
     report.items.push(Item::ok(
         Subject::Environment,
@@ -877,6 +1061,7 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
             described.version_label().unwrap_or("no version")
         ),
     ));
+    report.described = Some(described.clone());
 
     let stack = described.solution_stack_name().unwrap_or_default();
     let platform_arn = described.platform_arn().unwrap_or_default();
@@ -920,13 +1105,14 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
             })
             .collect(),
         Err(e) => {
-            report.items.push(Item::fail(
+            report.items.push(eb_failure(
+                req,
                 Subject::EnhancedHealth,
                 "configuration settings",
-                format!("{e}"),
+                &e,
                 "allow elasticbeanstalk:DescribeConfigurationSettings to these credentials",
             ));
-            return;
+            return true;
         }
     };
     let option = |ns: &str, name: &str| {
@@ -964,7 +1150,28 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
                 .map(|s| s.option.as_str()),
         )
         .collect();
-    let required = env.spec.required_properties();
+    // A deploy sends the declared properties with the version only with --apply-env (else
+    // their difference is the plan's warning): its preflight requires the `required` list,
+    // and counts the declared ones as set when they go out with the version.
+    let declared: Vec<String> = if req.scope.applies_env {
+        env.spec
+            .properties
+            .keys()
+            .chain(env.spec.secrets.keys())
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let present: BTreeSet<&str> = present
+        .into_iter()
+        .chain(declared.iter().map(String::as_str))
+        .collect();
+    let required = if req.scope.lean {
+        env.spec.required_list()
+    } else {
+        env.spec.required_properties()
+    };
     let missing: Vec<&String> = required
         .iter()
         .filter(|n| !present.contains(n.as_str()))
@@ -1023,6 +1230,7 @@ async fn environment(session: &Session, req: &DoctorRequest<'_>, report: &mut Do
                 .push(probe_health_path(&base, &path, &matcher).await);
         }
     }
+    true
 }
 
 /// The option settings of the bundle's `.ebextensions/*.config` files.
@@ -1121,6 +1329,11 @@ pub async fn probe_health_path(base: &str, path: &str, matcher: &str) -> Item {
 /// The variables the verify checks read must be set where deploy runs.
 fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
     for (i, check) in req.env.spec.checks.iter().enumerate() {
+        // An instance check reads its variables on the instance (the environment's
+        // properties), not where the pipeline runs.
+        if check.place() == crate::config::Where::Instance {
+            continue;
+        }
         let names: Vec<&str> = match check {
             CheckSpec::Flower {
                 user_env,

@@ -106,8 +106,9 @@ impl AwsEnvironment {
 #[derive(Debug)]
 pub struct Session {
     pub aws: Aws,
-    /// Elastic Beanstalk, paced and retried in one place.
-    pub eb: Eb,
+    /// Elastic Beanstalk, paced and retried in one place (shared: a deploy's preflight reads
+    /// through the deploy's own pacing).
+    pub eb: std::sync::Arc<Eb>,
     pub s3: aws_sdk_s3::Client,
     pub ecr: aws_sdk_ecr::Client,
 }
@@ -121,7 +122,7 @@ impl Session {
     /// Clients from an existing configuration (tests pass a scaled [`Pacing`]).
     pub fn from_aws(aws: Aws, pacing: Pacing) -> Self {
         Self {
-            eb: Eb::new(crate::eb::eb_client(&aws.sdk), pacing),
+            eb: std::sync::Arc::new(Eb::new(crate::eb::eb_client(&aws.sdk), pacing)),
             s3: aws.s3(),
             ecr: aws.ecr(),
             aws,

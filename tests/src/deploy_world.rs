@@ -26,6 +26,9 @@ pub const GOOD_DOCKERRUN: &str = r#"{
   ]
 }"#;
 
+/// An image manifest for moto's ECR (an external image's tag that a preflight finds).
+pub const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}"#;
+
 /// Everything one scenario needs.
 pub struct World {
     pub emu: EbEmulator,
@@ -45,6 +48,8 @@ pub struct Settings {
     pub deploy: &'static str,
     pub lock_wait: &'static str,
     pub health_settle: &'static str,
+    /// The verify stage's budget.
+    pub verify: &'static str,
     pub rollback: bool,
     /// TOML appended after the environment's table (`[[environments.staging.checks]]`...).
     pub checks: String,
@@ -57,6 +62,7 @@ impl Default for Settings {
             deploy: "3s",
             lock_wait: "2s",
             health_settle: "150ms",
+            verify: "1s",
             rollback: true,
             checks: String::new(),
         }
@@ -98,6 +104,10 @@ impl World {
         aws::create_bucket(&s3, &bucket).await;
         let emu = EbEmulator::start(s3.clone(), &bucket).await;
         emu.add_environment(&application, &environment, Some("v0"), 2);
+        // Prepared as a deploy's preflight expects: the properties Antenna requires are set.
+        for name in pipeline::config::ANTENNA_REQUIRED_PROPERTIES {
+            emu.set_environment_property(&environment, name, "set-by-the-world");
+        }
         emu.add_version(
             &application,
             "v0",
@@ -144,7 +154,7 @@ build = {{ context = "." }}
 [environments.staging]
 eb_environment = "{env}"
 {bucket}rollback = {rollback}
-timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "1s" }}
+timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "{verify}" }}
 {checks}"#,
             app = self.application,
             env = self.environment,
@@ -152,6 +162,7 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             deploy = s.deploy,
             lock = s.lock_wait,
             settle = s.health_settle,
+            verify = s.verify,
             checks = s.checks,
         );
         let path = self.dir.path().join("deploy.toml");
@@ -167,7 +178,11 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             release: Release::fixed("v1.0.0", "0123456789abcdef0123456789abcdef01234567"),
             bundle: Some(self.bundle.clone()),
             account: None,
-            aws: None,
+            // STS, ECR and S3 of the preflight at moto (EB goes through `clients`).
+            aws: Some(pipeline::aws::Aws {
+                sdk: crate::aws::sdk_config(&services::env("MOTO_ENDPOINT")),
+                custom_endpoint: true,
+            }),
             label: None,
             dry_run: false,
             selection: Selection::default(),
@@ -176,6 +191,7 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             rollback: None,
             env: Default::default(),
             pacing: Pacing::scaled(1000.0),
+            skip_preflight: false,
         }
     }
 
@@ -199,6 +215,9 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             .arg(self.dir.path().join("deploy.toml"))
             .args(args)
             .env("AWS_ENDPOINT_URL_S3", services::env("MOTO_ENDPOINT"))
+            // The preflight's account and repositories.
+            .env("AWS_ENDPOINT_URL_STS", services::env("MOTO_ENDPOINT"))
+            .env("AWS_ENDPOINT_URL_ECR", services::env("MOTO_ENDPOINT"))
             .env("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", &self.emu.endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -218,9 +237,36 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
                 sdk: sdk.clone(),
                 custom_endpoint: true,
             },
-            eb: pipeline::eb::Eb::new(self.clients.eb.clone(), pacing),
+            eb: std::sync::Arc::new(pipeline::eb::Eb::new(self.clients.eb.clone(), pacing)),
             s3: self.s3.clone(),
             ecr: aws_sdk_ecr::Client::new(&sdk),
+        }
+    }
+
+    /// Prepares moto's ECR as a deploy's preflight expects for `config`: every repository of
+    /// its images, and each external image's tag (repositories and tags already there are
+    /// kept: moto's ECR is shared by the tests).
+    pub async fn prepare_repositories(&self, config: &Config) {
+        let ecr =
+            aws_sdk_ecr::Client::new(&crate::aws::sdk_config(&services::env("MOTO_ENDPOINT")));
+        for image in config.images.values() {
+            if image.has_registry_host() {
+                continue;
+            }
+            let _ = ecr
+                .create_repository()
+                .repository_name(&image.repository)
+                .send()
+                .await;
+            if let Some(tag) = &image.tag {
+                let _ = ecr
+                    .put_image()
+                    .repository_name(&image.repository)
+                    .image_tag(tag)
+                    .image_manifest(MANIFEST)
+                    .send()
+                    .await;
+            }
         }
     }
 

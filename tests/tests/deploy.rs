@@ -921,6 +921,7 @@ async fn whole_pipeline_from_the_repository_template() {
     let config =
         pipeline::config::Config::load(&w.dir.path().join("deploy.toml"), &Default::default())
             .unwrap();
+    w.prepare_repositories(&config).await;
     let mut req = w.request(&Settings::default());
     req.config = config;
     req.bundle = None;
@@ -995,23 +996,7 @@ async fn output(mut cmd: std::process::Command) -> std::process::Output {
 async fn the_binary_plans_then_deploys_with_json_output() {
     let w = World::new().await;
     let label = w.label();
-    w.config(&Settings::default());
-    let bundle = w.bundle.display().to_string();
-    let base = [
-        "deploy",
-        "--env",
-        "staging",
-        "--release",
-        "v1.0.0",
-        "--bundle",
-        bundle.as_str(),
-        "--json",
-    ];
-
-    let mut args = base.to_vec();
-    args.push("--dry-run");
-    let out = output(xtask_against(&w, &args)).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = ship(&w, &Settings::default(), &["--json", "--dry-run"]).await;
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("plan only (--dry-run): nothing was changed"),
@@ -1022,8 +1007,7 @@ async fn the_binary_plans_then_deploys_with_json_output() {
     assert_eq!(plan["label"], label.as_str());
     assert!(w.emu.write_calls().is_empty());
 
-    let out = output(xtask_against(&w, &base)).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = ship(&w, &Settings::default(), &["--json"]).await;
     assert!(out.status.success(), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -1177,23 +1161,13 @@ async fn the_binary_reports_to_github_actions() {
     let w = World::new().await;
     let label = w.label();
     w.config(&Settings::default());
-    let bundle = w.bundle.display().to_string();
     let outputs = w.dir.path().join("github_output");
     let summary = w.dir.path().join("github_summary");
     std::fs::write(&outputs, "").unwrap();
     std::fs::write(&summary, "").unwrap();
-    let mut cmd = xtask_against(
-        &w,
-        &[
-            "deploy",
-            "--env",
-            "staging",
-            "--release",
-            "v1.0.0",
-            "--bundle",
-            bundle.as_str(),
-        ],
-    );
+    let args = ship_args(&w, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = xtask_against(&w, &args);
     cmd.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", &outputs)
         .env("GITHUB_STEP_SUMMARY", &summary)
@@ -1264,19 +1238,9 @@ async fn without_a_url_verify_and_deploy_use_the_environment_cname() {
 
     let outputs = w.dir.path().join("github_output");
     std::fs::write(&outputs, "").unwrap();
-    let bundle = w.bundle.display().to_string();
-    let mut cmd = xtask_against(
-        &w,
-        &[
-            "deploy",
-            "--env",
-            "staging",
-            "--release",
-            "v1.0.0",
-            "--bundle",
-            bundle.as_str(),
-        ],
-    );
+    let args = ship_args(&w, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = xtask_against(&w, &args);
     cmd.env("GITHUB_ACTIONS", "true")
         .env("GITHUB_OUTPUT", &outputs)
         .env_remove("GITHUB_STEP_SUMMARY")
@@ -1539,4 +1503,164 @@ async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
         r.deploy.as_ref().unwrap().previous.as_ref().unwrap().label,
         "v-other"
     );
+}
+
+/// `deploy --env staging --release v1.0.0 --bundle <the world's bundle>` and `extra`.
+fn ship_args(w: &World, extra: &[&str]) -> Vec<String> {
+    let bundle = w.bundle.display().to_string();
+    [
+        "deploy",
+        "--env",
+        "staging",
+        "--release",
+        "v1.0.0",
+        "--bundle",
+        &bundle,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// Runs the binary with `ship_args(extra)` on `w` configured with `settings`; the output and
+/// its stderr.
+async fn ship(w: &World, settings: &Settings, extra: &[&str]) -> (std::process::Output, String) {
+    w.config(settings);
+    let args = ship_args(w, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = output(xtask_against(w, &args)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+/// The summary line of `stage` in `stderr` contains every one of `texts`.
+fn assert_row(stderr: &str, stage: &str, texts: &[&str]) {
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with(&format!("{stage} ")) && texts.iter().all(|t| l.contains(t))),
+        "no {stage} line with {texts:?}:\n{stderr}"
+    );
+}
+
+/// The bundles under the world's application prefix in moto's S3.
+async fn uploaded(w: &World) -> Vec<String> {
+    w.s3.list_objects_v2()
+        .bucket(&w.bucket)
+        .prefix(format!("{}/", w.application))
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .filter(|k| k.ends_with(".zip"))
+        .collect()
+}
+
+/// A world whose environment lacks a property deploy.toml requires: doctor's ✗.
+fn missing_property() -> Settings {
+    Settings {
+        checks: "required = [\"DJANGO_SECRET_KEY\", \"PREFLIGHT_MISSING_KEY\"]\n".into(),
+        ..Settings::default()
+    }
+}
+
+/// `deploy` runs doctor's checks before it uploads anything: a ✗ stops it with doctor's
+/// list and fixes, with nothing in S3 and no application version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_refuses_to_upload_when_the_preflight_fails() {
+    let w = World::new().await;
+    let (out, stderr) = ship(&w, &missing_property(), &["--json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the account is not ready for a deploy to staging: nothing was uploaded"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("✗ environment properties (2 required): missing: PREFLIGHT_MISSING_KEY"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("fix: set them on the environment")
+            && stderr.contains("OptionName=PREFLIGHT_MISSING_KEY,Value=..."),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let stages = report["stages"].as_array().unwrap();
+    let outcome = |name: &str| {
+        stages
+            .iter()
+            .find(|s| s["stage"] == name)
+            .map(|s| s["outcome"].as_str().unwrap().to_string())
+    };
+    assert_eq!(outcome("preflight").as_deref(), Some("failed"));
+    for s in ["upload", "version", "deploy", "verify"] {
+        assert_eq!(outcome(s).as_deref(), Some("not_run"), "{s}");
+    }
+    assert_eq!(report["preflight"]["environment"], "staging");
+    // Nothing uploaded, no version, no deploy.
+    assert!(uploaded(&w).await.is_empty());
+    assert!(w.emu.version(&w.application, &w.label()).is_none());
+    assert!(w.emu.write_calls().is_empty(), "{:?}", w.emu.write_calls());
+}
+
+/// `--skip-preflight` ships anyway, with a warning; the same run without the missing piece
+/// passes its preflight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_preflight_ships_with_a_warning() {
+    let w = World::new().await;
+    let (out, stderr) = ship(&w, &missing_property(), &["--skip-preflight"]).await;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains("--skip-preflight: the account's prerequisites were not checked"),
+        "{stderr}"
+    );
+    assert_row(&stderr, "preflight", &["skipped"]);
+    assert!(!stderr.contains("PREFLIGHT_MISSING_KEY"), "{stderr}");
+    assert_eq!(w.deployed_labels(), vec![w.label()]);
+    assert_eq!(
+        uploaded(&w).await,
+        vec![format!("{}/{}.zip", w.application, w.label())]
+    );
+}
+
+/// `--dry-run` shows doctor's result in the plan: each ✓ and ✗ line, and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_the_preflight() {
+    let w = World::new().await;
+    let (out, stderr) = ship(&w, &Settings::default(), &["--dry-run"]).await;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("preflight (the checks of `cargo xtask doctor`):"),
+        "{stderr}"
+    );
+    for line in [
+        "✓  AWS credentials and account",
+        &format!("✓  EB environment {}", w.environment),
+        "✓  enhanced health",
+        "every prerequisite of a deploy is in place",
+    ] {
+        assert!(stderr.contains(line), "{line:?} not in:\n{stderr}");
+    }
+    assert_row(
+        &stderr,
+        "preflight",
+        &[" done ", "prerequisite(s) in place"],
+    );
+
+    let (out, stderr) = ship(&w, &missing_property(), &["--dry-run"]).await;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("✗  environment properties (2 required)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 to fix:"), "{stderr}");
+    // The rest of the plan is shown all the same, and nothing was written.
+    assert_row(&stderr, "deploy", &["planned"]);
+    assert!(w.emu.write_calls().is_empty());
+    assert!(uploaded(&w).await.is_empty());
 }

@@ -167,10 +167,10 @@ url = "{url}"
                 sdk: sdk.clone(),
                 custom_endpoint: true,
             },
-            eb: Eb::new(
+            eb: std::sync::Arc::new(Eb::new(
                 pipeline::eb::eb_client(&aws::sdk_config(&self.emu.endpoint)),
                 Pacing::scaled(0.01),
-            ),
+            )),
             s3: aws::s3(&self.moto),
             ecr: aws_sdk_ecr::Client::new(&sdk),
         }

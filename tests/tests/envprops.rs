@@ -26,7 +26,10 @@ fn session(w: &World) -> Session {
     let moto = aws::sdk_config(&services::env("MOTO_ENDPOINT"));
     let eb_sdk = aws::sdk_config(&w.emu.endpoint);
     Session {
-        eb: Eb::new(pipeline::eb::eb_client(&eb_sdk), Pacing::scaled(1000.0)),
+        eb: std::sync::Arc::new(Eb::new(
+            pipeline::eb::eb_client(&eb_sdk),
+            Pacing::scaled(1000.0),
+        )),
         s3: w.s3.clone(),
         ecr: aws_sdk_ecr::Client::new(&moto),
         aws: Aws {
@@ -74,6 +77,9 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     let env = &w.environment;
+    // Only the properties below (the world's preparation for a preflight aside: this
+    // deploy.toml requires KEEP only).
+    w.emu.clear_environment_properties(env);
     w.emu.set_environment_property(env, "KEEP", "1");
     w.emu.set_environment_property(env, "CHANGE", "old");
     w.emu.set_environment_property(env, "OLD", "x");
@@ -740,10 +746,14 @@ async fn deploy_with_apply_env_waits_for_the_lock_and_compares_after_it() {
         ours[0].at >= foreign_end,
         "the deploy waited for the other one"
     );
-    // The properties were read once the environment was ours: read after the other deploy.
+    // The properties were read once the environment was ours: read after the other deploy
+    // (the preflight's read, before the version was created, checks names only).
+    let version_at = f.w.emu.calls_of("CreateApplicationVersion")[0].at;
     let reads = f.w.emu.calls_of("DescribeConfigurationSettings");
+    let (preflight, diff): (Vec<_>, Vec<_>) = reads.iter().partition(|c| c.at < version_at);
+    assert_eq!(preflight.len(), 1, "the preflight reads them once");
     assert!(
-        reads.iter().all(|c| c.at >= foreign_end),
+        !diff.is_empty() && diff.iter().all(|c| c.at >= foreign_end),
         "compared before the lock was ours"
     );
     assert_eq!(f.w.emu.options(&f.w.environment, ENVIRONMENT)["NEW"], "n");

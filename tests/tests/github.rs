@@ -1166,6 +1166,7 @@ fn run_report(ok: bool) -> pipeline::deploy::RunReport {
         env: None,
         ok,
         eb_calls: 7,
+        preflight: None,
     }
 }
 

@@ -206,3 +206,170 @@ fn the_rollback_workflow_runs_like_the_deploy_of_its_environment() {
         assert_eq!(role, deploy_role, "{option}: not the deploy's role");
     }
 }
+
+/// The `${{ secrets.NAME }}` / `${{ vars.NAME }}` expressions of an `env:` block, resolved from
+/// `secrets`; any other expression is a failure of this test (it would need a new resolver).
+fn resolve_env(
+    block: &serde_yaml_ng::Value,
+    secrets: &[(&str, String)],
+    at: &str,
+) -> Vec<(String, String)> {
+    let Some(map) = block.as_mapping() else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let name = k.as_str().unwrap().to_string();
+            let expr = v
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: {name} is not a string"));
+            let inner = expr
+                .trim()
+                .strip_prefix("${{")
+                .and_then(|e| e.strip_suffix("}}"))
+                .map(str::trim);
+            let value = match inner {
+                Some(e) if e.starts_with("secrets.") => {
+                    let secret = &e["secrets.".len()..];
+                    secrets
+                        .iter()
+                        .find(|(n, _)| *n == secret)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_else(|| panic!("{at}: no test value for secret {secret}"))
+                }
+                Some(e) => panic!("{at}: {name} = {e}: no resolver for this expression"),
+                None => expr.to_string(),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// "Done when", 4th bullet of issue 10: the staging job of deploy.yml, run through the binary
+/// with the environment the workflow gives its deploy step (parsed from the YAML: workflow,
+/// job and step `env`, secrets resolved to the test Flower's credentials), deploys to moto +
+/// the EB emulator and its Flower check passes against the real Flower test service. The job's
+/// `environment:` is GitHub's one deployment: the pipeline, given no token by the workflow,
+/// creates none (a fake GitHub API that records every request sees none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_staging_job_of_deploy_yml_deploys_with_the_workflows_env() {
+    use integration::deploy_world::{Settings, World};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let text = std::fs::read_to_string(root().join(".github/workflows/deploy.yml")).unwrap();
+    let wf: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let job = &wf["jobs"]["staging"];
+    assert_eq!(job["environment"]["name"], "staging", "{job:?}");
+    let step = job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "deploy")
+        .expect("a step with id deploy");
+    let run = step["run"].as_str().unwrap();
+    let words: Vec<&str> = run.split_whitespace().collect();
+    assert_eq!(&words[..2], ["cargo", "xtask"], "{run}");
+    let args = &words[2..];
+    assert_eq!(args, ["deploy", "--env", "staging"], "{run}");
+    let secrets = [
+        ("CELERY_FLOWER_USER", services::env("FLOWER_USER")),
+        ("CELERY_FLOWER_PASSWORD", services::env("FLOWER_PASSWORD")),
+    ];
+    let mut env = Vec::new();
+    for (block, at) in [
+        (&wf["env"], "workflow env"),
+        (&job["env"], "job env"),
+        (&step["env"], "step env"),
+    ] {
+        env.extend(resolve_env(block, &secrets, at));
+    }
+    assert!(
+        !env.iter().any(|(k, _)| k == "GITHUB_TOKEN"),
+        "the deploy step gets a GITHUB_TOKEN: the pipeline would add a second deployment to the job's"
+    );
+
+    // The environment: the API root for the HTTP check, the real Flower for the Flower check
+    // (with the queues its test workers consume), the credentials' variables by default name.
+    let site = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+        .mount(&site)
+        .await;
+    let github = MockServer::start().await;
+    let w = World::new().await;
+    let settings = Settings {
+        checks: format!(
+            "url = \"{site}\"\n\n[[environments.staging.checks]]\nkind = \"http\"\npath = \"/api/v2/\"\n\n[[environments.staging.checks]]\nkind = \"flower\"\nurl = \"{flower}\"\nqueues = [\"antenna\", \"jobs\"]\n",
+            site = site.uri(),
+            flower = services::env("FLOWER_URL"),
+        ),
+        // Flower's `/api/workers?refresh=1` waits for every worker's reply.
+        verify: "20s",
+        ..Settings::default()
+    };
+    w.config(&settings);
+    // The job's command; the image build has its own tests, so the world's bundle is shipped
+    // (`--bundle`), under a fixed release.
+    let bundle = w.bundle.display().to_string();
+    let command = |with_env: bool| {
+        let mut cmd = w.xtask(args);
+        cmd.args(["--bundle", &bundle, "--release", "v1.0.0", "--json"])
+            .env_remove("FLOWER_USER")
+            .env_remove("FLOWER_PASSWORD")
+            .env_remove("CELERY_FLOWER_USER")
+            .env_remove("CELERY_FLOWER_PASSWORD")
+            .env_remove("GITHUB_TOKEN")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_REPOSITORY", "ami/antenna")
+            .env("GITHUB_API_URL", github.uri());
+        if with_env {
+            cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        cmd
+    };
+    let run_it = |mut cmd: std::process::Command| {
+        tokio::task::spawn_blocking(move || cmd.output().expect("cannot run xtask"))
+    };
+
+    // Control: without the step's env, the preflight names the missing credentials and
+    // nothing ships.
+    let out = run_it(command(false)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("CELERY_FLOWER_USER, CELERY_FLOWER_PASSWORD not set where the deploy runs"),
+        "{stderr}"
+    );
+    assert!(w.deployed_labels().is_empty());
+
+    let out = run_it(command(true)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{stderr}");
+    let verify = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "verify")
+        .unwrap();
+    // Flower is a required check: a done verify stage is its pass.
+    assert_eq!(verify["outcome"], "done", "{stderr}");
+    assert!(
+        stderr.contains("::add-mask::"),
+        "the credentials are masked in the job's log: {stderr}"
+    );
+    assert_eq!(w.deployed_labels(), vec![w.label()]);
+    // One GitHub deployment per run: the job's. The pipeline sent GitHub nothing.
+    let requests = github.received_requests().await.unwrap_or_default();
+    assert!(
+        requests.is_empty(),
+        "the pipeline called GitHub: {:?}",
+        requests
+            .iter()
+            .map(|r| r.url.to_string())
+            .collect::<Vec<_>>()
+    );
+}

@@ -94,6 +94,10 @@ pub struct Cmd {
     /// Confirm --prune.
     #[arg(long, requires = "prune")]
     yes: bool,
+    /// Ship without the preflight (doctor's checks of the account and the environment, run
+    /// before the upload): for emergencies, with a warning.
+    #[arg(long)]
+    skip_preflight: bool,
 }
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
@@ -142,6 +146,7 @@ impl Cmd {
             deadline: self.deadline,
             rollback: self.no_rollback.then_some(false),
             force: self.force,
+            skip_preflight: self.skip_preflight,
             env: EnvChoice {
                 apply: self.apply_env,
                 prune: self.prune,

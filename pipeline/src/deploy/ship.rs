@@ -38,6 +38,8 @@ pub struct ShipRequest {
     pub force: bool,
     /// The environment properties: apply them with the version (`--apply-env`), prune.
     pub env: super::EnvChoice,
+    /// `--skip-preflight`: do not run doctor's checks before the upload.
+    pub skip_preflight: bool,
 }
 
 impl ShipRequest {
@@ -70,6 +72,9 @@ impl ShipRequest {
             }
             if self.env.apply {
                 given.push("--apply-env");
+            }
+            if self.skip_preflight {
+                given.push("--skip-preflight");
             }
             if !given.is_empty() {
                 anyhow::bail!(
@@ -202,6 +207,7 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         rollback: req.rollback,
         env: req.env,
         pacing: Pacing::default(),
+        skip_preflight: req.skip_preflight,
         config,
     };
     let clients = Clients::from_aws(&aws);
@@ -222,8 +228,9 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
             return Err(e);
         }
     };
-    // Without a configured `url`, the environment's CNAME (what verify used) is the output.
-    let url = match url {
+    // Without a configured `url`, the environment's CNAME (what verify used) is the output:
+    // as the preflight read it, else asked.
+    let url = match url.or_else(|| super::preflight_url(report.preflight.as_ref())) {
         Some(u) => Some(u),
         None if report.ok && !report.dry_run => {
             let env = crate::ops::AwsEnvironment::resolve(&run.config, &run.environment, "deploy")?;

@@ -255,7 +255,7 @@ pub async fn run(
         ),
         (_, false, _) => (Outcome::NotRun, "the deploy failed".to_string()),
         (None, true, _) => (Outcome::NotAvailable, "no checks in this build".to_string()),
-        (Some(v), true, _) => crate::deploy::check_environment(&session.eb, env, &label, v)
+        (Some(v), true, _) => crate::deploy::check_environment(&session.eb, env, &label, v, None)
             .await
             .unwrap_or_else(|e| (Outcome::Failed, format!("{e:#}"))),
     };
@@ -283,6 +283,7 @@ pub async fn run(
         env: None,
         ok,
         eb_calls: session.eb.calls_made(),
+        preflight: None,
     };
     Ok(report)
 }

@@ -653,6 +653,16 @@ impl EbEmulator {
         self.set_option(environment, ENVIRONMENT, name, value);
     }
 
+    /// Removes every plain environment property of `environment`.
+    pub fn clear_environment_properties(&self, environment: &str) {
+        self.with(|s| {
+            s.config(environment)
+                .deployed
+                .0
+                .retain(|(ns, _), _| ns != ENVIRONMENT);
+        });
+    }
+
     /// The deployed options of `namespace` (name → value), after any finished update.
     pub fn options(&self, environment: &str, namespace: &str) -> BTreeMap<String, String> {
         self.with(|s| {
