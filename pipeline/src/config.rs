@@ -127,6 +127,26 @@ pub struct ImageSpec {
     /// checked to exist.
     #[serde(default)]
     pub build: Option<BuildSpec>,
+    /// Build from a pinned git source instead of this repository's tree: `build.context` and
+    /// `build.dockerfile` are then relative to the fetched tree (see docs/build-and-push.md).
+    #[serde(default)]
+    pub source: Option<SourceSpec>,
+}
+
+/// A git source an image is built from: `source = { git = "URL", rev = "TAG_OR_SHA" }`.
+///
+/// Fetched with the `git` CLI into `target/sources/` (one mirror per URL, one tree per
+/// commit, both reused); the commit `rev` resolves to is recorded in the image labels, the
+/// release and the EB version description.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Repository URL (`https://`, `ssh://`, `git://`, `file://` or `user@host:path`).
+    /// Credentials in it are used by git but never printed.
+    pub git: String,
+    /// A tag or a commit id (pinned); a branch name builds its current head and is warned
+    /// about, since it is not pinned.
+    pub rev: String,
 }
 
 impl ImageSpec {
@@ -493,6 +513,56 @@ pub fn check_url(text: &str) -> Result<(), String> {
     }
 }
 
+/// `images.NAME.source`: a git URL git can fetch, a rev that can name a tag, branch or
+/// commit, and a `build` table whose paths stay inside the fetched tree.
+fn check_source(name: &str, image: &ImageSpec, source: &SourceSpec) -> Result<(), String> {
+    if image.tag.is_some() {
+        return Err(format!("images.{name}.source: an external image (with `tag`) is not built, so it has no source: remove `source`, or replace `tag` with a `build` table"));
+    }
+    let Some(build) = &image.build else {
+        return Err(format!("images.{name}.source: a source needs a `build` table that says what to build in it, such as build = {{ context = \".\", dockerfile = \"compose/production/django/Dockerfile\" }}"));
+    };
+    crate::image::source::check_git_url(&source.git)
+        .map_err(|m| format!("images.{name}.source.git: {m}"))?;
+    check_rev(&source.rev).map_err(|m| format!("images.{name}.source.rev: {m}"))?;
+    let inside = |p: &Path| {
+        !p.is_absolute()
+            && p.components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir))
+    };
+    if !inside(&build.context) {
+        return Err(format!("images.{name}.build.context: with `source`, paths are relative to the fetched tree: {:?} must be relative and stay inside it (no `..`)", build.context.display().to_string()));
+    }
+    if let Some(d) = build.dockerfile.as_deref().filter(|d| !inside(d)) {
+        return Err(format!("images.{name}.build.dockerfile: with `source`, paths are relative to the fetched tree: {:?} must be relative and stay inside it (no `..`)", d.display().to_string()));
+    }
+    Ok(())
+}
+
+/// A rev git can resolve as a tag, a branch or a commit id (git's ref name rules, and never
+/// an option).
+fn check_rev(rev: &str) -> Result<(), String> {
+    const HINT: &str = "use a tag (\"v1.2.0\") or a full commit id";
+    if rev.trim().is_empty() {
+        return Err(format!("is empty: {HINT}"));
+    }
+    let bad = rev.starts_with('-')
+        || rev.starts_with('/')
+        || rev.ends_with('/')
+        || rev.ends_with('.')
+        || rev.ends_with(".lock")
+        || rev.contains("..")
+        || rev.contains("@{")
+        || rev.contains("//")
+        || rev
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+    if bad {
+        return Err(format!("{rev:?} is not a tag, branch or commit id: {HINT}"));
+    }
+    Ok(())
+}
+
 /// The name of an environment variable: letters, digits and `_`, not starting with a digit.
 pub fn check_variable_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -671,6 +741,9 @@ impl Config {
             let at = spanned.span().start;
             if !valid_name(name) {
                 return Err(invalid(at, format!("image name {name:?} must be letters, digits, '-' or '_' (it is used as ${{image.{name}}})")));
+            }
+            if let Some(source) = &image.source {
+                check_source(name, image, source).map_err(|m| invalid(at, m))?;
             }
             match (&image.build, &image.tag) {
                 (Some(_), Some(_)) => {
@@ -1079,6 +1152,42 @@ timeout = "90s"
             err.contains("images.ml: an external image needs `tag`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn git_source_is_checked_key_by_key() {
+        let with = |source: &str, build: &str| {
+            let text = MINIMAL.replace(
+                "build = { context = \".\" }",
+                &format!("source = {source}\n{build}"),
+            );
+            parse(&text).map_err(|e| e.to_string())
+        };
+        let build =
+            "build = { context = \".\", dockerfile = \"compose/production/django/Dockerfile\" }";
+        let ok = with(
+            r#"{ git = "https://github.com/RolnickLab/antenna.git", rev = "v1.2.0" }"#,
+            build,
+        )
+        .unwrap();
+        let source = ok.images["backend"].source.as_ref().unwrap();
+        assert_eq!(source.rev, "v1.2.0");
+        let cases = [
+            (r#"{ git = "ftp://x/y", rev = "v1" }"#, build, "images.backend.source.git: the scheme \"ftp\""),
+            (r#"{ git = "https://u:s3cr3t@h/r.git x", rev = "v1" }"#, build, "is not a git URL"),
+            (r#"{ git = "https://h/r.git", rev = "" }"#, build, "images.backend.source.rev: is empty"),
+            (r#"{ git = "https://h/r.git", rev = "--upload-pack=x" }"#, build, "images.backend.source.rev: \"--upload-pack=x\" is not a tag, branch or commit id"),
+            (r#"{ git = "https://h/r.git", rev = "v1", tag = "x" }"#, build, "unknown field `tag`"),
+            (r#"{ git = "https://h/r.git", rev = "v1" }"#, "build = { context = \"../x\" }", "images.backend.build.context: with `source`, paths are relative to the fetched tree"),
+            (r#"{ git = "https://h/r.git", rev = "v1" }"#, "build = { context = \".\", dockerfile = \"/etc/Dockerfile\" }", "images.backend.build.dockerfile: with `source`"),
+            (r#"{ git = "https://h/r.git", rev = "v1" }"#, "", "images.backend.source: a source needs a `build` table"),
+            (r#"{ git = "https://h/r.git", rev = "v1" }"#, "tag = \"v1\"", "images.backend.source: an external image (with `tag`) is not built"),
+        ];
+        for (source, build, expected) in cases {
+            let err = with(source, build).unwrap_err();
+            assert!(err.contains(expected), "{source} {build}: {err}");
+            assert!(!err.contains("s3cr3t"), "{err}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod ops;
 pub use checks::output;
 pub mod preview;
 pub mod release;
+pub mod retry;
 pub mod stages;
 pub mod template;
 pub mod verify;

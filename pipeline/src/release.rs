@@ -14,6 +14,9 @@ pub struct Release {
     /// Full commit id (`unknown` outside git).
     pub commit: String,
     pub dirty: bool,
+    /// The commits the images with a git `source` were built from (empty without).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<crate::image::source::PinnedSource>,
 }
 
 impl Release {
@@ -51,6 +54,7 @@ impl Release {
             name,
             commit,
             dirty,
+            sources: Vec::new(),
         })
     }
 
@@ -60,7 +64,19 @@ impl Release {
             name: name.to_string(),
             commit: commit.to_string(),
             dirty: false,
+            sources: Vec::new(),
         }
+    }
+
+    /// The commit image `name` is built from: its source's when it has one, else this
+    /// release's.
+    pub fn commit_of(&self, image: &str) -> &str {
+        self.source_of(image).map_or(&self.commit, |p| &p.commit)
+    }
+
+    /// The pinned source of image `name`, when it is built from one.
+    pub fn source_of(&self, image: &str) -> Option<&crate::image::source::PinnedSource> {
+        self.sources.iter().find(|p| p.image == image)
     }
 
     /// EB version label: the release name plus the first 8 hex digits of the bundle's sha256,

@@ -537,16 +537,19 @@ mod tests {
                 args: Default::default(),
                 platform: "linux/amd64".into(),
             }),
+            source: None,
         };
         let ext = ImageSpec {
             repository: "ml".into(),
             tag: Some("v2".into()),
             build: None,
+            source: None,
         };
         let hosted = ImageSpec {
             repository: "registry.example.org/x/y".into(),
             tag: Some("3".into()),
             build: None,
+            source: None,
         };
         assert_eq!(
             image_reference(&built, Target::Aws, Some("r.io"), "v1").unwrap(),

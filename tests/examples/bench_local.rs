@@ -31,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
 
     let engine = Engine::connect(None).await?;
     let t = Instant::now();
-    prepare::build_images(&engine, &config, release, OutputMode::Plain).await?;
+    let fixed = pipeline::release::Release::fixed(release, "unknown");
+    prepare::build_images(&engine, &config, &fixed, OutputMode::Plain).await?;
     let image_build = t.elapsed();
 
     let options = LocalOptions {

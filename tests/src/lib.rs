@@ -95,6 +95,28 @@ pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
         .to_string()
 }
 
+/// Removes every local tag of `repository` (`[host/]name`) with the docker CLI; for test
+/// guards, so errors are ignored.
+pub fn remove_local_images(repository: &str) {
+    let format = "{{.Repository}}:{{.Tag}}";
+    let Ok(out) = std::process::Command::new("docker")
+        .args(["image", "ls", repository, "--format", format])
+        .output()
+    else {
+        return;
+    };
+    let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if !refs.is_empty() {
+        let _ = std::process::Command::new("docker")
+            .arg("rmi")
+            .args(&refs)
+            .output();
+    }
+}
+
 /// The repository's deploy inputs (relative to the root), as committed.
 pub const DEPLOY_INPUTS: [&str; 4] = [
     "deploy.toml",
@@ -139,6 +161,22 @@ pub fn xtask() -> std::process::Command {
         .env_remove("DEPLOY_ENV")
         .env_remove("DEPLOY_RELEASE")
         .env("NO_COLOR", "1");
+    cmd
+}
+
+/// [`xtask`] with `--config DIR/deploy.toml`, run in `dir`, with AWS pointed at moto
+/// (static test credentials) and no registry override from the caller's environment.
+pub fn xtask_on_moto(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = xtask();
+    cmd.arg("--config")
+        .arg(dir.join("deploy.toml"))
+        .env("AWS_ENDPOINT_URL", services::env("MOTO_ENDPOINT"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-west-2")
+        .env("CI", "1")
+        .env_remove("DEPLOY_REGISTRY")
+        .current_dir(dir);
     cmd
 }
 

@@ -114,23 +114,7 @@ struct Untag(String);
 
 impl Drop for Untag {
     fn drop(&mut self) {
-        let format = "{{.Repository}}:{{.Tag}}";
-        let Ok(out) = std::process::Command::new("docker")
-            .args(["image", "ls", &self.0, "--format", format])
-            .output()
-        else {
-            return;
-        };
-        let refs: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        if !refs.is_empty() {
-            let _ = std::process::Command::new("docker")
-                .arg("rmi")
-                .args(&refs)
-                .output();
-        }
+        integration::remove_local_images(&self.0);
     }
 }
 
@@ -639,19 +623,7 @@ fn git_tree(registry: &str, repository: &str) -> (tempfile::TempDir, String) {
 }
 
 fn cli(dir: &Path, args: &[&str]) -> std::process::Output {
-    integration::xtask()
-        .arg("--config")
-        .arg(dir.join("deploy.toml"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", services::env("MOTO_ENDPOINT"))
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-west-2")
-        .env("CI", "1")
-        .env_remove("DEPLOY_REGISTRY")
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    integration::xtask_on_moto(dir).args(args).output().unwrap()
 }
 
 #[tokio::test]

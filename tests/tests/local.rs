@@ -1089,9 +1089,14 @@ url = "http://127.0.0.1:8080"
     .unwrap();
     let config = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
     let engine = Engine::connect(None).await.unwrap();
-    let built = local::prepare::build_images(&engine, &config, "t1", OutputMode::Plain)
-        .await
-        .expect("the image builds with no network");
+    let built = local::prepare::build_images(
+        &engine,
+        &config,
+        &pipeline::release::Release::fixed("t1", "unknown"),
+        OutputMode::Plain,
+    )
+    .await
+    .expect("the image builds with no network");
     let reference = format!("{repository}:t1");
     assert_eq!(
         built.into_iter().collect::<Vec<_>>(),

@@ -156,7 +156,17 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         return Ok(Shipped::Local(Box::new(done)));
     }
     let url = spec.url.clone();
-    let release = Release::detect(&config.root, req.release.as_deref())?;
+    let target = spec.target;
+    let mut release = Release::detect(&config.root, req.release.as_deref())?;
+    // Git sources: fetched (in a dry run only shown) before anything is built, and their
+    // commits recorded for the labels and the version description.
+    let mut config = config;
+    if [Stage::Build, Stage::Push, Stage::Version]
+        .iter()
+        .any(|s| req.selection.includes(*s))
+    {
+        crate::image::source::prepare(&mut config, &mut release, req.dry_run)?;
+    }
     let aws = crate::aws::Aws::load(&config.region).await;
     let renders = req.bundle.is_none()
         && [Stage::Render, Stage::Bundle]
@@ -164,7 +174,7 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
             .any(|s| req.selection.includes(*s));
     // `${account}` in the template (only when rendering).
     let account = if renders {
-        match crate::aws::resolve_account(&config, spec.target, Some(&aws)).await {
+        match crate::aws::resolve_account(&config, target, Some(&aws)).await {
             Ok(a) => a,
             // A dry run still shows the plan, with a visible stand-in for the account.
             Err(e) if req.dry_run => {

@@ -12,7 +12,11 @@ use crate::config::Config;
 /// Returns the binaries it wrote.
 pub fn build_static_binaries(config: &Config) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    for (name, _, build) in config.built_images() {
+    for (name, image, build) in config.built_images() {
+        // A git source is built from its own tree only, never with this workspace's cargo.
+        if image.source.is_some() {
+            continue;
+        }
         let context = config.resolve(&build.context);
         let manifest = context.join("Cargo.toml");
         if !manifest.exists() {

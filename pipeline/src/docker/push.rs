@@ -7,6 +7,8 @@ use anyhow::{bail, Result};
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::PushImageOptions;
 use futures_util::StreamExt;
+
+use crate::retry::Retryable;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{stream_error, Engine};
@@ -49,12 +51,9 @@ impl Default for Retry {
 }
 
 impl Retry {
-    /// Delay before attempt `n` (1-based retry count): exponential with full jitter.
-    pub fn delay(&self, n: u32) -> Duration {
-        let max = self.base.saturating_mul(1 << n.min(10));
-        Duration::from_millis(fastrand::u64(
-            max.as_millis() as u64 / 2..=max.as_millis().max(1) as u64,
-        ))
+    /// The backoff of [`crate::retry`]: `attempts` in all, the first retry after about `base`.
+    pub fn backoff(&self) -> backon::ExponentialBuilder {
+        crate::retry::backoff(self.attempts, self.base, self.base.saturating_mul(1 << 10))
     }
 }
 
@@ -69,32 +68,35 @@ impl Engine {
         retry: Retry,
     ) -> Result<Pushed> {
         let reference = format!("{repo}:{tag}");
-        let mut attempt = 1;
-        loop {
-            match self.push_once(repo, tag, auth).await {
-                Ok(p) => return Ok(p),
-                Err(PushFailure::Auth(message)) => bail!(
-                    "the registry {} refused the credentials of user {:?} (from {}) for pushing {reference}: {message}\n  hint: check the AWS credentials and that they may push to this repository; the registry address comes from `registry`/DEPLOY_REGISTRY when set",
-                    auth.registry, auth.username, auth.source
-                ),
-                Err(PushFailure::Other(message)) => {
-                    bail!("pushing {reference} to {} failed: {message}", auth.registry)
-                }
-                Err(PushFailure::Transient(message)) if attempt < retry.attempts => {
-                    let wait = retry.delay(attempt);
-                    tracing::warn!(
-                        "pushing {reference} failed (attempt {attempt}/{}): {message}; retrying in {}",
-                        retry.attempts,
-                        humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(PushFailure::Transient(message)) => bail!(
-                    "pushing {reference} to {} failed after {attempt} attempts: {message}\n  hint: check that the registry is up and reachable from the Docker Engine",
-                    auth.registry
-                ),
+        let once = move || async move { self.push_once(repo, tag, auth).await };
+        let mut attempt = 0;
+        let pushed = once
+            .retry(retry.backoff())
+            .when(|f| matches!(f, PushFailure::Transient(_)))
+            .notify(|f, wait| {
+                attempt += 1;
+                tracing::warn!(
+                    "pushing {reference} failed (attempt {attempt}/{}): {}; retrying in {}",
+                    retry.attempts,
+                    f.message(),
+                    humantime::format_duration(Duration::from_millis(wait.as_millis() as u64))
+                );
+            })
+            .await;
+        match pushed {
+            Ok(p) => Ok(p),
+            Err(PushFailure::Auth(message)) => bail!(
+                "the registry {} refused the credentials of user {:?} (from {}) for pushing {reference}: {message}\n  hint: check the AWS credentials and that they may push to this repository; the registry address comes from `registry`/DEPLOY_REGISTRY when set",
+                auth.registry, auth.username, auth.source
+            ),
+            Err(PushFailure::Other(message)) => {
+                bail!("pushing {reference} to {} failed: {message}", auth.registry)
             }
+            Err(PushFailure::Transient(message)) => bail!(
+                "pushing {reference} to {} failed after {} attempts: {message}\n  hint: check that the registry is up and reachable from the Docker Engine",
+                auth.registry,
+                attempt + 1
+            ),
         }
     }
 
@@ -196,6 +198,14 @@ enum PushFailure {
     Other(String),
 }
 
+impl PushFailure {
+    fn message(&self) -> &str {
+        match self {
+            PushFailure::Auth(m) | PushFailure::Transient(m) | PushFailure::Other(m) => m,
+        }
+    }
+}
+
 /// Sorts an engine push error: credentials refused, worth retrying, or final.
 fn classify(message: &str) -> PushFailure {
     let m = message.to_ascii_lowercase();
@@ -260,21 +270,5 @@ mod tests {
             classify("manifest invalid"),
             PushFailure::Other(_)
         ));
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter() {
-        let r = Retry {
-            attempts: 4,
-            base: Duration::from_millis(100),
-        };
-        for n in 1..4 {
-            let d = r.delay(n);
-            let max = 100u64 << n;
-            assert!(
-                d.as_millis() as u64 >= max / 2 && d.as_millis() as u64 <= max,
-                "{d:?} for {n}"
-            );
-        }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod ecr;
 pub mod registry;
+pub mod source;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -113,6 +114,15 @@ impl ImageRequest {
         }
         tags
     }
+
+    /// Tags of image `name`: [`Self::tags`], but for an image built from a git source the
+    /// full commit is the source's.
+    pub fn tags_of(&self, name: &str) -> Vec<String> {
+        match self.release.source_of(name) {
+            Some(pin) => vec![self.release.name.clone(), pin.commit.clone()],
+            None => self.tags(),
+        }
+    }
 }
 
 /// What happened to one image.
@@ -186,7 +196,10 @@ pub async fn build_or_push(config: Config, req: &ImagesRequest) -> Result<ImageR
     if let Some(env) = &req.environment {
         config.environment(env)?;
     }
-    let release = Release::detect(&config.root, req.release.as_deref())?;
+    let mut config = config;
+    let mut release = Release::detect(&config.root, req.release.as_deref())?;
+    // Git sources are fetched (or, in a dry run, only shown) before anything is built.
+    source::prepare(&mut config, &mut release, req.dry_run)?;
     let source = detect_source(&config.root);
     let request = ImageRequest::new(config, release)
         .with_push(req.push)
@@ -279,18 +292,20 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
         if let Some(existing) = existing {
             let revision =
                 existing_revision(&registry, &image.repository, release, &existing).await;
-            // Outside git the commit is "unknown": nothing to compare, so never a skip.
-            let known = req.release.commit != "unknown" && !req.release.dirty;
-            if known && revision.as_deref() == Some(req.release.commit.as_str()) {
+            // Outside git the commit is "unknown": nothing to compare, so never a skip. An
+            // image built from a git source is that source's commit.
+            let commit = req.release.commit_of(name);
+            let known = req.release.source_of(name).is_some()
+                || (req.release.commit != "unknown" && !req.release.dirty);
+            if known && revision.as_deref() == Some(commit) {
                 let message = format!(
-                    "{repo}:{release} already exists with revision {}: build and push skipped",
-                    req.release.commit
+                    "{repo}:{release} already exists with revision {commit}: build and push skipped"
                 );
                 tracing::info!("{message}");
                 run.images.push(ImageReport {
                     name: name.to_string(),
                     reference: format!("{repo}:{release}"),
-                    tags: req.tags(),
+                    tags: req.tags_of(name),
                     outcome: Outcome::Skipped,
                     image_id: None,
                     digest: existing.digest.clone(),
@@ -312,7 +327,7 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
                     "the tag {release} already exists in ECR repository {} with {what} (digest {}), not {}{}: release tags are immutable\n  hint: tag a new release, or pass --force to push over it (refused where tag immutability is on)",
                     image.repository,
                     existing.digest.as_deref().unwrap_or("unknown"),
-                    req.release.commit,
+                    commit,
                     if req.release.dirty { " (the work tree has uncommitted changes)" } else { "" },
                 );
             }
@@ -328,7 +343,7 @@ pub async fn run(req: &ImageRequest, aws: Option<&Aws>) -> Result<ImageRun> {
             None => engine.insert(Engine::connect(req.docker_host.as_deref()).await?),
         };
         let mut report = build_one(req, Some(engine_ref), name, &repo, build).await?;
-        for tag in req.tags() {
+        for tag in req.tags_of(name) {
             if tag != *release
                 && ecr::find_tag(&ecr, &image.repository, &tag)
                     .await?
@@ -389,6 +404,16 @@ async fn build_one(
     build: &BuildSpec,
 ) -> Result<ImageReport> {
     let started = Instant::now();
+    // A git source not fetched yet (a dry run): its paths are not on this machine.
+    let unfetched = req
+        .config
+        .images
+        .get(name)
+        .and_then(|i| i.source.as_ref())
+        .filter(|_| req.release.source_of(name).is_none());
+    if let (Some(_), Some(s)) = (engine, unfetched) {
+        bail!("images.{name}.source ({} at {}) was not fetched before the build: run the build through `cargo xtask build`, `push` or `deploy`", source::redacted(&s.git), s.rev);
+    }
     if engine.is_some() {
         // A context that is a Cargo package (the demo app) gets its static binary first.
         docker::build_static_binaries(&req.config)
@@ -396,14 +421,10 @@ async fn build_one(
     }
     let release = &req.release.name;
     let reference = format!("{repo}:{release}");
-    let labels = labels(&req.release, req.source.as_deref());
-    let (context, opts) =
-        docker::build::prepare(&req.config, build, reference.clone(), labels, req.output)
-            .with_context(|| format!("cannot build image {name}"))?;
     let mut report = ImageReport {
         name: name.to_string(),
         reference: reference.clone(),
-        tags: req.tags(),
+        tags: req.tags_of(name),
         outcome: Outcome::Planned,
         image_id: None,
         digest: None,
@@ -414,6 +435,27 @@ async fn build_one(
         duration_ms: 0,
         message: String::new(),
     };
+    if let (None, Some(s)) = (engine, unfetched) {
+        report.message = format!(
+            "would fetch {} at {} and build {reference} from {} in it (Dockerfile {}, platform {}){}",
+            source::redacted(&s.git),
+            s.rev,
+            build.context.display(),
+            build
+                .dockerfile
+                .as_deref()
+                .unwrap_or(&build.context.join("Dockerfile"))
+                .display(),
+            build.platform,
+            if req.push { " and push it" } else { "" }
+        );
+        tracing::info!("{}", report.message);
+        return Ok(report);
+    }
+    let labels = labels_of(&req.release, name, req.source.as_deref());
+    let (context, opts) =
+        docker::build::prepare(&req.config, build, reference.clone(), labels, req.output)
+            .with_context(|| format!("cannot build image {name}"))?;
     let Some(engine) = engine else {
         report.message = format!(
             "would build {reference} from {} (Dockerfile {}, platform {}){}",
@@ -434,7 +476,7 @@ async fn build_one(
         .build(context, &opts)
         .await
         .with_context(|| format!("cannot build image {name} ({reference})"))?;
-    for tag in req.tags().iter().filter(|t| *t != release) {
+    for tag in req.tags_of(name).iter().filter(|t| *t != release) {
         engine.tag(&built.image_id, repo, tag).await?;
     }
     report.outcome = Outcome::Built;
@@ -463,6 +505,17 @@ pub fn labels(release: &Release, source: Option<&str>) -> HashMap<String, String
     );
     if let Some(s) = source {
         l.insert(LABEL_SOURCE.to_string(), s.to_string());
+    }
+    l
+}
+
+/// The OCI labels of image `name` of `release`: for an image built from a git source, its
+/// commit and URL (without credentials), else [`labels`].
+pub fn labels_of(release: &Release, name: &str, source: Option<&str>) -> HashMap<String, String> {
+    let mut l = labels(release, source);
+    if let Some(pin) = release.source_of(name) {
+        l.insert(LABEL_REVISION.to_string(), pin.commit.clone());
+        l.insert(LABEL_SOURCE.to_string(), pin.url.clone());
     }
     l
 }

@@ -8,11 +8,42 @@ use reqwest::header::{HeaderMap, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::retry::Retryable;
+
 /// Attempts per request when the registry fails transiently.
 const ATTEMPTS: u32 = 3;
 
 /// Manifest kinds we ask for, newest first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Why one request did not get a usable answer.
+enum SendFailure {
+    /// A 5xx answer: retried, then the answer.
+    Server(reqwest::Response),
+    Transport(reqwest::Error),
+    /// Not worth retrying.
+    Final(anyhow::Error),
+}
+
+impl SendFailure {
+    fn is_transient(&self) -> bool {
+        match self {
+            SendFailure::Server(_) => true,
+            SendFailure::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            SendFailure::Final(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Server(r) => write!(f, "HTTP {}", r.status()),
+            SendFailure::Transport(e) => write!(f, "{e}"),
+            SendFailure::Final(e) => write!(f, "{e:#}"),
+        }
+    }
+}
 
 /// A client for one registry host.
 #[derive(Clone)]
@@ -94,23 +125,36 @@ impl Registry {
                     .encode(format!("{u}:{}", p.expose_secret()))
             )
         });
-        // Connection failures and 5xx answers are retried with jittered backoff.
-        let mut attempt = 1;
-        let first = loop {
-            let result = request(basic.clone())?.send().await;
-            let transient = match &result {
-                Ok(r) => r.status().is_server_error(),
-                Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-            };
-            if !transient || attempt >= ATTEMPTS {
-                break result.with_context(|| format!("cannot reach the registry at {url}"))?;
+        // Connection failures and 5xx answers are retried with jittered backoff; when the
+        // attempts run out, the last 5xx answer is the answer.
+        let (request_ref, basic_ref) = (&request, &basic);
+        let once = move || async move {
+            match request_ref(basic_ref.clone())
+                .map_err(SendFailure::Final)?
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_server_error() => Err(SendFailure::Server(r)),
+                Ok(r) => Ok(r),
+                Err(e) => Err(SendFailure::Transport(e)),
             }
-            let wait = Duration::from_millis(fastrand::u64(100..=(200 << attempt)));
-            tracing::debug!(
-                "{method} {url} failed (attempt {attempt}/{ATTEMPTS}); retrying in {wait:?}"
-            );
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+        };
+        let first = match once
+            .retry(crate::retry::backoff(
+                ATTEMPTS,
+                Duration::from_millis(200),
+                Duration::from_secs(2),
+            ))
+            .when(SendFailure::is_transient)
+            .notify(|f, wait| tracing::debug!("{method} {url} failed ({f}); retrying in {wait:?}"))
+            .await
+        {
+            Ok(r) | Err(SendFailure::Server(r)) => r,
+            Err(SendFailure::Transport(e)) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("cannot reach the registry at {url}"))
+            }
+            Err(SendFailure::Final(e)) => return Err(e),
         };
         if first.status() != StatusCode::UNAUTHORIZED {
             return Ok(first);

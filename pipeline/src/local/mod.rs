@@ -113,7 +113,13 @@ pub async fn deploy_local(
             env.target
         );
     }
-    let release = Release::detect(&config.root, options.release.as_deref())?;
+    let mut release = Release::detect(&config.root, options.release.as_deref())?;
+    // Git sources: fetched (or, in a dry run, only shown) before anything is built.
+    let mut fetched = config.clone();
+    if !options.skip_build {
+        crate::image::source::prepare(&mut fetched, &mut release, options.dry_run)?;
+    }
+    let config = &fetched;
     let stack = stack_name(config, env_name);
     // In GitHub Actions, each phase's log is a collapsible group (a no-op elsewhere).
     let actions = crate::github::actions::Actions::from_env();
@@ -145,7 +151,7 @@ pub async fn deploy_local(
             images = prepare::build_images(
                 &engine,
                 config,
-                &release.name,
+                &release,
                 crate::docker::OutputMode::detect(),
             )
             .await?;

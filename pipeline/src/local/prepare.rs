@@ -1,13 +1,14 @@
 //! Before the local run: build the images of the configuration into the local engine, and
 //! render the template for the local environment.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::config::{Config, EnvironmentSpec, Target};
 use crate::docker::{self, Engine, OutputMode};
+use crate::release::Release;
 use crate::template;
 
 /// The local reference of a built image: `<repository>:<release>`.
@@ -17,17 +18,21 @@ pub fn local_reference(repository: &str, release: &str) -> String {
 
 /// Builds every image of the configuration that this repository builds into the engine,
 /// tagged `<repository>:<release>`, as the AWS target builds them (`.dockerignore`, `args`,
-/// `target`, `platform`). Returns image name → reference.
+/// `target`, `platform`), with the release's OCI labels (the source's commit for an image
+/// built from a git source). Returns image name → reference.
 pub async fn build_images(
     engine: &Engine,
     config: &Config,
-    release: &str,
+    release: &Release,
     output: OutputMode,
 ) -> Result<BTreeMap<String, String>> {
     let mut built = BTreeMap::new();
     for (name, image, build) in config.built_images() {
-        let reference = local_reference(&image.repository, release);
-        let labels = HashMap::from([("deploy.local.image".to_string(), name.to_string())]);
+        let reference = local_reference(&image.repository, &release.name);
+        let mut labels = crate::image::labels_of(release, name, None);
+        // No build time: a rebuild of the same tree stays the same image.
+        labels.remove(crate::image::LABEL_CREATED);
+        labels.insert("deploy.local.image".to_string(), name.to_string());
         let (context, options) =
             docker::build::prepare(config, build, reference.clone(), labels, output)
                 .with_context(|| format!("cannot build image {name}"))?;

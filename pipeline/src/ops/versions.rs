@@ -14,10 +14,14 @@ use crate::release::Release;
 /// EB's limit on a version description.
 pub const MAX_DESCRIPTION: usize = 200;
 
-/// The description `deploy` gives a version: `release (commit)`, then the GitHub run that
-/// made it when there is one (dropped when it would not fit in EB's 200 characters).
+/// The description `deploy` gives a version: `release (commit)`, then `image@commit` for
+/// each image built from a git source, then the GitHub run that made it when there is one
+/// (dropped when it would not fit in EB's 200 characters).
 pub fn description(release: &Release, run_url: Option<&str>) -> String {
-    let base = format!("{} ({})", release.name, release.commit);
+    let mut base = format!("{} ({})", release.name, release.commit);
+    for pin in &release.sources {
+        base.push_str(&format!(" {}@{}", pin.image, pin.commit));
+    }
     match run_url {
         Some(url) if base.len() + 1 + url.len() <= MAX_DESCRIPTION => format!("{base} {url}"),
         _ => base.chars().take(MAX_DESCRIPTION).collect(),
@@ -31,9 +35,12 @@ pub struct Described {
     pub commit: Option<String>,
     /// The GitHub Actions run that created the version.
     pub run_url: Option<String>,
+    /// Image → commit of the images built from a git source.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sources: std::collections::BTreeMap<String, String>,
 }
 
-/// Reads `release (commit) [run-url]`.
+/// Reads `release (commit) [image@commit…] [run-url]`.
 pub fn parse_description(text: &str) -> Described {
     let text = text.trim();
     let Some((release, rest)) = text.split_once(" (") else {
@@ -42,11 +49,20 @@ pub fn parse_description(text: &str) -> Described {
     let Some((commit, rest)) = rest.split_once(')') else {
         return Described::default();
     };
-    let url = rest.trim();
+    let mut run_url = None;
+    let mut sources = std::collections::BTreeMap::new();
+    for word in rest.split_whitespace() {
+        if word.starts_with("https://") {
+            run_url = Some(word.to_string());
+        } else if let Some((image, commit)) = word.split_once('@') {
+            sources.insert(image.to_string(), commit.to_string());
+        }
+    }
     Described {
         release: Some(release.to_string()),
         commit: Some(commit.to_string()),
-        run_url: url.starts_with("https://").then(|| url.to_string()),
+        run_url,
+        sources,
     }
 }
 
@@ -187,5 +203,22 @@ mod tests {
         assert_eq!(parse_description("made by hand"), Described::default());
         let long = "x".repeat(190);
         assert!(!description(&r, Some(&long)).contains("xxx"));
+
+        // An image built from a git source: its exact commit is in the description too.
+        let mut pinned = r.clone();
+        let source = "fedcba9876543210fedcba9876543210fedcba98";
+        pinned.sources.push(crate::image::source::PinnedSource {
+            image: "backend".into(),
+            url: "https://github.com/RolnickLab/antenna.git".into(),
+            rev: "v0.9.0".into(),
+            commit: source.into(),
+            pinned: true,
+        });
+        let d = description(&pinned, Some(url));
+        assert!(d.len() <= MAX_DESCRIPTION, "{d}");
+        let p = parse_description(&d);
+        assert_eq!(p.sources.get("backend").map(String::as_str), Some(source));
+        assert_eq!(p.commit.as_deref(), Some(r.commit.as_str()));
+        assert_eq!(p.run_url.as_deref(), Some(url));
     }
 }
