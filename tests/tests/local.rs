@@ -1114,3 +1114,163 @@ url = "http://127.0.0.1:8080"
         image.size
     );
 }
+
+/// The agent binary for the bundles of these tests (a debug build: the same code as the
+/// static one the pipeline builds for EB).
+fn verify_agent() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .current_dir(repo_root())
+                .args(["build", "-q", "-p", "checks", "--bin", "verify-agent"])
+                .status()
+                .unwrap();
+            assert!(status.success(), "the verify agent builds");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"));
+            target.join("debug/verify-agent")
+        })
+        .clone()
+}
+
+/// A one-container application whose checks all run on the "instance" (here, the postdeploy
+/// hook that the local target runs as EB does), against the test services.
+fn instance_checks_app(dir: &Path, app: &str, nats_env: &str) -> Config {
+    std::fs::write(
+        dir.join("deploy.toml"),
+        format!(
+            r#"region = "us-west-2"
+application = "{app}"
+
+[images.backend]
+repository = "pipeline-local-test-demo"
+build = {{ context = "demo" }}
+
+[environments.dev]
+target = "local"
+timeouts = {{ verify = "20s" }}
+
+[[environments.dev.checks]]
+kind = "redis"
+url_env = "HOOK_TEST_REDIS_URL"
+where = "instance"
+
+[[environments.dev.checks]]
+kind = "celery"
+broker_url_env = "AMQP_URL"
+queues = ["antenna", "jobs", "ml_results"]
+where = "instance"
+
+[[environments.dev.checks]]
+kind = "nats"
+url_env = "{nats_env}"
+jetstream = true
+timeout = "5s"
+where = "instance"
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Dockerrun.template.json"),
+        r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+  {"name": "web", "image": "${image.backend}", "essential": true, "memory": 128, "command": ["/start"]}
+]}"#,
+    )
+    .unwrap();
+    Config::load(&dir.join("deploy.toml"), &Default::default()).unwrap()
+}
+
+#[tokio::test]
+async fn the_instance_checks_hook_runs_on_the_local_target_passing_and_failing() {
+    let image = demo_image().await;
+    // SAFETY (edition 2021: set_var is safe): only this test reads these variables.
+    std::env::set_var(pipeline::verify::agent::AGENT_VAR, verify_agent());
+    let password = services::env("REDIS_AUTH_PASSWORD");
+    let auth = services::env("REDIS_AUTH_URL");
+    let with_password = auth.replacen("redis://", &format!("redis://:{password}@"), 1);
+    std::env::set_var("HOOK_TEST_REDIS_URL", &with_password);
+    let options = local::LocalOptions {
+        release: Some("latest".into()),
+        skip_build: true,
+        ..Default::default()
+    };
+    assert_eq!(image, IMAGE);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = instance_checks_app(dir.path(), &services::unique("hookapp"), "NATS_URL");
+    let _cleanup = Cleanup(local::stack_name(&config, "dev"));
+    let started = Instant::now();
+    let done = local::deploy_local(&config, "dev", &options)
+        .await
+        .expect("the instance checks pass against the test services");
+    eprintln!(
+        "local deploy with the instance hook: {:?}",
+        started.elapsed()
+    );
+    let run = done.run.unwrap();
+    assert_eq!(run.hooks, ["90_verify.sh"]);
+    // The bundle for EB carries the hook, the agent and the check list, executables 0755.
+    let zip = std::fs::File::open(&done.bundle).unwrap();
+    let mut zip = zip::ZipArchive::new(zip).unwrap();
+    for (name, mode) in [
+        (".platform/hooks/postdeploy/90_verify.sh", 0o755),
+        (".platform/verify/verify-agent", 0o755),
+        (".platform/verify/checks.json", 0o644),
+    ] {
+        let entry = zip.by_name(name).unwrap();
+        assert_eq!(entry.unix_mode().unwrap() & 0o777, mode, "{name}");
+    }
+    let mut list = String::new();
+    std::io::Read::read_to_string(
+        &mut zip.by_name(".platform/verify/checks.json").unwrap(),
+        &mut list,
+    )
+    .unwrap();
+    assert!(
+        list.contains("\"url_env\": \"HOOK_TEST_REDIS_URL\""),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&password),
+        "names only, never values: {list}"
+    );
+
+    // NATS without JetStream: the hook fails, and so the deploy, with the instance's table.
+    std::env::set_var("HOOK_TEST_REDIS_URL", &with_password);
+    let config = instance_checks_app(dir.path(), &services::unique("hookapp"), "NATS_NOJS_URL");
+    let _cleanup = Cleanup(local::stack_name(&config, "dev"));
+    let err = format!(
+        "{:#}",
+        local::deploy_local(&config, "dev", &options)
+            .await
+            .expect_err("NATS without JetStream fails the hook")
+    );
+    assert!(err.contains("postdeploy hook "), "{err}");
+    assert!(err.contains("90_verify.sh failed (exit code 1)"), "{err}");
+    assert!(err.contains("verify: FAILED: nats"), "{err}");
+    assert!(err.contains("redis "), "the whole table: {err}");
+    assert!(!err.contains(&password), "the password leaked: {err}");
+
+    // A wrong Redis password: the same, with the Redis line failing.
+    std::env::set_var(
+        "HOOK_TEST_REDIS_URL",
+        auth.replacen("redis://", "redis://:not-the-password@", 1),
+    );
+    let config = instance_checks_app(dir.path(), &services::unique("hookapp"), "NATS_URL");
+    let _cleanup = Cleanup(local::stack_name(&config, "dev"));
+    let err = format!(
+        "{:#}",
+        local::deploy_local(&config, "dev", &options)
+            .await
+            .expect_err("a wrong Redis password fails the hook")
+    );
+    assert!(err.contains("verify: FAILED: redis"), "{err}");
+    assert!(
+        !err.contains("not-the-password"),
+        "the password leaked: {err}"
+    );
+}

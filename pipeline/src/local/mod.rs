@@ -6,7 +6,7 @@
 //! ([`run::run`]: one private network per stack, `links` as network aliases, `portMappings`
 //! on 127.0.0.1, `dependsOn`, `essential`, the postdeploy hooks), and verify over HTTP.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bundle;
@@ -206,6 +206,9 @@ pub async fn deploy_local(
             .join("hooks/postdeploy"),
     );
     req.checks = verify::for_environment(config, env_name, None)?;
+    if !options.dry_run {
+        req.instance_hook = instance_hook(config, env_name, &out_dir.join("instance"))?;
+    }
     req.start_timeout = env.timeouts.deploy.min(Duration::from_secs(300));
 
     if options.dry_run {
@@ -254,4 +257,38 @@ pub async fn deploy_local(
         images,
         run: Some(report),
     })
+}
+
+/// The `where = "instance"` checks' hook, as the bundle carries it, written under `dir`, with
+/// the `get-config` stand-in; the properties it prints are the variables those checks read,
+/// from this process's environment. `None` without instance checks.
+fn instance_hook(config: &Config, env_name: &str, dir: &Path) -> Result<Option<run::InstanceHook>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(list) = verify::agent::instance_checks(config, env_name)? else {
+        return Ok(None);
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let Some(script) = verify::agent::write_entries(config, env_name, dir)? else {
+        return Ok(None);
+    };
+    let get_config = dir.join("get-config");
+    std::fs::write(&get_config, run::GET_CONFIG_STAND_IN)
+        .with_context(|| format!("cannot write {}", get_config.display()))?;
+    std::fs::set_permissions(&get_config, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot set the mode of {}", get_config.display()))?;
+    let properties: serde_json::Map<String, serde_json::Value> =
+        verify::agent::variable_names(&list)
+            .into_iter()
+            .filter_map(|name| {
+                let value = std::env::var(&name).ok()?;
+                Some((name, serde_json::Value::String(value)))
+            })
+            .collect();
+    Ok(Some(run::InstanceHook {
+        script,
+        get_config,
+        properties: serde_json::Value::Object(properties).to_string(),
+    }))
 }

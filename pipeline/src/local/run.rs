@@ -17,6 +17,31 @@ use super::{
 use crate::docker::Engine;
 use crate::verify;
 
+/// The instance checks' hook as the local target runs it: the bundle's hook script (in a
+/// copy of the bundle's `.platform` files), a stand-in for EB's `get-config`,
+/// and the properties it prints.
+#[derive(Debug, Clone)]
+pub struct InstanceHook {
+    pub script: PathBuf,
+    pub get_config: PathBuf,
+    /// The environment properties as `get-config environment` prints them (JSON); passed to
+    /// the stand-in in its environment, never written to disk.
+    pub properties: String,
+}
+
+/// The variable through which the `get-config` stand-in gets the properties it prints.
+pub const PROPERTIES_VAR: &str = "DEPLOY_LOCAL_PROPERTIES";
+
+/// The `get-config` stand-in: `get-config environment` prints the properties.
+pub const GET_CONFIG_STAND_IN: &str = r#"#!/bin/sh
+# The local target's stand-in for /opt/elasticbeanstalk/bin/get-config.
+if [ "$1" != environment ]; then
+  echo "get-config stand-in: only \`get-config environment\` is supported" >&2
+  exit 2
+fi
+printf '%s\n' "$DEPLOY_LOCAL_PROPERTIES"
+"#;
+
 /// What to run, where, and how to decide that it works.
 #[derive(Debug, Clone)]
 pub struct StackRequest {
@@ -36,6 +61,9 @@ pub struct StackRequest {
     /// `.platform/hooks/postdeploy`: its executable files run, in name order, once the new
     /// containers are up. `None` or a missing directory runs none.
     pub postdeploy_hooks: Option<PathBuf>,
+    /// The verify agent's hook of the `where = "instance"` checks (the same files as in the
+    /// bundle), run after the other hooks as EB runs it on the instance.
+    pub instance_hook: Option<InstanceHook>,
     /// The engine (`unix://…`, `tcp://…`); else `DOCKER_HOST`, else the default socket.
     pub docker_host: Option<String>,
     /// The checks that decide whether the new version works (the verify stage's), run while
@@ -70,6 +98,7 @@ impl StackRequest {
             dockerrun,
             host_port_offset: 0,
             postdeploy_hooks: None,
+            instance_hook: None,
             docker_host: None,
             checks: Vec::new(),
             settle: Duration::from_secs(2),
@@ -425,6 +454,27 @@ async fn bring_up(
             ran.push(name);
             check_essentials(engine, created).await?;
         }
+    }
+    if let Some(hook) = &req.instance_hook {
+        let name = hook
+            .script
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        tracing::info!("running postdeploy hook {name} (the `where = \"instance\"` checks)");
+        let env = [
+            (
+                crate::verify::agent::GET_CONFIG_VAR,
+                hook.get_config.display().to_string(),
+            ),
+            (PROPERTIES_VAR, hook.properties.clone()),
+        ];
+        hooks::run(&hook.script, &env, req.hook_timeout)
+            .await
+            .map_err(|e| Failure::new(format!("{e:#}"), Vec::new()))?;
+        ran.push(name);
+        check_essentials(engine, created).await?;
     }
 
     let verified = if req.checks.is_empty() {

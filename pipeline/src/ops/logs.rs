@@ -532,6 +532,45 @@ pub fn print_excerpt(actions: &crate::github::actions::Actions, excerpt: &[(Stri
     }
 }
 
+/// What the verify agent's postdeploy hook found on each instance whose `eb-hooks.log`
+/// carries a failed report: a line per failed required check ("check redis failed on instance
+/// i-…: …") and the instance's check table.
+pub fn instance_check_failures(report: &LogsReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for inst in &report.instances {
+        let Some(hooks) = inst
+            .files
+            .iter()
+            .find(|f| f.path == crate::verify::agent::HOOKS_LOG)
+        else {
+            continue;
+        };
+        let Some(found) = crate::verify::agent::find_report(hooks.lines.iter().map(String::as_str))
+        else {
+            continue;
+        };
+        if found.passed() {
+            continue;
+        }
+        for c in found.failures() {
+            out.push(format!(
+                "check {} {} on instance {}: {} ({})",
+                c.check,
+                if c.verdict == crate::verify::Verdict::Unreachable {
+                    "could not reach its target"
+                } else {
+                    "failed"
+                },
+                inst.instance,
+                c.detail,
+                c.target
+            ));
+        }
+        out.extend(found.render_table().lines().map(|l| format!("  {l}")));
+    }
+    out
+}
+
 /// Lines of each relevant log shown after a failed deploy.
 pub const FAILURE_LINES: usize = 40;
 
@@ -551,6 +590,9 @@ pub async fn show_failure_logs(
     };
     match fetch(eb, &req).await {
         Ok(report) => {
+            for line in instance_check_failures(&report) {
+                tracing::error!("{line}");
+            }
             let excerpt = failure_excerpt(&report, &[], FAILURE_LINES);
             if excerpt.is_empty() {
                 tracing::warn!("logs: no instance of {environment} sent its logs; see `cargo xtask logs --env …`");
@@ -564,6 +606,53 @@ pub async fn show_failure_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_instance_check_is_named_with_its_instance() {
+        let outcome = crate::verify::CheckOutcome {
+            check: "nats".into(),
+            target: "nats://nats.internal:4222".into(),
+            required: true,
+            verdict: crate::verify::Verdict::Fail,
+            latency_ms: 3,
+            elapsed_ms: 3,
+            attempts: 1,
+            detail: "JetStream is not enabled".into(),
+        };
+        let failed = crate::verify::VerifyReport::new(vec![outcome]);
+        let line = checks::agent::report_line(&failed);
+        let tail = format!("-------------------------------------\n/var/log/eb-hooks.log\n-------------------------------------\n2026/11/29 10:00:02.000 [INFO] Running command .platform/hooks/postdeploy/90_verify.sh\n{line}\n");
+        let report = LogsReport {
+            environment: "antenna-staging".into(),
+            kind: LogKind::Tail,
+            instances: vec![InstanceLogs {
+                instance: "i-0abc".into(),
+                sampled_at: None,
+                files: parse_tail(&tail),
+            }],
+            missing: vec![],
+        };
+        let lines = instance_check_failures(&report);
+        assert_eq!(
+            lines[0],
+            "check nats failed on instance i-0abc: JetStream is not enabled (nats://nats.internal:4222)"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("verify: FAILED: nats")),
+            "{lines:?}"
+        );
+        let passed = crate::verify::VerifyReport::new(vec![]);
+        let tail = tail.replace(&line, &checks::agent::report_line(&passed));
+        let report = LogsReport {
+            instances: vec![InstanceLogs {
+                instance: "i-0abc".into(),
+                sampled_at: None,
+                files: parse_tail(&tail),
+            }],
+            ..report
+        };
+        assert!(instance_check_failures(&report).is_empty());
+    }
 
     const TAIL: &str = "-------------------------------------\n/var/log/eb-engine.log\n-------------------------------------\n2026/11/29 10:00:00.000 [INFO] Executing instruction: StageApplication\n2026/11/29 10:00:01.000 [ERROR] An error occurred during execution of command [app-deploy]\n\n\n-------------------------------------\n/var/log/ecs/ecs-agent.log\n-------------------------------------\nlevel=info msg=\"Task started\"\n";
 

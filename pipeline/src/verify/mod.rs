@@ -3,6 +3,7 @@
 //! NATS), their report and table live in the `checks` crate, re-exported here; the verify
 //! agent of the postdeploy hook runs the same code on the instance (`where = "instance"`).
 
+pub mod agent;
 mod stage;
 
 use anyhow::{bail, Context, Result};
