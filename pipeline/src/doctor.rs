@@ -1061,6 +1061,8 @@ async fn environment(
             described.version_label().unwrap_or("no version")
         ),
     ));
+    // A deploy that follows at once (this is its preflight) starts from this description.
+    session.eb.note_environment(&described);
     report.described = Some(described.clone());
 
     let stack = described.solution_stack_name().unwrap_or_default();

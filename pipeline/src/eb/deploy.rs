@@ -259,7 +259,18 @@ async fn deploy_once(eb: &Eb, req: &DeployRequest<'_>, again: bool) -> Result<De
     }
     let name = req.environment;
     let label = req.label;
-    let mut env = describe_env(eb, req).await?;
+    let mut env = match eb.take_environment(name, REUSE_DESCRIPTION) {
+        Some(env)
+            if !matches!(
+                env.status(),
+                Some(EnvironmentStatus::Terminated | EnvironmentStatus::Terminating)
+            ) =>
+        {
+            tracing::debug!("deploy: {name} as the preflight described it a moment ago");
+            env
+        }
+        _ => describe_env(eb, req).await?,
+    };
     let inflight = read_state(req);
     let has_options = req.options.is_some_and(|o| !o.is_empty());
 
@@ -422,6 +433,12 @@ async fn send_update(
     })
     .await
 }
+
+/// How old a description of the environment (the preflight's) a deploy starts from, instead
+/// of asking again: its status is the lock (a deploy that started since makes EB refuse our
+/// `UpdateEnvironment`, which leads to the lock wait like a busy status would), its version
+/// and health say what a rollback would go back to; seconds old, they are what EB would say.
+const REUSE_DESCRIPTION: Duration = Duration::from_secs(10);
 
 /// Waits for the environment to be `Ready` (another deploy holds it until then), up to the
 /// lock wait: the same lock as a deploy. `Ok(Err(outcome))` when it stayed busy.
@@ -855,7 +872,7 @@ async fn environment_health(
 const FINAL_LOOK: u32 = 3;
 
 /// Streams the events of the request and decides. Events come first: the status is read when
-/// they say the update ended (and every [`super::Pacing::status_interval`] otherwise), health
+/// they say the update ended (and after [`super::Pacing::status_interval`] without events), health
 /// once the environment is Ready on our version.
 async fn wait_for(
     eb: &Eb,
@@ -924,6 +941,10 @@ async fn wait_for(
             .unwrap_or(Progress::Quiet);
         poller.observe(progress);
         ended |= progress == Progress::Ended;
+        if !fresh.is_empty() {
+            // EB is talking: the status is a safety net for its silence.
+            status_due = Instant::now() + eb.pacing.status_interval;
+        }
         if let Some(text) = absorb(name, &fresh, &mut events, &mut newest) {
             return Ok(reported(&text, &events));
         }

@@ -24,6 +24,8 @@ use aws_smithy_types::retry::RetryConfig;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::retry::Retryable;
+
 pub use deploy::{
     deploy, rollback, wait_until_ready, DeployOutcome, DeployRequest, DeployVerdict, OptionUpdate,
     Previous,
@@ -67,8 +69,8 @@ pub struct Pacing {
     pub max_interval: Duration,
     /// First wait for something EB does in about a second (processing a version).
     pub quick_interval: Duration,
-    /// How often the environment's status is read when EB's events have not said that the
-    /// update ended (an event that says so always leads to a status read).
+    /// How long EB's events may stay silent before the environment's status is read anyway
+    /// (an event that says the update ended always leads to a status read).
     pub status_interval: Duration,
     /// Each wait is drawn uniformly within ± this fraction of the interval, so that runs
     /// started together do not poll in step.
@@ -186,6 +188,13 @@ impl EbError {
             EbError::Transport { .. } => None,
         }
     }
+
+    /// How many times the call was sent.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            EbError::Service { attempts, .. } | EbError::Transport { attempts, .. } => *attempts,
+        }
+    }
 }
 
 /// EB error codes that mean "slow down".
@@ -271,6 +280,17 @@ pub struct Eb {
     /// The instances of each environment as the last `DescribeInstancesHealth` listed them,
     /// and when: a look right after (the failure logs after a verdict) need not ask again.
     instances: std::sync::Mutex<std::collections::HashMap<String, (Instant, Vec<String>)>>,
+    /// Each environment as the last `DescribeEnvironments` outside a deploy described it
+    /// (a deploy's preflight), and when: the deploy that follows takes it instead of asking.
+    environments: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (
+                Instant,
+                aws_sdk_elasticbeanstalk::types::EnvironmentDescription,
+            ),
+        >,
+    >,
 }
 
 impl fmt::Debug for Eb {
@@ -289,6 +309,7 @@ impl Eb {
             calls: Default::default(),
             started: Instant::now(),
             instances: Default::default(),
+            environments: Default::default(),
         }
     }
 
@@ -314,6 +335,29 @@ impl Eb {
         m.get(environment)
             .filter(|(at, _)| at.elapsed() <= max_age)
             .map(|(_, ids)| ids.clone())
+    }
+
+    /// Notes an environment as `DescribeEnvironments` just described it.
+    pub fn note_environment(&self, env: &aws_sdk_elasticbeanstalk::types::EnvironmentDescription) {
+        let Some(name) = env.environment_name() else {
+            return;
+        };
+        if let Ok(mut m) = self.environments.lock() {
+            m.insert(name.to_string(), (Instant::now(), env.clone()));
+        }
+    }
+
+    /// The description of `environment` noted less than `max_age` ago, taken: it serves
+    /// once (a second look asks EB again).
+    pub fn take_environment(
+        &self,
+        environment: &str,
+        max_age: Duration,
+    ) -> Option<aws_sdk_elasticbeanstalk::types::EnvironmentDescription> {
+        let mut m = self.environments.lock().ok()?;
+        m.remove(environment)
+            .filter(|(at, _)| at.elapsed() <= max_age)
+            .map(|(_, env)| env)
     }
 
     /// How long until the run's average stays within [`Pacing::max_rate`] with one more call
@@ -354,8 +398,10 @@ impl Eb {
         }
     }
 
-    /// Runs one EB call (`send` builds and sends it), paced, retrying what can be retried.
-    /// `target` names the resource for messages.
+    /// Runs one EB call (`send` builds and sends it), paced, retrying what can be retried
+    /// with the project's one retry policy ([`crate::retry`]). Each try, retries included,
+    /// waits for its budget and counts against the run's. `target` names the resource for
+    /// messages.
     pub async fn call<T, E, F, Fut>(
         &self,
         action: &'static str,
@@ -369,28 +415,30 @@ impl Eb {
         >,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let max_retries = self.pacing.max_retries;
+        let once = || async {
+            let attempt = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             self.pace(Budget::of(action)).await;
             self.calls
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let err = match send(self.client.clone()).await {
-                Ok(out) => return Ok(out),
-                Err(e) => e,
-            };
-            let (retryable, failure) = classify(action, target, attempt, err);
-            if !retryable || attempt > self.pacing.max_retries {
-                return Err(failure);
-            }
-            let delay = backoff(&self.pacing, attempt);
-            tracing::warn!(
-                "{failure}; retrying in {} (retry {attempt} of {})",
-                humantime::format_duration(round_ms(delay)),
-                self.pacing.max_retries
-            );
-            tokio::time::sleep(delay).await;
-        }
+            send(self.client.clone())
+                .await
+                .map_err(|e| classify(action, target, attempt, e))
+        };
+        once.retry(retry_policy(&self.pacing))
+            .sleep(tokio::time::sleep)
+            .when(|f: &Failure| f.retryable)
+            .notify(|f: &Failure, delay: Duration| {
+                tracing::warn!(
+                    "{}; retrying in {} (retry {} of {max_retries})",
+                    f.error,
+                    humantime::format_duration(round_ms(delay)),
+                    f.error.attempts()
+                )
+            })
+            .await
+            .map_err(|f| f.error)
     }
 }
 
@@ -398,13 +446,44 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
-/// Exponential backoff with "equal jitter": half fixed, half random.
-pub fn backoff(p: &Pacing, attempt: u32) -> Duration {
-    let exp = p
-        .retry_base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let cap = exp.min(p.retry_max);
-    cap / 2 + cap.mul_f64(fastrand::f64() / 2.0)
+/// The retries of one EB call: exponential from [`Pacing::retry_base`], capped at
+/// [`Pacing::retry_max`], each wait drawn between half of that and all of it (backon's
+/// jitter adds up to the base again: the base is half the step), at most
+/// [`Pacing::max_retries`] retries.
+pub fn retry_policy(p: &Pacing) -> backon::ExponentialBuilder {
+    crate::retry::backoff(p.max_retries + 1, p.retry_base / 2, p.retry_max / 2)
+}
+
+/// One failed try, and whether another may follow.
+struct Failure {
+    retryable: bool,
+    error: EbError,
+}
+
+/// Whether a failure is worth another try, from its kind: EB answered 5xx or a throttle
+/// code; no answer because the connection failed or timed out (or hyper said the failure is
+/// transient); an answer that could not be read. Not: a request that could not be built, or
+/// signed (no credentials: the SDK reports that as a dispatch failure of kind "other"), nor
+/// any other error EB answered.
+fn retryable<E>(err: &SdkError<E, aws_sdk_elasticbeanstalk::config::http::HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    use aws_smithy_types::retry::ErrorKind;
+    match err {
+        SdkError::ServiceError(se) => {
+            se.raw().status().is_server_error()
+                || se.err().code().is_some_and(|c| THROTTLE_CODES.contains(&c))
+        }
+        SdkError::DispatchFailure(d) => {
+            d.is_io()
+                || d.is_timeout()
+                || d.as_connector_error().and_then(|c| c.as_other())
+                    == Some(ErrorKind::TransientError)
+        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        _ => false,
+    }
 }
 
 fn classify<E>(
@@ -412,46 +491,32 @@ fn classify<E>(
     target: &str,
     attempts: u32,
     err: SdkError<E, aws_sdk_elasticbeanstalk::config::http::HttpResponse>,
-) -> (bool, EbError)
+) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match err {
+    let retryable = retryable(&err);
+    let error = match err {
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let e = se.err();
-            let code = e.code().unwrap_or("Unknown").to_string();
-            let message = e.message().unwrap_or("no message").to_string();
-            let retryable = status >= 500 || THROTTLE_CODES.contains(&code.as_str());
-            (
-                retryable,
-                EbError::Service {
-                    action,
-                    target: target.to_string(),
-                    status,
-                    code,
-                    message,
-                    attempts,
-                },
-            )
+            EbError::Service {
+                action,
+                target: target.to_string(),
+                status,
+                code: e.code().unwrap_or("Unknown").to_string(),
+                message: e.message().unwrap_or("no message").to_string(),
+                attempts,
+            }
         }
-        other => {
-            let detail = aws_sdk_elasticbeanstalk::error::DisplayErrorContext(&other).to_string();
-            // Connection failures pass; a request that could not be built, or signed for want
-            // of credentials, fails the same way every time.
-            let retryable = !matches!(other, SdkError::ConstructionFailure(_))
-                && !detail.contains("credential");
-            (
-                retryable,
-                EbError::Transport {
-                    action,
-                    target: target.to_string(),
-                    detail,
-                    attempts,
-                },
-            )
-        }
-    }
+        other => EbError::Transport {
+            action,
+            target: target.to_string(),
+            detail: aws_sdk_elasticbeanstalk::error::DisplayErrorContext(&other).to_string(),
+            attempts,
+        },
+    };
+    Failure { retryable, error }
 }
 
 /// What EB's events say about a deploy in progress, for the poll interval and for when to
@@ -568,24 +633,36 @@ impl Poller {
 mod tests {
     use super::*;
 
+    /// The waits of one call's retries, in order, as `Eb::call` draws them.
+    fn retry_waits(p: &Pacing) -> Vec<Duration> {
+        use backon::BackoffBuilder;
+        retry_policy(p).build().collect()
+    }
+
     #[test]
-    fn backoff_grows_is_jittered_and_capped() {
+    fn retries_grow_are_jittered_and_capped() {
         let p = Pacing::default();
-        for attempt in 1..=10 {
-            let d = backoff(&p, attempt);
-            let cap = (p.retry_base * (1 << (attempt - 1))).min(p.retry_max);
-            assert!(
-                d >= cap / 2 && d <= cap,
-                "attempt {attempt}: {d:?} vs cap {cap:?}"
-            );
+        for _ in 0..20 {
+            let waits = retry_waits(&p);
+            assert_eq!(waits.len() as u32, p.max_retries, "{waits:?}");
+            for (i, d) in waits.iter().enumerate() {
+                // Doubling from retry_base, capped at retry_max: each wait within half of
+                // that and all of it (a fixed interval fails here from the second retry).
+                let cap = (p.retry_base * (1 << i)).min(p.retry_max);
+                assert!(
+                    *d >= cap / 2 && *d <= cap,
+                    "retry {}: {d:?} vs cap {cap:?}",
+                    i + 1
+                );
+            }
         }
     }
 
     #[test]
-    fn backoff_is_jittered() {
-        // Without jitter every retry of one attempt number would wait the same.
+    fn retries_are_jittered() {
+        // Without jitter every third retry would wait the same.
         let p = Pacing::default();
-        let waits: Vec<Duration> = (0..40).map(|_| backoff(&p, 3)).collect();
+        let waits: Vec<Duration> = (0..40).map(|_| retry_waits(&p)[2]).collect();
         let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
         assert!(*hi - *lo >= Duration::from_millis(800), "{lo:?}..{hi:?}");
     }

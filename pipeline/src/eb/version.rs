@@ -137,7 +137,7 @@ pub async fn ensure_version(eb: &Eb, req: &VersionRequest<'_>) -> Result<Version
             }
         }
     }
-    let status = wait_processed(eb, req).await?;
+    let status = wait_processed(eb, req, created).await?;
     Ok(VersionOutcome {
         label: label.to_string(),
         created,
@@ -165,10 +165,15 @@ fn check_same_bundle(v: &ApplicationVersionDescription, req: &VersionRequest<'_>
     Ok(())
 }
 
-async fn wait_processed(eb: &Eb, req: &VersionRequest<'_>) -> Result<String> {
+/// Waits until EB has processed the version; `created`: this run just created it (EB
+/// answered that it is processing), so the first look waits like the others.
+async fn wait_processed(eb: &Eb, req: &VersionRequest<'_>, created: bool) -> Result<String> {
     let deadline = tokio::time::Instant::from_std(crate::config::instant_after(req.timeout));
     // Processing takes about a second: look again soon, then less often.
     let mut poller = Poller::quick(eb.pacing);
+    if created {
+        tokio::time::sleep(poller.next_wait()).await;
+    }
     loop {
         let v = describe(eb, req.application, req.label)
             .await?

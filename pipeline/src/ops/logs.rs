@@ -117,9 +117,7 @@ pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
     let deadline = Instant::from_std(crate::config::instant_after(req.timeout));
     let mut poller = Poller::new(eb.pacing);
     // The instances take seconds to upload: the first look waits like the others.
-    let first = poller
-        .next_wait()
-        .min(deadline.saturating_duration_since(Instant::now()));
+    let first = paced(eb, &mut poller).min(deadline.saturating_duration_since(Instant::now()));
     tokio::time::sleep(first).await;
     let fresh = loop {
         let infos = retrieve(eb, req).await?;
@@ -138,9 +136,7 @@ pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
         if complete || Instant::now() >= deadline {
             break fresh;
         }
-        let wait = poller
-            .next_wait()
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let wait = paced(eb, &mut poller).min(deadline.saturating_duration_since(Instant::now()));
         tokio::time::sleep(wait).await;
     };
 
@@ -193,6 +189,15 @@ pub async fn fetch(eb: &Eb, req: &LogsRequest<'_>) -> Result<LogsReport> {
         instances,
         missing,
     })
+}
+
+/// The wait before the next look for the samples: the poll interval, and the run's budget
+/// (up to [`crate::eb::Pacing::budget_max_wait`]): after a failed deploy these looks come
+/// after the verdict, and the run's average stays within the rate.
+fn paced(eb: &Eb, poller: &mut Poller) -> Duration {
+    poller
+        .next_wait()
+        .max(eb.run_budget_wait(0).min(eb.pacing.budget_max_wait))
 }
 
 fn kind_name(kind: LogKind) -> &'static str {
