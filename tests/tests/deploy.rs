@@ -1444,6 +1444,77 @@ async fn pacing_stays_under_ebs_own_throttle() {
     );
 }
 
+/// The deploy starts from the environment as its preflight described it a moment before:
+/// one `DescribeEnvironments` before `UpdateEnvironment`, the preflight's, where a run
+/// without the preflight reads it itself; and a version this run created is first looked at
+/// one wait after EB answered that it is processing it, not at once.
+#[tokio::test]
+async fn the_deploy_reuses_what_its_preflight_read() {
+    // The EB calls of one run up to its UpdateEnvironment, sorted (the preflight's and the
+    // stages' go out in an order of their own), but the version's looks (as many as
+    // processing takes).
+    async fn before_update(skip_preflight: bool) -> Vec<String> {
+        let w = World::new().await;
+        w.emu
+            .script_next_deploy(&w.environment, Script::success(Duration::from_millis(200)));
+        let mut req = w.request(&Settings::default());
+        req.skip_preflight = skip_preflight;
+        req.pacing.quick_interval = Duration::from_millis(50);
+        let r = w.run(&req, None).await;
+        assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+        let calls = w.emu.calls();
+        let update = calls
+            .iter()
+            .position(|c| c.action == "UpdateEnvironment")
+            .expect("no UpdateEnvironment");
+        let calls = &calls[..update];
+        let created = calls
+            .iter()
+            .find(|c| c.action == "CreateApplicationVersion")
+            .expect("no CreateApplicationVersion")
+            .at;
+        let looks: Vec<_> = calls
+            .iter()
+            .filter(|c| c.action == "DescribeApplicationVersions")
+            .collect();
+        assert!(!looks.is_empty(), "the version was not looked at");
+        assert!(
+            looks
+                .iter()
+                .all(|c| c.at >= created + Duration::from_millis(45)),
+            "the version was looked at right after its creation"
+        );
+        let mut actions: Vec<String> = calls
+            .iter()
+            .filter(|c| c.action != "DescribeApplicationVersions")
+            .map(|c| c.action.clone())
+            .collect();
+        actions.sort();
+        actions
+    }
+    let with = before_update(false).await;
+    let without = before_update(true).await;
+    assert_eq!(
+        with,
+        [
+            "CreateApplicationVersion",
+            "DescribeApplications",
+            "DescribeConfigurationSettings",
+            "DescribeEnvironments",
+        ],
+        "after the preflight, the deploy reads the environment again"
+    );
+    assert_eq!(
+        without,
+        [
+            "CreateApplicationVersion",
+            "DescribeApplications",
+            "DescribeEnvironments",
+        ],
+        "without the preflight, the deploy reads the environment itself"
+    );
+}
+
 #[tokio::test]
 async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
     let w = World::new().await;
