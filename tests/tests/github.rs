@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use integration::github_api;
 use pipeline::github::actions::{Actions, Annotation, Level};
 use pipeline::github::{
     DeploymentTracker, GitHub, GitHubError, GitHubSettings, RetryPolicy, SecretString, Upserted,
@@ -45,7 +46,7 @@ impl Comments {
     fn push(&self, body: &str) -> Value {
         let mut all = self.0.lock().unwrap();
         let id = 1000 + all.len() as u64;
-        let c = json!({"id": id, "body": body, "html_url": format!("https://github.com/ami/antenna/pull/7#issuecomment-{id}")});
+        let c = github_api::comment(id, 7, body);
         all.push(c.clone());
         c
     }
@@ -245,7 +246,12 @@ impl Respond for Statuses {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = req.body_json().unwrap();
         self.0.lock().unwrap().push(body.clone());
-        ResponseTemplate::new(201).set_body_json(json!({"id": 1, "state": body["state"]}))
+        let n = self.0.lock().unwrap().len() as u64;
+        ResponseTemplate::new(201).set_body_json(github_api::deployment_status(
+            n,
+            42,
+            body["state"].as_str().unwrap(),
+        ))
     }
 }
 
@@ -253,7 +259,10 @@ async fn fake_deployments(server: &MockServer) -> Statuses {
     let statuses = Statuses::default();
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 42, "ref": "v1.2.0"})))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(github_api::deployment(42, "v1.2.0", "staging")),
+        )
         .expect(1)
         .mount(server)
         .await;
@@ -420,8 +429,7 @@ async fn rate_limit_waits_as_long_as_retry_after_says() {
     Mock::given(method("GET"))
         .and(path("/repos/ami/antenna/issues/7/comments"))
         .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([{"id": 5, "body": MARKER, "html_url": ""}])),
+            ResponseTemplate::new(200).set_body_json(json!([github_api::comment(5, 7, MARKER)])),
         )
         .mount(&server)
         .await;
@@ -488,7 +496,9 @@ async fn server_errors_are_retried_then_reported() {
         .await;
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9})))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(github_api::deployment(9, "v1", "staging")),
+        )
         .mount(&server)
         .await;
     let gh = client(&server);
