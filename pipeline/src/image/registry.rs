@@ -277,27 +277,17 @@ impl Registry {
             .ok_or(RegistryError::NoToken { realm })
     }
 
-    /// True when `repository:reference` exists (HEAD on the manifest).
-    pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+    /// The answer to `method` on the manifest of `repository:reference`: `None` on a 404, an
+    /// error when the registry refuses or fails.
+    async fn manifest_answer(
+        &self,
+        method: Method,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<reqwest::Response>> {
         let resp = self
             .send(
-                Method::HEAD,
-                &format!("/v2/{repository}/manifests/{reference}"),
-                Some(MANIFEST_ACCEPT),
-            )
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(false);
-        }
-        self.check(resp, &format!("{repository}:{reference}"))
-            .map(|_| true)
-    }
-
-    /// The manifest of `repository:reference`, or `None` when it does not exist.
-    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
-        let resp = self
-            .send(
-                Method::GET,
+                method,
                 &format!("/v2/{repository}/manifests/{reference}"),
                 Some(MANIFEST_ACCEPT),
             )
@@ -305,7 +295,26 @@ impl Registry {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.check(resp, &format!("{repository}:{reference}"))?;
+        self.check(resp, &format!("{repository}:{reference}"))
+            .map(Some)
+    }
+
+    /// True when `repository:reference` exists (HEAD on the manifest).
+    pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+        Ok(self
+            .manifest_answer(Method::HEAD, repository, reference)
+            .await?
+            .is_some())
+    }
+
+    /// The manifest of `repository:reference`, or `None` when it does not exist.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
+        let Some(resp) = self
+            .manifest_answer(Method::GET, repository, reference)
+            .await?
+        else {
+            return Ok(None);
+        };
         let headers: HeaderMap = resp.headers().clone();
         let header = |k: &str| {
             headers
