@@ -445,6 +445,53 @@ async fn rate_limit_waits_as_long_as_retry_after_says() {
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
+/// A rate limit is told by its status and headers: a 429 is retried after its `retry-after`;
+/// a 403 without `retry-after` or `x-ratelimit-remaining: 0` is a permission error, whatever
+/// its message says, and is not retried.
+#[tokio::test]
+async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(json!({"message": "Too many requests"})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/ami/antenna/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!([github_api::comment(5, 7, MARKER)])),
+        )
+        .mount(&server)
+        .await;
+    let found = client(&server).find_comment(7, MARKER).await.unwrap();
+    assert_eq!(found.map(|c| c.id), Some(5));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    let refusing = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "4999")
+                .set_body_json(json!({"message": "API rate limit exceeded? no: Resource not accessible by integration"})),
+        )
+        .expect(1)
+        .mount(&refusing)
+        .await;
+    let err = client(&refusing).find_comment(7, MARKER).await.unwrap_err();
+    assert!(matches!(err, GitHubError::Forbidden { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the token needs `pull-requests: read`"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn rate_limit_reset_too_far_away_fails_at_once_with_the_wait() {
     let server = MockServer::start().await;
