@@ -412,16 +412,13 @@ async fn unauthorized_and_not_found_are_clear() {
     assert!(msg.contains("check the repository `ami/antenna`"), "{msg}");
 }
 
-#[tokio::test]
-async fn rate_limit_waits_as_long_as_retry_after_says() {
+/// A fake GitHub whose comment list of pull request #7 answers `first` once, then the marked
+/// comment 5.
+async fn limited_then_listed(first: ResponseTemplate) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/repos/ami/antenna/issues/7/comments"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("retry-after", "1")
-                .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
-        )
+        .respond_with(first)
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
@@ -433,6 +430,17 @@ async fn rate_limit_waits_as_long_as_retry_after_says() {
         )
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test]
+async fn rate_limit_waits_as_long_as_retry_after_says() {
+    let server = limited_then_listed(
+        ResponseTemplate::new(403)
+            .insert_header("retry-after", "1")
+            .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
+    )
+    .await;
     let started = Instant::now();
     let found = client(&server).find_comment(7, MARKER).await.unwrap();
     let waited = started.elapsed();
@@ -450,25 +458,12 @@ async fn rate_limit_waits_as_long_as_retry_after_says() {
 /// its message says, and is not retried.
 #[tokio::test]
 async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/repos/ami/antenna/issues/7/comments"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "0")
-                .set_body_json(json!({"message": "Too many requests"})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/ami/antenna/issues/7/comments"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!([github_api::comment(5, 7, MARKER)])),
-        )
-        .mount(&server)
-        .await;
+    let server = limited_then_listed(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "0")
+            .set_body_json(json!({"message": "Too many requests"})),
+    )
+    .await;
     let found = client(&server).find_comment(7, MARKER).await.unwrap();
     assert_eq!(found.map(|c| c.id), Some(5));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
