@@ -69,8 +69,9 @@ async fn antenna_tree(dir: &Path) {
 /// The deploy files a repository using this workspace has: `deploy.toml` building the
 /// backend image with Antenna's Dockerfile from its root (of `source` when given, a git
 /// source table) into a repository of a unique name, a template with Antenna's four backend
-/// roles (the web one published on `port`) and this repository's postdeploy hook (`python
-/// manage.py migrate` in the django container). The guard removes the stack and the images.
+/// roles (the web one published on `port`) and this repository's postdeploy hook (Django's
+/// `migrate` under its lock, in the django container). The guard removes the stack and the
+/// images.
 fn deploy_files(dir: &Path, name: &str, source: Option<&str>, port: u16) -> Cleanup {
     let app = services::unique(name);
     let repository = services::unique(&format!("{name}-backend"));
