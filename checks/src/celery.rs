@@ -198,12 +198,7 @@ impl CeleryCheck {
                 consumed.insert(worker.clone(), pidbox::queue_names(queues));
             }
         }
-        let unconsumed: Vec<&str> = self
-            .queues
-            .iter()
-            .filter(|q| !consumed.values().any(|qs| qs.contains(q)))
-            .map(String::as_str)
-            .collect();
+        let unconsumed = super::unconsumed(&self.queues, consumed.values().map(Vec::as_slice));
         let who = workers
             .iter()
             .map(|w| match consumed.get(w) {

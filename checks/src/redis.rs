@@ -98,8 +98,13 @@ pub enum RedisError {
     TlsSetup(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// An error reply: its code (`READONLY`, `ERR`…) and the whole message, code first.
     #[error("the server answered {command}: {message}")]
-    Server { command: String, message: String },
+    Server {
+        command: String,
+        code: String,
+        message: String,
+    },
     #[error("{0}")]
     Protocol(String),
     #[error("the connection broke: {0}")]
@@ -130,7 +135,7 @@ impl RedisError {
             RedisError::Io(_) | RedisError::Protocol(_) if url.tls.is_none() => {
                 Some("if the server requires TLS (in-transit encryption), use rediss://")
             }
-            RedisError::Server { message, .. } if message.starts_with("READONLY") => {
+            RedisError::Server { code, .. } if code == "READONLY" => {
                 Some("this is a read-only replica: use the primary endpoint")
             }
             RedisError::Connect { .. } => Some(
@@ -162,6 +167,7 @@ impl RedisError {
             } else {
                 RedisError::Server {
                     command: command.to_string(),
+                    code: code.to_string(),
                     message,
                 }
             };
@@ -233,12 +239,14 @@ impl RedisConn {
                     tokio_rustls::TlsConnector::from(Arc::new(config_tls)).connect(name, tcp);
                 let stream = match tokio::time::timeout(budget, handshake).await {
                     Ok(r) => r.map_err(|e| tls_error(&addr, e))?,
-                    Err(_) => return Err(RedisError::Tls {
-                        addr: addr.clone(),
-                        reason: format!(
+                    Err(_) => {
+                        return Err(RedisError::Tls {
+                            addr: addr.clone(),
+                            reason: format!(
                             "the server accepted the connection but said nothing within {within}"
                         ),
-                    }),
+                        })
+                    }
                 };
                 start(&settings, stream, config).await
             }
@@ -452,6 +460,41 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb%40c"), "a/b@c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn error_replies_are_typed_by_their_code() {
+        let url = RedisUrl::parse("redis://h").unwrap();
+        let reply = |code: &str, detail: &str| {
+            redis::make_extension_error(code.to_string(), Some(detail.to_string()))
+        };
+        let e =
+            RedisError::from_command("AUTH", reply("WRONGPASS", "invalid username-password pair"));
+        assert!(e.is_for_good(), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "authentication failed: WRONGPASS invalid username-password pair"
+        );
+        let e = RedisError::from_command("PING", reply("NOAUTH", "Authentication required."));
+        assert!(matches!(e, RedisError::Auth(_)), "{e:?}");
+        let e = RedisError::from_command("SADD", reply("READONLY", "You can't write"));
+        assert_eq!(
+            e.describe(&url),
+            "the server answered SADD: READONLY You can't write; hint: this is a read-only replica: use the primary endpoint"
+        );
+        assert!(!e.is_for_good());
+        let e = RedisError::from_command("SELECT", reply("ERR", "DB index is out of range"));
+        assert!(
+            matches!(&e, RedisError::Server { code, .. } if code == "ERR"),
+            "{e:?}"
+        );
+        assert_eq!(e.hint(&url), None);
+        let e = RedisError::from_command(
+            "PING",
+            redis::RedisError::from((redis::ErrorKind::Parse, "invalid first byte")),
+        );
+        assert!(matches!(e, RedisError::Protocol(_)), "{e:?}");
+        assert!(e.describe(&url).contains("use rediss://"), "{e:?}");
     }
 
     #[test]
