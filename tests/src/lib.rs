@@ -21,6 +21,7 @@ pub mod services {
 
 pub mod deploy_world;
 pub mod eb_emulator;
+pub mod github_api;
 
 /// AWS clients for tests, built explicitly (never from the process environment, since tests
 /// run in parallel threads): static test credentials, plain HTTP to loopback.
