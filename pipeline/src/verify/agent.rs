@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{CheckSpec, Config, Where};
 use crate::instance::{Arch, InstanceType};
 
-pub use checks::agent::{find_report, AgentChecks, REPORT_MARKER};
+pub use checks::agent::{find_report, render_output, AgentChecks, REPORT_MARKER};
 
 /// The hook script inside the bundle (after the migration hook, `01_migrate.sh`).
 pub const HOOK_ENTRY: &str = ".platform/hooks/postdeploy/90_verify.sh";
