@@ -28,6 +28,11 @@ fn start_bundle(dir: &Path, release: &str, pause_ms: u64) -> Child {
         .env("DEPLOY_RELEASE", release)
         .env("DEPLOY_ACCOUNT", "123456789012")
         .env(PAUSE_VAR, pause_ms.to_string())
+        // Staging has instance checks: the agent is built once, before the timed waits.
+        .env(
+            pipeline::verify::agent::AGENT_VAR,
+            integration::verify_agent(),
+        )
         .env("AWS_ACCESS_KEY_ID", "")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("GITHUB_ACTIONS")

@@ -49,13 +49,34 @@ pub fn build_static_binaries(config: &Config) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The variables cargo sets for a crate it builds or runs (prefixes).
+const CRATE_VARS: &[&str] = &[
+    "CARGO_PKG_",
+    "CARGO_MANIFEST_",
+    "CARGO_CRATE_",
+    "CARGO_BIN_",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "OUT_DIR",
+];
+
 /// Builds the binary `bin` of `package` in the workspace at `workspace`, statically linked
 /// (`-C target-feature=+crt-static`, symbols stripped), in release mode for `triple`; returns
 /// its path under the target directory (`CARGO_TARGET_DIR`, else `<workspace>/target`).
 /// Cargo's own caching makes a second build of unchanged sources a no-op.
 pub fn build_static(workspace: &Path, package: &str, bin: &str, triple: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(&cargo)
+    let mut command = std::process::Command::new(&cargo);
+    // What cargo sets for the crate that runs this code (a test, `cargo run`) is not for
+    // the nested build: build scripts that watch such variables would see them change
+    // between a shell and a test and rebuild half the dependency tree each time.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if CRATE_VARS.iter().any(|p| name.starts_with(p)) {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let status = command
         .current_dir(workspace)
         .args([
             "build",
