@@ -731,15 +731,17 @@ async fn fake_github() -> wiremock::MockServer {
     let server = wiremock::MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 7})))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(integration::github_api::deployment(7, "v2.0.0", "staging")),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(STATUSES))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(serde_json::json!({"id": 1, "state": "in_progress"})),
-        )
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            integration::github_api::deployment_status(1, 7, "in_progress"),
+        ))
         .mount(&server)
         .await;
     server
