@@ -227,14 +227,3 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
-
-/// The verify agent as the bundle stage builds it (static, release, through
-/// `pipeline::verify::agent::agent_binary`, or `DEPLOY_VERIFY_AGENT` when set), built once per
-/// test binary: for tests that time a bundle from its start and pass it on as
-/// `DEPLOY_VERIFY_AGENT`.
-pub fn verify_agent() -> std::path::PathBuf {
-    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| pipeline::verify::agent::agent_binary().expect("the verify agent builds"))
-        .clone()
-}
