@@ -83,6 +83,17 @@ pub fn report_line(report: &VerifyReport) -> String {
     format!("{REPORT_MARKER}{json}")
 }
 
+/// What the agent prints on the instance (and so what lands in `eb-hooks.log`): a header
+/// naming the environment, the check table, and the [`report_line`].
+pub fn render_output(environment: &str, report: &VerifyReport) -> String {
+    format!(
+        "verify-agent: {} check(s) of {environment} from this instance\n{}{}\n",
+        report.checks.len(),
+        report.render_table(),
+        report_line(report)
+    )
+}
+
 /// The last report found in `lines` (a log's lines; each may carry a prefix before the
 /// marker), if any.
 pub fn find_report<'a>(lines: impl DoubleEndedIterator<Item = &'a str>) -> Option<VerifyReport> {

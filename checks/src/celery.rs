@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::amqp::{AmqpMailbox, AmqpUrl, Replies};
 use super::pidbox::{self, Request};
-use super::redis::{RedisConn, RedisError, RedisUrl, Value as Resp};
+use super::redis::{RedisConn, RedisError, RedisUrl};
 use super::{uuid4, Attempt, UrlError};
 
 /// How long to wait for replies to one broadcast (Celery's `inspect` waits 1 s by default);
@@ -127,11 +127,9 @@ impl CeleryCheck {
                     Err(e) if e.is_unreachable() => {
                         return Attempt::unreachable(format!("broker: {}", e.describe(url)))
                     }
-                    Err(
-                        e @ (RedisError::Certificate { .. }
-                        | RedisError::Auth(_)
-                        | RedisError::TlsSetup(_)),
-                    ) => return Attempt::fail_for_good(format!("broker: {}", e.describe(url))),
+                    Err(e) if e.is_for_good() => {
+                        return Attempt::fail_for_good(format!("broker: {}", e.describe(url)))
+                    }
                     Err(e) => return Attempt::fail(format!("broker: {}", e.describe(url))),
                 };
                 let mut mailbox = Mailbox::Redis { conn, url };
@@ -200,12 +198,7 @@ impl CeleryCheck {
                 consumed.insert(worker.clone(), pidbox::queue_names(queues));
             }
         }
-        let unconsumed: Vec<&str> = self
-            .queues
-            .iter()
-            .filter(|q| !consumed.values().any(|qs| qs.contains(q)))
-            .map(String::as_str)
-            .collect();
+        let unconsumed = super::unconsumed(&self.queues, consumed.values().map(Vec::as_slice));
         let who = workers
             .iter()
             .map(|w| match consumed.get(w) {
@@ -259,11 +252,10 @@ async fn redis_broadcast(
     let ticket = uuid4();
     let binding = pidbox::binding_member(&reply_key);
     let queue = pidbox::reply_queue(&reply_key);
-    conn.call(&[
-        b"SADD",
-        pidbox::binding_key().as_bytes(),
-        binding.as_bytes(),
-    ])
+    conn.call::<i64>(
+        "SADD",
+        &[pidbox::binding_key().as_bytes(), binding.as_bytes()],
+    )
     .await?;
     let result = publish_and_collect(
         conn,
@@ -277,13 +269,12 @@ async fn redis_broadcast(
     )
     .await;
     let cleanup = async {
-        conn.call(&[
-            b"SREM",
-            pidbox::binding_key().as_bytes(),
-            binding.as_bytes(),
-        ])
+        conn.call::<i64>(
+            "SREM",
+            &[pidbox::binding_key().as_bytes(), binding.as_bytes()],
+        )
         .await?;
-        conn.call(&[b"DEL", queue.as_bytes()]).await
+        conn.call::<i64>("DEL", &[queue.as_bytes()]).await
     };
     let cleaned = cleanup.await;
     let replies = result?;
@@ -309,21 +300,12 @@ async fn publish_and_collect(
         delivery_tag: &uuid4(),
     }
     .encode();
-    let listeners = match conn
-        .call(&[
-            b"PUBLISH",
-            pidbox::channel(db).as_bytes(),
-            request.as_bytes(),
-        ])
-        .await?
-    {
-        Resp::Int(n) => n,
-        other => {
-            return Err(RedisError::Protocol(format!(
-                "PUBLISH answered {other:?} instead of a number"
-            )))
-        }
-    };
+    let listeners: i64 = conn
+        .call(
+            "PUBLISH",
+            &[pidbox::channel(db).as_bytes(), request.as_bytes()],
+        )
+        .await?;
     let expected = destination.map_or(listeners.max(0) as usize, <[String]>::len);
     let mut answers = BTreeMap::new();
     let until = crate::config::instant_after(window);
@@ -339,8 +321,9 @@ async fn publish_and_collect(
         } else {
             format!("{:.3}", left.as_secs_f64())
         };
-        let reply = match conn
-            .call(&[b"BRPOP", queue.as_bytes(), secs.as_bytes()])
+        // A list name and the message, or nothing when the wait ended.
+        let reply: Option<(Vec<u8>, Vec<u8>)> = match conn
+            .call("BRPOP", &[queue.as_bytes(), secs.as_bytes()])
             .await
         {
             Err(RedisError::Server { message, .. })
@@ -351,19 +334,11 @@ async fn publish_and_collect(
             }
             r => r?,
         };
-        match reply {
-            Resp::Array(Some(items)) if items.len() == 2 => {
-                let Resp::Bulk(Some(raw)) = &items[1] else {
-                    continue;
-                };
-                match pidbox::decode_reply(raw, ticket) {
-                    Ok(Some(map)) => answers.extend(map),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!("ignoring a reply on {queue}: {e}"),
-                }
-            }
-            Resp::Array(None) | Resp::Bulk(None) => break,
-            other => return Err(RedisError::Protocol(format!("BRPOP answered {other:?}"))),
+        let Some((_, raw)) = reply else { break };
+        match pidbox::decode_reply(&raw, ticket) {
+            Ok(Some(map)) => answers.extend(map),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("ignoring a reply on {queue}: {e}"),
         }
     }
     Ok(Replies {

@@ -187,12 +187,7 @@ impl FlowerCheck {
             .join(", ");
         let consumed: BTreeMap<&str, Vec<String>> =
             online.iter().map(|w| (w.as_str(), queues_of(w))).collect();
-        let unconsumed: Vec<&str> = self
-            .queues
-            .iter()
-            .filter(|q| !consumed.values().any(|qs| qs.contains(q)))
-            .map(String::as_str)
-            .collect();
+        let unconsumed = super::unconsumed(&self.queues, consumed.values().map(Vec::as_slice));
         if !unconsumed.is_empty() {
             return Attempt::fail(format!(
                 "no online worker consumes {}: online: {who}{offline_note}; hint: start a worker with -Q {} (CELERY_QUEUES)",

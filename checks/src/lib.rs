@@ -413,6 +413,21 @@ where
     }
 }
 
+/// The wanted queues that no worker consumes, in the order given; `consumed` holds each
+/// worker's queues (the Celery check's `active_queues` answers, Flower's workers).
+pub(crate) fn unconsumed<'a, 'b>(
+    wanted: &'a [String],
+    consumed: impl IntoIterator<Item = &'b [String]>,
+) -> Vec<&'a str> {
+    let consumed: std::collections::BTreeSet<&str> =
+        consumed.into_iter().flatten().map(String::as_str).collect();
+    wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|q| !consumed.contains(q))
+        .collect()
+}
+
 /// `base` (an origin, maybe with a path) joined with an absolute `path`.
 pub fn join_url(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
@@ -714,6 +729,24 @@ mod tests {
         }
         assert_eq!(url_secrets("https://host/x"), Vec::<String>::new());
         assert_eq!(url_secrets("rediss://:pw@h?password=q"), vec!["pw", "q"]);
+    }
+
+    #[test]
+    fn unconsumed_lists_the_wanted_queues_no_worker_consumes() {
+        let wanted: Vec<String> = ["antenna", "jobs", "ml_results"].map(String::from).to_vec();
+        let w1: Vec<String> = vec!["antenna".into(), "celery".into()];
+        let w2: Vec<String> = vec!["ml_results".into()];
+        assert_eq!(
+            unconsumed(&wanted, [w1.as_slice(), w2.as_slice()]),
+            vec!["jobs"]
+        );
+        assert_eq!(
+            unconsumed(&wanted, []),
+            vec!["antenna", "jobs", "ml_results"]
+        );
+        assert!(unconsumed(&[], [w1.as_slice()]).is_empty());
+        let all: Vec<String> = vec!["jobs".into(), "antenna".into(), "ml_results".into()];
+        assert!(unconsumed(&wanted, [all.as_slice()]).is_empty());
     }
 
     #[test]

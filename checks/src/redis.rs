@@ -1,17 +1,15 @@
-//! A small Redis client (RESP2 over TCP, or TLS with tokio-rustls) and the Redis check.
+//! The Redis check, and the Redis connection Celery's pidbox uses, through the `redis` crate
+//! (async on tokio, TLS with rustls).
 //!
-//! Only what the checks need: AUTH, SELECT, PING, INFO, and the few list, set and PUBLISH
-//! commands of Celery's pidbox. Errors are typed so that the checks can tell connection,
-//! certificate, TLS and authentication failures apart.
+//! Errors are typed so that the checks can tell connection, certificate, TLS and
+//! authentication failures apart.
 
 use std::io;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
 use super::broker_url::{host_port, Prelude, Syntax};
@@ -100,18 +98,31 @@ pub enum RedisError {
     TlsSetup(String),
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// An error reply: its code (`READONLY`, `ERR`…) and the whole message, code first.
     #[error("the server answered {command}: {message}")]
-    Server { command: String, message: String },
+    Server {
+        command: String,
+        code: String,
+        message: String,
+    },
     #[error("{0}")]
     Protocol(String),
     #[error("the connection broke: {0}")]
-    Io(#[from] io::Error),
+    Io(String),
 }
 
 impl RedisError {
     /// Could not reach the server at all (as opposed to reached, but wrong).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, RedisError::Connect { .. })
+    }
+
+    /// Waiting will not fix it: credentials, the certificate, the TLS settings.
+    pub fn is_for_good(&self) -> bool {
+        matches!(
+            self,
+            RedisError::Certificate { .. } | RedisError::Auth(_) | RedisError::TlsSetup(_)
+        )
     }
 
     /// A hint for the operator, when there is an obvious next step.
@@ -124,7 +135,7 @@ impl RedisError {
             RedisError::Io(_) | RedisError::Protocol(_) if url.tls.is_none() => {
                 Some("if the server requires TLS (in-transit encryption), use rediss://")
             }
-            RedisError::Server { message, .. } if message.starts_with("READONLY") => {
+            RedisError::Server { code, .. } if code == "READONLY" => {
                 Some("this is a read-only replica: use the primary endpoint")
             }
             RedisError::Connect { .. } => Some(
@@ -142,44 +153,55 @@ impl RedisError {
             None => self.to_string(),
         }
     }
-}
 
-/// A RESP2 value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Option<Vec<Value>>),
-}
-
-impl Value {
-    pub fn text(&self) -> Option<String> {
-        match self {
-            Value::Simple(s) => Some(s.clone()),
-            Value::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
+    /// The typed error for a failed command `command` (an error reply, a broken connection,
+    /// an answer that is not RESP).
+    fn from_command(command: &str, e: redis::RedisError) -> Self {
+        if let Some(code) = e.code() {
+            let message = match e.detail() {
+                Some(detail) => format!("{code} {detail}"),
+                None => code.to_string(),
+            };
+            return if matches!(code, "NOAUTH" | "WRONGPASS") {
+                RedisError::Auth(message)
+            } else {
+                RedisError::Server {
+                    command: command.to_string(),
+                    code: code.to_string(),
+                    message,
+                }
+            };
+        }
+        match e.kind() {
+            redis::ErrorKind::Parse => RedisError::Protocol(format!(
+                "this is not a Redis server (its answer to {command} is not RESP: {e})"
+            )),
+            redis::ErrorKind::AuthenticationFailed => RedisError::Auth(e.to_string()),
+            _ if e.is_timeout() => RedisError::Io(format!("no answer to {command} in time")),
+            _ => RedisError::Io(e.to_string()),
         }
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 /// One connection to a Redis server, authenticated and on the URL's database.
 pub struct RedisConn {
-    io: BufStream<Pin<Box<dyn Stream>>>,
+    conn: redis::aio::MultiplexedConnection,
     /// Whether the server's certificate was verified (TLS only).
     pub verified: Option<bool>,
 }
 
-/// The largest bulk string accepted, so that a wrong server cannot make us allocate much.
-const MAX_BULK: usize = 64 << 20;
-
 impl RedisConn {
     /// Connects, negotiates TLS for `rediss://`, authenticates, selects the database; the
-    /// TCP connection and the TLS handshake each get at most `budget`.
+    /// TCP connection and the TLS handshake each get at most `budget`, and so does each
+    /// command.
+    ///
+    /// The TCP connection and the TLS handshake are ours (the TLS of the AMQP check, see
+    /// [`tls::client_config`]), the `redis` crate speaks RESP over the stream: its own TLS
+    /// hides the rustls error behind a boxed error that cannot be downcast, so a certificate
+    /// rejection could not be told from a broken handshake, and it has one timeout for the
+    /// connection and the handshake. AUTH and SELECT are sent here rather than through the
+    /// crate's connection info, so that the server's own answer (`WRONGPASS`, `NOAUTH`)
+    /// reaches the report.
     pub async fn connect(url: &RedisUrl, budget: Duration) -> Result<Self, RedisError> {
         let addr = url.addr();
         let within = human(budget);
@@ -199,10 +221,12 @@ impl RedisConn {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (stream, verified): (Pin<Box<dyn Stream>>, _) = match url.tls {
-            None => (Box::pin(tcp), None),
+        let settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(budget));
+        let setup = match url.tls {
+            None => start(&settings, tcp, config).await,
             Some(reqs) => {
-                let config =
+                let config_tls =
                     tls::client_config(reqs, url.ca_file.as_ref()).map_err(RedisError::TlsSetup)?;
                 let name =
                     rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
@@ -212,8 +236,8 @@ impl RedisConn {
                         ))
                     })?;
                 let handshake =
-                    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
-                let tls = match tokio::time::timeout(budget, handshake).await {
+                    tokio_rustls::TlsConnector::from(Arc::new(config_tls)).connect(name, tcp);
+                let stream = match tokio::time::timeout(budget, handshake).await {
                     Ok(r) => r.map_err(|e| tls_error(&addr, e))?,
                     Err(_) => {
                         return Err(RedisError::Tls {
@@ -224,133 +248,70 @@ impl RedisConn {
                         })
                     }
                 };
-                (Box::pin(tls), Some(reqs == CertReqs::Required))
+                start(&settings, stream, config).await
             }
         };
+        let conn = setup.map_err(|e| RedisError::from_command("the connection setup", e))?;
         let mut conn = Self {
-            io: BufStream::new(stream),
-            verified,
+            conn,
+            verified: url.tls.map(|reqs| reqs == CertReqs::Required),
         };
         if let Some(password) = &url.password {
-            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            let mut args: Vec<&[u8]> = Vec::new();
             if let Some(user) = &url.username {
                 args.push(user.as_bytes());
             }
             args.push(password.expose_secret().as_bytes());
-            if let Value::Error(e) = conn.command(&args).await? {
-                return Err(RedisError::Auth(e));
-            }
+            conn.call::<redis::Value>("AUTH", &args)
+                .await
+                .map_err(|e| match e {
+                    RedisError::Server { message, .. } => RedisError::Auth(message),
+                    e => e,
+                })?;
         }
         if url.db != 0 {
             let db = url.db.to_string();
-            conn.expect_ok(&[b"SELECT", db.as_bytes()]).await?;
+            conn.call::<redis::Value>("SELECT", &[db.as_bytes()])
+                .await?;
         }
         Ok(conn)
     }
 
-    /// Sends one command and reads its reply (an error reply is a `Value::Error`).
-    pub async fn command(&mut self, args: &[&[u8]]) -> Result<Value, RedisError> {
-        let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            buf.extend_from_slice(a);
-            buf.extend_from_slice(b"\r\n");
-        }
-        self.io.write_all(&buf).await?;
-        self.io.flush().await?;
-        self.read_value().await
-    }
-
-    /// Sends a command; an error reply becomes a [`RedisError`] (`NOAUTH`/`WRONGPASS` are `Auth`).
-    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Value, RedisError> {
-        match self.command(args).await? {
-            Value::Error(e) if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") => {
-                Err(RedisError::Auth(e))
-            }
-            Value::Error(message) => Err(RedisError::Server {
-                command: String::from_utf8_lossy(args[0]).into_owned(),
-                message,
-            }),
-            v => Ok(v),
-        }
-    }
-
-    async fn expect_ok(&mut self, args: &[&[u8]]) -> Result<(), RedisError> {
-        self.call(args).await.map(|_| ())
-    }
-
-    async fn read_line(&mut self) -> Result<String, RedisError> {
-        let mut line = Vec::new();
-        let n = (&mut self.io)
-            .take(MAX_BULK as u64)
-            .read_until(b'\n', &mut line)
-            .await?;
-        if n == 0 {
-            return Err(RedisError::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the server closed the connection without answering",
-            )));
-        }
-        if !line.ends_with(b"\r\n") {
-            return Err(not_redis(&line));
-        }
-        line.truncate(line.len() - 2);
-        Ok(String::from_utf8_lossy(&line).into_owned())
-    }
-
-    fn read_value(
+    /// Sends `command` with `args`; an error reply becomes a [`RedisError`] (`NOAUTH` and
+    /// `WRONGPASS` are `Auth`), the answer is converted to `T`.
+    pub async fn call<T: redis::FromRedisValue>(
         &mut self,
-    ) -> Pin<Box<dyn std::future::Future<Output = Result<Value, RedisError>> + Send + '_>> {
-        Box::pin(async move {
-            let line = self.read_line().await?;
-            let (kind, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
-            let len = |rest: &str| -> Result<i64, RedisError> {
-                rest.parse().map_err(|_| not_redis(line.as_bytes()))
-            };
-            Ok(match kind {
-                "+" => Value::Simple(rest.to_string()),
-                "-" => Value::Error(rest.to_string()),
-                ":" => Value::Int(len(rest)?),
-                "$" => {
-                    let n = len(rest)?;
-                    if n < 0 {
-                        Value::Bulk(None)
-                    } else if n as usize > MAX_BULK {
-                        return Err(RedisError::Protocol(format!(
-                            "a {n}-byte reply is larger than expected"
-                        )));
-                    } else {
-                        let mut data = vec![0; n as usize + 2];
-                        self.io.read_exact(&mut data).await?;
-                        data.truncate(n as usize);
-                        Value::Bulk(Some(data))
-                    }
-                }
-                "*" => {
-                    let n = len(rest)?;
-                    if n < 0 {
-                        Value::Array(None)
-                    } else {
-                        let mut items = Vec::with_capacity(n.min(1024) as usize);
-                        for _ in 0..n {
-                            items.push(self.read_value().await?);
-                        }
-                        Value::Array(Some(items))
-                    }
-                }
-                _ => return Err(not_redis(line.as_bytes())),
-            })
-        })
+        command: &str,
+        args: &[&[u8]],
+    ) -> Result<T, RedisError> {
+        let mut cmd = redis::cmd(command);
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut self.conn)
+            .await
+            .map_err(|e| RedisError::from_command(command, e))
     }
+}
+
+/// The `redis` crate's connection over `stream`, its driver (which reads and writes the
+/// stream, and ends when the connection is dropped) spawned.
+async fn start<C>(
+    settings: &redis::RedisConnectionInfo,
+    stream: C,
+    config: redis::AsyncConnectionConfig,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (conn, driver) =
+        redis::aio::MultiplexedConnection::new_with_config(settings, stream, config).await?;
+    tokio::spawn(driver);
+    Ok(conn)
 }
 
 fn human(d: Duration) -> String {
     crate::output::human_duration(d)
-}
-
-fn not_redis(line: &[u8]) -> RedisError {
-    let text: String = String::from_utf8_lossy(line).chars().take(40).collect();
-    RedisError::Protocol(format!("this is not a Redis server (it answered {text:?})"))
 }
 
 fn tls_error(addr: &str, e: io::Error) -> RedisError {
@@ -379,29 +340,28 @@ impl RedisCheck {
         match self.ping(left).await {
             Ok(detail) => Attempt::pass(detail),
             Err(e) if e.is_unreachable() => Attempt::unreachable(e.describe(&self.url)),
-            Err(
-                e
-                @ (RedisError::Certificate { .. } | RedisError::Auth(_) | RedisError::TlsSetup(_)),
-            ) => Attempt::fail_for_good(e.describe(&self.url)),
+            Err(e) if e.is_for_good() => Attempt::fail_for_good(e.describe(&self.url)),
             Err(e) => Attempt::fail(e.describe(&self.url)),
         }
     }
 
     async fn ping(&self, left: Duration) -> Result<String, RedisError> {
         let mut conn = RedisConn::connect(&self.url, left).await?;
-        let pong = conn.call(&[b"PING"]).await?;
-        if pong.text().as_deref() != Some("PONG") {
+        let pong: redis::Value = conn.call("PING", &[]).await?;
+        let is_pong = match &pong {
+            redis::Value::SimpleString(s) => s == "PONG",
+            redis::Value::BulkString(b) => b == b"PONG",
+            _ => false,
+        };
+        if !is_pong {
             return Err(RedisError::Protocol(format!(
                 "PING answered {pong:?} instead of PONG"
             )));
         }
-        let info = |v: Result<Value, RedisError>, key: &str| {
-            v.ok()
-                .and_then(|v| v.text())
-                .and_then(|t| info_field(&t, key))
-        };
-        let version = info(conn.call(&[b"INFO", b"server"]).await, "redis_version");
-        let role = info(conn.call(&[b"INFO", b"replication"]).await, "role");
+        let info =
+            |v: Result<String, RedisError>, key: &str| v.ok().and_then(|t| info_field(&t, key));
+        let version = info(conn.call("INFO", &[b"server"]).await, "redis_version");
+        let role = info(conn.call("INFO", &[b"replication"]).await, "role");
         let mut detail = format!(
             "PONG from redis {} ({})",
             version.as_deref().unwrap_or("(version unknown)"),
@@ -500,6 +460,41 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb%40c"), "a/b@c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn error_replies_are_typed_by_their_code() {
+        let url = RedisUrl::parse("redis://h").unwrap();
+        let reply = |code: &str, detail: &str| {
+            redis::make_extension_error(code.to_string(), Some(detail.to_string()))
+        };
+        let e =
+            RedisError::from_command("AUTH", reply("WRONGPASS", "invalid username-password pair"));
+        assert!(e.is_for_good(), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "authentication failed: WRONGPASS invalid username-password pair"
+        );
+        let e = RedisError::from_command("PING", reply("NOAUTH", "Authentication required."));
+        assert!(matches!(e, RedisError::Auth(_)), "{e:?}");
+        let e = RedisError::from_command("SADD", reply("READONLY", "You can't write"));
+        assert_eq!(
+            e.describe(&url),
+            "the server answered SADD: READONLY You can't write; hint: this is a read-only replica: use the primary endpoint"
+        );
+        assert!(!e.is_for_good());
+        let e = RedisError::from_command("SELECT", reply("ERR", "DB index is out of range"));
+        assert!(
+            matches!(&e, RedisError::Server { code, .. } if code == "ERR"),
+            "{e:?}"
+        );
+        assert_eq!(e.hint(&url), None);
+        let e = RedisError::from_command(
+            "PING",
+            redis::RedisError::from((redis::ErrorKind::Parse, "invalid first byte")),
+        );
+        assert!(matches!(e, RedisError::Protocol(_)), "{e:?}");
+        assert!(e.describe(&url).contains("use rediss://"), "{e:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `start-ml-backend` | HTTP on `0.0.0.0:$ML_PORT` (default 2000): `/livez`, `/info` |
 //! | `sleep N` | sleeps N seconds (the awscli container's `sleep 9999999`) |
 //! | `python manage.py migrate --noinput` | prints what a migration run prints, exits 0 |
+//! | `python manage.py shell -c CODE` | only the postdeploy hook's locked migration: says it has no database (so no lock), then as `migrate` |
 //! | `check URL` | GET `http://HOST:PORT/PATH`; exit 0 on 200 (for container health checks) |
 //! | `fail [CODE] [MESSAGE…]` | prints MESSAGE on stderr and exits with CODE (default 1) |
 //!
@@ -158,8 +159,29 @@ fn manage(args: &[String]) -> Result<u8, String> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["manage.py", "migrate", rest @ ..] if rest.iter().all(|a| a.starts_with("--")) => {
-            println!("Operations to perform:\n  Apply all migrations: demo");
-            println!("Running migrations:\n  No migrations to apply.");
+            print_migrate();
+            Ok(0)
+        }
+        // The postdeploy hook's locked migration (`shell -c` with a script that takes a
+        // PostgreSQL advisory lock, then calls `migrate`). There is neither Python nor a
+        // database here: say so, and run the stand-in migrate without pretending to lock.
+        ["manage.py", "shell", rest @ ..] => {
+            let code = rest
+                .iter()
+                .position(|a| *a == "-c" || *a == "--command")
+                .and_then(|i| rest.get(i + 1))
+                .ok_or("this demo image runs `python manage.py shell` only with `-c CODE`")?;
+            if !code.contains("call_command(\"migrate\"") {
+                return Err(
+                    "this demo image has no Python interpreter: `manage.py shell -c` runs only the postdeploy hook's migration script (one that calls `call_command(\"migrate\", …)`)"
+                        .into(),
+                );
+            }
+            let instance = env("MIGRATE_INSTANCE").unwrap_or_else(|| "this instance".into());
+            println!(
+                "migrate: demo image, no database: {instance} takes no migration lock and runs the stand-in migrate"
+            );
+            print_migrate();
             Ok(0)
         }
         ["manage.py", "check", ..] => {
@@ -167,10 +189,16 @@ fn manage(args: &[String]) -> Result<u8, String> {
             Ok(0)
         }
         _ => Err(format!(
-            "this demo image only supports `python manage.py migrate [--noinput]` and `python manage.py check`, not `python {}`",
+            "this demo image only supports `python manage.py migrate [--noinput]`, `python manage.py shell -c CODE` (the migration hook's) and `python manage.py check`, not `python {}`",
             words.join(" ")
         )),
     }
+}
+
+/// What `manage.py migrate` prints when the database is up to date.
+fn print_migrate() {
+    println!("Operations to perform:\n  Apply all migrations: demo");
+    println!("Running migrations:\n  No migrations to apply.");
 }
 
 /// A parsed request head.
@@ -483,7 +511,20 @@ mod tests {
         assert_eq!(manage(&args("manage.py migrate --noinput")), Ok(0));
         assert_eq!(manage(&args("manage.py migrate")), Ok(0));
         let err = manage(&args("manage.py shell")).unwrap_err();
-        assert!(err.contains("not `python manage.py shell`"), "{err}");
+        assert!(err.contains("only with `-c CODE`"), "{err}");
+        let err = manage(&args("manage.py dbshell")).unwrap_err();
+        assert!(err.contains("not `python manage.py dbshell`"), "{err}");
+        let hook = |code: &str| {
+            let mut a = args("manage.py shell --verbosity 0 -c");
+            a.push(code.into());
+            manage(&a)
+        };
+        assert_eq!(
+            hook("import x\ncall_command(\"migrate\", interactive=False)"),
+            Ok(0)
+        );
+        let err = hook("print(1)").unwrap_err();
+        assert!(err.contains("no Python interpreter"), "{err}");
     }
 
     #[test]

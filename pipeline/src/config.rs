@@ -137,7 +137,8 @@ pub struct ImageSpec {
 ///
 /// Fetched with the `git` CLI into `target/sources/` (one mirror per URL, one tree per
 /// commit, both reused); the commit `rev` resolves to is recorded in the image labels, the
-/// release and the EB version description.
+/// release and the EB version description. The tree is unpacked with `git archive`, which
+/// leaves git submodules out: an image that needs a submodule's files cannot use this source.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {

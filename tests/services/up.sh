@@ -12,7 +12,7 @@ export VENV="${TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/antenna-pipeline/venv}
 # Every port is PORT_BASE + an offset, so that several checkouts can run their services at once.
 # Offsets: 1 moto; 2-9 registry and Docker; 10-19 Redis, Celery, Flower; 20-29 EB; 30-39 local target;
 # 40-44 RabbitMQ (AMQP, distribution, epmd, AMQPS, CLI); 45-49 NATS (JetStream, no JetStream, password, token, TLS);
-# 60 moto with IAM enforcement.
+# 50 PostgreSQL; 60 moto with IAM enforcement; 70-71 the Antenna-shaped fixture.
 export PORT_BASE="${PORT_BASE:-15000}"
 
 "$here/down.sh" >/dev/null 2>&1 || true

@@ -21,6 +21,8 @@ pub mod services {
 
 pub mod deploy_world;
 pub mod eb_emulator;
+pub mod github_api;
+pub mod migrate_world;
 
 /// AWS clients for tests, built explicitly (never from the process environment, since tests
 /// run in parallel threads): static test credentials, plain HTTP to loopback.

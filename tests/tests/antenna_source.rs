@@ -69,8 +69,9 @@ async fn antenna_tree(dir: &Path) {
 /// The deploy files a repository using this workspace has: `deploy.toml` building the
 /// backend image with Antenna's Dockerfile from its root (of `source` when given, a git
 /// source table) into a repository of a unique name, a template with Antenna's four backend
-/// roles (the web one published on `port`) and this repository's postdeploy hook (`python
-/// manage.py migrate` in the django container). The guard removes the stack and the images.
+/// roles (the web one published on `port`) and this repository's postdeploy hook (Django's
+/// `migrate` under its lock, in the django container). The guard removes the stack and the
+/// images.
 fn deploy_files(dir: &Path, name: &str, source: Option<&str>, port: u16) -> Cleanup {
     let app = services::unique(name);
     let repository = services::unique(&format!("{name}-backend"));
@@ -345,6 +346,38 @@ async fn pinned_git_source_is_fetched_built_labelled_and_runs_locally() {
     }
 }
 
+/// The head of a `deploy.toml` that pushes to `registry` an image built from `source` (a git
+/// source table) with `dockerfile`, for `application`.
+fn source_image_toml(
+    application: &str,
+    registry: &str,
+    repository: &str,
+    source: &str,
+    dockerfile: &str,
+) -> String {
+    format!(
+        r#"region = "us-west-2"
+application = "{application}"
+registry = "{registry}"
+
+[images.backend]
+repository = "{repository}"
+source = {source}
+build = {{ context = ".", dockerfile = "{dockerfile}" }}
+"#
+    )
+}
+
+/// The registry's answer to the tag list of `repository`.
+async fn registry_tags(registry: &str, repository: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("http://{registry}/v2/{repository}/tags/list"))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The deploy repository of a bad source, the `push` it runs through the binary (with the
 /// test registry and moto's ECR), and the checks that nothing was built, pushed or created.
 /// Returns the binary's stderr.
@@ -356,20 +389,8 @@ async fn push_fails_before_building(source: &str, dockerfile: &str) -> String {
     let repository = services::unique("antenna-badsrc");
     std::fs::write(
         dir.join("deploy.toml"),
-        format!(
-            r#"region = "us-west-2"
-application = "antenna"
-registry = "{registry}"
-
-[images.backend]
-repository = "{repository}"
-source = {source}
-build = {{ context = ".", dockerfile = "{dockerfile}" }}
-
-[environments.local]
-target = "local"
-"#
-        ),
+        source_image_toml("antenna", &registry, &repository, source, dockerfile)
+            + "\n[environments.local]\ntarget = \"local\"\n",
     )
     .unwrap();
     let release = "v1.0.0";
@@ -383,12 +404,7 @@ target = "local"
         image_labels(&format!("{registry}/{repository}:{release}")).is_none(),
         "nothing was built: {stderr}"
     );
-    let tags = reqwest::Client::new()
-        .get(format!("http://{registry}/v2/{repository}/tags/list"))
-        .basic_auth(USER, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let tags = registry_tags(&registry, &repository).await;
     assert_eq!(tags.status(), 404, "nothing was pushed: {stderr}");
     let ecr = aws_sdk_ecr::Client::new(&integration::aws::sdk_config(&services::env(
         "MOTO_ENDPOINT",
@@ -486,4 +502,112 @@ target = "local"
         !dir.join("target/sources").exists(),
         "a dry run fetches nothing"
     );
+}
+
+/// The pinned git source through the AWS path, with the real binary: the tree fetched from the
+/// `file://` remote is built, pushed to the registry standing in for ECR (moto's ECR gives the
+/// token), bundled, uploaded to moto's S3 and deployed to the EB emulator; the application
+/// version's description, read back from the emulator, names the source's commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_git_source_ships_through_aws_and_the_version_names_its_commit() {
+    let registry = services::env("REGISTRY");
+    let tmp = tempfile::tempdir().unwrap();
+    let (url, source_commit) = antenna_remote(tmp.path()).await;
+    let w = integration::deploy_world::World::new().await;
+    let dir = w.dir.path();
+    let repository = services::unique("antenna-gitaws");
+    let _images = RegistryImages(format!("{registry}/{repository}"));
+    let head = source_image_toml(
+        &w.application,
+        &registry,
+        &repository,
+        &format!(r#"{{ git = "{url}", rev = "v1.0.0" }}"#),
+        "compose/production/django/Dockerfile",
+    );
+    std::fs::write(
+        dir.join("deploy.toml"),
+        format!(
+            r#"{head}
+[environments.staging]
+eb_environment = "{env}"
+bucket = "{bucket}"
+timeouts = {{ deploy = "60s", lock_wait = "20s", health_settle = "200ms" }}
+"#,
+            env = w.environment,
+            bucket = w.bucket,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Dockerrun.template.json"),
+        r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
+  {"name": "django", "image": "${image.backend}", "essential": true, "memory": 256, "command": ["/start"],
+   "portMappings": [{"hostPort": 80, "containerPort": 5000}]}
+]}
+"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join(".gitignore"), "target/\nbundle.zip\n").unwrap();
+    let deploy_commit = commit_all(dir, None);
+    let config = Config::load(&dir.join("deploy.toml"), &Default::default()).unwrap();
+    w.prepare_repositories(&config).await;
+
+    let out = w
+        .xtask(&["deploy", "--env", "staging", "--release", "v1.0.0"])
+        .current_dir(dir)
+        .env("CI", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // The registry holds the release's tag and the source's commit as the extra tag.
+    let tags: serde_json::Value = registry_tags(&registry, &repository)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tags: Vec<&str> = tags["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tags.contains(&"v1.0.0"), "{tags:?}");
+    assert!(tags.contains(&source_commit.as_str()), "{tags:?}");
+
+    // The version EB got, read back through EB's API: its description names both commits.
+    let label = w.deployed_labels().pop().expect("an UpdateEnvironment");
+    assert!(label.starts_with("v1.0.0-"), "{label}");
+    let versions = w
+        .clients
+        .eb
+        .describe_application_versions()
+        .application_name(&w.application)
+        .version_labels(&label)
+        .send()
+        .await
+        .unwrap();
+    let description = versions.application_versions()[0]
+        .description()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        description,
+        format!("v1.0.0 ({deploy_commit}) backend@{source_commit}"),
+        "this repository's commit, then the source's"
+    );
+    assert_eq!(
+        w.emu.environment(&w.environment).version.as_deref(),
+        Some(label.as_str())
+    );
+}
+
+/// Removes the local images of a registry repository whatever happens to the test.
+struct RegistryImages(String);
+
+impl Drop for RegistryImages {
+    fn drop(&mut self) {
+        integration::remove_local_images(&self.0);
+    }
 }

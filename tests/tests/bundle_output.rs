@@ -28,6 +28,10 @@ fn start_bundle(dir: &Path, release: &str, pause_ms: u64) -> Child {
         .env("DEPLOY_RELEASE", release)
         .env("DEPLOY_ACCOUNT", "123456789012")
         .env(PAUSE_VAR, pause_ms.to_string())
+        // Staging has instance checks, so its bundle carries the verify agent. These tests are
+        // about the output folder and time its lock with pauses: a small stand-in keeps the
+        // zip as quick as it was (the real agent is bundled by the deploy and local tests).
+        .env(pipeline::verify::agent::AGENT_VAR, stand_in_agent(dir))
         .env("AWS_ACCESS_KEY_ID", "")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("GITHUB_ACTIONS")
@@ -36,6 +40,15 @@ fn start_bundle(dir: &Path, release: &str, pause_ms: u64) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// A small executable passed as the verify agent.
+fn stand_in_agent(dir: &Path) -> PathBuf {
+    let path = dir.join("stand-in-verify-agent");
+    if !path.exists() {
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+    }
+    path
 }
 
 fn text(out: &Output) -> String {

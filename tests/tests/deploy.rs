@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use integration::deploy_world::{FixedVerify, Settings, World, GOOD_DOCKERRUN};
 use integration::eb_emulator::{Fault, Script, Step, Which};
+use integration::services;
 use pipeline::deploy::{Outcome, RunReport};
 use pipeline::eb::{DeployVerdict, Pacing};
 
@@ -1734,4 +1735,102 @@ async fn dry_run_shows_the_preflight() {
     assert_row(&stderr, "deploy", &["planned"]);
     assert!(w.emu.write_calls().is_empty());
     assert!(uploaded(&w).await.is_empty());
+}
+
+/// The verify agent's postdeploy hook fails on an instance: a Redis check with a wrong
+/// password (run for real against the test Redis that wants one) and a NATS check that
+/// passes, rendered exactly as the agent prints them into that instance's `eb-hooks.log`.
+/// EB reports the command failure; the deploy fails, rolls back, and names the failed check,
+/// the instance and its check table; no password is printed. `logs` shows the same file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_postdeploy_hook_names_the_instance_check_and_rolls_back() {
+    let w = World::new().await;
+    let label = w.label();
+    let secret = "hook-secret-5f1e2d3c9a";
+    let settings = Settings {
+        checks: "\n[[environments.staging.checks]]\nkind = \"redis\"\nurl_env = \"HOOK_REDIS_URL\"\nwhere = \"instance\"\ntimeout = \"2s\"\n\n[[environments.staging.checks]]\nkind = \"nats\"\nwhere = \"instance\"\ntimeout = \"2s\"\n".into(),
+        verify: "5s",
+        ..Settings::default()
+    };
+    // The check list the bundle stage would write, run as the agent runs it on the instance.
+    let config = w.config(&settings);
+    let list = pipeline::verify::agent::instance_checks(&config, "staging")
+        .unwrap()
+        .expect("the environment has instance checks");
+    let wrong =
+        services::env("REDIS_AUTH_URL").replacen("redis://", &format!("redis://:{secret}@"), 1);
+    let props = std::collections::BTreeMap::from([
+        ("HOOK_REDIS_URL".to_string(), wrong),
+        ("NATS_URL".to_string(), services::env("NATS_URL")),
+    ]);
+    let checks = list.build(&|k| props.get(k).cloned()).unwrap();
+    let report = pipeline::verify::run(&checks).await;
+    assert!(!report.passed(), "{}", report.render_table());
+    let printed = pipeline::verify::agent::render_output(&list.environment, &report);
+    let printed: Vec<String> = printed.lines().map(str::to_string).collect();
+    w.emu.script_next_deploy(
+        &w.environment,
+        Script::postdeploy_hook_failure(
+            Duration::from_millis(60),
+            pipeline::verify::agent::HOOK_ENTRY,
+            &printed,
+        ),
+    );
+    w.emu
+        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(60)));
+    let instance = w.emu.environment(&w.environment).instances[1].id.clone();
+
+    let (out, stderr) = ship(&w, &settings, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "[Instance: {instance}] Command failed on instance. Return code: 1"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("check redis failed on instance {instance}: ")),
+        "{stderr}"
+    );
+    // The instance's table: its header, both checks, the summary line (each an error line).
+    let table: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("ERROR   "))
+        .collect();
+    assert_eq!(table.len(), 4, "{stderr}");
+    assert!(table[0].starts_with("CHECK "), "{table:?}");
+    assert_eq!(table[3], "verify: FAILED: redis", "{table:?}");
+    let table = &table[1..];
+    assert!(
+        table[0].starts_with("redis ") && table[0].contains(" fail "),
+        "{table:?}"
+    );
+    assert!(
+        table[1].starts_with("nats ") && table[1].contains(" pass "),
+        "{table:?}"
+    );
+    assert!(!stderr.contains(secret), "the password leaked:\n{stderr}");
+    assert!(stderr.contains("redis://:***@"), "{stderr}");
+    // Rolled back as for any failed deploy.
+    assert_row(&stderr, "rollback", &["rolled back to v0"]);
+    assert_eq!(w.deployed_labels(), vec![label, "v0".to_string()]);
+    assert_eq!(
+        w.emu.environment(&w.environment).version.as_deref(),
+        Some("v0")
+    );
+
+    // `logs` shows the hook's log of that instance, masked too.
+    let logs = output(w.xtask(&["logs", "--env", "staging"])).await;
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    assert!(logs.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("{instance} /var/log/eb-hooks.log")),
+        "{all}"
+    );
+    assert!(all.contains("verify: FAILED: redis"), "{all}");
+    assert!(!all.contains(secret), "the password leaked:\n{all}");
 }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use integration::github_api;
 use pipeline::github::actions::{Actions, Annotation, Level};
 use pipeline::github::{
     DeploymentTracker, GitHub, GitHubError, GitHubSettings, RetryPolicy, SecretString, Upserted,
@@ -45,7 +46,7 @@ impl Comments {
     fn push(&self, body: &str) -> Value {
         let mut all = self.0.lock().unwrap();
         let id = 1000 + all.len() as u64;
-        let c = json!({"id": id, "body": body, "html_url": format!("https://github.com/ami/antenna/pull/7#issuecomment-{id}")});
+        let c = github_api::comment(id, 7, body);
         all.push(c.clone());
         c
     }
@@ -245,7 +246,12 @@ impl Respond for Statuses {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let body: Value = req.body_json().unwrap();
         self.0.lock().unwrap().push(body.clone());
-        ResponseTemplate::new(201).set_body_json(json!({"id": 1, "state": body["state"]}))
+        let n = self.0.lock().unwrap().len() as u64;
+        ResponseTemplate::new(201).set_body_json(github_api::deployment_status(
+            n,
+            42,
+            body["state"].as_str().unwrap(),
+        ))
     }
 }
 
@@ -253,7 +259,10 @@ async fn fake_deployments(server: &MockServer) -> Statuses {
     let statuses = Statuses::default();
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 42, "ref": "v1.2.0"})))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(github_api::deployment(42, "v1.2.0", "staging")),
+        )
         .expect(1)
         .mount(server)
         .await;
@@ -403,16 +412,13 @@ async fn unauthorized_and_not_found_are_clear() {
     assert!(msg.contains("check the repository `ami/antenna`"), "{msg}");
 }
 
-#[tokio::test]
-async fn rate_limit_waits_as_long_as_retry_after_says() {
+/// A fake GitHub whose comment list of pull request #7 answers `first` once, then the marked
+/// comment 5.
+async fn limited_then_listed(first: ResponseTemplate) -> MockServer {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/repos/ami/antenna/issues/7/comments"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("retry-after", "1")
-                .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
-        )
+        .respond_with(first)
         .up_to_n_times(1)
         .with_priority(1)
         .mount(&server)
@@ -420,11 +426,21 @@ async fn rate_limit_waits_as_long_as_retry_after_says() {
     Mock::given(method("GET"))
         .and(path("/repos/ami/antenna/issues/7/comments"))
         .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!([{"id": 5, "body": MARKER, "html_url": ""}])),
+            ResponseTemplate::new(200).set_body_json(json!([github_api::comment(5, 7, MARKER)])),
         )
         .mount(&server)
         .await;
+    server
+}
+
+#[tokio::test]
+async fn rate_limit_waits_as_long_as_retry_after_says() {
+    let server = limited_then_listed(
+        ResponseTemplate::new(403)
+            .insert_header("retry-after", "1")
+            .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
+    )
+    .await;
     let started = Instant::now();
     let found = client(&server).find_comment(7, MARKER).await.unwrap();
     let waited = started.elapsed();
@@ -435,6 +451,40 @@ async fn rate_limit_waits_as_long_as_retry_after_says() {
     );
     assert!(waited < Duration::from_secs(4), "waited {waited:?}");
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+/// A rate limit is told by its status and headers: a 429 is retried after its `retry-after`;
+/// a 403 without `retry-after` or `x-ratelimit-remaining: 0` is a permission error, whatever
+/// its message says, and is not retried.
+#[tokio::test]
+async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
+    let server = limited_then_listed(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "0")
+            .set_body_json(json!({"message": "Too many requests"})),
+    )
+    .await;
+    let found = client(&server).find_comment(7, MARKER).await.unwrap();
+    assert_eq!(found.map(|c| c.id), Some(5));
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    let refusing = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .insert_header("x-ratelimit-remaining", "4999")
+                .set_body_json(json!({"message": "API rate limit exceeded? no: Resource not accessible by integration"})),
+        )
+        .expect(1)
+        .mount(&refusing)
+        .await;
+    let err = client(&refusing).find_comment(7, MARKER).await.unwrap_err();
+    assert!(matches!(err, GitHubError::Forbidden { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("the token needs `pull-requests: read`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -488,7 +538,9 @@ async fn server_errors_are_retried_then_reported() {
         .await;
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9})))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(github_api::deployment(9, "v1", "staging")),
+        )
         .mount(&server)
         .await;
     let gh = client(&server);

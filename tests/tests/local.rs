@@ -770,6 +770,12 @@ timeout = "20s"
         err.contains("01_migrate.sh:   No migrations to apply."),
         "the repository's hook ran: {err}"
     );
+    // The demo image has no database: it says that it takes no migration lock.
+    assert!(
+        err.contains("01_migrate.sh: migrate: demo image, no database: ")
+            && err.contains(" takes no migration lock and runs the stand-in migrate"),
+        "{err}"
+    );
     assert!(
         err.contains("verify: all 1 required checks passed"),
         "{err}"

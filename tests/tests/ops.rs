@@ -189,6 +189,50 @@ async fn tail_logs_come_per_instance_and_file_with_secrets_masked() {
 }
 
 #[tokio::test]
+async fn one_instances_own_log_file_is_in_its_sample_only() {
+    let w = World::new().await;
+    let instances = w.emu.environment(&w.environment).instances;
+    let last = &instances[1].id;
+    w.emu.append_instance_log(
+        &w.environment,
+        last,
+        "/var/log/eb-hooks.log",
+        &["[INFO] Running command .platform/hooks/postdeploy/90_verify.sh"],
+    );
+    let eb = eb(&w);
+    for kind in [LogKind::Tail, LogKind::Bundle] {
+        let req = LogsRequest {
+            environment: &w.environment,
+            kind,
+            timeout: Duration::from_secs(5),
+            known_secrets: vec![],
+        };
+        let report = logs::fetch(&eb, &req).await.unwrap();
+        assert_eq!(report.instances.len(), 2, "{report:#?}");
+        for inst in &report.instances {
+            let hooks = inst
+                .files
+                .iter()
+                .find(|f| f.path == "/var/log/eb-hooks.log");
+            if inst.instance == *last {
+                assert_eq!(
+                    hooks.expect("the failed instance's hook log").lines,
+                    ["[INFO] Running command .platform/hooks/postdeploy/90_verify.sh"],
+                    "{kind:?}"
+                );
+            } else {
+                assert!(hooks.is_none(), "{kind:?}: {inst:#?}");
+            }
+            // The files every instance has are still there.
+            assert!(inst
+                .files
+                .iter()
+                .any(|f| f.path == "/var/log/eb-engine.log"));
+        }
+    }
+}
+
+#[tokio::test]
 async fn bundle_logs_and_instances_that_never_answer() {
     let w = World::new().await;
     add_secret_lines(&w);
@@ -687,15 +731,17 @@ async fn fake_github() -> wiremock::MockServer {
     let server = wiremock::MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 7})))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(integration::github_api::deployment(7, "v2.0.0", "staging")),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path(STATUSES))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(serde_json::json!({"id": 1, "state": "in_progress"})),
-        )
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            integration::github_api::deployment_status(1, 7, "in_progress"),
+        ))
         .mount(&server)
         .await;
     server

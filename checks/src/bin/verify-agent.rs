@@ -63,17 +63,11 @@ fn run() -> Result<bool> {
     let checks = list
         .build(&lookup)
         .with_context(|| format!("in {checks_file} (environment {})", list.environment))?;
-    println!(
-        "verify-agent: {} check(s) of {} from this instance",
-        checks.len(),
-        list.environment
-    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(checks::run(&checks));
-    print!("{}", report.render_table());
-    println!("{}", agent::report_line(&report));
+    print!("{}", agent::render_output(&list.environment, &report));
     Ok(report.passed())
 }

@@ -6,10 +6,74 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 
-use super::Eb;
+use super::{Eb, EbError};
+
+/// A failed upload: which bundle, which S3 object, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("cannot read the bundle {path}: run the bundle stage first")]
+    NoBundle {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the bundle {path} is {size} bytes, over Elastic Beanstalk's 500 MB limit: add large files to .ebignore")]
+    TooLarge { path: String, size: u64 },
+    #[error("{url} already exists with other content (sha256 {theirs}, this bundle {ours}): a version label names one bundle; \
+             rebuild the bundle (its label changes with its content) or delete the object if it is a leftover")]
+    OtherContent {
+        url: String,
+        theirs: String,
+        ours: String,
+    },
+    #[error("cannot check {url}: check the bucket name (`bucket` in deploy.toml or DEPLOY_BUCKET) and the credentials' s3:GetObject permission")]
+    Check {
+        url: String,
+        #[source]
+        source: S3Message,
+    },
+    #[error("cannot read the bundle {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: aws_sdk_s3::primitives::ByteStreamError,
+    },
+    #[error("cannot upload {path} to {url}: check that the bucket exists in the configured region and the credentials allow s3:PutObject")]
+    Put {
+        path: String,
+        url: String,
+        #[source]
+        source: S3Message,
+    },
+    #[error("cannot get Elastic Beanstalk's S3 storage location: set `bucket` for the environment in deploy.toml (or DEPLOY_BUCKET), or allow elasticbeanstalk:CreateStorageLocation")]
+    StorageLocation {
+        #[source]
+        source: EbError,
+    },
+    #[error(
+        "CreateStorageLocation returned no bucket: set `bucket` for the environment in deploy.toml"
+    )]
+    NoStorageBucket,
+    /// Looking up the existing version failed.
+    #[error(transparent)]
+    Version(#[from] anyhow::Error),
+}
+
+/// An S3 SDK error as one line with its causes (the SDK's own `Display` says only "service error").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct S3Message(String);
+
+impl S3Message {
+    fn of<E: std::error::Error>(e: E) -> Self {
+        Self(DisplayErrorContext(e).to_string())
+    }
+}
+
+type Result<T, E = UploadError> = std::result::Result<T, E>;
 
 /// EB's limit on a source bundle.
 pub const MAX_BUNDLE_BYTES: u64 = 500 * 1024 * 1024;
@@ -57,19 +121,17 @@ pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -
         req.size
     } else {
         std::fs::metadata(req.path)
-            .with_context(|| {
-                format!(
-                    "cannot read the bundle {}: run the bundle stage first",
-                    req.path.display()
-                )
+            .map_err(|source| UploadError::NoBundle {
+                path: req.path.display().to_string(),
+                source,
             })?
             .len()
     };
     if size > MAX_BUNDLE_BYTES {
-        bail!(
-            "the bundle {} is {size} bytes, over Elastic Beanstalk's 500 MB limit: add large files to .ebignore",
-            req.path.display()
-        );
+        return Err(UploadError::TooLarge {
+            path: req.path.display().to_string(),
+            size,
+        });
     }
     let key = bundle_key(req.application, req.label);
     let bucket = match req.bucket {
@@ -96,12 +158,11 @@ pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -
                     skipped: true,
                 });
             }
-            bail!(
-                "{url} already exists with other content (sha256 {}, this bundle {}): a version label names one bundle; \
-                 rebuild the bundle (its label changes with its content) or delete the object if it is a leftover",
-                theirs.map_or("unknown".to_string(), |s| short(s).to_string()),
-                short(req.sha256)
-            );
+            return Err(UploadError::OtherContent {
+                url,
+                theirs: theirs.map_or("unknown".to_string(), |s| short(s).to_string()),
+                ours: short(req.sha256).to_string(),
+            });
         }
         Err(e) => {
             let not_found = e.as_service_error().is_some_and(|se| se.is_not_found());
@@ -114,9 +175,10 @@ pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -
                     "upload: HeadObject {url} answered 403 (no s3:ListBucket): uploading"
                 );
             } else if !not_found {
-                return Err(anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!(
-                    "cannot check {url}: check the bucket name (`bucket` in deploy.toml or DEPLOY_BUCKET) and the credentials' s3:GetObject permission"
-                )));
+                return Err(UploadError::Check {
+                    url,
+                    source: S3Message::of(e),
+                });
             }
         }
     }
@@ -134,7 +196,10 @@ pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -
     }
     let body = ByteStream::from_path(req.path)
         .await
-        .with_context(|| format!("cannot read the bundle {}", req.path.display()))?;
+        .map_err(|source| UploadError::Read {
+            path: req.path.display().to_string(),
+            source,
+        })?;
     s3.put_object()
         .bucket(&bucket)
         .key(&key)
@@ -143,11 +208,10 @@ pub async fn upload(s3: &aws_sdk_s3::Client, eb: &Eb, req: &UploadRequest<'_>) -
         .metadata(SHA256_METADATA, req.sha256)
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!(
-                "cannot upload {} to {url}: check that the bucket exists in the configured region and the credentials allow s3:PutObject",
-                req.path.display()
-            ))
+        .map_err(|e| UploadError::Put {
+            path: req.path.display().to_string(),
+            url: url.clone(),
+            source: S3Message::of(e),
         })?;
     tracing::info!("upload: {} ({size} bytes) → {url}", req.path.display());
     Ok(Uploaded {
@@ -170,12 +234,14 @@ async fn storage_bucket(eb: &Eb, application: &str, label: &str, dry_run: bool) 
         return Ok("<EB storage location>".to_string());
     }
     let out = eb
-        .call("CreateStorageLocation", application, |c| c.create_storage_location().send())
+        .call("CreateStorageLocation", application, |c| {
+            c.create_storage_location().send()
+        })
         .await
-        .context("cannot get Elastic Beanstalk's S3 storage location: set `bucket` for the environment in deploy.toml (or DEPLOY_BUCKET), or allow elasticbeanstalk:CreateStorageLocation")?;
-    out.s3_bucket().map(str::to_string).context(
-        "CreateStorageLocation returned no bucket: set `bucket` for the environment in deploy.toml",
-    )
+        .map_err(|source| UploadError::StorageLocation { source })?;
+    out.s3_bucket()
+        .map(str::to_string)
+        .ok_or(UploadError::NoStorageBucket)
 }
 
 pub(crate) fn short(sha: &str) -> &str {

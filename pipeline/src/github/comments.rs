@@ -1,21 +1,27 @@
 //! One pull-request comment per marker: found by a hidden HTML marker (paging through every
 //! comment), created once, then edited in place.
 
-use serde::Deserialize;
-
-use super::{next_link, GitHub, GitHubError};
+use super::{Call, GitHub, GitHubError};
 
 /// GitHub's limit on a comment body, in characters.
 pub const COMMENT_LIMIT: usize = 65_536;
 
-/// A pull-request (issue) comment.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A pull-request (issue) comment: what the preview needs of octocrab's model.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comment {
     pub id: u64,
-    #[serde(default)]
     pub body: Option<String>,
-    #[serde(default)]
     pub html_url: String,
+}
+
+impl From<octocrab::models::issues::Comment> for Comment {
+    fn from(c: octocrab::models::issues::Comment) -> Self {
+        Self {
+            id: c.id.into_inner(),
+            body: c.body,
+            html_url: c.html_url.to_string(),
+        }
+    }
 }
 
 /// What [`GitHub::upsert_comment`] did.
@@ -39,27 +45,39 @@ const PERMISSION: &str = "pull-requests: write";
 
 impl GitHub {
     /// The first comment on pull request (issue) `number` whose body contains `marker`,
-    /// looking through every page of comments.
+    /// looking through every page of comments (octocrab's `Page`, following `Link: rel="next"`).
     pub async fn find_comment(
         &self,
         number: u64,
         marker: &str,
     ) -> Result<Option<Comment>, GitHubError> {
-        let action = format!("list the comments of pull request #{number}");
-        let mut url = Some(self.repo_url(&format!("/issues/{number}/comments?per_page=100")));
-        let mut pages = 0;
-        while let Some(current) = url.take() {
-            pages += 1;
-            let (comments, link): (Vec<Comment>, _) =
-                self.get(&current, &action, "pull-requests: read").await?;
-            if let Some(found) = comments
-                .into_iter()
+        let mut call = Call {
+            action: format!("list the comments of pull request #{number}"),
+            url: self.repo_url(&format!("/issues/{number}/comments?per_page=100")),
+            permission: "pull-requests: read",
+        };
+        let issues = self.octo.issues(&self.owner, &self.name);
+        let mut page = self
+            .call(&call, || issues.list_comments(number).per_page(100).send())
+            .await?;
+        for pages in 1.. {
+            if let Some(found) = page
+                .items
+                .iter()
                 .find(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
             {
                 tracing::debug!("found the comment {} on page {pages}", found.id);
-                return Ok(Some(found));
+                return Ok(Some(found.clone().into()));
             }
-            url = link.as_deref().and_then(next_link);
+            let Some(next) = page.next.take() else {
+                break;
+            };
+            call.url = next.to_string();
+            let next = Some(next);
+            page = match self.call(&call, || self.octo.get_page(&next)).await? {
+                Some(p) => p,
+                None => break,
+            };
         }
         Ok(None)
     }
@@ -74,41 +92,36 @@ impl GitHub {
         body: &str,
     ) -> Result<Upserted, GitHubError> {
         let body = comment_body(marker, body);
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            body: &'a str,
-        }
         match self.find_comment(number, marker).await? {
             Some(existing) if existing.body.as_deref() == Some(body.as_str()) => {
                 Ok(Upserted::Unchanged(existing))
             }
             Some(existing) => {
-                let url = self.repo_url(&format!("/issues/comments/{}", existing.id));
-                let action = format!("edit the comment {} on pull request #{number}", existing.id);
-                let (_, c): (_, Comment) = self
-                    .write(
-                        super::Method::Patch,
-                        &url,
-                        &Body { body: &body },
-                        &action,
-                        PERMISSION,
-                    )
+                // octocrab's `update_comment` POSTs; GitHub documents PATCH, which octocrab's
+                // typed `patch` sends, read into its comment model.
+                let route = self.repo_route(&format!("/issues/comments/{}", existing.id));
+                let call = Call {
+                    action: format!("edit the comment {} on pull request #{number}", existing.id),
+                    url: format!("{}{route}", self.api_url),
+                    permission: PERMISSION,
+                };
+                let payload = serde_json::json!({ "body": body });
+                let c: octocrab::models::issues::Comment = self
+                    .call(&call, || self.octo.patch(&route, Some(&payload)))
                     .await?;
-                Ok(Upserted::Updated(c))
+                Ok(Upserted::Updated(c.into()))
             }
             None => {
-                let url = self.repo_url(&format!("/issues/{number}/comments"));
-                let action = format!("comment on pull request #{number}");
-                let (_, c): (_, Comment) = self
-                    .write(
-                        super::Method::Post,
-                        &url,
-                        &Body { body: &body },
-                        &action,
-                        PERMISSION,
-                    )
+                let call = Call {
+                    action: format!("comment on pull request #{number}"),
+                    url: self.repo_url(&format!("/issues/{number}/comments")),
+                    permission: PERMISSION,
+                };
+                let issues = self.octo.issues(&self.owner, &self.name);
+                let c = self
+                    .call(&call, || issues.create_comment(number, &body))
                     .await?;
-                Ok(Upserted::Created(c))
+                Ok(Upserted::Created(c.into()))
             }
         }
     }

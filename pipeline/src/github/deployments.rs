@@ -1,17 +1,16 @@
 //! GitHub deployments: one per ref and environment, with statuses `in_progress` → `success`
 //! (with the environment's URL) or `failure` (with the Actions run's URL).
 
-use serde::{Deserialize, Serialize};
+use super::{Call, GitHub, GitHubError};
 
-use super::{GitHub, GitHubError, Method};
+pub use octocrab::models::repos::DeploymentStatusState as DeploymentState;
 
 const PERMISSION: &str = "deployments: write";
 
 /// A deployment to create.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct NewDeployment {
     /// The tag, branch or commit being deployed.
-    #[serde(rename = "ref")]
     pub git_ref: String,
     pub environment: String,
     pub description: String,
@@ -35,89 +34,73 @@ impl NewDeployment {
     }
 }
 
-/// Deployment status states, as GitHub names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeploymentState {
-    Queued,
-    Pending,
-    InProgress,
-    Success,
-    Failure,
-    Error,
-    Inactive,
-}
-
 /// What a status says besides its state.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct StatusDetails {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Created {
-    id: Option<u64>,
-    message: Option<String>,
 }
 
 impl GitHub {
     /// Creates a deployment and returns its id.
     pub async fn create_deployment(&self, new: &NewDeployment) -> Result<u64, GitHubError> {
-        let url = self.repo_url("/deployments");
-        let action = format!(
-            "create a deployment of {} to the environment {}",
-            new.git_ref, new.environment
-        );
-        let (status, created): (u16, Created) = self
-            .write(Method::Post, &url, new, &action, PERMISSION)
+        let call = Call {
+            action: format!(
+                "create a deployment of {} to the environment {}",
+                new.git_ref, new.environment
+            ),
+            url: self.repo_url("/deployments"),
+            permission: PERMISSION,
+        };
+        let repo = self.octo.repos(&self.owner, &self.name);
+        let created = self
+            .call(&call, || {
+                repo.deployments()
+                    .create(&new.git_ref)
+                    .environment(&new.environment)
+                    .description(&new.description)
+                    .production_environment(new.production_environment)
+                    .auto_merge(new.auto_merge)
+                    .required_contexts(new.required_contexts.clone())
+                    .send()
+            })
             .await?;
-        match created.id {
-            Some(id) if status == 201 => Ok(id),
-            _ => Err(GitHubError::Unexpected {
-                action,
-                url,
-                detail: format!(
-                    "HTTP {status} without a deployment id: {}",
-                    created.message.unwrap_or_default()
-                ),
-            }),
-        }
+        Ok(created.id.into_inner())
     }
 
-    /// Adds a status to deployment `id`.
+    /// Adds a status to deployment `id`; it makes earlier deployments to the environment
+    /// inactive (`auto_inactive`).
     pub async fn deployment_status(
         &self,
         id: u64,
         state: DeploymentState,
         details: &StatusDetails,
     ) -> Result<(), GitHubError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            state: DeploymentState,
-            #[serde(flatten)]
-            details: &'a StatusDetails,
-            auto_inactive: bool,
-        }
-        let url = self.repo_url(&format!("/deployments/{id}/statuses"));
-        let action = format!("set the status of deployment {id} to {state:?}");
-        let _: (u16, serde_json::Value) = self
-            .write(
-                Method::Post,
-                &url,
-                &Body {
-                    state,
-                    details,
-                    auto_inactive: true,
-                },
-                &action,
-                PERMISSION,
-            )
-            .await?;
+        let call = Call {
+            action: format!("set the status of deployment {id} to {state:?}"),
+            url: self.repo_url(&format!("/deployments/{id}/statuses")),
+            permission: PERMISSION,
+        };
+        let repo = self.octo.repos(&self.owner, &self.name);
+        self.call(&call, || {
+            let mut status = repo
+                .deployments()
+                .statuses(id)
+                .create(state)
+                .auto_inactive(true);
+            if let Some(d) = &details.description {
+                status = status.description(d);
+            }
+            if let Some(u) = &details.environment_url {
+                status = status.environment_url(u);
+            }
+            if let Some(u) = &details.log_url {
+                status = status.log_url(u);
+            }
+            status.send()
+        })
+        .await?;
         Ok(())
     }
 }

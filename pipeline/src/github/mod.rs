@@ -1,23 +1,27 @@
-//! GitHub's REST API over octocrab: the pull-request preview comment and deployment statuses.
+//! GitHub's REST API through octocrab's typed endpoints: the pull-request preview comment
+//! (issue comments, paged with octocrab's `Page`) and deployments with their statuses.
 //!
 //! The base URL is configurable (GitHub Enterprise, and how tests reach a fake server); the
-//! token is a [`SecretString`] that is never printed. Requests are retried with exponential
-//! backoff on 5xx answers and transport errors, and after the wait GitHub asks for on rate
-//! limits (`retry-after`, else `x-ratelimit-reset`). 401, 403 and 404 become typed errors that
-//! say what to fix.
+//! token is a [`SecretString`] that is never printed. Every request goes through
+//! [`crate::retry`]: exponential backoff on 5xx answers and transport errors, and the wait GitHub
+//! asks for on rate limits (`retry-after`, else `x-ratelimit-reset`), decided on the status and
+//! headers octocrab hands back, never on message text. 401, 403 and 404 become typed errors that
+//! say what to fix. octocrab's own retry layer is not compiled in (one retry policy, ours).
 
 pub mod actions;
 mod comments;
 mod deployments;
 
 use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use octocrab::Octocrab;
 use secrecy::ExposeSecret;
 pub use secrecy::{self, SecretString};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+
+use crate::retry::{backoff, Retryable};
 
 pub use comments::{Comment, Upserted, COMMENT_LIMIT};
 pub use deployments::{DeploymentState, DeploymentTracker, NewDeployment, StatusDetails};
@@ -178,36 +182,71 @@ impl fmt::Debug for GitHub {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Method {
-    Get,
-    Post,
-    Patch,
+/// One call, as its messages name it.
+struct Call<'a> {
+    /// What was attempted ("comment on pull request #7").
+    action: String,
+    /// The URL, for the error message.
+    url: String,
+    /// The token permission a 403 asks for.
+    permission: &'a str,
 }
 
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Patch => "PATCH",
-        })
+/// What an octocrab error means for a retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No answer (connection, timeout, body cut): worth another try.
+    Transport,
+    /// 429, or a 403 with `retry-after` or `x-ratelimit-remaining: 0`: wait that long.
+    RateLimited(Duration),
+    /// 5xx: back off and try again.
+    Server,
+    /// Anything else: the same request would fail the same way.
+    Final,
+}
+
+/// GitHub's answer, when the error is one.
+fn answer(e: &octocrab::Error) -> Option<&octocrab::GitHubError> {
+    match e {
+        octocrab::Error::GitHub { source, .. } => Some(source),
+        _ => None,
     }
 }
 
-/// A successful answer, read whole.
-struct Reply {
-    status: u16,
-    link: Option<String>,
-    body: String,
-}
-
-/// What to do with an answer that is not a success.
-enum RetryDecision {
-    Retry(Duration),
-    /// Limited for longer than the policy waits.
-    RateLimited(Duration),
-    Fail,
+fn kind(e: &octocrab::Error, max_wait: Duration) -> Kind {
+    match e {
+        octocrab::Error::GitHub { source, .. } => {
+            let status = source.status_code.as_u16();
+            let header = |name: &str| {
+                source
+                    .headers
+                    .as_ref()?
+                    .get(name)?
+                    .to_str()
+                    .ok()
+                    .map(str::trim)
+            };
+            let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+            let exhausted = header("x-ratelimit-remaining") == Some("0");
+            if status == 429 || (status == 403 && (retry_after.is_some() || exhausted)) {
+                let wait = retry_after
+                    .map(Duration::from_secs)
+                    .or_else(|| {
+                        let reset = source.rate_limit_reset?;
+                        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+                        Some(Duration::from_secs(reset.saturating_sub(now) + 1))
+                    })
+                    .unwrap_or_else(|| Duration::from_secs(60).min(max_wait));
+                Kind::RateLimited(wait)
+            } else if source.status_code.is_server_error() {
+                Kind::Server
+            } else {
+                Kind::Final
+            }
+        }
+        octocrab::Error::Service { .. } | octocrab::Error::Hyper { .. } => Kind::Transport,
+        _ => Kind::Final,
+    }
 }
 
 impl GitHub {
@@ -233,7 +272,6 @@ impl GitHub {
                 message: format!("GitHub API URL {api_url:?} is not usable: {e}"),
             })?
             .personal_token(settings.token.expose_secret().to_string())
-            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(Duration::from_secs(60)))
             .build()
@@ -254,259 +292,147 @@ impl GitHub {
         format!("{}/{}", self.owner, self.name)
     }
 
-    /// Absolute URL of `path` under the repository (`/repos/OWNER/NAME{path}`).
+    /// `/repos/OWNER/NAME{path}`, the route of a repository's endpoint.
+    fn repo_route(&self, path: &str) -> String {
+        format!("/repos/{}/{}{path}", self.owner, self.name)
+    }
+
+    /// Absolute URL of `path` under the repository, for messages.
     fn repo_url(&self, path: &str) -> String {
-        format!("{}/repos/{}/{}{path}", self.api_url, self.owner, self.name)
+        format!("{}{}", self.api_url, self.repo_route(path))
     }
 
-    async fn get<T: DeserializeOwned>(
-        &self,
-        url: &str,
-        action: &str,
-        permission: &str,
-    ) -> Result<(T, Option<String>), GitHubError> {
-        let reply = self
-            .send(Method::Get, url, None::<&()>, action, permission)
-            .await?;
-        Ok((self.decode(&reply, url, action)?, reply.link))
+    /// Runs `op` (one octocrab request) with the project's retry policy
+    /// ([`crate::retry::backoff`]): transport errors and 5xx back off, rate limits wait as long
+    /// as GitHub says (or fail at once when that is longer than the policy's `max_wait`), and
+    /// anything else fails at once. The error names the call and what to do.
+    async fn call<T, F, Fut>(&self, call: &Call<'_>, op: F) -> Result<T, GitHubError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, octocrab::Error>>,
+    {
+        let max_wait = self.retry.max_wait;
+        let retries = AtomicU32::new(0);
+        tracing::debug!("GitHub: {} ({})", call.action, call.url);
+        let result = op
+            .retry(backoff(
+                self.retry.attempts,
+                self.retry.base_delay,
+                max_wait,
+            ))
+            .when(|e| match kind(e, max_wait) {
+                Kind::RateLimited(wait) => wait <= max_wait,
+                Kind::Transport | Kind::Server => true,
+                Kind::Final => false,
+            })
+            .adjust(|e, next| match kind(e, max_wait) {
+                // The policy's attempts still count: no next backoff, no retry.
+                Kind::RateLimited(wait) => next.map(|_| wait),
+                _ => next,
+            })
+            .notify(|e, wait| {
+                retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "GitHub: cannot {} ({}): {}; retrying in {:.1}s",
+                    call.action,
+                    call.url,
+                    short(e),
+                    wait.as_secs_f64()
+                );
+            })
+            .await;
+        let attempts = retries.load(Ordering::Relaxed) + 1;
+        result.map_err(|e| self.error(call, e, attempts))
     }
 
-    async fn write<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: &str,
-        body: &B,
-        action: &str,
-        permission: &str,
-    ) -> Result<(u16, T), GitHubError> {
-        let reply = self
-            .send(method, url, Some(body), action, permission)
-            .await?;
-        Ok((reply.status, self.decode(&reply, url, action)?))
-    }
-
-    fn decode<T: DeserializeOwned>(
-        &self,
-        reply: &Reply,
-        url: &str,
-        action: &str,
-    ) -> Result<T, GitHubError> {
-        serde_json::from_str(&reply.body).map_err(|e| GitHubError::Unexpected {
-            action: action.to_string(),
-            url: url.to_string(),
-            detail: format!("cannot read the JSON body ({e}): {}", excerpt(&reply.body)),
-        })
-    }
-
-    /// Sends one request, retrying as the policy says; returns a 2xx answer or a typed error.
-    async fn send<B: Serialize>(
-        &self,
-        method: Method,
-        url: &str,
-        body: Option<&B>,
-        action: &str,
-        permission: &str,
-    ) -> Result<Reply, GitHubError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            tracing::debug!("GitHub {method} {url} (attempt {attempt})");
-            let sent = match method {
-                Method::Get => self.octo._get(url).await,
-                Method::Post => self.octo._post(url, body).await,
-                Method::Patch => self.octo._patch(url, body).await,
+    /// The typed error for `e`, the last failure of `call` after `attempts` tries.
+    fn error(&self, call: &Call<'_>, e: octocrab::Error, attempts: u32) -> GitHubError {
+        let (action, url) = (call.action.clone(), call.url.clone());
+        let kind = kind(&e, self.retry.max_wait);
+        let Some(answer) = answer(&e) else {
+            return match kind {
+                Kind::Transport => GitHubError::Transport {
+                    action,
+                    url,
+                    attempts,
+                    source: Box::new(e),
+                },
+                _ => GitHubError::Unexpected {
+                    action,
+                    url,
+                    detail: short(&e),
+                },
             };
-            let response = match sent {
-                Ok(r) => r,
-                Err(source) => {
-                    if attempt < self.retry.attempts {
-                        let wait = self.backoff(attempt);
-                        tracing::warn!(
-                            "cannot reach GitHub at {url} ({source}); retrying in {}ms",
-                            wait.as_millis()
-                        );
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    return Err(GitHubError::Transport {
-                        action: action.into(),
-                        url: url.into(),
-                        attempts: attempt,
-                        source: Box::new(source),
-                    });
-                }
-            };
-            let status = response.status().as_u16();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let retry_after = header("retry-after");
-            let remaining = header("x-ratelimit-remaining");
-            let reset = header("x-ratelimit-reset");
-            let link = header("link");
-            let text = self.octo.body_to_string(response).await.map_err(|source| {
-                GitHubError::Transport {
-                    action: action.into(),
-                    url: url.into(),
-                    attempts: attempt,
-                    source: Box::new(source),
-                }
-            })?;
-            if (200..300).contains(&status) {
-                return Ok(Reply {
-                    status,
-                    link,
-                    body: text,
-                });
-            }
-            let message = error_message(&text, status);
-            let rate_limited = is_rate_limit(
+        };
+        let message = error_message(&answer.message, answer.errors.as_deref());
+        match (answer.status_code.as_u16(), kind) {
+            (401, _) => GitHubError::Unauthorized {
+                action,
+                url,
+                message,
+            },
+            (404, _) => GitHubError::NotFound {
+                action,
+                url,
+                message,
+                repository: self.repository(),
+            },
+            (_, Kind::RateLimited(wait)) => GitHubError::RateLimited {
+                action,
+                url,
+                attempts,
+                wait: (wait > self.retry.max_wait).then_some(wait),
+                message,
+            },
+            (403, _) => GitHubError::Forbidden {
+                action,
+                url,
+                message,
+                permission: call.permission.to_string(),
+            },
+            (status, _) => GitHubError::Status {
+                action,
+                url,
                 status,
-                &message,
-                remaining.as_deref(),
-                retry_after.is_some(),
-            );
-            let verdict = self.verdict(
-                status,
-                rate_limited,
-                retry_after.as_deref(),
-                reset.as_deref(),
-                attempt,
-            );
-            if let RetryDecision::Retry(wait) = verdict {
-                if attempt < self.retry.attempts {
-                    tracing::warn!(
-                        "GitHub answered {status} to {method} {url} ({message}); retrying in {:.1}s",
-                        wait.as_secs_f64()
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-            }
-            let (action, url) = (action.to_string(), url.to_string());
-            return Err(match status {
-                401 => GitHubError::Unauthorized {
-                    action,
-                    url,
-                    message,
-                },
-                404 => GitHubError::NotFound {
-                    action,
-                    url,
-                    message,
-                    repository: self.repository(),
-                },
-                _ if rate_limited => GitHubError::RateLimited {
-                    action,
-                    url,
-                    attempts: attempt,
-                    wait: match verdict {
-                        RetryDecision::RateLimited(wait) => Some(wait),
-                        _ => None,
-                    },
-                    message,
-                },
-                403 => GitHubError::Forbidden {
-                    action,
-                    url,
-                    message,
-                    permission: permission.to_string(),
-                },
-                _ => GitHubError::Status {
-                    action,
-                    url,
-                    status,
-                    attempts: attempt,
-                    message,
-                },
-            });
+                attempts,
+                message,
+            },
         }
     }
+}
 
-    fn verdict(
-        &self,
-        status: u16,
-        rate_limited: bool,
-        retry_after: Option<&str>,
-        reset: Option<&str>,
-        attempt: u32,
-    ) -> RetryDecision {
-        if rate_limited {
-            let wait = retry_after
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs)
-                .or_else(|| {
-                    let reset = reset?.trim().parse::<u64>().ok()?;
-                    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-                    Some(Duration::from_secs(reset.saturating_sub(now) + 1))
+/// An octocrab error in one line: GitHub's message, or the error without its backtrace.
+fn short(e: &octocrab::Error) -> String {
+    match answer(e) {
+        Some(a) => format!("HTTP {}: {}", a.status_code.as_u16(), excerpt(&a.message)),
+        None => match e {
+            octocrab::Error::Json { source, .. } => {
+                format!(
+                    "cannot read the JSON answer at {}: {}",
+                    source.path(),
+                    source.inner()
+                )
+            }
+            other => excerpt(&other.to_string()),
+        },
+    }
+}
+
+/// GitHub's `message`, with the messages of its `errors` list, cut to a readable length.
+fn error_message(message: &str, errors: Option<&[serde_json::Value]>) -> String {
+    let message = excerpt(message);
+    match errors.filter(|e| !e.is_empty()) {
+        None => message,
+        Some(errors) => {
+            let details: Vec<String> = errors
+                .iter()
+                .map(|e| match e.get("message").and_then(|m| m.as_str()) {
+                    Some(m) => m.to_string(),
+                    None => e.to_string(),
                 })
-                .unwrap_or_else(|| Duration::from_secs(60).min(self.retry.max_wait));
-            if wait > self.retry.max_wait {
-                return RetryDecision::RateLimited(wait);
-            }
-            return RetryDecision::Retry(wait);
+                .collect();
+            format!("{message} ({})", details.join("; "))
         }
-        if status >= 500 {
-            return RetryDecision::Retry(self.backoff(attempt));
-        }
-        RetryDecision::Fail
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.retry.base_delay.as_millis() as u64;
-        let exp = base.saturating_mul(1 << (attempt - 1).min(10));
-        let jitter = fastrand::u64(0..=base / 2 + 1);
-        Duration::from_millis(exp + jitter).min(self.retry.max_wait)
-    }
-}
-
-/// Primary (`x-ratelimit-remaining: 0`) or secondary (`retry-after`, "secondary rate limit")
-/// limits, and plain 429s.
-fn is_rate_limit(
-    status: u16,
-    message: &str,
-    remaining: Option<&str>,
-    has_retry_after: bool,
-) -> bool {
-    status == 429
-        || (status == 403
-            && (has_retry_after
-                || remaining.is_some_and(|r| r.trim() == "0")
-                || message.to_ascii_lowercase().contains("rate limit")))
-}
-
-/// GitHub's `message` (and `errors`) from an error body, else the body's first characters.
-fn error_message(body: &str, status: u16) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        message: Option<String>,
-        #[serde(default)]
-        errors: Vec<serde_json::Value>,
-    }
-    match serde_json::from_str::<ErrorBody>(body) {
-        Ok(ErrorBody {
-            message: Some(m),
-            errors,
-        }) => {
-            if errors.is_empty() {
-                m
-            } else {
-                let details: Vec<String> = errors
-                    .iter()
-                    .map(|e| match e.get("message").and_then(|m| m.as_str()) {
-                        Some(m) => m.to_string(),
-                        None => e.to_string(),
-                    })
-                    .collect();
-                format!("{m} ({})", details.join("; "))
-            }
-        }
-        _ if body.trim().is_empty() => format!("HTTP {status} with an empty body"),
-        _ => excerpt(body),
     }
 }
 
@@ -519,74 +445,32 @@ fn excerpt(body: &str) -> String {
     }
 }
 
-/// The `rel="next"` URL of a `Link` header.
-pub fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (url, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
-        is_next.then(|| {
-            url.trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string()
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn next_link_is_found_among_others() {
-        let link = r#"<https://api.github.com/repositories/1/issues/2/comments?page=1>; rel="prev", <https://api.github.com/repositories/1/issues/2/comments?page=3>; rel="next", <https://api.github.com/repositories/1/issues/2/comments?page=5>; rel="last""#;
-        assert_eq!(
-            next_link(link).as_deref(),
-            Some("https://api.github.com/repositories/1/issues/2/comments?page=3")
-        );
-        assert_eq!(next_link(r#"<https://x/?page=1>; rel="first""#), None);
-    }
-
-    #[test]
     fn error_messages_come_from_the_body() {
         assert_eq!(
             error_message(
-                r#"{"message":"Validation Failed","errors":[{"message":"ref not found"}]}"#,
-                422
+                "Validation Failed",
+                Some(&[serde_json::json!({"message": "ref not found"})])
             ),
             "Validation Failed (ref not found)"
         );
-        assert_eq!(error_message("", 502), "HTTP 502 with an empty body");
         assert_eq!(
-            error_message("<html>bad gateway</html>", 502),
-            "<html>bad gateway</html>"
+            error_message(
+                "Validation Failed",
+                Some(&[serde_json::json!({"code": "x"})])
+            ),
+            r#"Validation Failed ({"code":"x"})"#
         );
-    }
-
-    #[test]
-    fn rate_limits_are_told_from_permission_errors() {
-        assert!(is_rate_limit(429, "", None, false));
-        assert!(is_rate_limit(
-            403,
-            "API rate limit exceeded for installation",
-            None,
-            false
-        ));
-        assert!(is_rate_limit(403, "x", Some("0"), false));
-        assert!(is_rate_limit(
-            403,
-            "You have exceeded a secondary rate limit",
-            None,
-            true
-        ));
-        assert!(!is_rate_limit(
-            403,
-            "Resource not accessible by integration",
-            Some("4999"),
-            false
-        ));
+        assert_eq!(error_message("  Bad Gateway\n", None), "Bad Gateway");
+        let long = "x".repeat(300);
+        assert_eq!(
+            error_message(&long, Some(&[])),
+            format!("{}…", "x".repeat(200))
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
 use reqwest::header::{HeaderMap, ACCEPT, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -16,13 +15,78 @@ const ATTEMPTS: u32 = 3;
 /// Manifest kinds we ask for, newest first.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// A failed registry call: which registry, which image or URL, and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot create the HTTP client")]
+    Client(#[from] reqwest::Error),
+    #[error(
+        "the registry credentials or token for {url} hold characters an HTTP header cannot carry"
+    )]
+    BadHeader { url: String },
+    #[error("cannot reach the registry at {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the registry {host} refused access to {what} ({status}){who}")]
+    Denied {
+        host: String,
+        what: String,
+        status: StatusCode,
+        /// " with the credentials of user …" or " without credentials"; never the password.
+        who: String,
+    },
+    #[error("the registry {host} answered {status} for {what}")]
+    Status {
+        host: String,
+        what: String,
+        status: StatusCode,
+    },
+    #[error("the registry's bearer challenge has no realm")]
+    NoRealm,
+    #[error("cannot get a registry token from {realm}")]
+    TokenUnreachable {
+        realm: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the token service {realm} answered {status}")]
+    TokenStatus { realm: String, status: StatusCode },
+    #[error("unreadable token from {realm}")]
+    TokenUnreadable {
+        realm: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the token service {realm} returned no token")]
+    NoToken { realm: String },
+    #[error("cannot read the {what}")]
+    Read {
+        what: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("the {what} is not JSON")]
+    NotJson {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{image} is not a single-platform image manifest ({media_type})")]
+    NotSinglePlatform { image: String, media_type: String },
+}
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
 /// Why one request did not get a usable answer.
 enum SendFailure {
     /// A 5xx answer: retried, then the answer.
     Server(reqwest::Response),
     Transport(reqwest::Error),
     /// Not worth retrying.
-    Final(anyhow::Error),
+    Final(RegistryError),
 }
 
 impl SendFailure {
@@ -40,7 +104,7 @@ impl std::fmt::Display for SendFailure {
         match self {
             SendFailure::Server(r) => write!(f, "HTTP {}", r.status()),
             SendFailure::Transport(e) => write!(f, "{e}"),
-            SendFailure::Final(e) => write!(f, "{e:#}"),
+            SendFailure::Final(e) => write!(f, "{e}"),
         }
     }
 }
@@ -76,8 +140,7 @@ impl Registry {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))
-            .build()
-            .context("cannot create the HTTP client")?;
+            .build()?;
         Ok(Self {
             http,
             host: host.to_string(),
@@ -107,15 +170,12 @@ impl Registry {
             if let Some(a) = auth {
                 // A token service may answer with anything; a token that is no header value
                 // is an error, never a panic.
-                let mut v = reqwest::header::HeaderValue::from_str(&a).map_err(|_| {
-                    anyhow::anyhow!(
-                        "the registry credentials or token for {url} hold characters an HTTP header cannot carry"
-                    )
-                })?;
+                let mut v = reqwest::header::HeaderValue::from_str(&a)
+                    .map_err(|_| RegistryError::BadHeader { url: url.clone() })?;
                 v.set_sensitive(true);
                 r = r.header(reqwest::header::AUTHORIZATION, v);
             }
-            Ok::<_, anyhow::Error>(r)
+            Ok::<_, RegistryError>(r)
         };
         let basic = self.credentials.as_ref().map(|(u, p)| {
             use base64::Engine as _;
@@ -150,9 +210,8 @@ impl Registry {
             .await
         {
             Ok(r) | Err(SendFailure::Server(r)) => r,
-            Err(SendFailure::Transport(e)) => {
-                return Err(anyhow::Error::new(e))
-                    .with_context(|| format!("cannot reach the registry at {url}"))
+            Err(SendFailure::Transport(source)) => {
+                return Err(RegistryError::Unreachable { url, source })
             }
             Err(SendFailure::Final(e)) => return Err(e),
         };
@@ -170,7 +229,7 @@ impl Registry {
             return request(Some(format!("Bearer {}", token.expose_secret())))?
                 .send()
                 .await
-                .with_context(|| format!("cannot reach the registry at {url}"));
+                .map_err(|source| RegistryError::Unreachable { url, source });
         }
         Ok(first)
     }
@@ -188,63 +247,47 @@ impl Registry {
                 }
             }
         }
-        let realm = realm.context("the registry's bearer challenge has no realm")?;
+        let realm = realm.ok_or(RegistryError::NoRealm)?;
         let mut r = self.http.get(&realm).query(&query);
         if let Some(b) = basic {
             r = r.header(reqwest::header::AUTHORIZATION, b);
         }
-        let resp = r
-            .send()
-            .await
-            .with_context(|| format!("cannot get a registry token from {realm}"))?;
+        let resp = match r.send().await {
+            Ok(resp) => resp,
+            Err(source) => return Err(RegistryError::TokenUnreachable { realm, source }),
+        };
         if !resp.status().is_success() {
-            bail!("the token service {realm} answered {}", resp.status());
+            return Err(RegistryError::TokenStatus {
+                realm,
+                status: resp.status(),
+            });
         }
         #[derive(serde::Deserialize)]
         struct Token {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = resp
-            .json()
-            .await
-            .with_context(|| format!("unreadable token from {realm}"))?;
+        let t: Token = match resp.json().await {
+            Ok(t) => t,
+            Err(source) => return Err(RegistryError::TokenUnreadable { realm, source }),
+        };
         t.token
             .or(t.access_token)
             .map(SecretString::from)
-            .with_context(|| format!("the token service {realm} returned no token"))
+            .ok_or(RegistryError::NoToken { realm })
     }
 
-    /// True when `repository:reference` exists (HEAD on the manifest).
-    pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+    /// The answer to `method` on the manifest of `repository:reference`: `None` on a 404, an
+    /// error when the registry refuses or fails.
+    async fn manifest_answer(
+        &self,
+        method: Method,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<reqwest::Response>> {
         let resp = self
             .send(
-                Method::HEAD,
-                &format!("/v2/{repository}/manifests/{reference}"),
-                Some(MANIFEST_ACCEPT),
-            )
-            .await?;
-        match resp.status() {
-            s if s.is_success() => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => bail!(
-                "the registry {} refused access to {repository}:{reference} ({}){}",
-                self.host,
-                resp.status(),
-                self.who()
-            ),
-            s => bail!(
-                "the registry {} answered {s} for {repository}:{reference}",
-                self.host
-            ),
-        }
-    }
-
-    /// The manifest of `repository:reference`, or `None` when it does not exist.
-    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
-        let resp = self
-            .send(
-                Method::GET,
+                method,
                 &format!("/v2/{repository}/manifests/{reference}"),
                 Some(MANIFEST_ACCEPT),
             )
@@ -252,7 +295,26 @@ impl Registry {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.check(resp, &format!("{repository}:{reference}"))?;
+        self.check(resp, &format!("{repository}:{reference}"))
+            .map(Some)
+    }
+
+    /// True when `repository:reference` exists (HEAD on the manifest).
+    pub async fn manifest_exists(&self, repository: &str, reference: &str) -> Result<bool> {
+        Ok(self
+            .manifest_answer(Method::HEAD, repository, reference)
+            .await?
+            .is_some())
+    }
+
+    /// The manifest of `repository:reference`, or `None` when it does not exist.
+    pub async fn manifest(&self, repository: &str, reference: &str) -> Result<Option<Manifest>> {
+        let Some(resp) = self
+            .manifest_answer(Method::GET, repository, reference)
+            .await?
+        else {
+            return Ok(None);
+        };
         let headers: HeaderMap = resp.headers().clone();
         let header = |k: &str| {
             headers
@@ -260,7 +322,10 @@ impl Registry {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let body = resp.text().await.context("cannot read the manifest")?;
+        let body = resp.text().await.map_err(|source| RegistryError::Read {
+            what: "manifest",
+            source,
+        })?;
         let media_type = header("content-type")
             .or_else(|| {
                 serde_json::from_str::<serde_json::Value>(&body)
@@ -285,7 +350,11 @@ impl Registry {
             )
             .await?;
         let resp = self.check(resp, &format!("{repository}@{digest}"))?;
-        Ok(resp.bytes().await.context("cannot read the blob")?.to_vec())
+        let bytes = resp.bytes().await.map_err(|source| RegistryError::Read {
+            what: "blob",
+            source,
+        })?;
+        Ok(bytes.to_vec())
     }
 
     /// The labels of the image `repository:reference` (from its config blob), or `None`
@@ -299,16 +368,23 @@ impl Registry {
             return Ok(None);
         };
         let v: serde_json::Value =
-            serde_json::from_str(&m.body).context("the manifest is not JSON")?;
+            serde_json::from_str(&m.body).map_err(|source| RegistryError::NotJson {
+                what: "manifest",
+                source,
+            })?;
         let Some(config) = v["config"]["digest"].as_str() else {
-            bail!(
-                "{repository}:{reference} is not a single-platform image manifest ({})",
-                m.media_type
-            );
+            return Err(RegistryError::NotSinglePlatform {
+                image: format!("{repository}:{reference}"),
+                media_type: m.media_type,
+            });
         };
         let config: serde_json::Value =
-            serde_json::from_slice(&self.blob(repository, config).await?)
-                .context("the image config is not JSON")?;
+            serde_json::from_slice(&self.blob(repository, config).await?).map_err(|source| {
+                RegistryError::NotJson {
+                    what: "image config",
+                    source,
+                }
+            })?;
         Ok(Some(
             config["config"]["Labels"]
                 .as_object()
@@ -318,16 +394,18 @@ impl Registry {
     }
 
     fn check(&self, resp: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+        let (host, what) = (self.host.clone(), what.to_string());
         match resp.status() {
             s if s.is_success() => Ok(resp),
-            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                bail!(
-                    "the registry {} refused access to {what} ({s}){}",
-                    self.host,
-                    self.who()
-                )
+            status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                Err(RegistryError::Denied {
+                    host,
+                    what,
+                    status,
+                    who: self.who(),
+                })
             }
-            s => bail!("the registry {} answered {s} for {what}", self.host),
+            status => Err(RegistryError::Status { host, what, status }),
         }
     }
 

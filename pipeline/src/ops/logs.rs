@@ -380,9 +380,28 @@ pub fn mask_lines(lines: &[String], known: &[String]) -> Vec<String> {
                 }
                 return "***".to_string();
             }
-            mask_line(l, known)
+            mask_report_line(l, known).unwrap_or_else(|| mask_line(l, known))
         })
         .collect()
+}
+
+/// The verify agent's report line with each check's target and detail masked as free text
+/// (masking the JSON as a whole would blank a detail such as "check the password in the URL
+/// (redis://:PASSWORD@HOST:PORT)"); `None` for any other line.
+fn mask_report_line(line: &str, known: &[String]) -> Option<String> {
+    let marker = crate::verify::agent::REPORT_MARKER;
+    let at = line.find(marker)?;
+    let mut report: crate::verify::VerifyReport =
+        serde_json::from_str(&line[at + marker.len()..]).ok()?;
+    for c in &mut report.checks {
+        c.target = mask_line(&c.target, known);
+        c.detail = mask_line(&c.detail, known);
+    }
+    Some(format!(
+        "{}{}",
+        mask_line(&line[..at], known),
+        checks::agent::report_line(&report)
+    ))
 }
 
 /// One line with secrets replaced by `***`: the `known` values; the values of `NAME=value`,
@@ -460,7 +479,7 @@ fn mask_pairs(line: &str) -> String {
             w += 1;
         }
         let value: String = chars[v..w].iter().collect();
-        if !value.is_empty() && value != "***" && secret_reason(&name, &value).is_some() {
+        if !value.is_empty() && !already_masked(&value) && secret_reason(&name, &value).is_some() {
             out.extend(&chars[copied..v]);
             out.push_str("***");
             copied = w;
@@ -469,6 +488,18 @@ fn mask_pairs(line: &str) -> String {
     }
     out.extend(&chars[copied.min(chars.len())..]);
     out
+}
+
+/// `***`, or a URL whose password is `***` (a line the verify agent already masked).
+fn already_masked(value: &str) -> bool {
+    value == "***"
+        || value.split_once("://").is_some_and(|(_, rest)| {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            authority
+                .rsplit_once('@')
+                .and_then(|(userinfo, _)| userinfo.split_once(':'))
+                .is_some_and(|(_, password)| password == "***")
+        })
 }
 
 /// Masks the password of every `scheme://user:password@host` in the line.
@@ -483,7 +514,13 @@ fn mask_urls(line: &str) -> String {
                 _ => (tok, ""),
             };
             if crate::lint::secrets::url_with_password(body) {
-                format!("{}{sep}", mask_url(body))
+                // The URL starts at its scheme: `(redis://…` keeps its parenthesis.
+                let scheme = body.find("://").map_or(0, |at| {
+                    body[..at]
+                        .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+                        .map_or(0, |p| p + 1)
+                });
+                format!("{}{}{sep}", &body[..scheme], mask_url(&body[scheme..]))
             } else {
                 tok.to_string()
             }
@@ -705,6 +742,15 @@ mod tests {
                 "2026/11/29 10:00:01 [INFO] ok",
             ),
             ("USE_DOCKER=yes", "USE_DOCKER=yes"),
+            (
+                "hint: check the password in the URL (redis://:PASSWORD@HOST:PORT)",
+                "hint: check the password in the URL (redis://:***@HOST:PORT)",
+            ),
+            // Already masked (the verify agent's report line): kept as it is.
+            (
+                r#"{"target":"rediss://:***@cache:6379/0","verdict":"fail"}"#,
+                r#"{"target":"rediss://:***@cache:6379/0","verdict":"fail"}"#,
+            ),
             (
                 "GET https://example.org/api/v2/ 200",
                 "GET https://example.org/api/v2/ 200",

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use crate::config::{CheckSpec, Config, Where};
 use crate::instance::{Arch, InstanceType};
 
-pub use checks::agent::{find_report, AgentChecks, REPORT_MARKER};
+pub use checks::agent::{find_report, render_output, AgentChecks, REPORT_MARKER};
 
 /// The hook script inside the bundle (after the migration hook, `01_migrate.sh`).
 pub const HOOK_ENTRY: &str = ".platform/hooks/postdeploy/90_verify.sh";
@@ -99,36 +99,10 @@ pub fn agent_binary() -> Result<PathBuf> {
         .parent()
         .context("the pipeline's workspace has no root")?;
     tracing::info!("building the verify agent ({AGENT_TRIPLE}, crt-static)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(&cargo)
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "checks",
-            "--bin",
-            "verify-agent",
-            "--target",
-            AGENT_TRIPLE,
-        ])
-        .env(
-            "CARGO_ENCODED_RUSTFLAGS",
-            "-Ctarget-feature=+crt-static\x1f-Cstrip=symbols",
-        )
-        .env_remove("RUSTFLAGS")
-        .status()
-        .with_context(|| format!("cannot run {cargo} build for the verify agent"))?;
-    if !status.success() {
-        bail!("cargo build of the verify agent failed; see the compiler output above (or set {AGENT_VAR} to a built verify-agent)");
-    }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    Ok(target_dir
-        .join(AGENT_TRIPLE)
-        .join("release")
-        .join("verify-agent"))
+    crate::docker::binaries::build_static(workspace, "checks", "verify-agent", AGENT_TRIPLE)
+        .with_context(|| {
+            format!("cannot build the verify agent (or set {AGENT_VAR} to a built verify-agent)")
+        })
 }
 
 /// The generated entries of the bundle for environment `env_name` (name, bytes, mode), in

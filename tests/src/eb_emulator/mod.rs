@@ -669,6 +669,12 @@ impl State {
                         ev.date = when.checked_sub(*back).unwrap_or(when);
                     }
                 }
+                for (path, lines) in &step.last_instance_logs {
+                    let stamp = ops::log_stamp(when);
+                    let lines = lines.iter().map(|l| fill(l).replace("{stamp}", &stamp));
+                    self.ops
+                        .append_instance_log(&name, &last_instance, path, lines);
+                }
                 let e = self.environments.get_mut(&name).unwrap();
                 let pick = |w: Which| match w {
                     Which::Deployed => version.clone(),

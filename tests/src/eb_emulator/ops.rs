@@ -38,6 +38,8 @@ pub(crate) struct OpsState {
     samples: Vec<LogSample>,
     /// Lines tests add to an environment's log files: (environment, path) → lines.
     lines: BTreeMap<(String, String), Vec<String>>,
+    /// Lines of one instance's log files: (environment, instance, path) → lines.
+    instance_lines: BTreeMap<(String, String, String), Vec<String>>,
     /// How long instances take to upload their logs.
     log_delay: Duration,
     descriptions: BTreeMap<(String, String), String>,
@@ -51,6 +53,7 @@ impl Default for OpsState {
         Self {
             samples: vec![],
             lines: BTreeMap::new(),
+            instance_lines: BTreeMap::new(),
             log_delay: Duration::from_millis(40),
             descriptions: BTreeMap::new(),
             quota: DEFAULT_VERSION_QUOTA,
@@ -59,7 +62,53 @@ impl Default for OpsState {
     }
 }
 
+/// The stamp of EB's log lines (eb-engine.log, eb-hooks.log): `2026/11/29 10:00:00.123`.
+pub(super) fn log_stamp(t: SystemTime) -> String {
+    let t = fmt_time(t);
+    let (day, time) = t.split_once('T').unwrap_or((&t, ""));
+    format!("{} {}", day.replace('-', "/"), time.trim_end_matches('Z'))
+}
+
+impl OpsState {
+    /// Appends `lines` to the log file `path` of one instance of `environment`.
+    pub(super) fn append_instance_log(
+        &mut self,
+        environment: &str,
+        instance: &str,
+        path: &str,
+        lines: impl IntoIterator<Item = String>,
+    ) {
+        self.instance_lines
+            .entry((
+                environment.to_string(),
+                instance.to_string(),
+                path.to_string(),
+            ))
+            .or_default()
+            .extend(lines);
+    }
+}
+
 impl EbEmulator {
+    /// Appends `lines` to the log file `path` (`/var/log/eb-hooks.log`…) of the instance
+    /// `instance` of `environment` only.
+    pub fn append_instance_log(
+        &self,
+        environment: &str,
+        instance: &str,
+        path: &str,
+        lines: &[&str],
+    ) {
+        self.with(|s| {
+            s.ops.append_instance_log(
+                environment,
+                instance,
+                path,
+                lines.iter().map(|l| l.to_string()),
+            )
+        });
+    }
+
     /// Appends `lines` to the log file `path` (`/var/log/eb-engine.log`,
     /// `/var/log/containers/django-…-stdouterr.log`…) of every instance of `environment`.
     pub fn append_log(&self, environment: &str, path: &str, lines: &[&str]) {
@@ -320,12 +369,6 @@ impl Handler {
         let now = SystemTime::now();
         // The files every instance has, then what tests appended.
         let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        // eb-engine.log's stamps: `2026/11/29 10:00:00.123 [INFO] …`.
-        let stamp = |t: SystemTime| {
-            let t = fmt_time(t);
-            let (day, time) = t.split_once('T').unwrap_or((&t, ""));
-            format!("{} {}", day.replace('-', "/"), time.trim_end_matches('Z'))
-        };
         let engine: Vec<String> = s
             .events
             .iter()
@@ -336,7 +379,7 @@ impl Handler {
                 } else {
                     "ERROR"
                 };
-                format!("{} [{level}] {}", stamp(e.date), e.message)
+                format!("{} [{level}] {}", log_stamp(e.date), e.message)
             })
             .collect();
         files.insert("/var/log/eb-engine.log".into(), engine);
@@ -353,6 +396,20 @@ impl Handler {
                 files.entry(path.clone()).or_default().extend(lines.clone());
             }
         }
+        // Each instance's own files on top of those.
+        let per_instance: BTreeMap<String, BTreeMap<String, Vec<String>>> = env
+            .instances
+            .iter()
+            .map(|inst| {
+                let mut own = files.clone();
+                for ((e, i, path), lines) in &s.ops.instance_lines {
+                    if *e == name && *i == inst.id {
+                        own.entry(path.clone()).or_default().extend(lines.clone());
+                    }
+                }
+                (inst.id.clone(), own)
+            })
+            .collect();
         let bucket = s.storage_bucket.clone();
         let delay = s.ops.log_delay;
         let handler = self.clone();
@@ -360,13 +417,14 @@ impl Handler {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             for inst in &env.instances {
+                let files = &per_instance[&inst.id];
                 let sampled = SystemTime::now();
                 let ms = sampled
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis());
                 let (key, body) = if info_type == "tail" {
                     let mut text = String::new();
-                    for (path, lines) in &files {
+                    for (path, lines) in files {
                         let rule = "-".repeat(40);
                         text.push_str(&format!("{rule}\n{path}\n{rule}\n"));
                         let from = lines.len().saturating_sub(100);
@@ -388,7 +446,7 @@ impl Handler {
                     {
                         let mut z = zip::ZipWriter::new(&mut buf);
                         let o = zip::write::SimpleFileOptions::default();
-                        for (path, lines) in &files {
+                        for (path, lines) in files {
                             z.start_file(path.trim_start_matches('/'), o).unwrap();
                             for l in lines {
                                 writeln!(z, "{l}").unwrap();

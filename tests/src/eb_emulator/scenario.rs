@@ -83,14 +83,18 @@ fn processed() -> String {
 #[serde(deny_unknown_fields)]
 pub struct DeploySpec {
     pub environment: String,
-    /// `success`, `failure`, `command_failure`, `completed_after_instance_failure`, or none
-    /// with `steps`.
+    /// `success`, `failure`, `command_failure`, `completed_after_instance_failure`,
+    /// `postdeploy_hook_failure`, or none with `steps`.
     pub preset: Option<String>,
     /// How long the preset deploy takes.
     #[serde(default, with = "humantime_serde_opt")]
     pub took: Option<Duration>,
     /// The failure event of the `failure` preset.
     pub event: Option<String>,
+    /// The hook's output of the `postdeploy_hook_failure` preset (the last instance's
+    /// `/var/log/eb-hooks.log`; the verify agent's table and report line).
+    #[serde(default)]
+    pub hook_output: Vec<String>,
     #[serde(default)]
     pub steps: Vec<StepSpec>,
 }
@@ -245,8 +249,13 @@ impl DeploySpec {
             (Some("completed_after_instance_failure"), true) => {
                 Ok(Script::completed_after_instance_failure(took, 2))
             }
+            (Some("postdeploy_hook_failure"), true) => Ok(Script::postdeploy_hook_failure(
+                took,
+                ".platform/hooks/postdeploy/90_verify.sh",
+                &self.hook_output,
+            )),
             (Some(other), true) => anyhow::bail!(
-                "unknown preset `{other}`: use success, failure, command_failure or completed_after_instance_failure"
+                "unknown preset `{other}`: use success, failure, command_failure, completed_after_instance_failure or postdeploy_hook_failure"
             ),
             (None, true) => anyhow::bail!("give a `preset` or some `steps`"),
             (None, false) => {

@@ -28,6 +28,10 @@ pub struct Step {
     pub last_instance_health: Option<(String, String)>,
     /// (severity, message)
     pub events: Vec<(String, String)>,
+    /// Lines appended to log files of the last instance (path, lines); the lines may use
+    /// `{instance}`, `{version}` and `{previous}` like events, and `{stamp}` (the step's time
+    /// as EB's logs write it).
+    pub last_instance_logs: Vec<(String, Vec<String>)>,
     /// Events that arrive at this step but are dated earlier (severity, message, how much
     /// earlier): EB records them late, before events a poll already saw.
     pub late_events: Vec<(String, String, Duration)>,
@@ -66,6 +70,11 @@ impl Step {
     }
     pub fn event(mut self, severity: &str, message: &str) -> Self {
         self.events.push((severity.into(), message.into()));
+        self
+    }
+    /// Appends `lines` to the log file `path` of the last instance when the step applies.
+    pub fn last_instance_log(mut self, path: &str, lines: &[String]) -> Self {
+        self.last_instance_logs.push((path.into(), lines.to_vec()));
         self
     }
     pub fn late_event(mut self, severity: &str, message: &str, dated_earlier: Duration) -> Self {
@@ -135,6 +144,43 @@ impl Script {
             Step::at_ms(ms / 3).event("INFO", "Deploying new version to instance(s)."),
             Step::at_ms(ms)
                 .event("ERROR", "[Instance: {instance}] Command failed on instance. Return code: 1 Output: (TRUNCATED)...failed to pull image. Hook /opt/elasticbeanstalk/hooks/appdeploy/enact/00run.sh failed. For more detail, check /var/log/eb-activity.log using console or EB CLI.")
+                .event("INFO", "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].")
+                .event("ERROR", "Unsuccessful command execution on instance id(s) '{instance}'. Aborting the operation.")
+                .event("ERROR", "Failed to deploy application."),
+            Step::at_ms(ms + 10)
+                .event("WARN", "Environment health has transitioned from Ok to Degraded. Command failed on all instances. Incorrect application version found on all instances. Expected version \"{previous}\".")
+                .status("Ready")
+                .env_version(Which::Previous)
+                .health("Red", "Degraded"),
+        ])
+    }
+
+    /// A postdeploy hook that fails on the last instance, as EB reports it: the hook ran
+    /// after the new version's containers started, its output (`hook_output`, such as the
+    /// verify agent's table and report line) is in that instance's `/var/log/eb-hooks.log`,
+    /// eb-engine.log names the failed hook, and the events are those of a command failure on
+    /// the instance (its error, the summary, the abort), after which EB reverts (Ready, the
+    /// previous version, health Degraded).
+    pub fn postdeploy_hook_failure(took: Duration, hook: &str, hook_output: &[String]) -> Self {
+        let ms = took.as_millis() as u64;
+        let mut hooks_log = vec![format!("{{stamp}} [INFO] Running command {hook}")];
+        hooks_log.extend(hook_output.iter().cloned());
+        hooks_log.push(format!(
+            "{{stamp}} [ERROR] Command {hook} failed with error exit status 1"
+        ));
+        let engine = vec![
+            "{stamp} [INFO] Executing instruction: RunAppDeployPostDeployHooks".to_string(),
+            format!("{{stamp}} [INFO] Following platform hooks will be executed in order: [{hook}]"),
+            format!("{{stamp}} [INFO] Running platform hook: {hook}"),
+            format!("{{stamp}} [ERROR] An error occurred during execution of command [app-deploy] - [RunAppDeployPostDeployHooks]. Stop running the command. Error: Command {hook} failed with error exit status 1"),
+        ];
+        Self::new(vec![
+            Step::at_ms(ms / 3).event("INFO", "Deploying new version to instance(s)."),
+            Step::at_ms(ms)
+                .last_instance_log("/var/log/eb-hooks.log", &hooks_log)
+                .last_instance_log("/var/log/eb-engine.log", &engine)
+                .event("ERROR", &format!("[Instance: {{instance}}] Command failed on instance. Return code: 1 Output: (TRUNCATED)...ommand [app-deploy] - [RunAppDeployPostDeployHooks]. Stop running the command. Error: Command {hook} failed with error exit status 1. Stderr: "))
+                .event("ERROR", "Instance deployment failed. For details, see 'eb-engine.log'.")
                 .event("INFO", "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].")
                 .event("ERROR", "Unsuccessful command execution on instance id(s) '{instance}'. Aborting the operation.")
                 .event("ERROR", "Failed to deploy application."),
