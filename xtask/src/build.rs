@@ -29,11 +29,16 @@ impl Cmd {
     }
 
     pub async fn run(self, global: &Global) -> Result<()> {
-        let config = global.load_config()?;
-        let req = self.request(&config);
-        let report = pipeline::image::build_or_push(config, &req).await?;
-        global.emit_json(&report)
+        images(global, |config| self.request(config)).await
     }
+}
+
+/// Builds (and, when the request says so, pushes) the images: what `build` and `push` do.
+pub async fn images(global: &Global, request: impl FnOnce(&Config) -> ImagesRequest) -> Result<()> {
+    let config = global.load_config()?;
+    let req = request(&config);
+    let report = pipeline::image::build_or_push(config, &req).await?;
+    global.emit_json(&report)
 }
 
 #[cfg(test)]

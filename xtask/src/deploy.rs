@@ -55,6 +55,20 @@ impl ShipArgs {
             ..ShipRequest::default()
         }
     }
+
+    /// Ships `request` on an AWS environment (`command` names the subcommand in messages):
+    /// what `upload` and `version` do with their stages.
+    pub async fn ship_on_aws(
+        &self,
+        global: &Global,
+        command: &str,
+        request: impl FnOnce(&Config) -> ShipRequest,
+    ) -> Result<()> {
+        let config = global.load_config()?;
+        self.aws_environment(&config, command)?;
+        let req = request(&config);
+        ship(global, config, &req).await
+    }
 }
 
 /// Ship a release to an Elastic Beanstalk environment: build, push, render, bundle, upload,

@@ -31,7 +31,6 @@ mod status;
 mod test;
 mod upload;
 mod verify;
-mod version;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,8 +65,10 @@ enum Command {
     Build(build::Cmd),
     Push(push::Cmd),
     Deploy(deploy::Cmd),
+    /// Upload the bundle to S3 (skipped when the same bundle is there).
     Upload(upload::Cmd),
-    Version(version::Cmd),
+    /// Upload the bundle and create the EB application version (reused when it exists).
+    Version(upload::Cmd),
     /// Run the release on the local Docker Engine (build, render, run, verify).
     #[command(subcommand)]
     Local(local::Cmd),
@@ -152,8 +153,8 @@ fn main() -> ExitCode {
             Command::Build(cmd) => cmd.run(&global).await,
             Command::Push(cmd) => cmd.run(&global).await,
             Command::Deploy(cmd) => cmd.run(&global).await,
-            Command::Upload(cmd) => cmd.run(&global).await,
-            Command::Version(cmd) => cmd.run(&global).await,
+            Command::Upload(cmd) => cmd.run(&global, "upload", upload::UPLOAD).await,
+            Command::Version(cmd) => cmd.run(&global, "version", upload::VERSION).await,
             Command::Local(cmd) => cmd.run(&global).await,
             Command::IamPolicy(cmd) => cmd.run(&global).await,
             Command::Preview(cmd) => cmd.run(&global).await,

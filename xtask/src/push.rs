@@ -37,10 +37,7 @@ impl Cmd {
     }
 
     pub async fn run(self, global: &Global) -> Result<()> {
-        let config = global.load_config()?;
-        let req = self.request(&config);
-        let report = pipeline::image::build_or_push(config, &req).await?;
-        global.emit_json(&report)
+        crate::build::images(global, |config| self.request(config)).await
     }
 }
 

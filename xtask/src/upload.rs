@@ -1,14 +1,19 @@
-//! `upload`: the deploy's stages up to the upload of the bundle to S3.
+//! `upload` and `version`: the deploy's stages up to the upload of the bundle to S3, or up to
+//! the EB application version.
 
 use anyhow::Result;
-use pipeline::config::Config;
 use pipeline::deploy::{Selection, ShipRequest};
 use pipeline::stages::Stage;
 
 use crate::deploy::ShipArgs;
 use crate::Global;
 
-/// Upload the bundle to S3 (skipped when the same bundle is there).
+/// The stages `upload` runs.
+pub const UPLOAD: &[Stage] = &[Stage::Upload];
+/// The stages `version` runs.
+pub const VERSION: &[Stage] = &[Stage::Upload, Stage::Version];
+
+/// The arguments of `upload` and `version` (their help text is on `Command`'s variants).
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
@@ -16,22 +21,22 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn request(&self, _config: &Config) -> ShipRequest {
-        self.common.request(Selection::only(&[Stage::Upload]))
+    pub fn request(&self, stages: &[Stage]) -> ShipRequest {
+        self.common.request(Selection::only(stages))
     }
 
-    pub async fn run(self, global: &Global) -> Result<()> {
-        let config = global.load_config()?;
-        self.common.aws_environment(&config, "upload")?;
-        let req = self.request(&config);
-        crate::deploy::ship(global, config, &req).await
+    /// Runs `stages` (`command` names the subcommand in messages).
+    pub async fn run(self, global: &Global, command: &str, stages: &[Stage]) -> Result<()> {
+        self.common
+            .ship_on_aws(global, command, |_| self.request(stages))
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::{config, parse};
+    use crate::tests::parse;
     use crate::Command;
 
     #[test]
@@ -40,8 +45,18 @@ mod tests {
         else {
             panic!("not upload")
         };
-        let req = cmd.request(&config());
+        let req = cmd.request(UPLOAD);
         assert_eq!(req.selection.only, vec![Stage::Upload]);
         assert!(req.bundle.is_some());
+    }
+
+    #[test]
+    fn version_runs_upload_and_version() {
+        let Command::Version(cmd) = parse(&["version", "--env", "staging", "--dry-run"]) else {
+            panic!("not version")
+        };
+        let req = cmd.request(VERSION);
+        assert_eq!(req.selection.only, vec![Stage::Upload, Stage::Version]);
+        assert!(req.dry_run);
     }
 }
