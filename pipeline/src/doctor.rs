@@ -1085,27 +1085,11 @@ async fn environment(
 
     let settings = session
         .eb
-        .call("DescribeConfigurationSettings", &env.eb_environment, |c| {
-            c.describe_configuration_settings()
-                .application_name(&env.application)
-                .environment_name(&env.eb_environment)
-                .send()
-        })
+        .configuration(&env.application, &env.eb_environment)
         .await;
     report.probe_eb("elasticbeanstalk:DescribeConfigurationSettings", &settings);
-    let options: Vec<(String, String, String)> = match settings {
-        Ok(out) => out
-            .configuration_settings()
-            .iter()
-            .flat_map(|c| c.option_settings())
-            .map(|o| {
-                (
-                    o.namespace().unwrap_or_default().to_string(),
-                    o.option_name().unwrap_or_default().to_string(),
-                    o.value().unwrap_or_default().to_string(),
-                )
-            })
-            .collect(),
+    let configuration = match settings {
+        Ok(c) => c,
         Err(e) => {
             report.items.push(eb_failure(
                 req,
@@ -1117,12 +1101,7 @@ async fn environment(
             return true;
         }
     };
-    let option = |ns: &str, name: &str| {
-        options
-            .iter()
-            .find(|(n, o, _)| n == ns && o == name)
-            .map(|(_, _, v)| v.as_str())
-    };
+    let option = |ns: &str, name: &str| configuration.value(ns, name);
 
     let system = option(HEALTH_NAMESPACE, "SystemType").unwrap_or("basic");
     if system == "enhanced" {
@@ -1141,10 +1120,12 @@ async fn environment(
     // Properties: set on the environment (plain or as secrets), or set by the bundle's
     // .ebextensions option_settings.
     let ebext = ebextension_options(req.config);
-    let present: BTreeSet<&str> = options
+    let present: BTreeSet<&str> = configuration
+        .deployed
         .iter()
-        .filter(|(ns, _, _)| ns == ENV_NAMESPACE || ns == SECRETS_NAMESPACE)
-        .map(|(_, o, _)| o.as_str())
+        .flatten()
+        .filter(|o| o.namespace == ENV_NAMESPACE || o.namespace == SECRETS_NAMESPACE)
+        .map(|o| o.name.as_str())
         .chain(
             ebext
                 .iter()

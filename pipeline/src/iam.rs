@@ -1107,34 +1107,19 @@ pub async fn lookup(eb: &crate::eb::Eb, env: &AwsEnvironment) -> Result<Environm
             "{e:#}: launching instances is scoped by the `{EB_ENVIRONMENT_TAG}` tag of the launch template instead of its id"
         ),
     }
-    let settings = eb
-        .call("DescribeConfigurationSettings", &env.eb_environment, |c| {
-            c.describe_configuration_settings()
-                .application_name(&env.application)
-                .environment_name(&env.eb_environment)
-                .send()
-        })
-        .await;
-    if let Ok(settings) = settings {
-        for opt in settings
-            .configuration_settings()
-            .iter()
-            .flat_map(|c| c.option_settings())
-        {
-            let value = opt.value().filter(|v| !v.is_empty()).map(|v| {
-                // `arn:aws:iam::1:instance-profile/name` or a bare name.
-                v.rsplit('/').next().unwrap_or(v).to_string()
-            });
-            match (opt.namespace(), opt.option_name()) {
-                (Some("aws:autoscaling:launchconfiguration"), Some("IamInstanceProfile")) => {
-                    facts.instance_role = value
-                }
-                (Some("aws:elasticbeanstalk:environment"), Some("ServiceRole")) => {
-                    facts.service_role = value
-                }
-                _ => {}
-            }
-        }
+    if let Ok(configuration) = eb
+        .configuration(&env.application, &env.eb_environment)
+        .await
+    {
+        // `arn:aws:iam::1:instance-profile/name` or a bare name.
+        let role = |ns: &str, name: &str| {
+            configuration
+                .value(ns, name)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.rsplit('/').next().unwrap_or(v).to_string())
+        };
+        facts.instance_role = role("aws:autoscaling:launchconfiguration", "IamInstanceProfile");
+        facts.service_role = role("aws:elasticbeanstalk:environment", "ServiceRole");
     }
     Ok(facts)
 }

@@ -299,6 +299,36 @@ impl fmt::Debug for Eb {
     }
 }
 
+/// One option setting of an environment's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionSetting {
+    pub namespace: String,
+    pub name: String,
+    /// `""` when EB gives no value.
+    pub value: String,
+}
+
+/// An environment's configuration as `DescribeConfigurationSettings` describes it.
+#[derive(Debug, Clone, Default)]
+pub struct Configuration {
+    /// The deployed configuration's options (the first set described when none says
+    /// `deployed`); `None` when EB described no configuration at all.
+    pub deployed: Option<Vec<OptionSetting>>,
+    /// An update of the configuration is in progress (a `pending` draft exists).
+    pub pending: bool,
+}
+
+impl Configuration {
+    /// The deployed value of `namespace`/`name`, when set.
+    pub fn value(&self, namespace: &str, name: &str) -> Option<&str> {
+        self.deployed
+            .iter()
+            .flatten()
+            .find(|o| o.namespace == namespace && o.name == name)
+            .map(|o| o.value.as_str())
+    }
+}
+
 impl Eb {
     pub fn new(client: aws_sdk_elasticbeanstalk::Client, pacing: Pacing) -> Self {
         Self {
@@ -396,6 +426,46 @@ impl Eb {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The configuration of `environment` in `application` (`DescribeConfigurationSettings`):
+    /// the deployed options, and whether a draft is pending.
+    pub async fn configuration(
+        &self,
+        application: &str,
+        environment: &str,
+    ) -> Result<Configuration, EbError> {
+        let out = self
+            .call("DescribeConfigurationSettings", environment, |c| {
+                c.describe_configuration_settings()
+                    .application_name(application)
+                    .environment_name(environment)
+                    .send()
+            })
+            .await?;
+        let sets = out.configuration_settings();
+        let status = |s: &aws_sdk_elasticbeanstalk::types::ConfigurationSettingsDescription| {
+            s.deployment_status().map(|d| d.as_str().to_string())
+        };
+        let deployed = sets
+            .iter()
+            .find(|s| status(s).as_deref() == Some("deployed"))
+            .or_else(|| sets.first());
+        Ok(Configuration {
+            pending: sets.iter().any(|s| status(s).as_deref() == Some("pending")),
+            deployed: deployed.map(|d| {
+                d.option_settings()
+                    .iter()
+                    .filter_map(|o| {
+                        Some(OptionSetting {
+                            namespace: o.namespace()?.to_string(),
+                            name: o.option_name()?.to_string(),
+                            value: o.value().unwrap_or_default().to_string(),
+                        })
+                    })
+                    .collect()
+            }),
+        })
     }
 
     /// Runs one EB call (`send` builds and sends it), paced, retrying what can be retried

@@ -29,35 +29,19 @@ pub struct Running {
 impl Running {
     /// Reads the deployed configuration of `environment` with `DescribeConfigurationSettings`.
     pub async fn read(eb: &Eb, application: &str, environment: &str) -> Result<Self> {
-        let out = eb
-            .call("DescribeConfigurationSettings", environment, |c| {
-                c.describe_configuration_settings()
-                    .application_name(application)
-                    .environment_name(environment)
-                    .send()
-            })
+        let configuration = eb
+            .configuration(application, environment)
             .await
             .with_context(|| format!("cannot read the configuration of the Elastic Beanstalk environment {environment}: check that it exists in application {application} and the credentials' elasticbeanstalk:DescribeConfigurationSettings permission"))?;
-        let sets = out.configuration_settings();
-        let status = |s: &aws_sdk_elasticbeanstalk::types::ConfigurationSettingsDescription| {
-            s.deployment_status().map(|d| d.as_str().to_string())
-        };
-        let deployed = sets
-            .iter()
-            .find(|s| status(s).as_deref() == Some("deployed"))
-            .or_else(|| sets.first())
-            .with_context(|| {
-                format!("Elastic Beanstalk described no configuration for {environment}")
-            })?;
+        let deployed = configuration.deployed.with_context(|| {
+            format!("Elastic Beanstalk described no configuration for {environment}")
+        })?;
         let mut running = Running {
-            pending: sets.iter().any(|s| status(s).as_deref() == Some("pending")),
+            pending: configuration.pending,
             ..Running::default()
         };
-        for o in deployed.option_settings() {
-            let (Some(ns), Some(name)) = (o.namespace(), o.option_name()) else {
-                continue;
-            };
-            let value = o.value().unwrap_or_default().to_string();
+        for o in deployed {
+            let (ns, name, value) = (o.namespace.as_str(), o.name.as_str(), o.value);
             match ns {
                 ENVIRONMENT if name == MANAGED_RECORD => {
                     running.managed = Some(
