@@ -227,3 +227,14 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A small executable to pass as the verify agent (`DEPLOY_VERIFY_AGENT`), written under
+/// `dir`: for tests whose environments have instance checks but which are about something
+/// else than the agent (the real one is a release build, minutes when cold).
+pub fn stand_in_agent(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("stand-in-verify-agent");
+    if !path.exists() {
+        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
+    }
+    path
+}

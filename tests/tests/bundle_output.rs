@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use integration::xtask;
+use integration::{stand_in_agent, xtask};
 
 /// The test hook of `pipeline::bundle`: a pause between the temporary files and the renames.
 const PAUSE_VAR: &str = "DEPLOY_TEST_BUNDLE_PAUSE_MS";
@@ -40,15 +40,6 @@ fn start_bundle(dir: &Path, release: &str, pause_ms: u64) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// A small executable passed as the verify agent.
-fn stand_in_agent(dir: &Path) -> PathBuf {
-    let path = dir.join("stand-in-verify-agent");
-    if !path.exists() {
-        std::fs::write(&path, "#!/bin/sh\nexit 0\n").unwrap();
-    }
-    path
 }
 
 fn text(out: &Output) -> String {

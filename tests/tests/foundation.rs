@@ -131,7 +131,11 @@ fn bundle_is_byte_for_byte_reproducible() {
         [
             "Dockerrun.aws.json",
             ".ebextensions/00_setup.config",
-            ".platform/hooks/postdeploy/01_migrate.sh"
+            ".platform/hooks/postdeploy/01_migrate.sh",
+            // Staging's instance checks: the verify agent, its hook and check list.
+            ".platform/hooks/postdeploy/90_verify.sh",
+            ".platform/verify/checks.json",
+            ".platform/verify/verify-agent"
         ]
     );
     assert_eq!(
@@ -139,12 +143,12 @@ fn bundle_is_byte_for_byte_reproducible() {
         format!("v1.2.3-{}", &first.sha256[..8])
     );
 
-    // Entries: fixed date, normalised modes, the hook stays executable.
+    // Entries: fixed date, normalised modes, the hooks and the agent stay executable.
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(on_disk)).unwrap();
     for i in 0..zip.len() {
         let entry = zip.by_index(i).unwrap();
         let name = entry.name().unwrap().to_string();
-        let expected = if name.ends_with(".sh") {
+        let expected = if name.ends_with(".sh") || name == pipeline::verify::agent::AGENT_ENTRY {
             0o100755
         } else {
             0o100644
@@ -174,7 +178,11 @@ fn ebignore_excludes_files_with_gitignore_semantics() {
         [
             "Dockerrun.aws.json",
             ".ebextensions/00_setup.config",
-            ".platform/hooks/postdeploy/01_migrate.sh"
+            ".platform/hooks/postdeploy/01_migrate.sh",
+            // Staging's instance checks: the verify agent, its hook and check list.
+            ".platform/hooks/postdeploy/90_verify.sh",
+            ".platform/verify/checks.json",
+            ".platform/verify/verify-agent"
         ]
     );
     assert!(!b.written);
