@@ -25,8 +25,8 @@ async fn main() -> anyhow::Result<()> {
             format!("{}?ssl_cert_reqs=none", services::env("REDIS_TLS_URL")),
         ),
         ("BROKER", services::env("CELERY_BROKER_URL")),
-        ("FLOWER_USER", services::env("FLOWER_USER")),
-        ("FLOWER_PASSWORD", services::env("FLOWER_PASSWORD")),
+        ("CELERY_FLOWER_USER", services::env("FLOWER_USER")),
+        ("CELERY_FLOWER_PASSWORD", services::env("FLOWER_PASSWORD")),
         ("AMQP", services::env("AMQP_URL")),
         (
             "AMQPS",
