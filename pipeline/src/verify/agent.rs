@@ -157,8 +157,13 @@ fn missing_target(env_name: &str, instance_type: &str, arch: Arch) -> anyhow::Er
         "CARGO_TARGET_{}_LINKER",
         triple.to_uppercase().replace('-', "_")
     );
+    // Debian's cross compilers for the two architectures.
+    let (linker, package) = match arch {
+        Arch::Aarch64 => ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+        Arch::X86_64 => ("x86_64-linux-gnu-gcc", "gcc-x86-64-linux-gnu"),
+    };
     anyhow::anyhow!(
-        "environments.{env_name} has `where = \"instance\"` checks and instance_type {instance_type:?} ({arch}): the verify agent must be built for {triple}, whose Rust target is not installed. Either `rustup target add {triple}` and set a linker for it ({linker_var}=aarch64-linux-gnu-gcc, from gcc-aarch64-linux-gnu), or build the agent on an {arch} machine and set {AGENT_VAR} to it, or set `where = \"runner\"` on those checks"
+        "environments.{env_name} has `where = \"instance\"` checks and instance_type {instance_type:?} ({arch}): the verify agent must be built for {triple}, whose Rust target is not installed. Either `rustup target add {triple}` and set a linker for it ({linker_var}={linker}, from {package}), or build the agent on an {arch} machine and set {AGENT_VAR} to it, or set `where = \"runner\"` on those checks"
     )
 }
 
@@ -362,10 +367,16 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.contains("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"),
+            err.contains("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc"),
             "{err}"
         );
         assert!(err.contains(AGENT_VAR), "{err}");
+        // From an aarch64 machine to x86_64 instances: the other cross compiler.
+        let err = missing_target("staging", "t3.medium", Arch::X86_64).to_string();
+        assert!(
+            err.contains("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc"),
+            "{err}"
+        );
         assert!(err.contains("where = \"runner\""), "{err}");
     }
 }
