@@ -84,6 +84,22 @@ impl Aws {
         aws_sdk_sts::Client::new(&self.sdk)
     }
 
+    /// True when the credential chain yields credentials within a few seconds.
+    pub async fn has_credentials(&self) -> bool {
+        use aws_sdk_s3::config::ProvideCredentials;
+        let Some(provider) = self.sdk.credentials_provider() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                provider.provide_credentials()
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
     /// The account id of the credentials, from STS `GetCallerIdentity` (20 s at most).
     async fn caller_account(&self) -> anyhow::Result<String> {
         use anyhow::Context;

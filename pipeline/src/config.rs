@@ -1011,11 +1011,13 @@ impl fmt::Display for Target {
     }
 }
 
+/// The deploy.toml the unit tests start from.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
+pub(crate) mod test_config {
+    /// Antenna's shape at its smallest: the backend this repository builds, one external
+    /// image, an Elastic Beanstalk environment with one HTTP check. Tests edit it with
+    /// `replace`, put top-level keys before it or append tables after it.
+    pub(crate) const MINIMAL: &str = r#"
 region = "us-west-2"
 application = "antenna"
 
@@ -1025,7 +1027,7 @@ build = { context = "." }
 
 [images.ml]
 repository = "ml-backend-minimal"
-tag = "v1"
+tag = "v0.2.0"
 
 [environments.staging]
 eb_environment = "antenna-staging"
@@ -1035,6 +1037,12 @@ kind = "http"
 headers = { "X-Forwarded-Proto" = "https" }
 timeout = "90s"
 "#;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_config::MINIMAL;
+    use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("deploy.toml"), text)
@@ -1155,7 +1163,7 @@ timeout = "90s"
 
     #[test]
     fn external_image_needs_a_tag() {
-        let text = MINIMAL.replace("tag = \"v1\"\n", "");
+        let text = MINIMAL.replace("tag = \"v0.2.0\"\n", "");
         let err = parse(&text).unwrap_err().to_string();
         assert!(
             err.contains("images.ml: an external image needs `tag`"),

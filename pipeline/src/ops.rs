@@ -122,7 +122,7 @@ impl Session {
     /// Clients from an existing configuration (tests pass a scaled [`Pacing`]).
     pub fn from_aws(aws: Aws, pacing: Pacing) -> Self {
         Self {
-            eb: std::sync::Arc::new(Eb::new(crate::eb::eb_client(&aws.sdk), pacing)),
+            eb: std::sync::Arc::new(Eb::from_aws(&aws, pacing)),
             s3: aws.s3(),
             ecr: aws.ecr(),
             aws,

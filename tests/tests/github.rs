@@ -1116,8 +1116,10 @@ async fn running_version_is_found_through_eb_and_diffed() {
     let bucket = integration::services::unique("preview-running");
     integration::aws::create_bucket(&s3, &bucket).await;
     let eb_emulator = integration::eb_emulator::EbEmulator::start(s3.clone(), &bucket).await;
-    let eb =
-        aws_sdk_elasticbeanstalk::Client::new(&integration::aws::sdk_config(&eb_emulator.endpoint));
+    let eb = pipeline::eb::Eb::new(
+        pipeline::eb::eb_client(&integration::aws::sdk_config(&eb_emulator.endpoint)),
+        pipeline::eb::Pacing::scaled(100.0),
+    );
     let (app, env) = (
         integration::services::unique("antenna"),
         integration::services::unique("antenna-staging"),

@@ -343,6 +343,11 @@ impl Eb {
         }
     }
 
+    /// Paced EB calls from the shared AWS configuration (through [`eb_client`]).
+    pub fn from_aws(aws: &crate::aws::Aws, pacing: Pacing) -> Self {
+        Self::new(eb_client(&aws.sdk), pacing)
+    }
+
     pub fn client(&self) -> &aws_sdk_elasticbeanstalk::Client {
         &self.client
     }

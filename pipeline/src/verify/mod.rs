@@ -256,12 +256,7 @@ mod tests {
 
     #[test]
     fn the_stage_timeout_caps_every_check() {
-        let text = r#"
-region = "us-west-2"
-application = "antenna"
-[images.backend]
-repository = "antenna-backend"
-build = { context = "." }
+        let local = r#"
 [environments.t]
 target = "local"
 url = "http://h"
@@ -274,7 +269,8 @@ kind = "http"
 path = "/health/"
 timeout = "10s"
 "#;
-        let config = Config::parse(std::path::Path::new("deploy.toml"), text).unwrap();
+        let text = format!("{}{local}", crate::config::test_config::MINIMAL);
+        let config = Config::parse(std::path::Path::new("deploy.toml"), &text).unwrap();
         let checks =
             for_environment_with(&config, "t", None, Where::Runner, &|_: &str| None).unwrap();
         assert_eq!(checks[0].timeout(), Duration::from_secs(30));
