@@ -418,7 +418,7 @@ pub fn prepare(config: &mut Config, release: &mut Release, dry_run: bool) -> Res
             );
             continue;
         }
-        let fetched = fetch(&cache, &name, &spec)?;
+        let fetched = fetch(&cache, name, spec)?;
         let context = fetched.dir.join(&build.context);
         if !context.is_dir() {
             bail!(
