@@ -7,8 +7,9 @@
 //! naming the holder), through temporary files removed on error and on interrupt
 //! ([`discard_temp_files`]), renamed into place one right after the other under that lock.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Cursor, Seek, Write};
+use std::io::{Cursor, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -442,6 +443,50 @@ pub fn zip_bundle_with(
     Ok(zip.finish()?.into_inner())
 }
 
+/// A bundle as files: name inside the zip → content.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Files(pub BTreeMap<String, Vec<u8>>);
+
+impl Files {
+    /// The files of a zip (a source bundle).
+    pub fn from_zip(bytes: &[u8]) -> Result<Self> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+            .context("the source bundle is not a readable zip")?;
+        let mut files = BTreeMap::new();
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i)?;
+            if entry.is_dir() {
+                continue;
+            }
+            let name = entry.name()?.trim_start_matches("./").to_string();
+            let mut data = Vec::new();
+            entry
+                .read_to_end(&mut data)
+                .with_context(|| format!("cannot read {name} in the source bundle"))?;
+            files.insert(name, data);
+        }
+        Ok(Self(files))
+    }
+}
+
+/// Downloads and unzips `s3://bucket/key`.
+pub async fn fetch_bundle(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Files> {
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("cannot download the source bundle s3://{bucket}/{key}: check that the role may s3:GetObject on it"))?;
+    let bytes = object
+        .body
+        .collect()
+        .await
+        .with_context(|| format!("cannot read the source bundle s3://{bucket}/{key}"))?
+        .into_bytes();
+    Files::from_zip(&bytes).with_context(|| format!("s3://{bucket}/{key}"))
+}
+
 /// The lock file of an output folder, naming its holder while it is held. It stays in the
 /// folder: removing a lock file another process may have opened defeats the lock.
 pub const LOCK_FILE: &str = ".bundle.lock";
@@ -455,7 +500,6 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 /// Reads only that entry, not the whole zip (a bundle may be hundreds of MB). An error when
 /// the file is not a readable zip.
 pub(crate) fn zip_dockerrun(path: &Path) -> Result<Option<Vec<u8>>> {
-    use std::io::Read;
     let file =
         File::open(path).with_context(|| format!("cannot read the bundle {}", path.display()))?;
     let mut zip = zip::ZipArchive::new(file)

@@ -942,7 +942,7 @@ async fn running_bundle_is_fetched_from_s3_and_unzipped() {
         .await
         .unwrap();
 
-    let files = pipeline::preview::fetch_bundle(&s3, &bucket, "antenna/v1.2.0-89abcdef.zip")
+    let files = pipeline::bundle::fetch_bundle(&s3, &bucket, "antenna/v1.2.0-89abcdef.zip")
         .await
         .unwrap();
     let names: Vec<&str> = files.0.keys().map(String::as_str).collect();
@@ -958,7 +958,7 @@ async fn running_bundle_is_fetched_from_s3_and_unzipped() {
         b"{\"AWSEBDockerrunVersion\": 2}\n"
     );
 
-    let err = pipeline::preview::fetch_bundle(&s3, &bucket, "antenna/missing.zip")
+    let err = pipeline::bundle::fetch_bundle(&s3, &bucket, "antenna/missing.zip")
         .await
         .unwrap_err();
     assert!(
@@ -1111,7 +1111,8 @@ async fn deploy_reporter_reports_failure_and_survives_github_errors() {
 /// DescribeApplicationVersions → the S3 source bundle, unzipped and diffed.
 #[tokio::test]
 async fn running_version_is_found_through_eb_and_diffed() {
-    use pipeline::preview::{running_baseline_with, Baseline, Change, Files};
+    use pipeline::bundle::Files;
+    use pipeline::preview::{running_baseline_with, Baseline, Change};
     let s3 = integration::aws::s3(&integration::services::env("MOTO_ENDPOINT"));
     let bucket = integration::services::unique("preview-running");
     integration::aws::create_bucket(&s3, &bucket).await;

@@ -340,7 +340,7 @@ pub fn parse_tail(text: &str) -> Vec<LogFile> {
 
 /// The files of a log bundle (a zip of `/var/log`), each with its absolute path.
 pub fn parse_bundle(zip_bytes: &[u8]) -> Result<Vec<LogFile>> {
-    let files = crate::preview::Files::from_zip(zip_bytes)?;
+    let files = crate::bundle::Files::from_zip(zip_bytes)?;
     let mut files: Vec<LogFile> = files
         .0
         .into_iter()

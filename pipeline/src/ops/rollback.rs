@@ -136,7 +136,7 @@ async fn missing_images(session: &Session, version: &Version) -> Result<Vec<Stri
     let (Some(bucket), Some(key)) = (&version.bucket, &version.key) else {
         return Ok(vec![]);
     };
-    let files = crate::preview::fetch_bundle(&session.s3, bucket, key).await?;
+    let files = crate::bundle::fetch_bundle(&session.s3, bucket, key).await?;
     let Some(bytes) = files.0.get(crate::bundle::DOCKERRUN) else {
         return Ok(vec![]);
     };

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{render_head, Files};
+use super::render_head;
+use crate::bundle::{fetch_bundle, Files};
 use crate::config::Config;
 use crate::eb::{Eb, Pacing};
 use crate::release::Release;
@@ -111,24 +112,6 @@ pub async fn running_baseline_with(
         version_label: label,
         files,
     })
-}
-
-/// Downloads and unzips `s3://bucket/key`.
-pub async fn fetch_bundle(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Files> {
-    let object = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .with_context(|| format!("cannot download the source bundle s3://{bucket}/{key}: check that the role may s3:GetObject on it"))?;
-    let bytes = object
-        .body
-        .collect()
-        .await
-        .with_context(|| format!("cannot read the source bundle s3://{bucket}/{key}"))?
-        .into_bytes();
-    Files::from_zip(&bytes).with_context(|| format!("s3://{bucket}/{key}"))
 }
 
 /// The bundle rendered from commit `rev` of the git repository around `config`: the commit's

@@ -2,43 +2,15 @@
 //! `.platform/`) against the baseline's, and the environment properties against what runs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 
-use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::bundle::DOCKERRUN;
+use crate::bundle::{Files, DOCKERRUN};
 use crate::config::Config;
 
-/// A rendered bundle as files: name inside the zip → content.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Files(pub BTreeMap<String, Vec<u8>>);
-
-impl Files {
-    /// Only what the preview compares: the Dockerrun file, `.ebextensions/` and `.platform/`.
-    fn compared(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
-        self.0.iter().filter(|(name, _)| compared(name))
-    }
-
-    /// The files of a zip (a source bundle).
-    pub fn from_zip(bytes: &[u8]) -> Result<Self> {
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-            .context("the source bundle is not a readable zip")?;
-        let mut files = BTreeMap::new();
-        for i in 0..zip.len() {
-            let mut entry = zip.by_index(i)?;
-            if entry.is_dir() {
-                continue;
-            }
-            let name = entry.name()?.trim_start_matches("./").to_string();
-            let mut data = Vec::new();
-            entry
-                .read_to_end(&mut data)
-                .with_context(|| format!("cannot read {name} in the source bundle"))?;
-            files.insert(name, data);
-        }
-        Ok(Self(files))
-    }
+/// Only what the preview compares: the Dockerrun file, `.ebextensions/` and `.platform/`.
+fn compared_files(files: &Files) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+    files.0.iter().filter(|(name, _)| compared(name))
 }
 
 fn compared(name: &str) -> bool {
@@ -64,8 +36,8 @@ pub enum Change {
 
 /// The differences between the baseline's and the head's compared files.
 pub fn diff(base: &Files, head: &Files) -> Vec<FileDiff> {
-    let base_map: BTreeMap<_, _> = base.compared().collect();
-    let head_map: BTreeMap<_, _> = head.compared().collect();
+    let base_map: BTreeMap<_, _> = compared_files(base).collect();
+    let head_map: BTreeMap<_, _> = compared_files(head).collect();
     let names: BTreeSet<&String> = base_map.keys().chain(head_map.keys()).copied().collect();
     let mut out = Vec::new();
     for name in names {

@@ -21,13 +21,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-pub use baseline::{
-    base_commit_baseline, fetch_bundle, running_baseline, running_baseline_with, Baseline,
-};
-pub use diff::{diff, Change, EnvSection, FileDiff, Files};
+pub use baseline::{base_commit_baseline, running_baseline, running_baseline_with, Baseline};
+pub use diff::{diff, Change, EnvSection, FileDiff};
 pub use head::{render_head, BundleFacts, Head, PLACEHOLDER_ACCOUNT};
 pub use markdown::{location, mask_secrets};
 
+use crate::bundle::Files;
 use crate::config::Config;
 use crate::release::Release;
 
