@@ -1008,21 +1008,11 @@ async fn environment(
     let what = format!("EB environment {}", env.eb_environment);
     let found = session
         .eb
-        .call("DescribeEnvironments", &env.eb_environment, |c| {
-            c.describe_environments()
-                .application_name(&env.application)
-                .environment_names(&env.eb_environment)
-                .include_deleted(false)
-                .send()
-        })
+        .environment(&env.application, &env.eb_environment)
         .await;
     report.probe_eb("elasticbeanstalk:DescribeEnvironments", &found);
     let described = match found {
-        Ok(out) => out
-            .environments()
-            .iter()
-            .find(|e| e.status().map(|s| s.as_str()) != Some("Terminated"))
-            .cloned(),
+        Ok(described) => described.filter(|e| e.status().map(|s| s.as_str()) != Some("Terminated")),
         Err(e) => {
             report.items.push(eb_failure(
                 req,
