@@ -78,19 +78,13 @@ pub async fn running_baseline_with(
     application: &str,
     eb_environment: &str,
 ) -> Result<Baseline> {
-    let envs = eb
-        .call("DescribeEnvironments", eb_environment, |c| {
-            c.describe_environments()
-                .application_name(application)
-                .environment_names(eb_environment)
-                .include_deleted(false)
-                .send()
-        })
+    let env = eb
+        .environment(application, eb_environment)
         .await
-        .with_context(|| format!("cannot describe the EB environment {eb_environment} of {application} (DescribeEnvironments)"))?;
-    let env = envs.environments().first().with_context(|| {
-        format!("EB has no environment {eb_environment} in the application {application}")
-    })?;
+        .with_context(|| format!("cannot describe the EB environment {eb_environment} of {application} (DescribeEnvironments)"))?
+        .with_context(|| {
+            format!("EB has no environment {eb_environment} in the application {application}")
+        })?;
     let label = env
         .version_label()
         .with_context(|| {
