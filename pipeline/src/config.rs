@@ -153,10 +153,7 @@ pub struct SourceSpec {
 impl ImageSpec {
     /// True when the repository names its own registry host (`host[:port]/path`).
     pub fn has_registry_host(&self) -> bool {
-        match self.repository.split_once('/') {
-            Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
-            None => false,
-        }
+        crate::image::reference::registry_of(&self.repository).is_some()
     }
 }
 
