@@ -46,8 +46,8 @@ mod tests {
             panic!("not upload")
         };
         let req = cmd.request(UPLOAD);
-        assert_eq!(req.selection.only, vec![Stage::Upload]);
-        assert!(req.bundle.is_some());
+        assert_eq!(req.options.selection.only, vec![Stage::Upload]);
+        assert!(req.options.bundle.is_some());
     }
 
     #[test]
@@ -56,7 +56,10 @@ mod tests {
             panic!("not version")
         };
         let req = cmd.request(VERSION);
-        assert_eq!(req.selection.only, vec![Stage::Upload, Stage::Version]);
-        assert!(req.dry_run);
+        assert_eq!(
+            req.options.selection.only,
+            vec![Stage::Upload, Stage::Version]
+        );
+        assert!(req.options.dry_run);
     }
 }
