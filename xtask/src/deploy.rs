@@ -42,8 +42,8 @@ impl ShipArgs {
         }
     }
 
-    /// The request for `selection` of the stages.
-    pub fn request(&self, selection: Selection) -> ShipRequest {
+    /// The request: `options` of the command with the shared `--bundle` and `--dry-run`.
+    pub fn request(&self, options: RunOptions) -> ShipRequest {
         ShipRequest {
             environment: self.target.env.or_local(),
             release: self.target.release(),
@@ -51,8 +51,7 @@ impl ShipArgs {
             options: RunOptions {
                 bundle: self.bundle.clone(),
                 dry_run: self.dry_run.dry_run,
-                selection,
-                ..RunOptions::default()
+                ..options
             },
         }
     }
@@ -155,26 +154,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl Cmd {
     pub fn request(&self, _config: &Config) -> ShipRequest {
-        let common = self.common.request(Selection {
-            from: self.from,
-            only: self.only.clone().map(|s| s.0).unwrap_or_default(),
-        });
         ShipRequest {
             force: self.force,
-            options: RunOptions {
+            ..self.common.request(RunOptions {
                 label: self.label.clone(),
+                selection: Selection {
+                    from: self.from,
+                    only: self.only.clone().map(|s| s.0).unwrap_or_default(),
+                },
                 lock_wait: self.lock_wait,
                 deadline: self.deadline,
                 rollback: self.no_rollback.then_some(false),
-                skip_preflight: self.skip_preflight,
                 env: EnvChoice {
                     apply: self.apply_env,
                     prune: self.prune,
                     confirmed: self.yes,
                 },
-                ..common.options
-            },
-            ..common
+                skip_preflight: self.skip_preflight,
+                ..RunOptions::default()
+            })
         }
     }
 

@@ -2,7 +2,7 @@
 //! the EB application version.
 
 use anyhow::Result;
-use pipeline::deploy::{Selection, ShipRequest};
+use pipeline::deploy::{RunOptions, Selection, ShipRequest};
 use pipeline::stages::Stage;
 
 use crate::deploy::ShipArgs;
@@ -22,7 +22,10 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn request(&self, stages: &[Stage]) -> ShipRequest {
-        self.common.request(Selection::only(stages))
+        self.common.request(RunOptions {
+            selection: Selection::only(stages),
+            ..RunOptions::default()
+        })
     }
 
     /// Runs `stages` (`command` names the subcommand in messages).
