@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use pipeline::config::Config;
-use pipeline::deploy::{RunReport, RunRequest, Selection};
+use pipeline::deploy::{RunOptions, RunReport, RunRequest};
 use pipeline::eb::{Clients, Pacing};
 use pipeline::release::Release;
 use pipeline::verify::{Verifier, VerifyTarget};
@@ -176,22 +176,17 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             config: self.config(s),
             environment: "staging".into(),
             release: Release::fixed("v1.0.0", "0123456789abcdef0123456789abcdef01234567"),
-            bundle: Some(self.bundle.clone()),
             account: None,
             // STS, ECR and S3 of the preflight at moto (EB goes through `clients`).
             aws: Some(pipeline::aws::Aws {
                 sdk: crate::aws::sdk_config(&services::env("MOTO_ENDPOINT")),
                 custom_endpoint: true,
             }),
-            label: None,
-            dry_run: false,
-            selection: Selection::default(),
-            lock_wait: None,
-            deadline: None,
-            rollback: None,
-            env: Default::default(),
             pacing: Pacing::scaled(1000.0),
-            skip_preflight: false,
+            options: RunOptions {
+                bundle: Some(self.bundle.clone()),
+                ..RunOptions::default()
+            },
         }
     }
 
