@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::broker_url::{Endpoint, Prelude, Syntax};
 use super::pidbox::{self, Request};
-use super::tls::{self, percent_decode};
+use super::tls::{percent_decode, ConnectError};
 use super::{uuid4, UrlError};
 
 const SYNTAX: Syntax = Syntax {
@@ -73,14 +73,8 @@ impl AmqpUrl {
 /// What went wrong talking to the AMQP broker.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AmqpError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("the TLS certificate of {addr} was rejected: {reason}")]
-    Certificate { addr: String, reason: String },
-    #[error("the TLS handshake with {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
-    #[error("{0}")]
-    TlsSetup(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// 403 ACCESS_REFUSED while logging in: wrong user or password.
     #[error("the broker refused the login of user {user:?}: {message}")]
     Login { user: String, message: String },
@@ -99,27 +93,25 @@ pub enum AmqpError {
 impl AmqpError {
     /// Could not reach the broker at all (as opposed to reached, but wrong).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, AmqpError::Connect { .. })
+        matches!(self, AmqpError::Connect(e) if e.is_unreachable())
     }
 
     /// Waiting will not fix it (credentials, certificate, settings).
     pub fn is_for_good(&self) -> bool {
-        matches!(
-            self,
-            AmqpError::Certificate { .. }
-                | AmqpError::TlsSetup(_)
-                | AmqpError::Login { .. }
-                | AmqpError::Vhost { .. }
-        )
+        match self {
+            AmqpError::Connect(e) => e.is_for_good(),
+            AmqpError::Login { .. } | AmqpError::Vhost { .. } => true,
+            _ => false,
+        }
     }
 
     /// `self` with a hint for the operator, when there is an obvious next step.
     pub fn describe(&self, url: &AmqpUrl) -> String {
         let hint = match self {
-            AmqpError::Certificate { .. } => Some("trust the broker's CA with ?ssl_ca_certs=PATH (or, only for a test broker, ?ssl_cert_reqs=none)"),
-            AmqpError::Tls { .. } => Some("is this a TLS port (5671)? use amqp:// for a broker without TLS"),
+            AmqpError::Connect(ConnectError::Certificate { .. }) => Some("trust the broker's CA with ?ssl_ca_certs=PATH (or, only for a test broker, ?ssl_cert_reqs=none)"),
+            AmqpError::Connect(ConnectError::Tls { .. }) => Some("is this a TLS port (5671)? use amqp:// for a broker without TLS"),
             AmqpError::Protocol(_) if url.endpoint.tls.is_none() => Some("if the broker requires TLS (Amazon MQ does), use amqps:// on port 5671"),
-            AmqpError::Connect { .. } => Some("is the broker running, and reachable from here? Amazon MQ and RabbitMQ in a VPC answer only inside it: run this check on the instance (where = \"instance\")"),
+            AmqpError::Connect(ConnectError::Tcp { .. }) => Some("is the broker running, and reachable from here? Amazon MQ and RabbitMQ in a VPC answer only inside it: run this check on the instance (where = \"instance\")"),
             AmqpError::Login { .. } => Some("check the user and password in CELERY_BROKER_URL (amqp://USER:PASSWORD@HOST/VHOST)"),
             AmqpError::Vhost { .. } => Some("check the vhost (the URL's path: /VHOST, %2F for \"/\") and the user's permissions on it"),
             AmqpError::NoMailbox { .. } => Some("are the Celery workers running, on this broker and vhost?"),
@@ -180,7 +172,7 @@ impl AmqpMailbox {
         let connector = url
             .endpoint
             .tls_config()
-            .map_err(AmqpError::TlsSetup)?
+            .map_err(|e| AmqpError::Connect(ConnectError::TlsSetup(e)))?
             .map(|config| RustlsConnector::from(Arc::new(config)));
         // lapin reports a transport failure as text; the typed error is kept here.
         let failure: Arc<Mutex<Option<AmqpError>>> = Arc::default();
@@ -214,10 +206,10 @@ impl AmqpMailbox {
         let within_connect = within.clone();
         let connect = async move |_uri: AMQPUri, runtime| {
             let within = &within_connect;
-            let fail = |e: AmqpError| {
+            let fail = |e: ConnectError| {
                 let text = e.to_string();
                 if let Ok(mut slot) = seen.lock() {
-                    *slot = Some(e);
+                    *slot = Some(AmqpError::Connect(e));
                 }
                 lapin::Error::from(std::io::Error::other(text))
             };
@@ -228,13 +220,13 @@ impl AmqpMailbox {
                 {
                     Ok(Ok(addrs)) => addrs.collect(),
                     Ok(Err(e)) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: format!("cannot resolve the host name: {e}"),
                         }))
                     }
                     Err(_) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: format!("no answer within {within}"),
                         }))
@@ -246,13 +238,13 @@ impl AmqpMailbox {
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: e.to_string(),
                         }))
                     }
                     Err(_) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: format!("no answer within {within}"),
                         }))
@@ -264,13 +256,8 @@ impl AmqpMailbox {
                     match tokio::time::timeout(budget, stream.into_rustls(connector, &host)).await
                     {
                         Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(fail(match tls::classify(&e) {
-                            tls::HandshakeFailure::Certificate(reason) => {
-                                AmqpError::Certificate { addr, reason }
-                            }
-                            tls::HandshakeFailure::Other(reason) => AmqpError::Tls { addr, reason },
-                        })),
-                        Err(_) => Err(fail(AmqpError::Tls {
+                        Ok(Err(e)) => Err(fail(ConnectError::handshake(&addr, &e))),
+                        Err(_) => Err(fail(ConnectError::Tls {
                             addr,
                             reason: format!(
                                 "the broker accepted the connection but said nothing within {within}"

@@ -42,7 +42,7 @@ pub use http::HttpCheck;
 pub use nats::{NatsCheck, NatsUrl};
 pub use redis::{RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
-pub use tls::CertReqs;
+pub use tls::{CertReqs, ConnectError};
 
 /// Why a broker URL was rejected (the message shows the URL with its password masked).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 //! Errors are typed so that the checks can tell connection, certificate, TLS and
 //! authentication failures apart.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpStream;
 
 use super::broker_url::{Endpoint, Prelude, Syntax};
-use super::tls::{self, percent_decode};
+use super::tls::{percent_decode, ConnectError};
 use super::{Attempt, UrlError};
 
 const SYNTAX: Syntax = Syntax {
@@ -69,14 +68,8 @@ impl RedisUrl {
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
-    #[error("the TLS certificate of {addr} was rejected: {reason}")]
-    Certificate { addr: String, reason: String },
-    #[error("the TLS handshake with {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
-    #[error("{0}")]
-    TlsSetup(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("authentication failed: {0}")]
     Auth(String),
     /// An error reply: its code (`READONLY`, `ERR`…) and the whole message, code first.
@@ -95,31 +88,32 @@ pub enum RedisError {
 impl RedisError {
     /// Could not reach the server at all (as opposed to reached, but wrong).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, RedisError::Connect { .. })
+        matches!(self, RedisError::Connect(e) if e.is_unreachable())
     }
 
     /// Waiting will not fix it: credentials, the certificate, the TLS settings.
     pub fn is_for_good(&self) -> bool {
-        matches!(
-            self,
-            RedisError::Certificate { .. } | RedisError::Auth(_) | RedisError::TlsSetup(_)
-        )
+        match self {
+            RedisError::Connect(e) => e.is_for_good(),
+            RedisError::Auth(_) => true,
+            _ => false,
+        }
     }
 
     /// A hint for the operator, when there is an obvious next step.
     pub fn hint(&self, url: &RedisUrl) -> Option<&'static str> {
         match self {
-            RedisError::Certificate { .. } => Some(
+            RedisError::Connect(ConnectError::Certificate { .. }) => Some(
                 "ElastiCache's certificate is accepted with ?ssl_cert_reqs=none; or trust its CA with ?ssl_ca_certs=PATH",
             ),
-            RedisError::Tls { .. } => Some("is this a TLS port? use redis:// for a server without TLS"),
+            RedisError::Connect(ConnectError::Tls { .. }) => Some("is this a TLS port? use redis:// for a server without TLS"),
             RedisError::Io(_) | RedisError::Protocol(_) if url.endpoint.tls.is_none() => {
                 Some("if the server requires TLS (in-transit encryption), use rediss://")
             }
             RedisError::Server { code, .. } if code == "READONLY" => {
                 Some("this is a read-only replica: use the primary endpoint")
             }
-            RedisError::Connect { .. } => Some(
+            RedisError::Connect(ConnectError::Tcp { .. }) => Some(
                 "is Redis running, and reachable from here? ElastiCache answers only inside its VPC: from outside, use the flower check",
             ),
             RedisError::Auth(_) => Some("check the password in the URL (redis://:PASSWORD@HOST:PORT)"),
@@ -177,51 +171,50 @@ impl RedisConn {
     /// command.
     ///
     /// The TCP connection and the TLS handshake are ours (the TLS of the AMQP check, see
-    /// [`tls::client_config`]), the `redis` crate speaks RESP over the stream: its own TLS
-    /// hides the rustls error behind a boxed error that cannot be downcast, so a certificate
-    /// rejection could not be told from a broken handshake, and it has one timeout for the
-    /// connection and the handshake. AUTH and SELECT are sent here rather than through the
+    /// [`super::tls::client_config`]), the `redis` crate speaks RESP over the stream: its
+    /// own TLS hides the rustls error behind a boxed error that cannot be downcast, so a
+    /// certificate rejection could not be told from a broken handshake, and it has one
+    /// timeout for the connection and the handshake. AUTH and SELECT are sent here rather than through the
     /// crate's connection info, so that the server's own answer (`WRONGPASS`, `NOAUTH`)
     /// reaches the report.
     pub async fn connect(url: &RedisUrl, budget: Duration) -> Result<Self, RedisError> {
         let addr = url.endpoint.addr();
         let within = human(budget);
         let tcp = match tokio::time::timeout(budget, TcpStream::connect(&addr)).await {
-            Ok(r) => r.map_err(|source| RedisError::Connect {
+            Ok(r) => r.map_err(|e| ConnectError::Tcp {
                 addr: addr.clone(),
-                source,
+                reason: e.to_string(),
             })?,
             Err(_) => {
-                return Err(RedisError::Connect {
+                return Err(ConnectError::Tcp {
                     addr: addr.clone(),
-                    source: io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no answer within {within}"),
-                    ),
-                })
+                    reason: format!("no answer within {within}"),
+                }
+                .into())
             }
         };
         let _ = tcp.set_nodelay(true);
         let settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(budget));
         let host = &url.endpoint.host;
-        let setup = match url.endpoint.tls_config().map_err(RedisError::TlsSetup)? {
+        let setup = match url.endpoint.tls_config().map_err(ConnectError::TlsSetup)? {
             None => start(&settings, tcp, config).await,
             Some(config_tls) => {
                 let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-                    RedisError::TlsSetup(format!("{host:?} is not a valid TLS server name: {e}"))
+                    ConnectError::TlsSetup(format!("{host:?} is not a valid TLS server name: {e}"))
                 })?;
                 let handshake =
                     tokio_rustls::TlsConnector::from(Arc::new(config_tls)).connect(name, tcp);
                 let stream = match tokio::time::timeout(budget, handshake).await {
-                    Ok(r) => r.map_err(|e| tls_error(&addr, e))?,
+                    Ok(r) => r.map_err(|e| ConnectError::handshake(&addr, &e))?,
                     Err(_) => {
-                        return Err(RedisError::Tls {
+                        return Err(ConnectError::Tls {
                             addr: addr.clone(),
                             reason: format!(
                             "the server accepted the connection but said nothing within {within}"
                         ),
-                        })
+                        }
+                        .into())
                     }
                 };
                 start(&settings, stream, config).await
@@ -288,19 +281,6 @@ where
 
 fn human(d: Duration) -> String {
     crate::output::human_duration(d)
-}
-
-fn tls_error(addr: &str, e: io::Error) -> RedisError {
-    match tls::classify(&e) {
-        tls::HandshakeFailure::Certificate(reason) => RedisError::Certificate {
-            addr: addr.to_string(),
-            reason,
-        },
-        tls::HandshakeFailure::Other(reason) => RedisError::Tls {
-            addr: addr.to_string(),
-            reason,
-        },
-    }
 }
 
 /// PING a Redis server; report its version and role.
