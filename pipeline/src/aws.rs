@@ -7,18 +7,12 @@
 //! addressing, which local emulators need. HTTPS uses rustls with the ring provider.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+// Every service's crate re-exports the same smithy error and response types.
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::config::{Config, Target};
-
-/// IAM refused a call: the service answered with one of [`DENIAL_CODES`]. Callers that report
-/// on permissions (`doctor`) branch on it; the message is the service's own.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Denied {
-    /// `service:Action`, as in an IAM policy.
-    pub action: &'static str,
-    pub message: String,
-}
 
 /// The error codes AWS services answer when IAM refuses a call.
 pub const DENIAL_CODES: [&str; 4] = [
@@ -31,6 +25,51 @@ pub const DENIAL_CODES: [&str; 4] = [
 /// True when `code` (a service error's code) says IAM refused the call.
 pub fn is_denial(code: Option<&str>) -> bool {
     code.is_some_and(|c| DENIAL_CODES.contains(&c))
+}
+
+/// The service's code and message, or the transport error with its causes. An error body the
+/// SDK could not read (a proxy's or an emulator's XML page, or an XML denial where the SDK
+/// expects JSON) is described by its HTTP status and the `<Code>`/`<Message>` it carries, never
+/// left blank.
+pub fn sdk_message<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let raw = e.raw_response();
+    let status = raw.map_or(0, |r| r.status().as_u16());
+    let body = raw
+        .and_then(|r| r.body().bytes())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let end = body[start..].find(&format!("</{name}>"))? + start;
+        Some(body[start..end].to_string())
+    };
+    let from_body = match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => Some(format!("{code}: {message} (HTTP {status})")),
+        (Some(code), None) => Some(format!("{code} (HTTP {status})")),
+        _ => None,
+    };
+    match e.as_service_error() {
+        Some(s) if s.code().is_some() || s.message().is_some() => format!(
+            "{}: {}",
+            s.code().unwrap_or("error"),
+            s.message().unwrap_or("")
+        ),
+        Some(_) => from_body.unwrap_or_else(|| format!("HTTP {status} with no error code")),
+        None => from_body.unwrap_or_else(|| {
+            let mut s = e.to_string();
+            let mut cur = std::error::Error::source(e);
+            while let Some(c) = cur {
+                s.push_str(": ");
+                s.push_str(&c.to_string());
+                cur = c.source();
+            }
+            s
+        }),
+    }
 }
 
 /// Shared AWS clients, built from one [`SdkConfig`].

@@ -15,6 +15,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::{CheckKind, Config};
+use crate::image::{self, ecr::EcrError};
 use crate::ops::{AwsEnvironment, Session};
 use crate::output::Table;
 
@@ -306,13 +307,11 @@ impl DoctorReport {
         self.probe(action, answer);
     }
 
-    /// Records an ECR call's answer (through `image::ecr`, whose typed errors say not-found
-    /// and denied).
-    fn probe_ecr<T>(&mut self, action: &'static str, result: &anyhow::Result<T>) {
+    /// Records an ECR call's answer: a missing repository is an answer too.
+    fn probe_ecr<T>(&mut self, action: &'static str, result: &Result<T, EcrError>) {
         let answer = match result {
-            Ok(_) => Answer::Allowed,
-            Err(e) if e.downcast_ref::<crate::aws::Denied>().is_some() => Answer::Denied,
-            Err(e) if e.downcast_ref::<crate::image::ecr::EcrError>().is_some() => Answer::Allowed,
+            Ok(_) | Err(EcrError::NoRepository { .. }) => Answer::Allowed,
+            Err(EcrError::Denied { .. }) => Answer::Denied,
             Err(_) => Answer::Unknown,
         };
         self.probe(action, answer);
@@ -608,7 +607,7 @@ async fn credentials(
             report.items.push(Item::fail(
                 Subject::Credentials,
                 what,
-                format!("STS GetCallerIdentity failed: {}", crate::image::ecr::sdk_message(&e)),
+                format!("STS GetCallerIdentity failed: {}", crate::aws::sdk_message(&e)),
                 "configure credentials (`aws configure`, AWS_PROFILE, or in GitHub Actions the OIDC role of aws-actions/configure-aws-credentials) and the region, then run doctor again",
             ));
             config.account.clone()
@@ -644,18 +643,12 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
         let repo = &image.repository;
         let what = format!("ECR repository {repo} (image {name})");
         let ecr = &session.ecr;
-        let found = crate::image::ecr::ensure_repository(ecr, repo, false, false).await;
+        let found = image::ecr::ensure_repository(ecr, repo, false, false).await;
         report.probe_ecr("ecr:DescribeRepositories", &found);
         let item = match found {
             Ok(_) => Item::ok(Subject::EcrRepository, what, "exists"),
-            Err(e) if e.downcast_ref::<crate::image::ecr::EcrError>().is_none() => Item::fail(
-                Subject::EcrRepository,
-                what,
-                format!("{e:#}"),
-                "allow ecr:DescribeRepositories to these credentials, then run doctor again",
-            ),
-            Err(_) if req.fix => {
-                let created = crate::image::ecr::ensure_repository(ecr, repo, true, false).await;
+            Err(EcrError::NoRepository { .. }) if req.fix => {
+                let created = image::ecr::ensure_repository(ecr, repo, true, false).await;
                 report.probe_ecr("ecr:CreateRepository", &created);
                 match created {
                     Ok(_) => {
@@ -669,12 +662,12 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
                     Err(e) => Item::fail(
                         Subject::EcrRepository,
                         what,
-                        format!("{e:#}"),
+                        e.to_string(),
                         create_repository_command(config, repo),
                     ),
                 }
             }
-            Err(_) => Item::fail(
+            Err(EcrError::NoRepository { .. }) => Item::fail(
                 Subject::EcrRepository,
                 what,
                 "missing",
@@ -684,6 +677,12 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
                     create_repository_command(config, repo)
                 ),
             ),
+            Err(e) => Item::fail(
+                Subject::EcrRepository,
+                what,
+                e.to_string(),
+                "allow ecr:DescribeRepositories to these credentials, then run doctor again",
+            ),
         };
         let exists = item.ok;
         report.items.push(item);
@@ -691,7 +690,7 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
             continue;
         };
         let what = format!("image {repo}:{tag} (image {name})");
-        let found = crate::image::ecr::find_tag(&session.ecr, repo, tag).await;
+        let found = image::ecr::find_tag(&session.ecr, repo, tag).await;
         report.probe_ecr("ecr:DescribeImages", &found);
         match found {
             Ok(Some(_)) => report
@@ -714,7 +713,7 @@ async fn ecr(session: &Session, req: &DoctorRequest<'_>, report: &mut DoctorRepo
             Err(e) => report.items.push(Item::fail(
                 Subject::ExternalImage,
                 what,
-                format!("{e:#}"),
+                e.to_string(),
                 "allow ecr:DescribeImages to these credentials, then run doctor again",
             )),
         }
@@ -867,7 +866,7 @@ async fn bucket_exists(
             report.probe("s3:GetObject", answer);
             Err(format!(
                 "{head_error}; reading {key} in it: {}",
-                crate::image::ecr::sdk_message(e)
+                crate::aws::sdk_message(e)
             ))
         }
     }
@@ -882,7 +881,7 @@ where
     match e.raw_response().map(|r| r.status().as_u16()) {
         Some(404) => "does not exist".into(),
         Some(403) => "access denied (another account's bucket, or no s3:ListBucket)".into(),
-        _ => crate::image::ecr::sdk_message(e),
+        _ => crate::aws::sdk_message(e),
     }
 }
 
@@ -1009,21 +1008,11 @@ async fn environment(
     let what = format!("EB environment {}", env.eb_environment);
     let found = session
         .eb
-        .call("DescribeEnvironments", &env.eb_environment, |c| {
-            c.describe_environments()
-                .application_name(&env.application)
-                .environment_names(&env.eb_environment)
-                .include_deleted(false)
-                .send()
-        })
+        .environment(&env.application, &env.eb_environment)
         .await;
     report.probe_eb("elasticbeanstalk:DescribeEnvironments", &found);
     let described = match found {
-        Ok(out) => out
-            .environments()
-            .iter()
-            .find(|e| e.status().map(|s| s.as_str()) != Some("Terminated"))
-            .cloned(),
+        Ok(described) => described.filter(|e| e.status().map(|s| s.as_str()) != Some("Terminated")),
         Err(e) => {
             report.items.push(eb_failure(
                 req,

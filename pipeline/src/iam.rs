@@ -1076,20 +1076,10 @@ pub struct EnvironmentFacts {
 /// the instance profile is usually named after its role; the service role as EB stores it).
 pub async fn lookup(eb: &crate::eb::Eb, env: &AwsEnvironment) -> Result<EnvironmentFacts> {
     let found = eb
-        .call("DescribeEnvironments", &env.eb_environment, |c| {
-            c.describe_environments()
-                .application_name(&env.application)
-                .environment_names(&env.eb_environment)
-                .include_deleted(false)
-                .send()
-        })
+        .environment(&env.application, &env.eb_environment)
         .await
         .with_context(|| format!("cannot describe the environment {}", env.eb_environment))?;
-    let Some(id) = found
-        .environments()
-        .iter()
-        .find_map(|e| e.environment_id().map(str::to_string))
-    else {
+    let Some(id) = found.and_then(|e| e.environment_id().map(str::to_string)) else {
         bail!(
             "no environment {} in application {} (region {})",
             env.eb_environment,

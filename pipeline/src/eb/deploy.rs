@@ -572,14 +572,8 @@ fn status_of(env: &EnvironmentDescription) -> &str {
 }
 
 async fn describe_env(eb: &Eb, req: &DeployRequest<'_>) -> Result<EnvironmentDescription> {
-    let out = eb
-        .call("DescribeEnvironments", req.environment, |c| {
-            c.describe_environments()
-                .application_name(req.application)
-                .environment_names(req.environment)
-                .include_deleted(false)
-                .send()
-        })
+    let env = eb
+        .environment(req.application, req.environment)
         .await
         .with_context(|| {
             format!(
@@ -587,11 +581,6 @@ async fn describe_env(eb: &Eb, req: &DeployRequest<'_>) -> Result<EnvironmentDes
                 req.environment
             )
         })?;
-    let env = out
-        .environments()
-        .iter()
-        .find(|e| e.environment_name() == Some(req.environment))
-        .cloned();
     match env {
         Some(e) if matches!(e.status(), Some(EnvironmentStatus::Terminated | EnvironmentStatus::Terminating)) => bail!(
             "the Elastic Beanstalk environment {} is {}: create it again, or fix `eb_environment` in deploy.toml",
@@ -614,21 +603,14 @@ pub async fn environment_url(
     application: &str,
     environment: &str,
 ) -> Result<Option<String>> {
-    let out = eb
-        .call("DescribeEnvironments", environment, |c| {
-            c.describe_environments()
-                .application_name(application)
-                .environment_names(environment)
-                .send()
-        })
+    let env = eb
+        .environment(application, environment)
         .await
         .with_context(|| {
             format!("cannot read the URL of the Elastic Beanstalk environment {environment}")
         })?;
-    Ok(out
-        .environments()
-        .iter()
-        .find(|e| e.environment_name() == Some(environment))
+    Ok(env
+        .as_ref()
         .and_then(|e| e.cname())
         .map(|c| format!("http://{c}")))
 }

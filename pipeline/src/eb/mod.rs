@@ -20,6 +20,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_elasticbeanstalk::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_elasticbeanstalk::types::{EnvironmentDescription, EnvironmentStatus};
 use aws_smithy_types::retry::RetryConfig;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -282,15 +283,8 @@ pub struct Eb {
     instances: std::sync::Mutex<std::collections::HashMap<String, (Instant, Vec<String>)>>,
     /// Each environment as the last `DescribeEnvironments` outside a deploy described it
     /// (a deploy's preflight), and when: the deploy that follows takes it instead of asking.
-    environments: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            (
-                Instant,
-                aws_sdk_elasticbeanstalk::types::EnvironmentDescription,
-            ),
-        >,
-    >,
+    environments:
+        std::sync::Mutex<std::collections::HashMap<String, (Instant, EnvironmentDescription)>>,
 }
 
 impl fmt::Debug for Eb {
@@ -369,7 +363,7 @@ impl Eb {
     }
 
     /// Notes an environment as `DescribeEnvironments` just described it.
-    pub fn note_environment(&self, env: &aws_sdk_elasticbeanstalk::types::EnvironmentDescription) {
+    pub fn note_environment(&self, env: &EnvironmentDescription) {
         let Some(name) = env.environment_name() else {
             return;
         };
@@ -384,7 +378,7 @@ impl Eb {
         &self,
         environment: &str,
         max_age: Duration,
-    ) -> Option<aws_sdk_elasticbeanstalk::types::EnvironmentDescription> {
+    ) -> Option<EnvironmentDescription> {
         let mut m = self.environments.lock().ok()?;
         m.remove(environment)
             .filter(|(at, _)| at.elapsed() <= max_age)
@@ -467,6 +461,45 @@ impl Eb {
                     .collect()
             }),
         })
+    }
+
+    /// The live environments of `application` (`DescribeEnvironments`, deleted ones left
+    /// out): all of them, or only those named `name`.
+    pub async fn environments(
+        &self,
+        application: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<EnvironmentDescription>, EbError> {
+        let out = self
+            .call("DescribeEnvironments", name.unwrap_or(application), |c| {
+                c.describe_environments()
+                    .application_name(application)
+                    .set_environment_names(name.map(|n| vec![n.to_string()]))
+                    .include_deleted(false)
+                    .send()
+            })
+            .await?;
+        Ok(out.environments().to_vec())
+    }
+
+    /// The environment `name` of `application`, `None` when EB has none by that name. A
+    /// terminated one is described only when no other is: callers tell the user what
+    /// became of it. Not noted for a deploy that follows (see [`Eb::note_environment`]).
+    pub async fn environment(
+        &self,
+        application: &str,
+        name: &str,
+    ) -> Result<Option<EnvironmentDescription>, EbError> {
+        let named: Vec<_> = self
+            .environments(application, Some(name))
+            .await?
+            .into_iter()
+            .filter(|e| e.environment_name() == Some(name))
+            .collect();
+        let live = named
+            .iter()
+            .position(|e| e.status() != Some(&EnvironmentStatus::Terminated));
+        Ok(named.into_iter().nth(live.unwrap_or(0)))
     }
 
     /// Runs one EB call (`send` builds and sends it), paced, retrying what can be retried

@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::types::Tag;
 use super::{Declared, SecretRef};
 // The service's code and message; a body the SDK cannot read (an IAM denial some endpoints
 // answer in XML) is still described, never "unknown error".
-use crate::image::ecr::sdk_message;
+use crate::aws::sdk_message;
 
 /// The Secrets Manager and SSM clients, built from the session's one AWS configuration.
 #[derive(Debug, Clone)]

@@ -1,13 +1,115 @@
 //! ECR's API: registry credentials, repositories, and what a tag points at.
+//!
+//! Every call returns [`EcrError`], classified by the SDK error's code and kind: callers
+//! branch on its variants (a missing repository, a denial), never on its text.
 
-use anyhow::{bail, Context as _, Result};
-use aws_sdk_ecr::error::ProvideErrorMetadata;
+use aws_sdk_ecr::config::http::HttpResponse;
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{ImageIdentifier, ImageTagMutability};
 use aws_sdk_ecr::Client;
 use base64::Engine as _;
 use secrecy::SecretString;
 
+use crate::aws::sdk_message;
 use crate::docker::RegistryAuth;
+
+/// A failed ECR call, typed by what callers decide on. Each variant's text is what the user
+/// reads: what failed, then what ECR (or the transport) said.
+#[derive(Debug, thiserror::Error)]
+pub enum EcrError {
+    /// `RepositoryNotFoundException` (and no `--create-repository`).
+    #[error("ECR repository {repository:?} does not exist\n  hint: create it, or pass --create-repository")]
+    NoRepository { repository: String },
+    /// IAM refused `action` (one of [`crate::aws::DENIAL_CODES`]).
+    #[error("{what}: {message}")]
+    Denied {
+        /// `ecr:Action`, as in an IAM policy.
+        action: &'static str,
+        what: String,
+        message: String,
+    },
+    /// Throttled or a 5xx after the SDK's retries, or no usable answer (connection refused or
+    /// reset, timeout, an answer that could not be read).
+    #[error("{what}: {message}")]
+    Unavailable {
+        action: &'static str,
+        what: String,
+        message: String,
+    },
+    /// Any other error: ECR's code when it answered, none when the SDK could not send the
+    /// request (no credentials, no region).
+    #[error("{what}: {message}")]
+    Service {
+        action: &'static str,
+        what: String,
+        code: Option<String>,
+        message: String,
+    },
+    /// `GetAuthorizationToken` answered something that cannot be used.
+    #[error("{0}")]
+    Unusable(&'static str),
+    #[error("ECR returned an authorization token that expired at {at}: check the machine's clock and the AWS endpoint")]
+    Expired { at: String },
+}
+
+/// ECR error codes that mean "slow down".
+const THROTTLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+];
+
+impl EcrError {
+    /// The failure `e` of the call `action` (`what` names it for the user), by its code and
+    /// kind.
+    fn of<E>(action: &'static str, what: String, e: &SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let message = sdk_message(e);
+        match e {
+            SdkError::ServiceError(se) if crate::aws::is_denial(se.err().code()) => {
+                EcrError::Denied {
+                    action,
+                    what,
+                    message,
+                }
+            }
+            SdkError::ServiceError(se)
+                if se.raw().status().is_server_error()
+                    || se.err().code().is_some_and(|c| THROTTLE_CODES.contains(&c)) =>
+            {
+                EcrError::Unavailable {
+                    action,
+                    what,
+                    message,
+                }
+            }
+            SdkError::ServiceError(se) => EcrError::Service {
+                action,
+                what,
+                code: se.err().code().map(str::to_string),
+                message,
+            },
+            SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => EcrError::Unavailable {
+                action,
+                what,
+                message,
+            },
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => EcrError::Unavailable {
+                action,
+                what,
+                message,
+            },
+            _ => EcrError::Service {
+                action,
+                what,
+                code: None,
+                message,
+            },
+        }
+    }
+}
 
 /// Registry credentials from `GetAuthorizationToken`, for `registry`.
 ///
@@ -19,28 +121,30 @@ pub async fn authorization(
     ecr: &Client,
     host: Option<&str>,
     lenient_expiry: bool,
-) -> Result<RegistryAuth> {
-    let out = ecr
-        .get_authorization_token()
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", sdk_message(&e)))
-        .context("ECR GetAuthorizationToken failed: check the AWS credentials and that they allow ecr:GetAuthorizationToken")?;
-    let data = out
-        .authorization_data()
-        .first()
-        .context("ECR GetAuthorizationToken returned no authorization data")?;
-    let token = data
-        .authorization_token()
-        .context("ECR GetAuthorizationToken returned no token")?;
+) -> Result<RegistryAuth, EcrError> {
+    let out = ecr.get_authorization_token().send().await.map_err(|e| {
+        EcrError::of(
+            "ecr:GetAuthorizationToken",
+            "ECR GetAuthorizationToken failed: check the AWS credentials and that they allow ecr:GetAuthorizationToken".into(),
+            &e,
+        )
+    })?;
+    let data = out.authorization_data().first().ok_or(EcrError::Unusable(
+        "ECR GetAuthorizationToken returned no authorization data",
+    ))?;
+    let token = data.authorization_token().ok_or(EcrError::Unusable(
+        "ECR GetAuthorizationToken returned no token",
+    ))?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .context("ECR returned an authorization token that is not base64 of `user:password`")?;
-    let (username, password) = decoded
-        .split_once(':')
-        .context("ECR returned an authorization token without `user:password`")?;
+        .ok_or(EcrError::Unusable(
+            "ECR returned an authorization token that is not base64 of `user:password`",
+        ))?;
+    let (username, password) = decoded.split_once(':').ok_or(EcrError::Unusable(
+        "ECR returned an authorization token without `user:password`",
+    ))?;
     // In GitHub Actions the registry password is masked in the job's log.
     let actions = crate::github::actions::Actions::from_env();
     actions.mask(password);
@@ -48,7 +152,7 @@ pub async fn authorization(
     let proxy = data.proxy_endpoint().unwrap_or_default();
     let registry = match host {
         Some(h) => h.to_string(),
-        None => host_of(proxy).context("ECR returned no proxyEndpoint: set `registry` in the configuration (or DEPLOY_REGISTRY)")?,
+        None => host_of(proxy).ok_or(EcrError::Unusable("ECR returned no proxyEndpoint: set `registry` in the configuration (or DEPLOY_REGISTRY)"))?,
     };
     if let Some(expires) = data.expires_at() {
         let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
@@ -58,7 +162,9 @@ pub async fn authorization(
                     "ECR's authorization token expired at {expires}; using it anyway for the configured registry {registry}"
                 );
             } else {
-                bail!("ECR returned an authorization token that expired at {expires}: check the machine's clock and the AWS endpoint");
+                return Err(EcrError::Expired {
+                    at: expires.to_string(),
+                });
             }
         }
     }
@@ -84,15 +190,12 @@ pub struct EcrImage {
     pub tags: Vec<String>,
 }
 
-/// Errors callers branch on.
-#[derive(Debug, thiserror::Error)]
-pub enum EcrError {
-    #[error("ECR repository {repository:?} does not exist\n  hint: create it, or pass --create-repository")]
-    NoRepository { repository: String },
-}
-
 /// The image `repository:tag`, or `None` when the tag does not exist.
-pub async fn find_tag(ecr: &Client, repository: &str, tag: &str) -> Result<Option<EcrImage>> {
+pub async fn find_tag(
+    ecr: &Client,
+    repository: &str,
+    tag: &str,
+) -> Result<Option<EcrImage>, EcrError> {
     let out = ecr
         .describe_images()
         .repository_name(repository)
@@ -108,10 +211,12 @@ pub async fn find_tag(ecr: &Client, repository: &str, tag: &str) -> Result<Optio
             Some("ImageNotFoundException") => Ok(None),
             Some("RepositoryNotFoundException") => Err(EcrError::NoRepository {
                 repository: repository.to_string(),
-            }
-            .into()),
-            _ => Err(service_error("ecr:DescribeImages", &e))
-                .with_context(|| format!("ECR DescribeImages for {repository}:{tag} failed")),
+            }),
+            _ => Err(EcrError::of(
+                "ecr:DescribeImages",
+                format!("ECR DescribeImages for {repository}:{tag} failed"),
+                &e,
+            )),
         },
     }
 }
@@ -124,7 +229,7 @@ pub async fn ensure_repository(
     repository: &str,
     create: bool,
     dry_run: bool,
-) -> Result<bool> {
+) -> Result<bool, EcrError> {
     let out = ecr
         .describe_repositories()
         .repository_names(repository)
@@ -136,8 +241,7 @@ pub async fn ensure_repository(
             if !create {
                 return Err(EcrError::NoRepository {
                     repository: repository.to_string(),
-                }
-                .into());
+                });
             }
             if dry_run {
                 tracing::info!(
@@ -155,15 +259,23 @@ pub async fn ensure_repository(
                 )
                 .send()
                 .await
-                .map_err(|e| service_error("ecr:CreateRepository", &e))
-                .with_context(|| format!("cannot create the ECR repository {repository}"))?;
+                .map_err(|e| {
+                    EcrError::of(
+                        "ecr:CreateRepository",
+                        format!("cannot create the ECR repository {repository}"),
+                        &e,
+                    )
+                })?;
             tracing::info!(
                 "created the ECR repository {repository} (tag immutability and scan on push on)"
             );
             Ok(true)
         }
-        Err(e) => Err(service_error("ecr:DescribeRepositories", &e))
-            .with_context(|| format!("ECR DescribeRepositories for {repository} failed")),
+        Err(e) => Err(EcrError::of(
+            "ecr:DescribeRepositories",
+            format!("ECR DescribeRepositories for {repository} failed"),
+            &e,
+        )),
     }
 }
 
@@ -175,7 +287,7 @@ pub async fn record(
     tag: &str,
     manifest: &str,
     media_type: &str,
-) -> Result<()> {
+) -> Result<(), EcrError> {
     let out = ecr
         .put_image()
         .repository_name(repository)
@@ -187,78 +299,86 @@ pub async fn record(
     match out {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("ImageAlreadyExistsException") => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("{}", sdk_message(&e)))
-            .with_context(|| format!("ECR PutImage for {repository}:{tag} failed")),
-    }
-}
-
-/// The error of a failed ECR call `action`: [`crate::aws::Denied`] when IAM refused it, else
-/// the service's message.
-fn service_error<E>(
-    action: &'static str,
-    e: &aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
-) -> anyhow::Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let message = sdk_message(e);
-    if crate::aws::is_denial(e.code()) {
-        crate::aws::Denied { action, message }.into()
-    } else {
-        anyhow::anyhow!("{message}")
-    }
-}
-
-/// The service's code and message, or the transport error with its causes. An error body the
-/// SDK could not read (a proxy's or an emulator's XML page, or an XML denial where the SDK
-/// expects JSON) is described by its HTTP status and the `<Code>`/`<Message>` it carries, never
-/// left blank.
-pub fn sdk_message<E>(
-    e: &aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
-) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let raw = e.raw_response();
-    let status = raw.map_or(0, |r| r.status().as_u16());
-    let body = raw
-        .and_then(|r| r.body().bytes())
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default();
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let start = body.find(&open)? + open.len();
-        let end = body[start..].find(&format!("</{name}>"))? + start;
-        Some(body[start..end].to_string())
-    };
-    let from_body = match (tag("Code"), tag("Message")) {
-        (Some(code), Some(message)) => Some(format!("{code}: {message} (HTTP {status})")),
-        (Some(code), None) => Some(format!("{code} (HTTP {status})")),
-        _ => None,
-    };
-    match e.as_service_error() {
-        Some(s) if s.code().is_some() || s.message().is_some() => format!(
-            "{}: {}",
-            s.code().unwrap_or("error"),
-            s.message().unwrap_or("")
-        ),
-        Some(_) => from_body.unwrap_or_else(|| format!("HTTP {status} with no error code")),
-        None => from_body.unwrap_or_else(|| {
-            let mut s = e.to_string();
-            let mut cur = std::error::Error::source(e);
-            while let Some(c) = cur {
-                s.push_str(": ");
-                s.push_str(&c.to_string());
-                cur = c.source();
-            }
-            s
-        }),
+        Err(e) => Err(EcrError::of(
+            "ecr:PutImage",
+            format!("ECR PutImage for {repository}:{tag} failed"),
+            &e,
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use aws_sdk_ecr::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_ecr::operation::describe_images::DescribeImagesError;
+
+    /// `EcrError::of` for DescribeImages failing with `e`.
+    fn of(e: SdkError<DescribeImagesError, HttpResponse>) -> EcrError {
+        EcrError::of(
+            "ecr:DescribeImages",
+            "ECR DescribeImages for r:t failed".into(),
+            &e,
+        )
+    }
+
+    /// ECR's answer `status` with the error `code`.
+    fn answered(status: u16, code: &str) -> EcrError {
+        let err = DescribeImagesError::generic(
+            ErrorMetadata::builder()
+                .code(code)
+                .message("said so")
+                .build(),
+        );
+        let raw = HttpResponse::new(
+            status.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        of(SdkError::service_error(err, raw))
+    }
+
+    #[test]
+    fn errors_are_told_apart_by_code_and_kind() {
+        let denied = answered(400, "AccessDeniedException");
+        assert!(matches!(
+            denied,
+            EcrError::Denied {
+                action: "ecr:DescribeImages",
+                ..
+            }
+        ));
+        assert_eq!(
+            denied.to_string(),
+            "ECR DescribeImages for r:t failed: AccessDeniedException: said so"
+        );
+        assert!(matches!(
+            answered(400, "ThrottlingException"),
+            EcrError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            answered(503, "ServiceUnavailableException"),
+            EcrError::Unavailable { .. }
+        ));
+        let other = answered(400, "InvalidParameterException");
+        assert!(
+            matches!(&other, EcrError::Service { code: Some(c), .. } if c == "InvalidParameterException"),
+            "{other:?}"
+        );
+        // No answer: the connection failed; or the request was never sent (no credentials).
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            of(SdkError::dispatch_failure(ConnectorError::io(
+                refused.into()
+            ))),
+            EcrError::Unavailable { .. }
+        ));
+        let unsigned = ConnectorError::other("no credentials".into(), None);
+        assert!(matches!(
+            of(SdkError::dispatch_failure(unsigned)),
+            EcrError::Service { code: None, .. }
+        ));
+    }
 
     #[test]
     fn proxy_endpoint_to_host() {

@@ -602,8 +602,10 @@ async fn check_external(
     if !image.has_registry_host() {
         let found = match ecr::find_tag(ecr_client, &image.repository, tag).await {
             Ok(found) => found.is_some(),
-            Err(e) if e.downcast_ref::<ecr::EcrError>().is_some() => false,
-            Err(e) => return Err(e.context(format!("cannot check the external image {name}"))),
+            Err(ecr::EcrError::NoRepository { .. }) => false,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot check the external image {name}"))
+            }
         };
         if !found {
             bail!(

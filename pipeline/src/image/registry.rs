@@ -500,6 +500,14 @@ mod tests {
         (host, seen)
     }
 
+    /// The error of asking `r` whether `a/b:v1` exists, as the user reads it.
+    async fn manifest_error(r: &Registry) -> String {
+        r.manifest_exists("a/b", "v1")
+            .await
+            .unwrap_err()
+            .to_string()
+    }
+
     #[tokio::test]
     async fn server_errors_are_retried_then_the_answer_counts() {
         let (host, seen) = serve(vec![503, 502, 404]).await;
@@ -509,11 +517,7 @@ mod tests {
 
         let (host, seen) = serve(vec![503, 503, 503, 200]).await;
         let r = Registry::new(&host, None).unwrap();
-        let err = r
-            .manifest_exists("a/b", "v1")
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = manifest_error(&r).await;
         assert_eq!(
             err,
             format!("the registry {host} answered 503 Service Unavailable for a/b:v1")
@@ -533,11 +537,7 @@ mod tests {
             Some(("AWS".into(), SecretString::from("s3cret".to_string()))),
         )
         .unwrap();
-        let err = r
-            .manifest_exists("a/b", "v1")
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = manifest_error(&r).await;
         assert_eq!(
             err,
             format!("the registry {host} refused access to a/b:v1 (401 Unauthorized) with the credentials of user \"AWS\"")

@@ -17,6 +17,7 @@ use super::versions::{self, Version};
 use super::{journal, AwsEnvironment, Session};
 use crate::deploy::{Outcome, RunReport, StageReport};
 use crate::eb;
+use crate::image::ecr::EcrError;
 use crate::verify::Verifier;
 
 /// Why a rollback target is refused (callers and tests branch on the kind).
@@ -176,10 +177,13 @@ async fn missing_images(session: &Session, version: &Version) -> Result<Vec<Stri
         match found {
             Ok(Some(_)) => {}
             Ok(None) => gone.push(image.to_string()),
-            Err(e) if e.downcast_ref::<crate::image::ecr::EcrError>().is_some() => gone.push(
-                format!("{image} (repository {} does not exist)", r.repository),
-            ),
-            Err(e) => return Err(e.context(format!("cannot check the image {image} in ECR"))),
+            Err(EcrError::NoRepository { .. }) => gone.push(format!(
+                "{image} (repository {} does not exist)",
+                r.repository
+            )),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot check the image {image} in ECR"))
+            }
         }
     }
     Ok(gone)

@@ -146,16 +146,9 @@ pub async fn find(eb: &Eb, application: &str, label: &str) -> Result<Option<Vers
 /// Every live environment of `application` (all of them, not only those of `deploy.toml`:
 /// cleanup must not delete what any environment runs).
 pub async fn environments(eb: &Eb, application: &str) -> Result<Vec<EnvironmentDescription>> {
-    let out = eb
-        .call("DescribeEnvironments", application, |c| {
-            c.describe_environments()
-                .application_name(application)
-                .include_deleted(false)
-                .send()
-        })
+    eb.environments(application, None)
         .await
-        .with_context(|| format!("cannot list the environments of {application}"))?;
-    Ok(out.environments().to_vec())
+        .with_context(|| format!("cannot list the environments of {application}"))
 }
 
 /// RFC 3339 text for a time (`2026-11-29T17:00:00Z`).
