@@ -1130,7 +1130,7 @@ async fn environment(
             ebext
                 .iter()
                 .filter(|s| s.namespace == ENV_NAMESPACE)
-                .map(|s| s.option.as_str()),
+                .map(|s| s.name.as_str()),
         )
         .collect();
     // A deploy sends the declared properties with the version only with --apply-env (else
@@ -1186,13 +1186,13 @@ async fn environment(
     if req.probe_health {
         let path = ebext
             .iter()
-            .find(|s| s.namespace == PROCESS_NAMESPACE && s.option == "HealthCheckPath")
+            .find(|s| s.namespace == PROCESS_NAMESPACE && s.name == "HealthCheckPath")
             .map(|s| s.value.clone())
             .or_else(|| option(PROCESS_NAMESPACE, "HealthCheckPath").map(str::to_string))
             .unwrap_or_else(|| "/".to_string());
         let matcher = ebext
             .iter()
-            .find(|s| s.namespace == PROCESS_NAMESPACE && s.option == "MatcherHTTPCode")
+            .find(|s| s.namespace == PROCESS_NAMESPACE && s.name == "MatcherHTTPCode")
             .map(|s| s.value.clone())
             .or_else(|| option(PROCESS_NAMESPACE, "MatcherHTTPCode").map(str::to_string))
             .unwrap_or_else(|| "200".to_string());
@@ -1217,7 +1217,7 @@ async fn environment(
 }
 
 /// The option settings of the bundle's `.ebextensions/*.config` files.
-fn ebextension_options(config: &Config) -> Vec<crate::lint::OptionSetting> {
+fn ebextension_options(config: &Config) -> Vec<crate::eb::OptionSetting> {
     let dir = config.resolve(&config.bundle.ebextensions);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())

@@ -299,7 +299,8 @@ impl fmt::Debug for Eb {
     }
 }
 
-/// One option setting of an environment's configuration.
+/// One option setting: of an environment's configuration (`DescribeConfigurationSettings`), or
+/// of an `.ebextensions` file (a single, scalar value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptionSetting {
     pub namespace: String,

@@ -99,7 +99,7 @@ impl Change {
 /// One property in the diff. Values are shown as they may be: plain values that look like
 /// secrets, and any plain value of a name declared secret, only as a fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
+pub struct PropertyDiff {
     pub name: String,
     pub change: Change,
     /// `plain` or `secret`: what it is (declared, else on the environment).
@@ -114,7 +114,7 @@ pub struct Entry {
 pub struct DiffReport {
     pub environment: String,
     pub eb_environment: String,
-    pub entries: Vec<Entry>,
+    pub entries: Vec<PropertyDiff>,
     /// Entries that `apply` would change (added, changed, removed; unmanaged with `--prune`).
     pub changes: usize,
     /// A configuration update is in progress on the environment: the diff is against the
@@ -138,7 +138,7 @@ impl DiffReport {
     }
 
     /// Entries that differ, for tables and comments (unchanged ones left out).
-    pub fn differing(&self) -> impl Iterator<Item = &Entry> {
+    pub fn differing(&self) -> impl Iterator<Item = &PropertyDiff> {
         self.entries
             .iter()
             .filter(|e| e.change != Change::Unchanged)
@@ -245,15 +245,16 @@ pub fn diff(
             (None, Some(arn)) => Some(arn.clone()),
             (None, None) => None,
         };
-        let entry =
-            |change: Change, kind: &'static str, declared: Option<String>, detail: &str| Entry {
+        let entry = |change: Change, kind: &'static str, declared: Option<String>, detail: &str| {
+            PropertyDiff {
                 name: name.clone(),
                 change,
                 kind,
                 running: running_shown.clone(),
                 declared,
                 detail: detail.to_string(),
-            };
+            }
+        };
         if let Some(value) = declared.properties.get(name) {
             let e = match (plain_now, secret_now) {
                 (Some(v), _) if v == value => {
@@ -351,7 +352,7 @@ pub fn diff(
         if !declared_here && !present {
             warnings.push(format!("{name} is required but set nowhere: declare it in deploy.toml, or set it on the environment"));
             if !entries.iter().any(|e| &e.name == name) {
-                entries.push(Entry {
+                entries.push(PropertyDiff {
                     name: name.clone(),
                     change: Change::Missing,
                     kind: "plain",

@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use apply::{apply, ApplyReport, ApplyRequest};
-pub use diff::{diff, Change, DiffReport, Entry, Running};
+pub use diff::{diff, Change, DiffReport, PropertyDiff, Running};
 
 /// EB's namespace of plain environment properties.
 pub const ENVIRONMENT: &str = "aws:elasticbeanstalk:application:environment";

@@ -274,6 +274,7 @@ pub fn fetch(cache: &Path, image: &str, spec: &SourceSpec) -> Result<Fetched> {
     };
     let mut fetched = false;
     if !mirror.is_dir() {
+        // Invariant: `mirror` is `<cache>/mirrors/<key>.git`, so it has a parent.
         std::fs::create_dir_all(mirror.parent().expect("mirrors/ has a parent"))
             .with_context(|| format!("cannot create {}", cache.display()))?;
         let tmp = temporary(&mirror);
@@ -373,6 +374,7 @@ fn unpack(mirror: &Path, commit: &str, dest: &Path, url: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run git archive")?;
+    // Invariant: the child was spawned with `Stdio::piped()` just above.
     let stdout = child.stdout.take().expect("piped");
     let mut archive = tar::Archive::new(stdout);
     let unpacked = archive.unpack(dest);
@@ -400,19 +402,13 @@ pub fn prepare(config: &mut Config, release: &mut Release, dry_run: bool) -> Res
     // they are (a relative `--config` gives a relative root).
     let cache = std::path::absolute(config.root.join(CACHE_DIR))
         .with_context(|| format!("cannot resolve {}", config.root.join(CACHE_DIR).display()))?;
-    let names: Vec<String> = config
-        .images
-        .iter()
-        .filter(|(_, i)| i.source.is_some() && i.build.is_some())
-        .map(|(n, _)| n.clone())
-        .collect();
-    for name in names {
-        if release.sources.iter().any(|p| p.image == name) {
+    for (name, image) in config.images.iter_mut() {
+        let (Some(spec), Some(build)) = (&image.source, image.build.as_mut()) else {
+            continue;
+        };
+        if release.sources.iter().any(|p| &p.image == name) {
             continue;
         }
-        let image = config.images.get_mut(&name).expect("listed above");
-        let spec = image.source.clone().expect("filtered");
-        let build = image.build.as_mut().expect("filtered");
         if dry_run {
             tracing::info!(
                 "dry run: images.{name} would be built from {} at {} (context {}, not fetched)",
@@ -422,7 +418,7 @@ pub fn prepare(config: &mut Config, release: &mut Release, dry_run: bool) -> Res
             );
             continue;
         }
-        let fetched = fetch(&cache, &name, &spec)?;
+        let fetched = fetch(&cache, name, spec)?;
         let context = fetched.dir.join(&build.context);
         if !context.is_dir() {
             bail!(

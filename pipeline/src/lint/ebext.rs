@@ -6,6 +6,7 @@ use serde_yaml_ng::Value;
 
 use super::secrets::secret_reason;
 use super::*;
+use crate::eb::OptionSetting;
 
 /// Top-level keys EB reads from a configuration file.
 pub const KNOWN_KEYS: [&str; 11] = [
@@ -236,7 +237,7 @@ fn options(
         };
         collected.push(OptionSetting {
             namespace: s.namespace.clone(),
-            option: s.option.clone(),
+            name: s.option.clone(),
             value: scalar.clone(),
         });
         if s.namespace == ENV_NAMESPACE {
@@ -256,14 +257,6 @@ fn options(
         }
     }
     collected
-}
-
-/// One option setting of an `.ebextensions` file, with a single (scalar) value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OptionSetting {
-    pub namespace: String,
-    pub option: String,
-    pub value: String,
 }
 
 /// The well-formed option settings of one `.ebextensions` file, in either of EB's shapes

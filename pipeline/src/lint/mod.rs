@@ -16,7 +16,7 @@ mod rule_tests;
 pub mod secrets;
 
 pub use dockerrun::lint_dockerrun;
-pub use ebext::{lint_ebextension, lint_file_secrets, lint_hooks, option_settings, OptionSetting};
+pub use ebext::{lint_ebextension, lint_file_secrets, lint_hooks, option_settings};
 pub use memory::lint_memory;
 
 /// How bad a finding is: errors stop the bundle, warnings are printed.

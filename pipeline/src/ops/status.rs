@@ -33,7 +33,7 @@ pub struct EnvironmentStatus {
     #[serde(flatten)]
     pub described: Described,
     pub instances: Vec<InstanceStatus>,
-    pub in_flight: Option<InFlight>,
+    pub in_flight: Option<PendingDeploy>,
     /// EB's events since the last deploy started, oldest first.
     pub events: Vec<EventLine>,
 }
@@ -47,7 +47,7 @@ pub struct InstanceStatus {
 
 /// A deploy that has no verdict yet.
 #[derive(Debug, Clone, Serialize)]
-pub struct InFlight {
+pub struct PendingDeploy {
     pub label: String,
     /// The GitHub run that made the version (from its description), or this machine's state
     /// file.
@@ -153,7 +153,7 @@ pub async fn status(
                 .await?
                 .and_then(|v| v.described.run_url)
         };
-        Some(InFlight {
+        Some(PendingDeploy {
             started_by: by_description.or_else(|| {
                 local
                     .as_ref()
