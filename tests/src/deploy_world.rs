@@ -12,6 +12,7 @@ use pipeline::eb::{Clients, Pacing};
 use pipeline::release::Release;
 use pipeline::verify::{Verifier, VerifyTarget};
 
+use crate::deploy_tree::DeployToml;
 use crate::eb_emulator::EbEmulator;
 use crate::{aws, services};
 
@@ -134,40 +135,31 @@ impl World {
         }
     }
 
+    /// Writes this world's `deploy.toml` with the settings `s` and loads it: the application,
+    /// Antenna's backend image, and `staging` for this world's environment.
     pub fn config(&self, s: &Settings) -> Config {
         let bucket = if s.bucket_in_config {
             format!("bucket = \"{}\"\n", self.bucket)
         } else {
             String::new()
         };
-        let text = format!(
-            r#"region = "us-west-2"
-application = "{app}"
-
-[bundle]
-out_dir = "out"
-
-[images.backend]
-repository = "antenna-backend"
-build = {{ context = "." }}
-
-[environments.staging]
-eb_environment = "{env}"
-{bucket}rollback = {rollback}
-timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "{verify}" }}
-{checks}"#,
-            app = self.application,
-            env = self.environment,
-            rollback = s.rollback,
-            deploy = s.deploy,
-            lock = s.lock_wait,
-            settle = s.health_settle,
-            verify = s.verify,
-            checks = s.checks,
-        );
-        let path = self.dir.path().join("deploy.toml");
-        std::fs::write(&path, &text).unwrap();
-        Config::parse(&path, &text).unwrap()
+        DeployToml::antenna(&self.application)
+            .table("bundle", r#"out_dir = "out""#)
+            .environment(
+                "staging",
+                &format!(
+                    "eb_environment = \"{env}\"\n{bucket}rollback = {rollback}\n\
+                     timeouts = {{ deploy = \"{deploy}\", lock_wait = \"{lock}\", health_settle = \"{settle}\", version = \"3s\", verify = \"{verify}\" }}",
+                    env = self.environment,
+                    rollback = s.rollback,
+                    deploy = s.deploy,
+                    lock = s.lock_wait,
+                    settle = s.health_settle,
+                    verify = s.verify,
+                ),
+            )
+            .raw(&s.checks)
+            .load(self.dir.path())
     }
 
     /// A request for the whole pipeline with the given settings, polling 1000× faster.
