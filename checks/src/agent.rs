@@ -49,7 +49,7 @@ impl AgentChecks {
             .enumerate()
             .map(|(i, spec)| {
                 let mut check = Check::from_spec(spec, None, env)
-                    .with_context(|| format!("checks[{i}] ({})", spec.kind()))?;
+                    .with_context(|| format!("checks[{i}] ({})", spec.kind.name()))?;
                 check.cap_timeout(self.timeout);
                 Ok(check)
             })

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,9 +18,9 @@ use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserIn
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::broker_url::{host_port, Prelude, Syntax};
+use super::broker_url::{Endpoint, Prelude, Syntax};
 use super::pidbox::{self, Request};
-use super::tls::{self, percent_decode, CertReqs};
+use super::tls::{percent_decode, ConnectError};
 use super::{uuid4, UrlError};
 
 const SYNTAX: Syntax = Syntax {
@@ -35,16 +34,11 @@ const SYNTAX: Syntax = Syntax {
 /// `amqp://USER:PASSWORD@HOST:PORT/VHOST`, the vhost percent-decoded, `/` when empty.
 #[derive(Debug, Clone)]
 pub struct AmqpUrl {
-    /// `None` for `amqp://`; the certificate policy for `amqps://`.
-    pub tls: Option<CertReqs>,
-    pub host: String,
-    pub port: u16,
+    /// Host, port and TLS (`amqps://`; `ssl_cert_reqs`, `ssl_ca_certs=PATH`).
+    pub endpoint: Endpoint,
     pub username: String,
     pub password: SecretString,
     pub vhost: String,
-    /// Extra trusted CA certificates (PEM), from `ssl_ca_certs=PATH`.
-    pub ca_file: Option<PathBuf>,
-    masked: String,
 }
 
 impl AmqpUrl {
@@ -67,40 +61,20 @@ impl AmqpUrl {
             "" => "/".to_string(),
             v => percent_decode(v),
         };
-        let (cert_reqs, ca_file) = tls::query_options(url).map_err(|r| p.invalid(r))?;
         Ok(Self {
-            tls: p.tls.then_some(cert_reqs),
-            host: p.host,
-            port,
+            endpoint: p.endpoint(port)?,
             username,
             password,
             vhost,
-            ca_file,
-            masked: p.masked,
         })
-    }
-
-    /// The URL with its password masked.
-    pub fn masked(&self) -> String {
-        self.masked.clone()
-    }
-
-    fn addr(&self) -> String {
-        host_port(&self.host, self.port)
     }
 }
 
 /// What went wrong talking to the AMQP broker.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AmqpError {
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("the TLS certificate of {addr} was rejected: {reason}")]
-    Certificate { addr: String, reason: String },
-    #[error("the TLS handshake with {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
-    #[error("{0}")]
-    TlsSetup(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// 403 ACCESS_REFUSED while logging in: wrong user or password.
     #[error("the broker refused the login of user {user:?}: {message}")]
     Login { user: String, message: String },
@@ -119,27 +93,25 @@ pub enum AmqpError {
 impl AmqpError {
     /// Could not reach the broker at all (as opposed to reached, but wrong).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, AmqpError::Connect { .. })
+        matches!(self, AmqpError::Connect(e) if e.is_unreachable())
     }
 
     /// Waiting will not fix it (credentials, certificate, settings).
     pub fn is_for_good(&self) -> bool {
-        matches!(
-            self,
-            AmqpError::Certificate { .. }
-                | AmqpError::TlsSetup(_)
-                | AmqpError::Login { .. }
-                | AmqpError::Vhost { .. }
-        )
+        match self {
+            AmqpError::Connect(e) => e.is_for_good(),
+            AmqpError::Login { .. } | AmqpError::Vhost { .. } => true,
+            _ => false,
+        }
     }
 
     /// `self` with a hint for the operator, when there is an obvious next step.
     pub fn describe(&self, url: &AmqpUrl) -> String {
         let hint = match self {
-            AmqpError::Certificate { .. } => Some("trust the broker's CA with ?ssl_ca_certs=PATH (or, only for a test broker, ?ssl_cert_reqs=none)"),
-            AmqpError::Tls { .. } => Some("is this a TLS port (5671)? use amqp:// for a broker without TLS"),
-            AmqpError::Protocol(_) if url.tls.is_none() => Some("if the broker requires TLS (Amazon MQ does), use amqps:// on port 5671"),
-            AmqpError::Connect { .. } => Some("is the broker running, and reachable from here? Amazon MQ and RabbitMQ in a VPC answer only inside it: run this check on the instance (where = \"instance\")"),
+            AmqpError::Connect(ConnectError::Certificate { .. }) => Some("trust the broker's CA with ?ssl_ca_certs=PATH (or, only for a test broker, ?ssl_cert_reqs=none)"),
+            AmqpError::Connect(ConnectError::Tls { .. }) => Some("is this a TLS port (5671)? use amqp:// for a broker without TLS"),
+            AmqpError::Protocol(_) if url.endpoint.tls.is_none() => Some("if the broker requires TLS (Amazon MQ does), use amqps:// on port 5671"),
+            AmqpError::Connect(ConnectError::Tcp { .. }) => Some("is the broker running, and reachable from here? Amazon MQ and RabbitMQ in a VPC answer only inside it: run this check on the instance (where = \"instance\")"),
             AmqpError::Login { .. } => Some("check the user and password in CELERY_BROKER_URL (amqp://USER:PASSWORD@HOST/VHOST)"),
             AmqpError::Vhost { .. } => Some("check the vhost (the URL's path: /VHOST, %2F for \"/\") and the user's permissions on it"),
             AmqpError::NoMailbox { .. } => Some("are the Celery workers running, on this broker and vhost?"),
@@ -195,18 +167,17 @@ pub(super) struct AmqpMailbox {
 impl AmqpMailbox {
     /// Connects (TCP, TLS for `amqps://`, login, vhost) within `budget`.
     pub async fn connect(url: &AmqpUrl, budget: Duration) -> Result<Self, AmqpError> {
-        let addr = url.addr();
+        let addr = url.endpoint.addr();
         let within = crate::output::human_duration(budget);
-        let connector = match url.tls {
-            None => None,
-            Some(reqs) => Some(RustlsConnector::from(Arc::new(
-                tls::client_config(reqs, url.ca_file.as_ref()).map_err(AmqpError::TlsSetup)?,
-            ))),
-        };
+        let connector = url
+            .endpoint
+            .tls_config()
+            .map_err(|e| AmqpError::Connect(ConnectError::TlsSetup(e)))?
+            .map(|config| RustlsConnector::from(Arc::new(config)));
         // lapin reports a transport failure as text; the typed error is kept here.
         let failure: Arc<Mutex<Option<AmqpError>>> = Arc::default();
         let uri = AMQPUri {
-            scheme: if url.tls.is_some() {
+            scheme: if url.endpoint.tls.is_some() {
                 AMQPScheme::AMQPS
             } else {
                 AMQPScheme::AMQP
@@ -216,8 +187,8 @@ impl AmqpMailbox {
                     username: url.username.clone(),
                     password: url.password.expose_secret().to_string(),
                 },
-                host: url.host.clone(),
-                port: url.port,
+                host: url.endpoint.host.clone(),
+                port: url.endpoint.port,
             },
             vhost: url.vhost.clone(),
             query: AMQPQueryString {
@@ -227,14 +198,18 @@ impl AmqpMailbox {
         };
         let runtime = lapin::runtime::default_runtime()
             .map_err(|e| AmqpError::Protocol(format!("no async runtime for AMQP: {e}")))?;
-        let (host, port, seen) = (url.host.clone(), url.port, failure.clone());
+        let (host, port, seen) = (
+            url.endpoint.host.clone(),
+            url.endpoint.port,
+            failure.clone(),
+        );
         let within_connect = within.clone();
         let connect = async move |_uri: AMQPUri, runtime| {
             let within = &within_connect;
-            let fail = |e: AmqpError| {
+            let fail = |e: ConnectError| {
                 let text = e.to_string();
                 if let Ok(mut slot) = seen.lock() {
-                    *slot = Some(e);
+                    *slot = Some(AmqpError::Connect(e));
                 }
                 lapin::Error::from(std::io::Error::other(text))
             };
@@ -245,13 +220,13 @@ impl AmqpMailbox {
                 {
                     Ok(Ok(addrs)) => addrs.collect(),
                     Ok(Err(e)) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: format!("cannot resolve the host name: {e}"),
                         }))
                     }
                     Err(_) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: format!("no answer within {within}"),
                         }))
@@ -263,13 +238,13 @@ impl AmqpMailbox {
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: e.to_string(),
                         }))
                     }
                     Err(_) => {
-                        return Err(fail(AmqpError::Connect {
+                        return Err(fail(ConnectError::Tcp {
                             addr,
                             reason: format!("no answer within {within}"),
                         }))
@@ -281,13 +256,8 @@ impl AmqpMailbox {
                     match tokio::time::timeout(budget, stream.into_rustls(connector, &host)).await
                     {
                         Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(fail(match tls::classify(&e) {
-                            tls::HandshakeFailure::Certificate(reason) => {
-                                AmqpError::Certificate { addr, reason }
-                            }
-                            tls::HandshakeFailure::Other(reason) => AmqpError::Tls { addr, reason },
-                        })),
-                        Err(_) => Err(fail(AmqpError::Tls {
+                        Ok(Err(e)) => Err(fail(ConnectError::handshake(&addr, &e))),
+                        Err(_) => Err(fail(ConnectError::Tls {
                             addr,
                             reason: format!(
                                 "the broker accepted the connection but said nothing within {within}"
@@ -333,7 +303,7 @@ impl AmqpMailbox {
             conn,
             channel,
             url: url.clone(),
-            verified: url.tls.map(|r| r == CertReqs::Required),
+            verified: url.endpoint.verified(),
         })
     }
 
@@ -502,39 +472,40 @@ fn amqp_text(v: &AMQPValue) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CertReqs;
+    use std::path::PathBuf;
 
     #[test]
     fn parses_broker_urls_as_celery_does() {
         let u = AmqpUrl::parse("amqp://antenna:p%40ss@rabbitmq:5672/antenna").unwrap();
-        assert_eq!(u.tls, None);
-        assert_eq!((u.host.as_str(), u.port), ("rabbitmq", 5672));
+        assert_eq!(u.endpoint.tls, None);
+        assert_eq!(
+            (u.endpoint.host.as_str(), u.endpoint.port),
+            ("rabbitmq", 5672)
+        );
         assert_eq!(u.username, "antenna");
         assert_eq!(u.password.expose_secret(), "p@ss");
         assert_eq!(u.vhost, "antenna");
-        assert_eq!(u.masked(), "amqp://antenna:***@rabbitmq:5672/antenna");
+        assert_eq!(
+            u.endpoint.masked(),
+            "amqp://antenna:***@rabbitmq:5672/antenna"
+        );
         let u = AmqpUrl::parse("amqps://u:pw@b-1.mq.us-east-1.amazonaws.com").unwrap();
-        assert_eq!(u.tls, Some(CertReqs::Required));
-        assert_eq!(u.port, 5671);
+        assert_eq!(u.endpoint.tls, Some(CertReqs::Required));
+        assert_eq!(u.endpoint.port, 5671);
         assert_eq!(u.vhost, "/");
         let u = AmqpUrl::parse("amqp://localhost//").unwrap();
         assert_eq!((u.username.as_str(), u.vhost.as_str()), ("guest", "/"));
         assert_eq!(u.password.expose_secret(), "guest");
         assert_eq!(AmqpUrl::parse("amqp://h/%2F").unwrap().vhost, "/");
         let u = AmqpUrl::parse("amqps://h:1/v?ssl_cert_reqs=none").unwrap();
-        assert_eq!(u.tls, Some(CertReqs::None));
+        assert_eq!(u.endpoint.tls, Some(CertReqs::None));
         let u = AmqpUrl::parse("amqps://h/v?ssl_ca_certs=/etc/ca.pem").unwrap();
-        assert_eq!(u.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(u.endpoint.ca_file, Some(PathBuf::from("/etc/ca.pem")));
     }
 
     #[test]
     fn rejects_bad_urls_without_leaking_the_password() {
-        let err = AmqpUrl::parse("amqps://u:secret@h/v?ssl_cert_reqs=maybe")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("expected none or required") && !err.contains("secret"),
-            "{err}"
-        );
         let err = AmqpUrl::parse("amqp://u:secret@/v")
             .unwrap_err()
             .to_string();

@@ -1,6 +1,10 @@
-//! The start that the broker URL parsers share (Redis, AMQP, NATS): parse the text, match
-//! the scheme, read the host. Every failure is a [`UrlError`] showing the URL masked.
+//! What the broker URL parsers share (Redis, AMQP, NATS): parse the text, match the
+//! scheme, read the host, and the [`Endpoint`] it names. Every failure is a [`UrlError`]
+//! showing the URL masked.
 
+use std::path::PathBuf;
+
+use super::tls::{self, CertReqs};
 use super::UrlError;
 
 /// What a kind of broker URL looks like, for the parser and its messages.
@@ -57,12 +61,73 @@ impl Prelude {
         })
     }
 
+    /// The endpoint on `port`, with the TLS options of the URL's query (`ssl_cert_reqs`,
+    /// `ssl_ca_certs`).
+    pub fn endpoint(&self, port: u16) -> Result<Endpoint, UrlError> {
+        let (cert_reqs, ca_file) = tls::query_options(&self.url).map_err(|r| self.invalid(r))?;
+        Ok(self.endpoint_with(port, cert_reqs, ca_file))
+    }
+
+    /// The endpoint on `port`, with the TLS options given (for a TLS scheme).
+    pub fn endpoint_with(
+        &self,
+        port: u16,
+        cert_reqs: CertReqs,
+        ca_file: Option<PathBuf>,
+    ) -> Endpoint {
+        Endpoint {
+            tls: self.tls.then_some(cert_reqs),
+            host: self.host.clone(),
+            port,
+            ca_file,
+            masked: self.masked.clone(),
+        }
+    }
+
     /// A rejection of this URL for `reason`.
     pub fn invalid(&self, reason: String) -> UrlError {
         UrlError::Invalid {
             masked: self.masked.clone(),
             reason,
         }
+    }
+}
+
+/// The server a broker URL names: host, port, TLS, and the URL as shown in messages. The
+/// Redis, AMQP and NATS URLs add their own parts (credentials, database, vhost).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `None` without TLS (`redis://`, `amqp://`, `nats://`); else the certificate policy.
+    pub tls: Option<CertReqs>,
+    pub host: String,
+    pub port: u16,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    masked: String,
+}
+
+impl Endpoint {
+    /// The URL with its secrets masked.
+    pub fn masked(&self) -> String {
+        self.masked.clone()
+    }
+
+    /// `host:port`, to connect to.
+    pub(super) fn addr(&self) -> String {
+        host_port(&self.host, self.port)
+    }
+
+    /// Whether the server's certificate is verified (TLS only).
+    pub fn verified(&self) -> Option<bool> {
+        self.tls.map(|reqs| reqs == CertReqs::Required)
+    }
+
+    /// The rustls client configuration (TLS only); the error says what is wrong with the
+    /// CA file.
+    pub(super) fn tls_config(&self) -> Result<Option<rustls::ClientConfig>, String> {
+        self.tls
+            .map(|reqs| tls::client_config(reqs, self.ca_file.as_ref()))
+            .transpose()
     }
 }
 
@@ -105,5 +170,30 @@ mod tests {
         );
         assert!(err("no url").ends_with("expected x://HOST[:PORT]"));
         assert!(!err("x://u:secret@:1").contains("secret"));
+    }
+
+    #[test]
+    fn the_endpoint_reads_the_tls_options_of_the_query() {
+        let e = parse("xs://h?ssl_cert_reqs=none&ssl_ca_certs=/etc/ca.pem")
+            .unwrap()
+            .endpoint(7)
+            .unwrap();
+        assert_eq!((e.tls, e.verified()), (Some(CertReqs::None), Some(false)));
+        assert_eq!(e.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(e.addr(), "h:7");
+        let e = parse("x://h?ssl_cert_reqs=none")
+            .unwrap()
+            .endpoint(7)
+            .unwrap();
+        assert_eq!((e.tls, e.verified()), (None, None));
+        let err = parse("xs://u:secret@h?ssl_cert_reqs=maybe")
+            .unwrap()
+            .endpoint(7)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected none or required") && !err.contains("secret"),
+            "{err}"
+        );
     }
 }

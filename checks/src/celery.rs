@@ -54,8 +54,8 @@ impl Broker {
     /// The URL with its password masked.
     pub fn masked(&self) -> String {
         match self {
-            Broker::Redis(u) => u.masked(),
-            Broker::Amqp(u) => u.masked(),
+            Broker::Redis(u) => u.endpoint.masked(),
+            Broker::Amqp(u) => u.endpoint.masked(),
         }
     }
 }

@@ -15,10 +15,110 @@ fn yes() -> bool {
 /// A check of the verify stage (`[[environments.NAME.checks]]`), told apart by `kind`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum CheckSpec {
+#[serde(from = "FlatSpec", into = "FlatSpec")]
+pub struct CheckSpec {
+    /// What the check does, with the keys of its kind.
+    pub kind: CheckKind,
+    /// How long the check retries before its verdict is final (`timeout`).
+    pub timeout: Duration,
+    /// Whether a failure fails the verify (`required`).
+    pub required: bool,
+    /// Where the check runs (`where`).
+    pub place: Where,
+}
+
+/// Declares [`CheckKind`] and, from the same list, `FlatSpec`: a check as the file writes
+/// it, each kind's keys next to the keys every check has (`timeout`, `required`, `where`).
+/// One tagged enum with `deny_unknown_fields` keeps serde's errors (an unknown key is
+/// named, with the keys of that kind) and the schema of the configuration reference, which
+/// `#[serde(flatten)]` of the shared keys would lose.
+macro_rules! check_kinds {
+    ($(
+        $(#[doc = $vdoc:literal])*
+        $name:literal => $variant:ident {
+            $(
+                $(#[doc = $fdoc:literal])*
+                $(#[serde($($fserde:tt)*)])?
+                $field:ident: $ty:ty,
+            )*
+        }
+    )*) => {
+        /// What a check does, by `kind`, with the keys of that kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum CheckKind {
+            $($(#[doc = $vdoc])* $variant { $($(#[doc = $fdoc])* $field: $ty,)* },)*
+        }
+
+        impl CheckKind {
+            /// The `kind` as written in the file.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(CheckKind::$variant { .. } => $name,)*
+                }
+            }
+        }
+
+        /// A check as the file writes it (see [`check_kinds`]).
+        #[derive(Deserialize, Serialize)]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+        #[serde(tag = "kind", deny_unknown_fields)]
+        enum FlatSpec {
+            $(
+                $(#[doc = $vdoc])*
+                #[serde(rename = $name)]
+                $variant {
+                    $($(#[doc = $fdoc])* $(#[serde($($fserde)*)])? $field: $ty,)*
+                    /// How long the check retries before its verdict is final.
+                    #[serde(
+                        default = "default_check_timeout",
+                        deserialize_with = "de_positive_duration",
+                        serialize_with = "ser_duration"
+                    )]
+                    #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]
+                    timeout: Duration,
+                    /// A check with `required = false` is shown but does not fail the verify.
+                    #[serde(default = "yes")]
+                    required: bool,
+                    /// Where the check runs: `runner` (where the pipeline runs, the default) or
+                    /// `instance` (on the EB instance, by the postdeploy hook, inside the VPC).
+                    #[serde(default, rename = "where")]
+                    place: Where,
+                },
+            )*
+        }
+
+        impl From<FlatSpec> for CheckSpec {
+            fn from(flat: FlatSpec) -> Self {
+                match flat {
+                    $(FlatSpec::$variant { $($field,)* timeout, required, place } => CheckSpec {
+                        kind: CheckKind::$variant { $($field,)* },
+                        timeout,
+                        required,
+                        place,
+                    },)*
+                }
+            }
+        }
+
+        impl From<CheckSpec> for FlatSpec {
+            fn from(spec: CheckSpec) -> Self {
+                let CheckSpec { kind, timeout, required, place } = spec;
+                match kind {
+                    $(CheckKind::$variant { $($field,)* } => FlatSpec::$variant {
+                        $($field,)*
+                        timeout,
+                        required,
+                        place,
+                    },)*
+                }
+            }
+        }
+    };
+}
+
+check_kinds! {
     /// GET a URL; expect a status and a JSON body.
-    Http {
+    "http" => Http {
         /// Full URL; else the environment URL joined with `path`.
         #[serde(default)]
         url: Option<String>,
@@ -32,44 +132,14 @@ pub enum CheckSpec {
         /// The HTTP status that passes (redirects are not followed).
         #[serde(default = "default_status")]
         expect_status: u16,
-        /// How long the check retries before its verdict is final.
-        #[serde(
-            default = "default_check_timeout",
-            deserialize_with = "de_positive_duration",
-            serialize_with = "ser_duration"
-        )]
-        #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]
-        timeout: Duration,
-        /// A check with `required = false` is shown but does not fail the verify.
-        #[serde(default = "yes")]
-        required: bool,
-        /// Where the check runs: `runner` (where the pipeline runs, the default) or
-        /// `instance` (on the EB instance, by the postdeploy hook, inside the VPC).
-        #[serde(default, rename = "where")]
-        place: Where,
-    },
+    }
     /// PING a Redis server (`redis://` or `rediss://…?ssl_cert_reqs=none`).
-    Redis {
+    "redis" => Redis {
         /// Name of the environment variable that holds the URL (it may carry a password).
         url_env: String,
-        /// How long the check retries before its verdict is final.
-        #[serde(
-            default = "default_check_timeout",
-            deserialize_with = "de_positive_duration",
-            serialize_with = "ser_duration"
-        )]
-        #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]
-        timeout: Duration,
-        /// A check with `required = false` is shown but does not fail the verify.
-        #[serde(default = "yes")]
-        required: bool,
-        /// Where the check runs: `runner` (where the pipeline runs, the default) or
-        /// `instance` (on the EB instance, by the postdeploy hook, inside the VPC).
-        #[serde(default, rename = "where")]
-        place: Where,
-    },
+    }
     /// Ping Celery workers through the broker (Redis or AMQP) and check their queues.
-    Celery {
+    "celery" => Celery {
         /// Name of the environment variable that holds the broker URL.
         broker_url_env: String,
         /// Fewest workers that must answer the ping.
@@ -78,24 +148,9 @@ pub enum CheckSpec {
         /// Queues that need at least one consumer (Antenna: `["antenna", "jobs", "ml_results"]`).
         #[serde(default)]
         queues: Vec<String>,
-        /// How long the check retries before its verdict is final.
-        #[serde(
-            default = "default_check_timeout",
-            deserialize_with = "de_positive_duration",
-            serialize_with = "ser_duration"
-        )]
-        #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]
-        timeout: Duration,
-        /// A check with `required = false` is shown but does not fail the verify.
-        #[serde(default = "yes")]
-        required: bool,
-        /// Where the check runs: `runner` (where the pipeline runs, the default) or
-        /// `instance` (on the EB instance, by the postdeploy hook, inside the VPC).
-        #[serde(default, rename = "where")]
-        place: Where,
-    },
+    }
     /// Connect to NATS; report its version and JetStream; check that the named streams exist.
-    Nats {
+    "nats" => Nats {
         /// Name of the environment variable that holds the URL (`nats://…` or `tls://…`; it
         /// may carry a user and password, or a token).
         #[serde(default = "default_nats_url_env")]
@@ -116,24 +171,9 @@ pub enum CheckSpec {
         /// are reported.
         #[serde(default)]
         streams: Vec<String>,
-        /// How long the check retries before its verdict is final.
-        #[serde(
-            default = "default_check_timeout",
-            deserialize_with = "de_positive_duration",
-            serialize_with = "ser_duration"
-        )]
-        #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]
-        timeout: Duration,
-        /// A check with `required = false` is shown but does not fail the verify.
-        #[serde(default = "yes")]
-        required: bool,
-        /// Where the check runs: `runner` (where the pipeline runs, the default) or
-        /// `instance` (on the EB instance, by the postdeploy hook, inside the VPC).
-        #[serde(default, rename = "where")]
-        place: Where,
-    },
+    }
     /// Ask Flower's API about the workers (for runners outside the VPC).
-    Flower {
+    "flower" => Flower {
         /// Flower's base URL; else `<environment URL>:5555`.
         #[serde(default)]
         url: Option<String>,
@@ -150,22 +190,26 @@ pub enum CheckSpec {
         /// Queues that need an online consumer.
         #[serde(default)]
         queues: Vec<String>,
-        /// How long the check retries before its verdict is final.
-        #[serde(
-            default = "default_check_timeout",
-            deserialize_with = "de_positive_duration",
-            serialize_with = "ser_duration"
-        )]
-        #[cfg_attr(feature = "schema", schemars(with = "DurationText"))]
-        timeout: Duration,
-        /// A check with `required = false` is shown but does not fail the verify.
-        #[serde(default = "yes")]
-        required: bool,
-        /// Where the check runs: `runner` (where the pipeline runs, the default) or
-        /// `instance` (on the EB instance, by the postdeploy hook, inside the VPC).
-        #[serde(default, rename = "where")]
-        place: Where,
-    },
+    }
+}
+
+impl CheckKind {
+    /// The environment variables the check reads, each with the key that names it
+    /// (`url_env`, `broker_url_env`, `user_env`, `password_env`).
+    pub fn variables(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            CheckKind::Http { .. } => vec![],
+            CheckKind::Redis { url_env } | CheckKind::Nats { url_env, .. } => {
+                vec![("url_env", url_env)]
+            }
+            CheckKind::Celery { broker_url_env, .. } => vec![("broker_url_env", broker_url_env)],
+            CheckKind::Flower {
+                user_env,
+                password_env,
+                ..
+            } => vec![("user_env", user_env), ("password_env", password_env)],
+        }
+    }
 }
 
 /// Where a check runs (`where = "runner"` or `"instance"`).
@@ -179,29 +223,6 @@ pub enum Where {
     /// On the EB instance, by the postdeploy hook: for servers only the VPC reaches
     /// (ElastiCache, Amazon MQ, NATS).
     Instance,
-}
-
-impl CheckSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CheckSpec::Http { .. } => "http",
-            CheckSpec::Redis { .. } => "redis",
-            CheckSpec::Celery { .. } => "celery",
-            CheckSpec::Flower { .. } => "flower",
-            CheckSpec::Nats { .. } => "nats",
-        }
-    }
-
-    /// Where the check runs.
-    pub fn place(&self) -> Where {
-        match self {
-            CheckSpec::Http { place, .. }
-            | CheckSpec::Redis { place, .. }
-            | CheckSpec::Celery { place, .. }
-            | CheckSpec::Flower { place, .. }
-            | CheckSpec::Nats { place, .. } => *place,
-        }
-    }
 }
 
 /// The path the verify stage checks when none is configured: DRF's API root.
@@ -290,4 +311,79 @@ pub fn de_positive_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration,
         ));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Result<CheckSpec, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    #[test]
+    fn every_kind_takes_the_shared_keys_and_their_defaults() {
+        let redis = spec("kind = \"redis\"\nurl_env = \"REDIS_URL\"").unwrap();
+        assert_eq!(
+            redis,
+            CheckSpec {
+                kind: CheckKind::Redis {
+                    url_env: "REDIS_URL".into()
+                },
+                timeout: Duration::from_secs(120),
+                required: true,
+                place: Where::Runner,
+            }
+        );
+        for (kind, own_keys) in [
+            ("http", ""),
+            ("redis", "url_env = \"U\"\n"),
+            ("celery", "broker_url_env = \"B\"\n"),
+            ("nats", ""),
+            ("flower", ""),
+        ] {
+            let text = format!(
+                "kind = \"{kind}\"\n{own_keys}timeout = \"5s\"\nrequired = false\nwhere = \"instance\""
+            );
+            let s = spec(&text).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(s.kind.name(), kind);
+            assert_eq!(
+                (s.timeout, s.required, s.place),
+                (Duration::from_secs(5), false, Where::Instance),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_keys_of_its_kind() {
+        let err = spec("kind = \"http\"\ntimout = \"5s\"").unwrap_err();
+        assert_eq!(
+            err,
+            "unknown field `timout`, expected one of `url`, `path`, `headers`, `expect_status`, `timeout`, `required`, `where`"
+        );
+        let err = spec("kind = \"redis\"\nurl_env = \"R\"\nqueues = []").unwrap_err();
+        assert!(err.starts_with("unknown field `queues`"), "{err}");
+        let err = spec("kind = \"redis\"").unwrap_err();
+        assert_eq!(err, "missing field `url_env`");
+        let err = spec("kind = \"smtp\"").unwrap_err();
+        assert!(err.starts_with("unknown variant `smtp`"), "{err}");
+        let err = spec("kind = \"http\"\ntimeout = \"0s\"").unwrap_err();
+        assert!(
+            err.starts_with("a zero duration would give up at once"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_spec_is_written_as_the_file_writes_it() {
+        let s = spec("kind = \"flower\"\nmin_workers = 2\nwhere = \"instance\"").unwrap();
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["kind"], "flower");
+        assert_eq!(json["min_workers"], 2);
+        assert_eq!(json["where"], "instance");
+        assert_eq!(json["timeout"], "2m");
+        let again: CheckSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(again, s);
+    }
 }

@@ -32,16 +32,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use secrecy::SecretString;
 
-use crate::config::CheckSpec;
+use crate::config::{CheckKind, CheckSpec};
 
 pub use amqp::{AmqpError, AmqpUrl};
+pub use broker_url::Endpoint;
 pub use celery::{Broker, CeleryCheck};
 pub use flower::{FlowerAuth, FlowerCheck};
 pub use http::HttpCheck;
 pub use nats::{NatsCheck, NatsUrl};
 pub use redis::{RedisCheck, RedisError, RedisUrl};
 pub use report::{CheckOutcome, Verdict, VerifyReport};
-pub use tls::CertReqs;
+pub use tls::{CertReqs, ConnectError};
 
 /// Why a broker URL was rejected (the message shows the URL with its password masked).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -69,64 +70,62 @@ impl Check {
         base_url: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Check> {
-        let var = |name: &str, what: &str| -> Result<String> {
-            match env(name).filter(|v| !v.trim().is_empty()) {
+        let name = spec.kind.name();
+        let var = |var: &str, what: &str| -> Result<String> {
+            match env(var).filter(|v| !v.trim().is_empty()) {
                 Some(v) => Ok(v),
                 None => bail!(
-                    "the {} check needs {what} in the environment variable {name}, which is not set: export it (or change the check's setting in the configuration)",
-                    spec.kind()
+                    "the {name} check needs {what} in the environment variable {var}, which is not set: export it (or change the check's setting in the configuration)"
                 ),
             }
         };
-        Ok(match spec {
-            CheckSpec::Http {
+        // The check's own `url`, else one made of the environment's URL by `from_base`.
+        let url_or = |url: &Option<String>,
+                      where_to_set: &str,
+                      from_base: &dyn Fn(&str) -> Result<String>|
+         -> Result<String> {
+            match url {
+                Some(u) => Ok(u.clone()),
+                None => from_base(base_url.with_context(|| {
+                    format!("the {name} check has no `url` and the environment has no URL: set `url` in {where_to_set}, DEPLOY_URL, or pass --url")
+                })?),
+            }
+        };
+        let (timeout, required) = (spec.timeout, spec.required);
+        Ok(match &spec.kind {
+            CheckKind::Http {
                 url,
                 path,
                 headers,
                 expect_status,
-                timeout,
-                required,
-                ..
             } => {
-                let url = match url {
-                    Some(u) => u.clone(),
-                    None => {
-                        let base = base_url.context(
-                            "the http check has no `url` and the environment has no URL: set `url` in the environment's table of the configuration, DEPLOY_URL, or pass --url",
-                        )?;
-                        join_url(base, path)
-                    }
-                };
+                let url = url_or(
+                    url,
+                    "the environment's table of the configuration",
+                    &|base| Ok(join_url(base, path)),
+                )?;
                 Check::Http(HttpCheck::new(
                     &url,
                     headers.clone(),
                     *expect_status,
-                    *timeout,
-                    *required,
+                    timeout,
+                    required,
                 )?)
             }
-            CheckSpec::Redis {
-                url_env,
-                timeout,
-                required,
-                ..
-            } => {
+            CheckKind::Redis { url_env } => {
                 let url = var(url_env, "the Redis URL (redis://… or rediss://…)")?;
                 let url = RedisUrl::parse(&url)
                     .with_context(|| format!("invalid Redis URL in {url_env}"))?;
                 Check::Redis(RedisCheck {
                     url,
-                    timeout: *timeout,
-                    required: *required,
+                    timeout,
+                    required,
                 })
             }
-            CheckSpec::Celery {
+            CheckKind::Celery {
                 broker_url_env,
                 min_workers,
                 queues,
-                timeout,
-                required,
-                ..
             } => {
                 let url = var(
                     broker_url_env,
@@ -138,29 +137,18 @@ impl Check {
                     broker,
                     min_workers: *min_workers,
                     queues: queues.clone(),
-                    timeout: *timeout,
-                    required: *required,
+                    timeout,
+                    required,
                 })
             }
-            CheckSpec::Flower {
+            CheckKind::Flower {
                 url,
                 user_env,
                 password_env,
                 min_workers,
                 queues,
-                timeout,
-                required,
-                ..
             } => {
-                let url = match url {
-                    Some(u) => u.clone(),
-                    None => {
-                        let base = base_url.context(
-                            "the flower check has no `url` and the environment has no URL: set `url` in the check or the environment, DEPLOY_URL, or pass --url",
-                        )?;
-                        flower::default_url(base)?
-                    }
-                };
+                let url = url_or(url, "the check or the environment", &flower::default_url)?;
                 let auth = FlowerAuth {
                     user: env(user_env).filter(|v| !v.is_empty()),
                     password: env(password_env)
@@ -174,33 +162,29 @@ impl Check {
                     auth,
                     *min_workers,
                     queues.clone(),
-                    *timeout,
-                    *required,
+                    timeout,
+                    required,
                 )?)
             }
-            CheckSpec::Nats {
+            CheckKind::Nats {
                 url_env,
                 creds_file,
                 ca_file,
                 verify_certificate,
                 jetstream,
                 streams,
-                timeout,
-                required,
-                ..
             } => {
                 let url = var(url_env, "the NATS URL (nats://… or tls://…)")?;
                 let url = NatsUrl::parse(&url)
-                    .with_context(|| format!("invalid NATS URL in {url_env}"))?;
+                    .with_context(|| format!("invalid NATS URL in {url_env}"))?
+                    .with_tls_options(*verify_certificate, ca_file.clone());
                 Check::Nats(NatsCheck {
                     url,
                     creds_file: creds_file.clone(),
-                    ca_file: ca_file.clone(),
-                    verify_certificate: *verify_certificate,
                     jetstream: *jetstream,
                     streams: streams.clone(),
-                    timeout: *timeout,
-                    required: *required,
+                    timeout,
+                    required,
                 })
             }
         })
@@ -220,10 +204,10 @@ impl Check {
     pub fn target(&self) -> String {
         match self {
             Check::Http(c) => c.target(),
-            Check::Redis(c) => c.url.masked(),
+            Check::Redis(c) => c.url.endpoint.masked(),
             Check::Celery(c) => c.broker.masked(),
             Check::Flower(c) => c.target(),
-            Check::Nats(c) => c.url.masked(),
+            Check::Nats(c) => c.url.endpoint.masked(),
         }
     }
 

@@ -9,7 +9,7 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::broker_url::{host_port, Prelude, Syntax};
+use super::broker_url::{Endpoint, Prelude, Syntax};
 use super::tls::{self, CertReqs};
 use super::{Attempt, UrlError};
 
@@ -23,14 +23,12 @@ const SYNTAX: Syntax = Syntax {
 /// A parsed NATS URL: `nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT]` or `tls://…`.
 #[derive(Debug, Clone)]
 pub struct NatsUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+    /// Host, port and TLS (`tls://`; verified unless [`NatsUrl::with_tls_options`] says not).
+    pub endpoint: Endpoint,
     pub user: Option<String>,
     pub password: Option<SecretString>,
     /// A user name without a password is a token, as NATS clients read it.
     pub token: Option<SecretString>,
-    masked: String,
 }
 
 impl NatsUrl {
@@ -57,27 +55,30 @@ impl NatsUrl {
             None => (None, None, None),
         };
         Ok(Self {
-            tls: p.tls,
-            host: p.host,
-            port: url.port().unwrap_or(4222),
+            endpoint: p.endpoint_with(url.port().unwrap_or(4222), CertReqs::Required, None),
             user,
             password,
             token,
-            masked: p.masked,
         })
     }
 
-    pub fn masked(&self) -> String {
-        self.masked.clone()
+    /// The URL with the check's TLS options: a NATS URL carries none in its query.
+    pub fn with_tls_options(mut self, verify_certificate: bool, ca_file: Option<PathBuf>) -> Self {
+        if !verify_certificate {
+            self.endpoint.tls = self.endpoint.tls.map(|_| CertReqs::None);
+        }
+        self.endpoint.ca_file = ca_file;
+        self
     }
 
     /// The address without credentials (they go in the connect options).
     fn server(&self) -> String {
-        format!(
-            "{}://{}",
-            if self.tls { "tls" } else { "nats" },
-            host_port(&self.host, self.port)
-        )
+        let scheme = if self.endpoint.tls.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://{}", self.endpoint.addr())
     }
 }
 
@@ -87,10 +88,6 @@ pub struct NatsCheck {
     pub url: NatsUrl,
     /// A credentials file (JWT and NKey seed), as `nsc` writes it.
     pub creds_file: Option<PathBuf>,
-    /// Extra trusted CA certificates (PEM) for `tls://`.
-    pub ca_file: Option<PathBuf>,
-    /// `false` accepts any certificate (only for a test server).
-    pub verify_certificate: bool,
     /// Fail when JetStream is off.
     pub jetstream: bool,
     /// Streams that must exist (JetStream required then).
@@ -172,8 +169,8 @@ impl NatsCheck {
                 missing.join(", ")
             ));
         }
-        if self.url.tls {
-            detail.push_str(if self.verify_certificate {
+        if let Some(verified) = self.url.endpoint.verified() {
+            detail.push_str(if verified {
                 ", TLS, certificate verified"
             } else {
                 ", TLS, certificate not verified"
@@ -205,14 +202,12 @@ impl NatsCheck {
                 }
             };
         }
-        if self.url.tls {
-            let reqs = if self.verify_certificate {
-                CertReqs::Required
-            } else {
-                CertReqs::None
-            };
-            let config =
-                tls::client_config(reqs, self.ca_file.as_ref()).map_err(Attempt::fail_for_good)?;
+        if let Some(config) = self
+            .url
+            .endpoint
+            .tls_config()
+            .map_err(Attempt::fail_for_good)?
+        {
             options = options.require_tls(true).tls_client_config(config);
         }
         let server = self.url.server();
@@ -221,7 +216,7 @@ impl NatsCheck {
             Ok(Err(e)) => Err(self.connect_failure(&e)),
             Err(_) => Err(Attempt::unreachable(format!(
                 "cannot connect to {}: no answer within {}",
-                self.url.masked(),
+                self.url.endpoint.masked(),
                 crate::output::human_duration(left)
             ))),
         }
@@ -244,7 +239,7 @@ impl NatsCheck {
             }
             source = s.source();
         }
-        let server = self.url.masked();
+        let server = self.url.endpoint.masked();
         match (e.kind(), certificate) {
             (_, Some(reason)) => Attempt::fail_for_good(format!(
                 "the TLS certificate of {server} was rejected: {reason}; hint: trust its CA with ca_file = PATH in the check"
@@ -272,14 +267,17 @@ mod tests {
         let u = NatsUrl::parse("nats://antenna:s3cret@nats:4222").unwrap();
         assert_eq!(u.user.as_deref(), Some("antenna"));
         assert_eq!(u.password.as_ref().unwrap().expose_secret(), "s3cret");
-        assert_eq!(u.masked(), "nats://antenna:***@nats:4222");
+        assert_eq!(u.endpoint.masked(), "nats://antenna:***@nats:4222");
         assert_eq!(u.server(), "nats://nats:4222");
         let u = NatsUrl::parse("tls://t0ken@nats.internal").unwrap();
-        assert!(u.tls);
-        assert_eq!(u.port, 4222);
+        assert_eq!(u.endpoint.tls, Some(CertReqs::Required));
+        assert_eq!(u.endpoint.port, 4222);
         assert_eq!(u.token.as_ref().unwrap().expose_secret(), "t0ken");
-        assert_eq!(u.masked(), "tls://***@nats.internal");
+        assert_eq!(u.endpoint.masked(), "tls://***@nats.internal");
         assert_eq!(u.server(), "tls://nats.internal:4222");
+        let u = u.with_tls_options(false, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(u.endpoint.verified(), Some(false));
+        assert_eq!(u.endpoint.ca_file, Some(PathBuf::from("/etc/ca.pem")));
         let err = NatsUrl::parse("http://u:secret@h").unwrap_err().to_string();
         assert!(
             err.contains("expected nats:// or tls://") && !err.contains("secret"),

@@ -4,16 +4,14 @@
 //! Errors are typed so that the checks can tell connection, certificate, TLS and
 //! authentication failures apart.
 
-use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpStream;
 
-use super::broker_url::{host_port, Prelude, Syntax};
-use super::tls::{self, percent_decode, CertReqs};
+use super::broker_url::{Endpoint, Prelude, Syntax};
+use super::tls::{percent_decode, ConnectError};
 use super::{Attempt, UrlError};
 
 const SYNTAX: Syntax = Syntax {
@@ -26,16 +24,11 @@ const SYNTAX: Syntax = Syntax {
 /// A parsed `redis://` or `rediss://` URL.
 #[derive(Debug, Clone)]
 pub struct RedisUrl {
-    /// `None` for `redis://`; the certificate policy for `rediss://`.
-    pub tls: Option<CertReqs>,
-    pub host: String,
-    pub port: u16,
+    /// Host, port and TLS (`rediss://`; `ssl_cert_reqs`, `ssl_ca_certs=PATH`).
+    pub endpoint: Endpoint,
     pub username: Option<String>,
     pub password: Option<SecretString>,
     pub db: u32,
-    /// Extra trusted CA certificates (PEM), from `ssl_ca_certs=PATH`.
-    pub ca_file: Option<PathBuf>,
-    masked: String,
 }
 
 impl RedisUrl {
@@ -57,45 +50,26 @@ impl RedisUrl {
                 ))
             })?,
         };
-        let (cert_reqs, ca_file) = tls::query_options(url).map_err(|r| p.invalid(r))?;
+        let endpoint = p.endpoint(port)?;
         if let Some(v) = url.query_pairs().find(|(k, _)| k == "db").map(|(_, v)| v) {
             db = v
                 .parse()
                 .map_err(|_| p.invalid(format!("db={v:?} is not a database number")))?;
         }
         Ok(Self {
-            tls: p.tls.then_some(cert_reqs),
-            host: p.host,
-            port,
+            endpoint,
             username,
             password,
             db,
-            ca_file,
-            masked: p.masked,
         })
-    }
-
-    /// The URL with its password masked.
-    pub fn masked(&self) -> String {
-        self.masked.clone()
-    }
-
-    fn addr(&self) -> String {
-        host_port(&self.host, self.port)
     }
 }
 
 /// What went wrong talking to Redis.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
-    #[error("the TLS certificate of {addr} was rejected: {reason}")]
-    Certificate { addr: String, reason: String },
-    #[error("the TLS handshake with {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
-    #[error("{0}")]
-    TlsSetup(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("authentication failed: {0}")]
     Auth(String),
     /// An error reply: its code (`READONLY`, `ERR`…) and the whole message, code first.
@@ -114,31 +88,32 @@ pub enum RedisError {
 impl RedisError {
     /// Could not reach the server at all (as opposed to reached, but wrong).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, RedisError::Connect { .. })
+        matches!(self, RedisError::Connect(e) if e.is_unreachable())
     }
 
     /// Waiting will not fix it: credentials, the certificate, the TLS settings.
     pub fn is_for_good(&self) -> bool {
-        matches!(
-            self,
-            RedisError::Certificate { .. } | RedisError::Auth(_) | RedisError::TlsSetup(_)
-        )
+        match self {
+            RedisError::Connect(e) => e.is_for_good(),
+            RedisError::Auth(_) => true,
+            _ => false,
+        }
     }
 
     /// A hint for the operator, when there is an obvious next step.
     pub fn hint(&self, url: &RedisUrl) -> Option<&'static str> {
         match self {
-            RedisError::Certificate { .. } => Some(
+            RedisError::Connect(ConnectError::Certificate { .. }) => Some(
                 "ElastiCache's certificate is accepted with ?ssl_cert_reqs=none; or trust its CA with ?ssl_ca_certs=PATH",
             ),
-            RedisError::Tls { .. } => Some("is this a TLS port? use redis:// for a server without TLS"),
-            RedisError::Io(_) | RedisError::Protocol(_) if url.tls.is_none() => {
+            RedisError::Connect(ConnectError::Tls { .. }) => Some("is this a TLS port? use redis:// for a server without TLS"),
+            RedisError::Io(_) | RedisError::Protocol(_) if url.endpoint.tls.is_none() => {
                 Some("if the server requires TLS (in-transit encryption), use rediss://")
             }
             RedisError::Server { code, .. } if code == "READONLY" => {
                 Some("this is a read-only replica: use the primary endpoint")
             }
-            RedisError::Connect { .. } => Some(
+            RedisError::Connect(ConnectError::Tcp { .. }) => Some(
                 "is Redis running, and reachable from here? ElastiCache answers only inside its VPC: from outside, use the flower check",
             ),
             RedisError::Auth(_) => Some("check the password in the URL (redis://:PASSWORD@HOST:PORT)"),
@@ -196,56 +171,50 @@ impl RedisConn {
     /// command.
     ///
     /// The TCP connection and the TLS handshake are ours (the TLS of the AMQP check, see
-    /// [`tls::client_config`]), the `redis` crate speaks RESP over the stream: its own TLS
-    /// hides the rustls error behind a boxed error that cannot be downcast, so a certificate
-    /// rejection could not be told from a broken handshake, and it has one timeout for the
-    /// connection and the handshake. AUTH and SELECT are sent here rather than through the
+    /// [`super::tls::client_config`]), the `redis` crate speaks RESP over the stream: its
+    /// own TLS hides the rustls error behind a boxed error that cannot be downcast, so a
+    /// certificate rejection could not be told from a broken handshake, and it has one
+    /// timeout for the connection and the handshake. AUTH and SELECT are sent here rather than through the
     /// crate's connection info, so that the server's own answer (`WRONGPASS`, `NOAUTH`)
     /// reaches the report.
     pub async fn connect(url: &RedisUrl, budget: Duration) -> Result<Self, RedisError> {
-        let addr = url.addr();
+        let addr = url.endpoint.addr();
         let within = human(budget);
         let tcp = match tokio::time::timeout(budget, TcpStream::connect(&addr)).await {
-            Ok(r) => r.map_err(|source| RedisError::Connect {
+            Ok(r) => r.map_err(|e| ConnectError::Tcp {
                 addr: addr.clone(),
-                source,
+                reason: e.to_string(),
             })?,
             Err(_) => {
-                return Err(RedisError::Connect {
+                return Err(ConnectError::Tcp {
                     addr: addr.clone(),
-                    source: io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no answer within {within}"),
-                    ),
-                })
+                    reason: format!("no answer within {within}"),
+                }
+                .into())
             }
         };
         let _ = tcp.set_nodelay(true);
         let settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(budget));
-        let setup = match url.tls {
+        let host = &url.endpoint.host;
+        let setup = match url.endpoint.tls_config().map_err(ConnectError::TlsSetup)? {
             None => start(&settings, tcp, config).await,
-            Some(reqs) => {
-                let config_tls =
-                    tls::client_config(reqs, url.ca_file.as_ref()).map_err(RedisError::TlsSetup)?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
-                        RedisError::TlsSetup(format!(
-                            "{:?} is not a valid TLS server name: {e}",
-                            url.host
-                        ))
-                    })?;
+            Some(config_tls) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                    ConnectError::TlsSetup(format!("{host:?} is not a valid TLS server name: {e}"))
+                })?;
                 let handshake =
                     tokio_rustls::TlsConnector::from(Arc::new(config_tls)).connect(name, tcp);
                 let stream = match tokio::time::timeout(budget, handshake).await {
-                    Ok(r) => r.map_err(|e| tls_error(&addr, e))?,
+                    Ok(r) => r.map_err(|e| ConnectError::handshake(&addr, &e))?,
                     Err(_) => {
-                        return Err(RedisError::Tls {
+                        return Err(ConnectError::Tls {
                             addr: addr.clone(),
                             reason: format!(
                             "the server accepted the connection but said nothing within {within}"
                         ),
-                        })
+                        }
+                        .into())
                     }
                 };
                 start(&settings, stream, config).await
@@ -254,7 +223,7 @@ impl RedisConn {
         let conn = setup.map_err(|e| RedisError::from_command("the connection setup", e))?;
         let mut conn = Self {
             conn,
-            verified: url.tls.map(|reqs| reqs == CertReqs::Required),
+            verified: url.endpoint.verified(),
         };
         if let Some(password) = &url.password {
             let mut args: Vec<&[u8]> = Vec::new();
@@ -312,19 +281,6 @@ where
 
 fn human(d: Duration) -> String {
     crate::output::human_duration(d)
-}
-
-fn tls_error(addr: &str, e: io::Error) -> RedisError {
-    match tls::classify(&e) {
-        tls::HandshakeFailure::Certificate(reason) => RedisError::Certificate {
-            addr: addr.to_string(),
-            reason,
-        },
-        tls::HandshakeFailure::Other(reason) => RedisError::Tls {
-            addr: addr.to_string(),
-            reason,
-        },
-    }
 }
 
 /// PING a Redis server; report its version and role.
@@ -391,6 +347,8 @@ pub fn info_field(info: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CertReqs;
+    use std::path::PathBuf;
 
     #[test]
     fn parses_elasticache_urls() {
@@ -398,14 +356,14 @@ mod tests {
             "rediss://:p%40ss@master.cache.amazonaws.com:6379/0?ssl_cert_reqs=none",
         )
         .unwrap();
-        assert_eq!(u.tls, Some(CertReqs::None));
-        assert_eq!(u.host, "master.cache.amazonaws.com");
-        assert_eq!(u.port, 6379);
+        assert_eq!(u.endpoint.tls, Some(CertReqs::None));
+        assert_eq!(u.endpoint.host, "master.cache.amazonaws.com");
+        assert_eq!(u.endpoint.port, 6379);
         assert_eq!(u.username, None);
         assert_eq!(u.password.as_ref().unwrap().expose_secret(), "p@ss");
         assert_eq!(u.db, 0);
         assert_eq!(
-            u.masked(),
+            u.endpoint.masked(),
             "rediss://:***@master.cache.amazonaws.com:6379/0?ssl_cert_reqs=none"
         );
     }
@@ -413,22 +371,25 @@ mod tests {
     #[test]
     fn defaults_and_options() {
         let u = RedisUrl::parse("redis://localhost").unwrap();
-        assert_eq!((u.tls, u.port, u.db), (None, 6379, 0));
+        assert_eq!((u.endpoint.tls, u.endpoint.port, u.db), (None, 6379, 0));
         let u = RedisUrl::parse(
             "rediss://user:pw@h:7000/3?ssl_cert_reqs=CERT_REQUIRED&ssl_ca_certs=/tmp/ca.pem",
         )
         .unwrap();
-        assert_eq!(u.tls, Some(CertReqs::Required));
+        assert_eq!(u.endpoint.tls, Some(CertReqs::Required));
         assert_eq!(u.username.as_deref(), Some("user"));
         assert_eq!(u.db, 3);
-        assert_eq!(u.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(u.endpoint.ca_file, Some(PathBuf::from("/tmp/ca.pem")));
         assert_eq!(
-            RedisUrl::parse("rediss://h").unwrap().tls,
+            RedisUrl::parse("rediss://h").unwrap().endpoint.tls,
             Some(CertReqs::Required)
         );
         assert_eq!(RedisUrl::parse("redis://h?db=5").unwrap().db, 5);
         assert_eq!(
-            RedisUrl::parse("redis://[::1]:6390").unwrap().addr(),
+            RedisUrl::parse("redis://[::1]:6390")
+                .unwrap()
+                .endpoint
+                .addr(),
             "[::1]:6390"
         );
     }
@@ -449,10 +410,6 @@ mod tests {
             err.contains("not a database number") && !err.contains("secret"),
             "{err}"
         );
-        let err = RedisUrl::parse("rediss://h?ssl_cert_reqs=maybe")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("expected none or required"), "{err}");
     }
 
     #[test]

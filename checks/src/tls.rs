@@ -41,6 +41,44 @@ pub(super) fn query_options(url: &url::Url) -> Result<(CertReqs, Option<PathBuf>
     Ok((cert_reqs, ca_file))
 }
 
+/// Failing to reach a broker or to secure the connection: what the Redis and AMQP errors
+/// share (each adds what its protocol can answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Tcp { addr: String, reason: String },
+    #[error("the TLS certificate of {addr} was rejected: {reason}")]
+    Certificate { addr: String, reason: String },
+    #[error("the TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("{0}")]
+    TlsSetup(String),
+}
+
+impl ConnectError {
+    /// The error of a failed TLS handshake with `addr`, by kind (see [`classify`]).
+    pub(super) fn handshake(addr: &str, e: &io::Error) -> Self {
+        let addr = addr.to_string();
+        match classify(e) {
+            HandshakeFailure::Certificate(reason) => ConnectError::Certificate { addr, reason },
+            HandshakeFailure::Other(reason) => ConnectError::Tls { addr, reason },
+        }
+    }
+
+    /// Could not reach the server at all (as opposed to reached, but wrong).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ConnectError::Tcp { .. })
+    }
+
+    /// Waiting will not fix it: the certificate, the TLS settings.
+    pub fn is_for_good(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Certificate { .. } | ConnectError::TlsSetup(_)
+        )
+    }
+}
+
 /// Why a TLS handshake failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum HandshakeFailure {

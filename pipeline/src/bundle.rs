@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{CheckSpec, Config, EnvironmentSpec};
+use crate::config::{CheckKind, Config, EnvironmentSpec};
 use crate::lint::{self, Report};
 use crate::release::Release;
 use crate::template::{self, RenderContext, Rendered};
@@ -275,11 +275,11 @@ pub fn lint_inputs(
 
 /// The path the environment's first HTTP check requests, when it has one.
 pub fn verify_path(env: &EnvironmentSpec) -> Option<String> {
-    env.checks.iter().find_map(|c| match c {
-        CheckSpec::Http {
+    env.checks.iter().find_map(|c| match &c.kind {
+        CheckKind::Http {
             url: None, path, ..
         } => Some(path.clone()),
-        CheckSpec::Http { url: Some(u), .. } => {
+        CheckKind::Http { url: Some(u), .. } => {
             url::Url::parse(u).ok().map(|u| u.path().to_string())
         }
         _ => None,

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub use checks::config::{
-    de_duration, de_positive_duration, instant_after, parse_duration, ser_duration, CheckSpec,
-    DurationText, Where, DEFAULT_HEALTH_PATH, MAX_DURATION,
+    de_duration, de_positive_duration, instant_after, parse_duration, ser_duration, CheckKind,
+    CheckSpec, DurationText, Where, DEFAULT_HEALTH_PATH, MAX_DURATION,
 };
 
 /// Default file name of the configuration, at the repository root.
@@ -153,10 +153,7 @@ pub struct SourceSpec {
 impl ImageSpec {
     /// True when the repository names its own registry host (`host[:port]/path`).
     pub fn has_registry_host(&self) -> bool {
-        match self.repository.split_once('/') {
-            Some((first, _)) => first.contains('.') || first.contains(':') || first == "localhost",
-            None => false,
-        }
+        crate::image::reference::registry_of(&self.repository).is_some()
     }
 }
 
@@ -797,25 +794,12 @@ impl Config {
             }
             for (i, check) in env.checks.iter().enumerate() {
                 let key = format!("environments.{name}.checks[{i}]");
-                let names: Vec<(&str, &String)> = match check {
-                    CheckSpec::Http { .. } => vec![],
-                    CheckSpec::Redis { url_env, .. } => vec![("url_env", url_env)],
-                    CheckSpec::Celery { broker_url_env, .. } => {
-                        vec![("broker_url_env", broker_url_env)]
-                    }
-                    CheckSpec::Flower {
-                        user_env,
-                        password_env,
-                        ..
-                    } => vec![("user_env", user_env), ("password_env", password_env)],
-                    CheckSpec::Nats { url_env, .. } => vec![("url_env", url_env)],
-                };
-                for (field, value) in names {
+                for (field, value) in check.kind.variables() {
                     check_variable_name(value)
                         .map_err(|m| invalid(at, format!("{key}.{field}: {m}")))?;
                 }
-                match check {
-                    CheckSpec::Http {
+                match &check.kind {
+                    CheckKind::Http {
                         url, expect_status, ..
                     } => {
                         if !(100..=599).contains(expect_status) {
@@ -825,7 +809,7 @@ impl Config {
                             check_url(u).map_err(|m| invalid(at, format!("{key}.url: {m}")))?;
                         }
                     }
-                    CheckSpec::Flower { url: Some(u), .. } => {
+                    CheckKind::Flower { url: Some(u), .. } => {
                         check_url(u).map_err(|m| invalid(at, format!("{key}.url: {m}")))?;
                     }
                     _ => {}
@@ -850,9 +834,9 @@ impl Config {
             crate::envprops::validate(name, &env.properties, &env.secrets, &vars)
                 .map_err(|m| invalid(at, m))?;
             for (i, check) in env.checks.iter().enumerate() {
-                if let CheckSpec::Http {
+                if let CheckKind::Http {
                     path: p, url: None, ..
-                } = check
+                } = &check.kind
                 {
                     if !p.starts_with('/') {
                         return Err(invalid(at, format!("environments.{name}.checks[{i}]: `path` must start with '/', got {p:?}")));
@@ -1055,15 +1039,14 @@ mod tests {
         assert_eq!(env.target, Target::Aws);
         assert!(env.rollback);
         assert_eq!(env.timeouts.deploy, Duration::from_secs(1800));
-        match &env.checks[0] {
-            CheckSpec::Http {
+        assert_eq!(env.checks[0].timeout, Duration::from_secs(90));
+        match &env.checks[0].kind {
+            CheckKind::Http {
                 path,
-                timeout,
                 expect_status,
                 ..
             } => {
                 assert_eq!(path, "/api/v2/");
-                assert_eq!(*timeout, Duration::from_secs(90));
                 assert_eq!(*expect_status, 200);
             }
             other => panic!("unexpected {other:?}"),

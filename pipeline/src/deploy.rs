@@ -67,12 +67,21 @@ pub struct RunRequest {
     pub config: Config,
     pub environment: String,
     pub release: Release,
-    /// A bundle zip built earlier (skips render and bundle).
-    pub bundle: Option<PathBuf>,
     /// The AWS account for `${account}` when rendering (else the configuration's).
     pub account: Option<String>,
     /// AWS for pushing images to ECR (build and push stages).
     pub aws: Option<crate::aws::Aws>,
+    pub pacing: Pacing,
+    /// What was asked of the stages (as [`ShipRequest`] carries it).
+    pub options: RunOptions,
+}
+
+/// What a deploy is asked to do with its stages: [`ShipRequest`] takes it from the command
+/// line and hands it on, unchanged, to the stages' [`RunRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// A bundle zip built earlier (skips render and bundle).
+    pub bundle: Option<PathBuf>,
     /// The version label to deploy when no bundle is at hand (`--only deploy`).
     pub label: Option<String>,
     pub dry_run: bool,
@@ -81,9 +90,9 @@ pub struct RunRequest {
     pub deadline: Option<Duration>,
     /// Override of the environment's `rollback` setting.
     pub rollback: Option<bool>,
-    /// What the deploy does with the environment properties declared in `deploy.toml`.
+    /// What the deploy does with the environment properties declared in `deploy.toml`
+    /// (`--apply-env`, `--prune`).
     pub env: EnvChoice,
-    pub pacing: Pacing,
     /// `--skip-preflight`: ship without checking the account first (emergencies).
     pub skip_preflight: bool,
 }
@@ -341,7 +350,7 @@ impl Ctx<'_> {
 
     /// `Done` becomes `Planned` in a dry run.
     fn planned(&self, done: Outcome) -> Outcome {
-        if self.req.dry_run && done == Outcome::Done {
+        if self.req.options.dry_run && done == Outcome::Done {
             Outcome::Planned
         } else {
             done
@@ -358,10 +367,10 @@ impl Ctx<'_> {
         let req = self.req;
         self.env.deploy_request(
             label,
-            req.deadline,
-            req.lock_wait,
+            req.options.deadline,
+            req.options.lock_wait,
             Some(&self.state_dir),
-            req.dry_run,
+            req.options.dry_run,
         )
     }
 
@@ -379,11 +388,11 @@ impl Ctx<'_> {
 /// `--bundle` nor `--label` says what to ship. It must be of this release: a bundle of another
 /// release would go out under this release's label.
 fn earlier_bundle(req: &RunRequest) -> Result<Option<BundleFile>> {
-    let makes_bundle = req.selection.includes(Stage::Bundle);
+    let makes_bundle = req.options.selection.includes(Stage::Bundle);
     let ships = [Stage::Upload, Stage::Version, Stage::Deploy]
         .iter()
-        .any(|s| req.selection.includes(*s));
-    if makes_bundle || !ships || req.label.is_some() {
+        .any(|s| req.options.selection.includes(*s));
+    if makes_bundle || !ships || req.options.label.is_some() {
         return Ok(None);
     }
     let path =
@@ -445,15 +454,15 @@ pub async fn run(
 ) -> Result<RunReport> {
     let env = AwsEnvironment::resolve(&req.config, &req.environment, "deploy")?;
     // Before anything is built: a prune without its confirmation is refused.
-    crate::envprops::apply::check_prune(&env, req.env.prune, req.env.confirmed)?;
-    if (req.env.prune || req.env.confirmed) && !req.env.apply {
+    crate::envprops::apply::check_prune(&env, req.options.env.prune, req.options.env.confirmed)?;
+    if (req.options.env.prune || req.options.env.confirmed) && !req.options.env.apply {
         bail!("--prune and --yes go with --apply-env: the deploy applies the environment properties only when asked");
     }
-    let bundle = match &req.bundle {
+    let bundle = match &req.options.bundle {
         Some(p) => Some(BundleFile::from_path(p)?),
         None => earlier_bundle(req)?,
     };
-    let label = req.label.clone().or_else(|| {
+    let label = req.options.label.clone().or_else(|| {
         bundle
             .as_ref()
             .map(|b| req.release.version_label(&b.sha256))
@@ -489,7 +498,7 @@ pub async fn run(
     let mut told_no_credentials = false;
     for stage in Stage::ALL {
         // A dry run goes on past a failed stage, so that the plan shows every stage.
-        if failed && !req.dry_run {
+        if failed && !req.options.dry_run {
             stages.push(report(
                 stage.name(),
                 Outcome::NotRun,
@@ -498,12 +507,12 @@ pub async fn run(
             ));
             continue;
         }
-        if !req.selection.includes(stage) {
+        if !req.options.selection.includes(stage) {
             stages.push(report(
                 stage.name(),
                 Outcome::Skipped,
                 Duration::ZERO,
-                req.selection.why_not().into(),
+                req.options.selection.why_not().into(),
             ));
             continue;
         }
@@ -518,7 +527,7 @@ pub async fn run(
                 stages.push(row);
                 if refused {
                     failed = true;
-                    if !req.dry_run {
+                    if !req.options.dry_run {
                         stages.push(report(
                             stage.name(),
                             Outcome::NotRun,
@@ -557,7 +566,7 @@ pub async fn run(
             tracing::info!("{stage}: {} {output}", outcome.as_str());
         }
         stages.push(report(stage.name(), outcome, started.elapsed(), output));
-        if stage_failed && !req.dry_run && matches!(stage, Stage::Deploy | Stage::Verify) {
+        if stage_failed && !req.options.dry_run && matches!(stage, Stage::Deploy | Stage::Verify) {
             let started = Instant::now();
             if let Some(r) = roll_back(&mut ctx).await {
                 stages.push(report("rollback", r.0, started.elapsed(), r.1));
@@ -573,7 +582,7 @@ pub async fn run(
         eb_environment: ctx.env.eb_environment.clone(),
         release: req.release.name.clone(),
         label: ctx.label.clone(),
-        dry_run: req.dry_run,
+        dry_run: req.options.dry_run,
         stages,
         deploy: ctx.deploy,
         rollback: ctx.rollback,
@@ -619,8 +628,8 @@ pub fn preflight_scope(
 /// configuration).
 fn start_preflight(ctx: &mut Ctx<'_>, verifies: bool) -> Option<StageReport> {
     let req = ctx.req;
-    let scope = preflight_scope(&req.selection, verifies, req.env.apply)?;
-    if req.skip_preflight {
+    let scope = preflight_scope(&req.options.selection, verifies, req.options.env.apply)?;
+    if req.options.skip_preflight {
         tracing::warn!(
             "--skip-preflight: the account's prerequisites were not checked; a missing one fails the upload, the version or the deploy instead (`cargo xtask doctor --env {}` checks them)",
             ctx.env.name
@@ -775,10 +784,10 @@ async fn images(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
     if let (Stage::Push, Some((run, true))) = (stage, &ctx.images) {
         return Ok((ctx.planned(Outcome::Done), image_summary(run, true)));
     }
-    let push = stage == Stage::Push || req.selection.includes(Stage::Push);
+    let push = stage == Stage::Push || req.options.selection.includes(Stage::Push);
     let request = crate::image::ImageRequest::new(req.config.clone(), req.release.clone())
         .with_push(push)
-        .with_dry_run(req.dry_run);
+        .with_dry_run(req.options.dry_run);
     let run = crate::image::run(&request, req.aws.as_ref()).await?;
     let summary = image_summary(&run, push && stage == Stage::Push);
     ctx.images = Some((run, push));
@@ -789,7 +798,7 @@ async fn images(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
 /// reproducible, so both compute the same sha256 and label.
 fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
     let req = ctx.req;
-    let write = stage == Stage::Bundle && !req.dry_run;
+    let write = stage == Stage::Bundle && !req.options.dry_run;
     let b = crate::bundle::make_bundle(
         &crate::bundle::BundleRequest::new(&req.config, &req.environment, req.release.clone())
             .with_account(req.account.clone())
@@ -812,7 +821,12 @@ fn render_and_bundle(ctx: &mut Ctx<'_>, stage: Stage) -> StageResult {
     } else {
         String::new()
     };
-    ctx.label = Some(req.label.clone().unwrap_or_else(|| b.version_label.clone()));
+    ctx.label = Some(
+        req.options
+            .label
+            .clone()
+            .unwrap_or_else(|| b.version_label.clone()),
+    );
     ctx.bundle = Some(BundleFile {
         path: b.path.clone(),
         sha256: b.sha256.clone(),
@@ -865,7 +879,7 @@ async fn upload(ctx: &mut Ctx<'_>) -> StageResult {
             path: &bundle.path,
             sha256: &bundle.sha256,
             size: bundle.size,
-            dry_run: req.dry_run || !bundle.written,
+            dry_run: req.options.dry_run || !bundle.written,
         },
     )
     .await?;
@@ -874,7 +888,7 @@ async fn upload(ctx: &mut Ctx<'_>) -> StageResult {
             Outcome::Skipped,
             format!("{} already holds this bundle", up.url()),
         )
-    } else if req.dry_run {
+    } else if req.options.dry_run {
         (
             Outcome::Planned,
             format!("would upload {} bytes to {}", up.size, up.url()),
@@ -918,13 +932,13 @@ async fn version(ctx: &mut Ctx<'_>) -> StageResult {
             key: &key,
             description: Some(&description),
             timeout: ctx.env.spec.timeouts.version,
-            dry_run: req.dry_run,
+            dry_run: req.options.dry_run,
         },
     )
     .await?;
     Ok(if v.created {
         (Outcome::Done, format!("{label} created ({})", v.status))
-    } else if req.dry_run && v.status.starts_with("NOT") {
+    } else if req.options.dry_run && v.status.starts_with("NOT") {
         (
             Outcome::Planned,
             format!("would create {label} from s3://{bucket}/{key}"),
@@ -941,8 +955,8 @@ async fn version(ctx: &mut Ctx<'_>) -> StageResult {
 /// environment properties' diff goes in the same `UpdateEnvironment`.
 async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
     let label = ctx.label()?;
-    let choice = ctx.req.env;
-    if choice.apply && !ctx.req.dry_run {
+    let choice = ctx.req.options.env;
+    if choice.apply && !ctx.req.options.dry_run {
         // The same lock as the deploy: compare only once the environment is ours, so that the
         // diff sent is the diff against what runs.
         if let Err(locked) = eb::wait_until_ready(&ctx.eb, &ctx.eb_request(&label)).await? {
@@ -1024,13 +1038,19 @@ async fn deploy(ctx: &mut Ctx<'_>) -> StageResult {
 async fn env_plan(ctx: &Ctx<'_>) -> Result<Option<crate::envprops::DiffReport>> {
     let req = ctx.req;
     let declared = crate::envprops::Declared::of(&req.config, &ctx.env.name)?;
-    if declared.is_empty() && !req.env.apply {
+    if declared.is_empty() && !req.options.env.apply {
         return Ok(None);
     }
     let made = match &req.aws {
         Some(aws) => {
-            crate::envprops::apply::plan_with(&req.config, &ctx.eb, aws, &ctx.env, req.env.prune)
-                .await
+            crate::envprops::apply::plan_with(
+                &req.config,
+                &ctx.eb,
+                aws,
+                &ctx.env,
+                req.options.env.prune,
+            )
+            .await
         }
         None => Err(anyhow::anyhow!(
             "no AWS configuration to read Secrets Manager and SSM with"
@@ -1038,7 +1058,7 @@ async fn env_plan(ctx: &Ctx<'_>) -> Result<Option<crate::envprops::DiffReport>> 
     };
     match made {
         Ok(d) => Ok(Some(d)),
-        Err(e) if req.env.apply => Err(e.context(format!(
+        Err(e) if req.options.env.apply => Err(e.context(format!(
             "cannot compare the environment properties of {}",
             ctx.env.name
         ))),
@@ -1060,7 +1080,7 @@ async fn verify(ctx: &mut Ctx<'_>, verifier: Option<&dyn Verifier>) -> StageResu
             "the verify stage is not part of this build of the pipeline".into(),
         ));
     };
-    if ctx.req.dry_run {
+    if ctx.req.options.dry_run {
         return Ok((
             Outcome::Planned,
             "would run the environment's checks".into(),
@@ -1143,7 +1163,7 @@ fn image_summary(run: &crate::image::ImageRun, pushed: bool) -> String {
 async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
     let req = ctx.req;
     let deployed = ctx.deploy.clone()?;
-    if req.dry_run
+    if req.options.dry_run
         || matches!(
             deployed.verdict,
             DeployVerdict::Locked | DeployVerdict::DryRun
@@ -1151,7 +1171,7 @@ async fn roll_back(ctx: &mut Ctx<'_>) -> Option<(Outcome, String)> {
     {
         return None;
     }
-    if !req.rollback.unwrap_or(ctx.env.spec.rollback) {
+    if !req.options.rollback.unwrap_or(ctx.env.spec.rollback) {
         return Some((
             Outcome::Skipped,
             "rollback is off (rollback = false or --no-rollback)".into(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::{CheckSpec, Config};
+use crate::config::{CheckKind, Config};
 use crate::image::{self, ecr::EcrError};
 use crate::ops::{AwsEnvironment, Session};
 use crate::output::Table;
@@ -1303,25 +1303,23 @@ fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
     for (i, check) in req.env.spec.checks.iter().enumerate() {
         // An instance check reads its variables on the instance (the environment's
         // properties), not where the pipeline runs.
-        if check.place() == crate::config::Where::Instance {
+        if check.place == crate::config::Where::Instance {
             continue;
         }
-        let names: Vec<&str> = match check {
-            CheckSpec::Flower {
-                user_env,
-                password_env,
-                ..
-            } => vec![user_env, password_env],
-            CheckSpec::Redis { url_env, .. } => vec![url_env],
-            CheckSpec::Celery { broker_url_env, .. } => vec![broker_url_env],
-            _ => continue,
-        };
+        // The NATS check's URL variable is not looked at here (as before this list was shared).
+        if matches!(check.kind, CheckKind::Nats { .. }) {
+            continue;
+        }
+        let names: Vec<&str> = check.kind.variables().into_iter().map(|(_, n)| n).collect();
+        if names.is_empty() {
+            continue;
+        }
         let missing: Vec<&str> = names
             .iter()
             .copied()
             .filter(|n| (req.vars)(n).is_none_or(|v| v.trim().is_empty()))
             .collect();
-        let what = format!("credentials of check {i} ({})", check.kind());
+        let what = format!("credentials of check {i} ({})", check.kind.name());
         if missing.is_empty() {
             report.items.push(Item::ok(
                 Subject::CheckCredentials,

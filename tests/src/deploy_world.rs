@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use pipeline::config::Config;
-use pipeline::deploy::{RunReport, RunRequest, Selection};
+use pipeline::deploy::{RunOptions, RunReport, RunRequest};
 use pipeline::eb::{Clients, Pacing};
 use pipeline::release::Release;
 use pipeline::verify::{Verifier, VerifyTarget};
 
+use crate::deploy_tree::DeployToml;
 use crate::eb_emulator::EbEmulator;
 use crate::{aws, services};
 
@@ -134,40 +135,31 @@ impl World {
         }
     }
 
+    /// Writes this world's `deploy.toml` with the settings `s` and loads it: the application,
+    /// Antenna's backend image, and `staging` for this world's environment.
     pub fn config(&self, s: &Settings) -> Config {
         let bucket = if s.bucket_in_config {
             format!("bucket = \"{}\"\n", self.bucket)
         } else {
             String::new()
         };
-        let text = format!(
-            r#"region = "us-west-2"
-application = "{app}"
-
-[bundle]
-out_dir = "out"
-
-[images.backend]
-repository = "antenna-backend"
-build = {{ context = "." }}
-
-[environments.staging]
-eb_environment = "{env}"
-{bucket}rollback = {rollback}
-timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settle}", version = "3s", verify = "{verify}" }}
-{checks}"#,
-            app = self.application,
-            env = self.environment,
-            rollback = s.rollback,
-            deploy = s.deploy,
-            lock = s.lock_wait,
-            settle = s.health_settle,
-            verify = s.verify,
-            checks = s.checks,
-        );
-        let path = self.dir.path().join("deploy.toml");
-        std::fs::write(&path, &text).unwrap();
-        Config::parse(&path, &text).unwrap()
+        DeployToml::antenna(&self.application)
+            .table("bundle", r#"out_dir = "out""#)
+            .environment(
+                "staging",
+                &format!(
+                    "eb_environment = \"{env}\"\n{bucket}rollback = {rollback}\n\
+                     timeouts = {{ deploy = \"{deploy}\", lock_wait = \"{lock}\", health_settle = \"{settle}\", version = \"3s\", verify = \"{verify}\" }}",
+                    env = self.environment,
+                    rollback = s.rollback,
+                    deploy = s.deploy,
+                    lock = s.lock_wait,
+                    settle = s.health_settle,
+                    verify = s.verify,
+                ),
+            )
+            .raw(&s.checks)
+            .load(self.dir.path())
     }
 
     /// A request for the whole pipeline with the given settings, polling 1000× faster.
@@ -176,22 +168,17 @@ timeouts = {{ deploy = "{deploy}", lock_wait = "{lock}", health_settle = "{settl
             config: self.config(s),
             environment: "staging".into(),
             release: Release::fixed("v1.0.0", "0123456789abcdef0123456789abcdef01234567"),
-            bundle: Some(self.bundle.clone()),
             account: None,
             // STS, ECR and S3 of the preflight at moto (EB goes through `clients`).
             aws: Some(pipeline::aws::Aws {
                 sdk: crate::aws::sdk_config(&services::env("MOTO_ENDPOINT")),
                 custom_endpoint: true,
             }),
-            label: None,
-            dry_run: false,
-            selection: Selection::default(),
-            lock_wait: None,
-            deadline: None,
-            rollback: None,
-            env: Default::default(),
             pacing: Pacing::scaled(1000.0),
-            skip_preflight: false,
+            options: RunOptions {
+                bundle: Some(self.bundle.clone()),
+                ..RunOptions::default()
+            },
         }
     }
 

@@ -19,9 +19,12 @@ pub mod services {
     }
 }
 
+pub mod deploy_tree;
 pub mod deploy_world;
 pub mod eb_emulator;
 pub mod github_api;
+pub mod iam_world;
+pub mod local_world;
 pub mod migrate_world;
 
 /// AWS clients for tests, built explicitly (never from the process environment, since tests
@@ -193,7 +196,7 @@ fn build_xtask() -> std::path::PathBuf {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let newest_source = ["pipeline/src", "xtask/src"]
         .iter()
-        .flat_map(|d| walk(&root.join(d)))
+        .flat_map(|d| files_under(&root.join(d)))
         .filter_map(|p| modified(&p))
         .max();
     let fresh = matches!((modified(&bin), newest_source), (Some(b), Some(s)) if b >= s);
@@ -215,17 +218,27 @@ fn build_xtask() -> std::path::PathBuf {
     bin
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+/// Every file under `dir`, recursively (links not followed); none when `dir` does not exist.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files_under(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
         }
     }
     out
+}
+
+/// A finished command's stdout then stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A small executable to pass as the verify agent (`DEPLOY_VERIFY_AGENT`), written under

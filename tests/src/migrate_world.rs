@@ -10,7 +10,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::services;
+use crate::{services, workspace_root};
 
 /// The advisory lock key of the hook (`LOCK_KEY` in `01_migrate.sh`).
 pub const LOCK_KEY: i64 = 7_262_930_411;
@@ -27,17 +27,9 @@ container=$(docker ps --quiet --filter "label=com.amazonaws.ecs.container-name=d
 docker exec "$container" python manage.py migrate --noinput
 "#;
 
-/// The repository's root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// The repository's migration hook.
 pub fn hook() -> PathBuf {
-    repo_root().join(".platform/hooks/postdeploy/01_migrate.sh")
+    workspace_root().join(".platform/hooks/postdeploy/01_migrate.sh")
 }
 
 /// A database of its own on the test service's PostgreSQL, dropped with the world.
@@ -68,6 +60,20 @@ impl HookRun {
             self.instance,
             self.output
         );
+    }
+
+    /// Panics if the hook's output contains `secret`, with the output and the secret masked
+    /// (`***`), so that the failure does not print it either.
+    #[track_caller]
+    pub fn never_shows(&self, what: &str, secret: &str) {
+        assert!(!secret.is_empty(), "no {what} to look for");
+        if self.output.contains(secret) {
+            panic!(
+                "{} printed {what}; its output, masked:\n{}",
+                self.instance,
+                self.output.replace(secret, "***")
+            );
+        }
     }
 
     /// Panics with the hook's output if it contains `text`.
@@ -117,7 +123,7 @@ impl MigrateWorld {
     /// Starts the hook at `hook` as instance `instance` (its `hostname`), with `env` added
     /// (e.g. `DATABASE_URL`, the fixture's switches).
     pub fn start(&self, hook: &Path, instance: &str, env: &[(&str, &str)]) -> Child {
-        let shims = repo_root().join("tests/fixtures/django-migrate-instance");
+        let shims = workspace_root().join("tests/fixtures/django-migrate-instance");
         let path = format!(
             "{}:{}",
             shims.display(),
@@ -130,7 +136,7 @@ impl MigrateWorld {
             .env("SHIM_PYTHON", python)
             .env(
                 "SHIM_APP_DIR",
-                repo_root().join("tests/fixtures/django-migrate"),
+                workspace_root().join("tests/fixtures/django-migrate"),
             )
             .env("SHIM_INSTANCE", instance)
             .env("DATABASE_URL", &self.database_url)
@@ -140,6 +146,14 @@ impl MigrateWorld {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         cmd.spawn().expect("bash runs the hook")
+    }
+
+    /// The password of the test service's PostgreSQL user, which every world's URL carries.
+    pub fn password(&self) -> String {
+        let url = url::Url::parse(&self.database_url).expect("the database URL is a URL");
+        url.password()
+            .expect("POSTGRES_URL has a password")
+            .to_string()
     }
 
     /// Waits for a hook started by [`Self::start`].

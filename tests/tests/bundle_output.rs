@@ -4,20 +4,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration::{stand_in_agent, xtask};
+use integration::deploy_tree::repository_copy;
+use integration::{output_text as text, stand_in_agent, xtask};
 
 /// The test hook of `pipeline::bundle`: a pause between the temporary files and the renames.
 const PAUSE_VAR: &str = "DEPLOY_TEST_BUNDLE_PAUSE_MS";
-
-/// A copy of the repository's deploy inputs in a fresh directory.
-fn tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    integration::copy_repo_files(dir.path(), integration::DEPLOY_INPUTS);
-    dir
-}
 
 /// `bundle -e staging --out-dir out` of `release` in `dir`, started, not waited for.
 fn start_bundle(dir: &Path, release: &str, pause_ms: u64) -> Child {
@@ -40,14 +34,6 @@ fn start_bundle(dir: &Path, release: &str, pause_ms: u64) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Names in `out` other than the pair and the lock file.
@@ -96,7 +82,7 @@ fn temp_path(out: &Path, name: &str, child: &Child) -> PathBuf {
 
 #[test]
 fn two_bundles_at_once_in_one_folder_end_with_a_matching_pair() {
-    let dir = tree();
+    let dir = repository_copy();
     let out = dir.path().join("out");
 
     // The first holds the folder (its temporary files written, renames pending) while the
@@ -150,7 +136,7 @@ fn kill(child: &Child, signal: &str) {
 
 #[test]
 fn an_interrupt_while_the_pair_is_written_leaves_the_folder_as_it_was() {
-    let dir = tree();
+    let dir = repository_copy();
     let out = dir.path().join("out");
 
     // Nothing there yet: an interrupted first bundle leaves no file but the lock.

@@ -860,7 +860,7 @@ async fn dry_run_plans_and_writes_nothing() {
     let w = World::new().await;
     let label = w.label();
     let mut req = w.request(&Settings::default());
-    req.dry_run = true;
+    req.options.dry_run = true;
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     assert!(w.emu.write_calls().is_empty());
@@ -902,9 +902,9 @@ async fn only_deploy_with_a_label() {
     w.emu
         .add_version(&w.application, "v2", &w.bucket, "x/v2.zip", "PROCESSED");
     let mut req = w.request(&Settings::default());
-    req.bundle = None;
-    req.label = Some("v2".into());
-    req.selection.only = vec![pipeline::stages::Stage::Deploy];
+    req.options.bundle = None;
+    req.options.label = Some("v2".into());
+    req.options.selection.only = vec![pipeline::stages::Stage::Deploy];
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     assert_eq!(stage(&r, "upload").output, "not in --only");
@@ -925,10 +925,10 @@ async fn whole_pipeline_from_the_repository_template() {
     w.prepare_repositories(&config).await;
     let mut req = w.request(&Settings::default());
     req.config = config;
-    req.bundle = None;
+    req.options.bundle = None;
     req.account = Some("123456789012".into());
     // Image build and push have their own tests; this one starts at render.
-    req.selection.from = Some(pipeline::stages::Stage::Render);
+    req.options.selection.from = Some(pipeline::stages::Stage::Render);
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     let label = r.label.clone().unwrap();
@@ -962,7 +962,7 @@ async fn whole_pipeline_from_the_repository_template() {
 
     // `--from upload` ships the bundle written above: same label, nothing uploaded again.
     let mut again = req.clone();
-    again.selection.from = Some(pipeline::stages::Stage::Upload);
+    again.options.selection.from = Some(pipeline::stages::Stage::Upload);
     let r = w.run(&again, None).await;
     assert!(r.ok, "{}", r.table());
     assert_eq!(r.label.as_deref(), Some(label.as_str()));
@@ -1465,7 +1465,7 @@ async fn the_deploy_reuses_what_its_preflight_read() {
         w.emu
             .script_next_deploy(&w.environment, Script::success(Duration::from_millis(200)));
         let mut req = w.request(&Settings::default());
-        req.skip_preflight = skip_preflight;
+        req.options.skip_preflight = skip_preflight;
         req.pacing.quick_interval = Duration::from_millis(50);
         let r = w.run(&req, None).await;
         assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());

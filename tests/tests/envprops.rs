@@ -551,7 +551,7 @@ fn deploy_request(f: &Fixture, env: EnvChoice) -> RunRequest {
         ..Settings::default()
     });
     req.aws = Some(f.session.aws.clone());
-    req.env = env;
+    req.options.env = env;
     req
 }
 
@@ -568,7 +568,7 @@ async fn deploy_shows_the_env_diff_and_applies_it_with_the_version_only_when_ask
 
     // A plan (--dry-run) shows every change, masked, and changes nothing.
     let mut req = deploy_request(&f, EnvChoice::default());
-    req.dry_run = true;
+    req.options.dry_run = true;
     let plan = f.w.run(&req, None).await;
     let env = plan.env.as_ref().expect("the plan shows the env diff");
     assert!(!env.sent);
@@ -596,7 +596,7 @@ async fn deploy_shows_the_env_diff_and_applies_it_with_the_version_only_when_ask
 
     // A dry run with --apply-env says it would apply them.
     let mut req = deploy_request(&f, APPLY);
-    req.dry_run = true;
+    req.options.dry_run = true;
     let plan = f.w.run(&req, None).await;
     assert!(
         plan.table().contains(

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use integration::deploy_tree::DeployToml;
 use integration::github_api;
 use pipeline::github::actions::{Actions, Annotation, Level};
 use pipeline::github::{
@@ -632,17 +633,12 @@ fn actions_outputs_summary_and_masks_go_where_the_runner_reads_them() {
     );
 }
 
-const FIXTURE_CONFIG: &str = r#"
-region = "us-west-2"
-application = "antenna"
-
-[images.backend]
-repository = "antenna-backend"
-build = { context = "." }
-
-[environments.staging]
-eb_environment = "antenna-staging"
-"#;
+/// The fixture's configuration: `application` with Antenna's backend image, `staging` on
+/// `eb_environment`.
+fn fixture_config(application: &str, eb_environment: &str) -> DeployToml {
+    DeployToml::antenna(application)
+        .environment("staging", &format!("eb_environment = \"{eb_environment}\""))
+}
 
 const FIXTURE_TEMPLATE: &str = r#"{
   "AWSEBDockerrunVersion": 2,
@@ -663,7 +659,7 @@ fn fixture_repo() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     integration::git(d, &["init", "-q", "-b", "main"]);
-    std::fs::write(d.join("deploy.toml"), FIXTURE_CONFIG).unwrap();
+    fixture_config("antenna", "antenna-staging").write(d);
     std::fs::write(d.join("Dockerrun.template.json"), FIXTURE_TEMPLATE).unwrap();
     std::fs::create_dir_all(d.join(".ebextensions")).unwrap();
     std::fs::write(
@@ -1322,16 +1318,17 @@ async fn preview_comment_shows_the_env_diff_masked_or_says_aws_cannot_be_reached
 
     // The head declares the properties; the base commit does not.
     let (repo, base) = fixture_repo();
-    let config = FIXTURE_CONFIG
-        .replace("\"antenna\"", &format!("\"{}\"", w.application))
-        .replace("\"antenna-staging\"", &format!("\"{}\"", w.environment));
-    std::fs::write(
-        repo.path().join("deploy.toml"),
-        format!(
-            "{config}required = []\n\n[environments.staging.properties]\nDJANGO_DEBUG = \"False\"\n\n[environments.staging.secrets]\nDJANGO_SECRET_KEY = {{ secret = \"{secret}\" }}\n"
-        ),
-    )
-    .unwrap();
+    fixture_config(&w.application, &w.environment)
+        .raw("required = []\n")
+        .table(
+            "environments.staging.properties",
+            r#"DJANGO_DEBUG = "False""#,
+        )
+        .table(
+            "environments.staging.secrets",
+            &format!("DJANGO_SECRET_KEY = {{ secret = \"{secret}\" }}"),
+        )
+        .write(repo.path());
 
     let server = MockServer::start().await;
     let comments = Comments::default();

@@ -5,14 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use integration::xtask;
-
-/// A copy of the repository's deploy inputs in a fresh directory.
-fn tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    integration::copy_repo_files(dir.path(), integration::DEPLOY_INPUTS);
-    dir
-}
+use integration::deploy_tree::{repository_copy, write_executable, DeployToml};
+use integration::{files_under, output_text as text, xtask};
 
 /// Runs the binary in `dir` with `args` and extra variables.
 fn run_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
@@ -35,32 +29,6 @@ fn run_with(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Every file under `dir`, recursively (links not followed).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let t = e.file_type().unwrap();
-        if t.is_dir() {
-            out.extend(files_under(&p));
-        } else if t.is_file() {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Fails when `secret` is in any line of `out` other than an `::add-mask::` command, or in any
@@ -101,41 +69,32 @@ fn masked(out: &Output, secret: &str) -> bool {
 }
 
 /// A configuration of our own with every kind of check, whose credentials come from the
-/// variables named.
-const CHECKS_TOML: &str = r#"
-region = "us-west-2"
-application = "antenna"
-
-[images.backend]
-repository = "antenna-backend"
-build = { context = "." }
-
-[environments.staging]
-eb_environment = "antenna-staging"
-timeouts = { verify = "2s" }
-
-[[environments.staging.checks]]
-kind = "redis"
-url_env = "REDIS_URL"
-timeout = "1s"
-
-[[environments.staging.checks]]
-kind = "celery"
-broker_url_env = "CELERY_BROKER_URL"
-timeout = "1s"
-
-[[environments.staging.checks]]
-kind = "flower"
-url = "http://127.0.0.1:9"
-password_env = "FLOWER_PW"
-timeout = "1s"
-"#;
+/// variables named; `staging` adds keys to the environment.
+fn every_check(staging: &str) -> DeployToml {
+    DeployToml::antenna("antenna")
+        .environment(
+            "staging",
+            &format!("eb_environment = \"antenna-staging\"\ntimeouts = {{ verify = \"2s\" }}\n{staging}"),
+        )
+        .check(
+            "staging",
+            "kind = \"redis\"\nurl_env = \"REDIS_URL\"\ntimeout = \"1s\"",
+        )
+        .check(
+            "staging",
+            "kind = \"celery\"\nbroker_url_env = \"CELERY_BROKER_URL\"\ntimeout = \"1s\"",
+        )
+        .check(
+            "staging",
+            "kind = \"flower\"\nurl = \"http://127.0.0.1:9\"\npassword_env = \"FLOWER_PW\"\ntimeout = \"1s\"",
+        )
+}
 
 #[test]
 fn mistyped_urls_never_print_their_password() {
     const PW: &str = "Zq8rPassw0rdValue";
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("deploy.toml"), CHECKS_TOML).unwrap();
+    every_check("").write(dir.path());
     for shape in [
         "rediss//:{PW}@cache.example:6379/0",
         "rediss:/:{PW}@cache.example:6379",
@@ -180,11 +139,7 @@ fn credentials_from_the_command_line_the_file_and_custom_variables_are_masked() 
     const FLOWER: &str = "Fl0werCustomPw";
     const FILE_PW: &str = "F1lePassw0rdInToml";
     let dir = tempfile::tempdir().unwrap();
-    let toml = CHECKS_TOML.replace(
-        "timeouts = { verify = \"2s\" }",
-        &format!("timeouts = {{ verify = \"2s\" }}\nurl = \"http://admin:{FILE_PW}@127.0.0.1:9\""),
-    );
-    std::fs::write(dir.path().join("deploy.toml"), toml).unwrap();
+    every_check(&format!("url = \"http://admin:{FILE_PW}@127.0.0.1:9\"")).write(dir.path());
     let base = [
         ("GITHUB_ACTIONS", "true"),
         ("REDIS_URL", "redis://127.0.0.1:9/0"),
@@ -328,7 +283,7 @@ fn secrets_anywhere_in_the_bundle_are_refused() {
         },
     ];
     for case in &cases {
-        let dir = tree();
+        let dir = repository_copy();
         let path = dir.path().join(case.file);
         let old = std::fs::read_to_string(&path).unwrap_or_default();
         let new = match case.from {
@@ -411,7 +366,7 @@ fn links_out_of_the_repository_and_non_utf8_names_are_refused() {
         ),
     ];
     for (name, target, link) in cases {
-        let dir = tree();
+        let dir = repository_copy();
         std::os::unix::fs::symlink(&target, dir.path().join(&link)).unwrap();
         let out = run_with(dir.path(), &["bundle", "--env", "staging"], &[]);
         let all = text(&out);
@@ -427,14 +382,8 @@ fn links_out_of_the_repository_and_non_utf8_names_are_refused() {
     }
 
     // A link that stays inside the repository is fine.
-    let dir = tree();
-    std::fs::write(dir.path().join("shared.sh"), "#!/bin/sh\necho ok\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        dir.path().join("shared.sh"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = repository_copy();
+    write_executable(&dir.path().join("shared.sh"), "#!/bin/sh\necho ok\n");
     std::os::unix::fs::symlink(
         dir.path().join("shared.sh"),
         dir.path().join(".platform/hooks/postdeploy/02_shared.sh"),
@@ -445,7 +394,7 @@ fn links_out_of_the_repository_and_non_utf8_names_are_refused() {
 
     // A file name that is not UTF-8.
     use std::os::unix::ffi::OsStrExt;
-    let dir = tree();
+    let dir = repository_copy();
     let name = std::ffi::OsStr::from_bytes(b"bad-\xff.config");
     std::fs::write(
         dir.path().join(".ebextensions").join(name),
@@ -500,7 +449,7 @@ fn bad_values_are_refused_by_name() {
         ("DEPLOY_URL", staging, staging.into(), &[("DEPLOY_URL", "not a url")], &["DEPLOY_URL: not a url is not a URL"]),
     ];
     for (name, from, to, vars, expect) in cases {
-        let dir = tree();
+        let dir = repository_copy();
         let path = dir.path().join("deploy.toml");
         let old = std::fs::read_to_string(&path).unwrap();
         assert!(old.contains(from), "{name}: fixture text not found");
@@ -529,7 +478,7 @@ fn bad_values_are_refused_by_name() {
     }
 
     // A deploy.toml that is not UTF-8: where, and no wrong hint.
-    let dir = tree();
+    let dir = repository_copy();
     let path = dir.path().join("deploy.toml");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"\n# caf\xe9\n");
@@ -570,7 +519,7 @@ fn commands_refuse_what_they_cannot_do() {
         ("--from upload without a bundle", &["deploy", "--env", "staging", "--from", "upload"], &["no bundle at ", "target/deploy/staging/deploy.zip: run `cargo xtask bundle --env staging` first"]),
     ];
     for (name, args, expect) in cases {
-        let dir = tree();
+        let dir = repository_copy();
         let out = run_with(dir.path(), args, &[]);
         let all = text(&out);
         assert_ne!(out.status.code(), Some(0), "{name}: {all}");
@@ -590,7 +539,7 @@ fn commands_refuse_what_they_cannot_do() {
 /// into the bundle's folder keeps the pair one unit (a zip of another render goes).
 #[test]
 fn duplicate_template_keys_and_render_next_to_a_bundle() {
-    let dir = tree();
+    let dir = repository_copy();
     let template = dir.path().join("Dockerrun.template.json");
     let original = std::fs::read_to_string(&template).unwrap();
     let doubled = original.replacen(

@@ -2,198 +2,28 @@
 //! run of this binary). Each test has its own stack (network and labels) and host port, and
 //! removes what it created.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use integration::deploy_tree::{write_executable, write_template, DeployToml};
+use integration::local_world::{
+    api_check, assert_verified, demo_app, demo_image, docker, dockerrun, instance_checks_app, port,
+    prebuilt_latest, request, stack_containers, verify_agent, write_hook, Cleanup, TestStack,
+    DEMO_REPOSITORY, IMAGE,
+};
 use integration::services;
-use pipeline::config::Config;
-use pipeline::docker::{self, BuildContext, BuildOptions, Engine, OutputMode};
-use pipeline::local::{self, StackRequest, LABEL_STACK};
-use pipeline::verify::{Check, HttpCheck, VerifyReport};
-use tokio::sync::OnceCell;
-
-const IMAGE: &str = "pipeline-local-test-demo:latest";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the demo's static binary and its image once for this test binary.
-async fn demo_image() -> &'static str {
-    static BUILT: OnceCell<()> = OnceCell::const_new();
-    BUILT
-        .get_or_init(|| async {
-            let config =
-                Config::load(&repo_root().join("deploy.toml"), &Default::default()).unwrap();
-            let cfg = config.clone();
-            tokio::task::spawn_blocking(move || docker::build_static_binaries(&cfg))
-                .await
-                .unwrap()
-                .expect("the demo's static binary builds");
-            let engine = Engine::connect(None)
-                .await
-                .expect("the Docker Engine answers");
-            let demo = repo_root().join("demo");
-            let context = BuildContext::prepare(&demo, &demo.join("Dockerfile")).unwrap();
-            let options = BuildOptions {
-                tag: IMAGE.into(),
-                target: None,
-                args: Default::default(),
-                labels: Default::default(),
-                platform: String::new(),
-                dockerfile_display: "demo/Dockerfile".into(),
-                output: OutputMode::Plain,
-            };
-            engine
-                .build(context, &options)
-                .await
-                .expect("the demo image builds with no network");
-        })
-        .await;
-    IMAGE
-}
-
-/// Host port number `n` (0..=9) of this suite: one per test, so that tests run in parallel.
-fn port(n: u16) -> u16 {
-    services::env("LOCAL_PORT_BASE").parse::<u16>().unwrap() + n
-}
-
-/// A stack like Antenna's: web (essential, published), worker (essential, linked to ml),
-/// ml (not essential), awscli (`sleep`). `web_command` replaces web's `/start`.
-fn dockerrun(image: &str, port: u16, release: &str, web_command: &[&str]) -> String {
-    serde_json::json!({
-        "AWSEBDockerrunVersion": 2,
-        "containerDefinitions": [
-            {
-                "name": "web", "image": image, "essential": true, "memory": 128,
-                "command": web_command,
-                "portMappings": [{"hostPort": port, "containerPort": 5000}],
-                "links": ["ml"],
-                "environment": [{"name": "RELEASE", "value": release}]
-            },
-            {
-                "name": "worker", "image": image, "essential": true, "memory": 128,
-                "command": ["/start-celeryworker"], "links": ["ml:model-server"],
-                "environment": [{"name": "CELERY_QUEUES", "value": "antenna,jobs,ml_results"}]
-            },
-            {"name": "ml", "image": image, "essential": false, "memory": 64, "command": ["/start-ml-backend"]},
-            {"name": "awscli", "image": image, "essential": false, "memoryReservation": 32, "command": ["sleep", "9999999"]}
-        ]
-    })
-    .to_string()
-}
-
-fn request(stack: &str, version: &str, text: String, port: u16) -> StackRequest {
-    let mut req = StackRequest::new(stack, "test", version, "Dockerrun.aws.json", text);
-    req.settle = Duration::from_secs(1);
-    req.checks = vec![api_check(port, Duration::from_secs(20))];
-    req
-}
-
-/// The verify stage's http check of the API root on `port`.
-fn api_check(port: u16, timeout: Duration) -> Check {
-    Check::Http(
-        HttpCheck::new(
-            &format!("http://127.0.0.1:{port}/api/v2/"),
-            Default::default(),
-            200,
-            timeout,
-            true,
-        )
-        .unwrap(),
-    )
-}
-
-/// Asserts that the verify report passed its one http check of the API root on `port`.
-fn assert_verified(report: Option<&VerifyReport>, port: u16) {
-    let report = report.expect("the checks ran");
-    assert!(report.passed(), "{}", report.render_table());
-    assert_eq!(report.checks.len(), 1);
-    assert_eq!(report.checks[0].check, "http");
-    assert_eq!(
-        report.checks[0].target,
-        format!("http://127.0.0.1:{port}/api/v2/")
-    );
-    assert!(
-        report.checks[0]
-            .detail
-            .starts_with("HTTP 200, JSON object with 12 keys ("),
-        "{}",
-        report.checks[0].detail
-    );
-}
-
-/// GET the API root until it answers 200; returns the release that answered.
-async fn answering_release(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/api/v2/")).await {
-            if r.status() == 200 {
-                let release = r.headers()["x-demo-release"].to_str().unwrap().to_string();
-                let body: serde_json::Value = r.json().await.unwrap();
-                assert_eq!(
-                    body["projects"],
-                    format!("http://127.0.0.1:{port}/api/v2/projects/")
-                );
-                return release;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing answers on 127.0.0.1:{port}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Removes the stack whatever happens to the test.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let stack = self.0.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(async { local::down(None, &stack).await })
-        })
-        .join()
-        .unwrap()
-        .unwrap();
-    }
-}
-
-async fn stack_containers(stack: &str) -> Vec<local::ContainerState> {
-    Engine::connect(None)
-        .await
-        .unwrap()
-        .list(LABEL_STACK, stack)
-        .await
-        .unwrap()
-}
+use pipeline::docker::{Engine, OutputMode};
+use pipeline::local;
 
 #[tokio::test]
 async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
-    let image = demo_image().await;
-    let stack = services::unique("local-test");
-    let _cleanup = Cleanup(stack.clone());
-    let port = port(0);
+    let s = TestStack::new(0).await;
+    let (stack, port) = (&s.name, s.port);
 
-    let v1 = local::run::run(&request(
-        &stack,
-        "v1",
-        dockerrun(image, port, "v1", &["/start"]),
-        port,
-    ))
-    .await
-    .expect("v1 deploys");
+    let v1 = local::run::run(&s.version("v1")).await.expect("v1 deploys");
     assert_eq!(v1.containers.len(), 4);
     assert_verified(v1.verified.as_ref(), port);
     assert!(v1.replaced.is_empty());
-    assert_eq!(answering_release(port).await, "v1");
+    assert_eq!(s.answering_release().await, "v1");
     let names: Vec<&str> = v1.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
@@ -205,29 +35,23 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
     assert_eq!(web.environment, "test");
 
     // Memory limits and the labels EB's agent sets.
-    let out = std::process::Command::new("docker")
-        .args([
-            "inspect",
-            "-f",
-            "{{.HostConfig.Memory}} {{index .Config.Labels \"com.amazonaws.ecs.container-name\"}} {{index .Config.Labels \"deploy.local.version\"}}",
-            &web.id,
-        ])
-        .output()
-        .unwrap();
+    let out = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{index .Config.Labels \"com.amazonaws.ecs.container-name\"}} {{index .Config.Labels \"deploy.local.version\"}}",
+        &web.id,
+    ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("{} web v1", 128 * 1024 * 1024)
     );
     let awscli = v1.containers.iter().find(|c| c.name == "awscli").unwrap();
-    let out = std::process::Command::new("docker")
-        .args([
-            "inspect",
-            "-f",
-            "{{.HostConfig.MemoryReservation}}",
-            &awscli.id,
-        ])
-        .output()
-        .unwrap();
+    let out = docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.MemoryReservation}}",
+        &awscli.id,
+    ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         (32 * 1024 * 1024).to_string()
@@ -235,52 +59,32 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
 
     // Links are network aliases: the worker reaches ml by its alias.
     let worker = v1.containers.iter().find(|c| c.name == "worker").unwrap();
-    let out = std::process::Command::new("docker")
-        .args([
-            "exec",
-            &worker.id,
-            "demo",
-            "check",
-            "http://model-server:2000/livez",
-        ])
-        .output()
-        .unwrap();
+    let out = docker(&[
+        "exec",
+        &worker.id,
+        "demo",
+        "check",
+        "http://model-server:2000/livez",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let v2 = local::run::run(&request(
-        &stack,
-        "v2",
-        dockerrun(image, port, "v2", &["/start"]),
-        port,
-    ))
-    .await
-    .expect("v2 deploys");
+    let v2 = local::run::run(&s.version("v2")).await.expect("v2 deploys");
     assert_eq!(v2.replaced, ["v1"]);
-    assert_eq!(answering_release(port).await, "v2");
-    let now = stack_containers(&stack).await;
+    assert_eq!(s.answering_release().await, "v2");
+    let now = s.containers().await;
     assert_eq!(now.len(), 4, "v1's containers are gone: {now:?}");
     assert!(
         now.iter().all(|c| c.version == "v2" && c.running),
         "{now:?}"
     );
 
-    let err = local::run::run(&request(
-        &stack,
-        "v3",
-        dockerrun(
-            image,
-            port,
-            "v3",
-            &["fail", "7", "cannot connect to the database"],
-        ),
-        port,
-    ))
-    .await
-    .expect_err("v3's essential web container exits");
+    let err = local::run::run(&s.antenna("v3", &["fail", "7", "cannot connect to the database"]))
+        .await
+        .expect_err("v3's essential web container exits");
     let err = format!("{err:#}");
     assert!(err.starts_with(&format!("the local deploy of version v3 to stack {stack} failed: essential container \"web\" exited with code 7")), "{err}");
     assert!(
@@ -295,42 +99,32 @@ async fn v1_then_v2_replace_and_a_failing_v3_leaves_v2_running() {
         err.ends_with("the previous version v2 runs again (4 container(s) restarted)"),
         "{err}"
     );
-    assert_eq!(answering_release(port).await, "v2");
-    let now = stack_containers(&stack).await;
+    assert_eq!(s.answering_release().await, "v2");
+    let now = s.containers().await;
     assert!(
         now.iter().all(|c| c.version == "v2" && c.running),
         "v3's containers are removed: {now:?}"
     );
 
-    let down = local::down(None, &stack).await.unwrap();
+    let down = local::down(None, stack).await.unwrap();
     assert_eq!(down.containers.len(), 4);
     assert!(down.network_removed);
-    assert!(stack_containers(&stack).await.is_empty());
+    assert!(s.containers().await.is_empty());
     let engine = Engine::connect(None).await.unwrap();
     assert!(
-        !engine.network_exists(&stack).await.unwrap(),
+        !engine.network_exists(stack).await.unwrap(),
         "down removes the network"
     );
-    let again = local::down(None, &stack).await.unwrap();
+    let again = local::down(None, stack).await.unwrap();
     assert!(
         again.containers.is_empty() && !again.network_removed,
         "down is idempotent"
     );
 }
 
-fn write_hook(dir: &Path, name: &str, body: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\nset -eu\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 #[tokio::test]
 async fn postdeploy_hooks_run_after_start_and_a_failing_one_fails_the_deploy() {
-    let image = demo_image().await;
-    let stack = services::unique("local-test");
-    let _cleanup = Cleanup(stack.clone());
-    let port = port(1);
+    let s = TestStack::new(1).await;
     let hooks = tempfile::tempdir().unwrap();
     // Like the repository's 01_migrate.sh, scoped to this test's stack.
     write_hook(
@@ -341,12 +135,7 @@ async fn postdeploy_hooks_run_after_start_and_a_failing_one_fails_the_deploy() {
 docker exec "$c" python manage.py migrate --noinput"#,
     );
 
-    let mut req = request(
-        &stack,
-        "v1",
-        dockerrun(image, port, "v1", &["/start"]),
-        port,
-    );
+    let mut req = s.version("v1");
     req.postdeploy_hooks = Some(hooks.path().to_path_buf());
     let v1 = local::run::run(&req)
         .await
@@ -358,12 +147,7 @@ docker exec "$c" python manage.py migrate --noinput"#,
         "02_check.sh",
         "echo 'cache warm-up failed' >&2\nexit 4",
     );
-    let mut req = request(
-        &stack,
-        "v2",
-        dockerrun(image, port, "v2", &["/start"]),
-        port,
-    );
+    let mut req = s.version("v2");
     req.postdeploy_hooks = Some(hooks.path().to_path_buf());
     let err = format!(
         "{:#}",
@@ -380,15 +164,13 @@ docker exec "$c" python manage.py migrate --noinput"#,
         err.ends_with("the previous version v1 runs again (4 container(s) restarted)"),
         "{err}"
     );
-    assert_eq!(answering_release(port).await, "v1");
+    assert_eq!(s.answering_release().await, "v1");
 }
 
 #[tokio::test]
 async fn depends_on_conditions_are_honoured() {
-    let image = demo_image().await;
-    let stack = services::unique("local-test");
-    let _cleanup = Cleanup(stack.clone());
-    let port = port(2);
+    let s = TestStack::new(2).await;
+    let (image, port) = (s.image, s.port);
     let text = |init_command: &[&str]| {
         serde_json::json!({
             "AWSEBDockerrunVersion": 2,
@@ -410,33 +192,24 @@ async fn depends_on_conditions_are_honoured() {
         })
         .to_string()
     };
-    let ok = local::run::run(&request(
-        &stack,
-        "v1",
-        text(&["python", "manage.py", "migrate", "--noinput"]),
-        port,
-    ))
-    .await
-    .expect("web starts once migrate succeeded and ml is healthy");
+    let ok =
+        local::run::run(&s.request("v1", text(&["python", "manage.py", "migrate", "--noinput"])))
+            .await
+            .expect("web starts once migrate succeeded and ml is healthy");
     let names: Vec<&str> = ok.containers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["migrate", "ml", "web"]);
     assert_eq!(ok.containers[0].exit_code, Some(0));
     assert_eq!(ok.containers[1].health.as_deref(), Some("healthy"));
 
-    let err = local::run::run(&request(
-        &stack,
-        "v2",
-        text(&["fail", "3", "migration 0042 failed"]),
-        port,
-    ))
-    .await
-    .expect_err("a failed SUCCESS dependency fails the deploy");
+    let err = local::run::run(&s.request("v2", text(&["fail", "3", "migration 0042 failed"])))
+        .await
+        .expect_err("a failed SUCCESS dependency fails the deploy");
     let err = format!("{err:#}");
     assert!(err.contains("failed: container \"web\" waits for \"migrate\" to succeed (dependsOn SUCCESS), but it exited with code 3"), "{err}");
     assert!(err.contains("--- logs of migrate"), "{err}");
     assert!(err.contains("demo: migration 0042 failed"), "{err}");
     assert_eq!(
-        answering_release(port).await,
+        s.answering_release().await,
         "unknown",
         "v1 (no RELEASE set) answers again"
     );
@@ -444,43 +217,25 @@ async fn depends_on_conditions_are_honoured() {
 
 #[tokio::test]
 async fn a_taken_host_port_is_a_clear_error() {
-    let image = demo_image().await;
-    let stack = services::unique("local-test");
-    let _cleanup = Cleanup(stack.clone());
-    let port = port(3);
+    let s = TestStack::new(3).await;
+    let port = s.port;
     let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let err = local::run::run(&request(
-        &stack,
-        "v1",
-        dockerrun(image, port, "v1", &["/start"]),
-        port,
-    ))
-    .await
-    .expect_err("the port is taken");
+    let err = local::run::run(&s.version("v1"))
+        .await
+        .expect_err("the port is taken");
     let err = format!("{err:#}");
     assert!(err.starts_with(&format!("host port 127.0.0.1:{port} of container \"web\" in Dockerrun.aws.json is already in use")), "{err}");
     assert!(err.contains("set `host_port_offset`"), "{err}");
-    assert!(
-        stack_containers(&stack).await.is_empty(),
-        "nothing was created"
-    );
+    assert!(s.containers().await.is_empty(), "nothing was created");
 }
 
 #[tokio::test]
 async fn a_missing_image_is_a_clear_error() {
-    demo_image().await;
-    let stack = services::unique("local-test");
-    let _cleanup = Cleanup(stack.clone());
-    let port = port(4);
+    let s = TestStack::new(4).await;
     let missing = format!("{}:nope", services::unique("pipeline-local-test-missing"));
-    let err = local::run::run(&request(
-        &stack,
-        "v1",
-        dockerrun(&missing, port, "v1", &["/start"]),
-        port,
-    ))
-    .await
-    .expect_err("the image is not in the engine");
+    let err = local::run::run(&s.request("v1", dockerrun(&missing, s.port, "v1", &["/start"])))
+        .await
+        .expect_err("the image is not in the engine");
     let err = format!("{err:#}");
     assert!(err.starts_with(&format!("image {missing} (container \"ml\" in Dockerrun.aws.json) is not in the local Docker Engine")), "{err}");
     assert!(
@@ -538,57 +293,37 @@ async fn deploy_local_renders_runs_and_verifies_from_the_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let port = port(6);
     let app = services::unique("localapp");
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!(
-            r#"region = "us-west-2"
-application = "{app}"
-
-[images.backend]
-repository = "pipeline-local-test-demo"
-build = {{ context = "demo" }}
-
-[images.ml]
-repository = "ml-backend-minimal"
-tag = "v0.1.0"
-
-[environments.dev]
-target = "local"
-url = "http://127.0.0.1:{port}"
-host_port_offset = {offset}
-
-[environments.dev.images]
-ml = {{ image = "backend", command = ["/start-ml-backend"] }}
-
-[[environments.dev.checks]]
-kind = "http"
-path = "/api/v2/"
-headers = {{ "X-Forwarded-Proto" = "https" }}
-timeout = "20s"
-"#,
-            offset = port - 80
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("Dockerrun.template.json"),
+    write_template(
+        dir.path(),
         r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
   {"name": "api", "image": "${image.backend}", "essential": true, "memory": 128, "command": ["/start"],
    "portMappings": [{"hostPort": 80, "containerPort": 5000}], "links": ["ml"],
    "environment": [{"name": "RELEASE", "value": "${release}"}, {"name": "DJANGO_SECURE_SSL_REDIRECT", "value": "true"}]},
   {"name": "ml", "image": "${image.ml}", "essential": false, "memory": 64}
 ]}"#,
-    )
-    .unwrap();
-    let config = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    );
+    let config = demo_app(&app)
+        .external_image("ml", "ml-backend-minimal", "v0.1.0")
+        .environment(
+            "dev",
+            &format!(
+                "target = \"local\"\nurl = \"http://127.0.0.1:{port}\"\nhost_port_offset = {}",
+                port - 80
+            ),
+        )
+        .table(
+            "environments.dev.images",
+            r#"ml = { image = "backend", command = ["/start-ml-backend"] }"#,
+        )
+        .check(
+            "dev",
+            "kind = \"http\"\npath = \"/api/v2/\"\nheaders = { \"X-Forwarded-Proto\" = \"https\" }\ntimeout = \"20s\"",
+        )
+        .load(dir.path());
     let stack = local::stack_name(&config, "dev");
     let _cleanup = Cleanup(stack.clone());
-    let options = local::LocalOptions {
-        release: Some("latest".into()),
-        skip_build: true,
-        ..Default::default()
-    };
-    assert_eq!(image, "pipeline-local-test-demo:latest");
+    let options = prebuilt_latest();
+    assert_eq!(image, IMAGE);
     let done = local::deploy_local(&config, "dev", &options)
         .await
         .expect("the local deploy works");
@@ -657,36 +392,23 @@ timeout = "20s"
 /// The commands through the real binary, with the repository's own postdeploy hook.
 #[tokio::test]
 async fn xtask_local_up_status_logs_down() {
-    use std::os::unix::fs::PermissionsExt;
     let image = demo_image().await;
     let dir = tempfile::tempdir().unwrap();
     let port = port(7);
     let app = services::unique("localcli");
-    let config = dir.path().join("deploy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"region = "us-west-2"
-application = "{app}"
-
-[images.backend]
-repository = "pipeline-local-test-demo"
-build = {{ context = "demo" }}
-
-[environments.dev]
-target = "local"
-url = "http://127.0.0.1:{port}"
-
-[[environments.dev.checks]]
-kind = "http"
-timeout = "20s"
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("Dockerrun.template.json"),
-        format!(
+    // The demo's image, built (`local up --no-build` finds it) or external (`deploy`).
+    let with_image = |image: DeployToml| {
+        image
+            .environment(
+                "dev",
+                &format!("target = \"local\"\nurl = \"http://127.0.0.1:{port}\""),
+            )
+            .check("dev", "kind = \"http\"\ntimeout = \"20s\"")
+    };
+    let config = with_image(demo_app(&app)).write(dir.path());
+    write_template(
+        dir.path(),
+        &format!(
             r#"{{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
   {{"name": "django", "image": "${{image.backend}}", "essential": true, "memory": 128, "command": ["/start"],
    "portMappings": [{{"hostPort": {port}, "containerPort": 5000}}],
@@ -694,19 +416,13 @@ timeout = "20s"
   {{"name": "celeryworker", "image": "${{image.backend}}", "essential": true, "memory": 128, "command": ["/start-celeryworker"]}}
 ]}}"#
         ),
-    )
-    .unwrap();
-    let hooks = dir.path().join(".platform/hooks/postdeploy");
-    std::fs::create_dir_all(&hooks).unwrap();
-    let hook = hooks.join("01_migrate.sh");
-    std::fs::copy(
-        repo_root().join(".platform/hooks/postdeploy/01_migrate.sh"),
-        &hook,
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
+    let hook = ".platform/hooks/postdeploy/01_migrate.sh";
+    let repository_hook =
+        std::fs::read_to_string(integration::workspace_root().join(hook)).unwrap();
+    write_executable(&dir.path().join(hook), &repository_hook);
     let _cleanup = Cleanup(format!("{app}-dev"));
-    assert_eq!(image, "pipeline-local-test-demo:latest");
+    assert_eq!(image, IMAGE);
 
     let run = |args: &[&str]| {
         let out = integration::xtask()
@@ -840,13 +556,8 @@ timeout = "20s"
     // `deploy` on a local environment reports to GitHub as on AWS: groups, outputs, summary.
     // (`deploy` builds what `build` names; the same image, declared external, builds nothing.)
     let external = dir.path().join("deploy-external.toml");
-    std::fs::write(
-        &external,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("build = { context = \"demo\" }", "tag = \"latest\""),
-    )
-    .unwrap();
+    let external_image = DeployToml::new(&app).external_image("backend", DEMO_REPOSITORY, "latest");
+    std::fs::write(&external, with_image(external_image).text()).unwrap();
     let gh = tempfile::tempdir().unwrap();
     let (output, summary) = (gh.path().join("output"), gh.path().join("summary"));
     let out = integration::xtask()
@@ -949,25 +660,16 @@ timeout = "20s"
 /// with the essential containers' logs.
 #[tokio::test]
 async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
-    let image = demo_image().await;
-    let stack = services::unique("local-test");
-    let _cleanup = Cleanup(stack.clone());
-    let port = port(8);
-    local::run::run(&request(
-        &stack,
-        "v1",
-        dockerrun(image, port, "v1", &["/start"]),
-        port,
-    ))
-    .await
-    .expect("v1 deploys");
+    let s = TestStack::new(8).await;
+    let port = s.port;
+    local::run::run(&s.version("v1")).await.expect("v1 deploys");
 
-    let text = dockerrun(image, port, "v2", &["/start"]).replace(
+    let text = dockerrun(s.image, port, "v2", &["/start"]).replace(
         r#"{"name":"RELEASE","value":"v2"}"#,
         r#"{"name":"RELEASE","value":"v2"},{"name":"DJANGO_ALLOWED_HOSTS","value":"api.example.org"}"#,
     );
     assert!(text.contains("DJANGO_ALLOWED_HOSTS"), "{text}");
-    let mut req = request(&stack, "v2", text, port);
+    let mut req = s.request("v2", text);
     req.checks = vec![api_check(port, Duration::from_secs(5))];
     let err = format!(
         "{:#}",
@@ -987,39 +689,30 @@ async fn a_failing_check_fails_the_deploy_and_keeps_the_previous_version() {
         err.ends_with("the previous version v1 runs again (4 container(s) restarted)"),
         "{err}"
     );
-    assert_eq!(answering_release(port).await, "v1");
+    assert_eq!(s.answering_release().await, "v1");
 }
 
 /// A network of the stack's name that the local target did not create is neither used nor
 /// removed.
 #[tokio::test]
 async fn a_foreign_network_of_the_same_name_is_left_alone() {
-    let image = demo_image().await;
-    let stack = services::unique("local-test");
-    let created = std::process::Command::new("docker")
-        .args([
-            "network",
-            "create",
-            "--label",
-            "test.owner=someone-else",
-            &stack,
-        ])
-        .output()
-        .unwrap();
+    let s = TestStack::new(9).await;
+    let stack = &s.name;
+    let created = docker(&[
+        "network",
+        "create",
+        "--label",
+        "test.owner=someone-else",
+        stack,
+    ]);
     assert!(
         created.status.success(),
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
-    let port = port(9);
-    let err = local::run::run(&request(
-        &stack,
-        "v1",
-        dockerrun(image, port, "v1", &["/start"]),
-        port,
-    ))
-    .await
-    .expect_err("the network is someone else's");
+    let err = local::run::run(&s.version("v1"))
+        .await
+        .expect_err("the network is someone else's");
     let err = format!("{err:#}");
     assert!(
         err.starts_with(&format!("a network named {stack} already exists on ")),
@@ -1029,17 +722,11 @@ async fn a_foreign_network_of_the_same_name_is_left_alone() {
         err.contains(&format!("but was not created by the local target (it lacks the label deploy.local.stack={stack}): remove it (`docker network rm {stack}`)")),
         "{err}"
     );
-    let down = local::down(None, &stack).await.unwrap();
+    let down = local::down(None, stack).await.unwrap();
     assert!(!down.network_removed && down.containers.is_empty());
     let engine = Engine::connect(None).await.unwrap();
-    assert!(
-        engine.network_exists(&stack).await.unwrap(),
-        "down keeps it"
-    );
-    let removed = std::process::Command::new("docker")
-        .args(["network", "rm", &stack])
-        .output()
-        .unwrap();
+    assert!(engine.network_exists(stack).await.unwrap(), "down keeps it");
+    let removed = docker(&["network", "rm", stack]);
     assert!(removed.status.success());
 }
 
@@ -1076,24 +763,14 @@ async fn local_builds_honour_args_target_platform_and_dockerignore() {
     )
     .unwrap();
     let repository = services::unique("local-build-test");
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!(
-            r#"region = "us-west-2"
-application = "localbuild"
-
-[images.app]
-repository = "{repository}"
-build = {{ context = "app", target = "chosen", platform = "linux/amd64", args = {{ GREETING = "hello" }} }}
-
-[environments.dev]
-target = "local"
-url = "http://127.0.0.1:8080"
-"#
-        ),
-    )
-    .unwrap();
-    let config = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
+    let config = DeployToml::new("localbuild")
+        .built_image(
+            "app",
+            &repository,
+            r#"context = "app", target = "chosen", platform = "linux/amd64", args = { GREETING = "hello" }"#,
+        )
+        .environment("dev", "target = \"local\"\nurl = \"http://127.0.0.1:8080\"")
+        .load(dir.path());
     let engine = Engine::connect(None).await.unwrap();
     let built = local::prepare::build_images(
         &engine,
@@ -1121,75 +798,6 @@ url = "http://127.0.0.1:8080"
     );
 }
 
-/// The agent binary for the bundles of these tests (a debug build: the same code as the
-/// static one the pipeline builds for EB).
-fn verify_agent() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = std::process::Command::new(cargo)
-                .current_dir(repo_root())
-                .args(["build", "-q", "-p", "checks", "--bin", "verify-agent"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "the verify agent builds");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo_root().join("target"));
-            target.join("debug/verify-agent")
-        })
-        .clone()
-}
-
-/// A one-container application whose checks all run on the "instance" (here, the postdeploy
-/// hook that the local target runs as EB does), against the test services.
-fn instance_checks_app(dir: &Path, app: &str, nats_env: &str) -> Config {
-    std::fs::write(
-        dir.join("deploy.toml"),
-        format!(
-            r#"region = "us-west-2"
-application = "{app}"
-
-[images.backend]
-repository = "pipeline-local-test-demo"
-build = {{ context = "demo" }}
-
-[environments.dev]
-target = "local"
-timeouts = {{ verify = "20s" }}
-
-[[environments.dev.checks]]
-kind = "redis"
-url_env = "HOOK_TEST_REDIS_URL"
-where = "instance"
-
-[[environments.dev.checks]]
-kind = "celery"
-broker_url_env = "AMQP_URL"
-queues = ["antenna", "jobs", "ml_results"]
-where = "instance"
-
-[[environments.dev.checks]]
-kind = "nats"
-url_env = "{nats_env}"
-jetstream = true
-timeout = "5s"
-where = "instance"
-"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("Dockerrun.template.json"),
-        r#"{"AWSEBDockerrunVersion": 2, "containerDefinitions": [
-  {"name": "web", "image": "${image.backend}", "essential": true, "memory": 128, "command": ["/start"]}
-]}"#,
-    )
-    .unwrap();
-    Config::load(&dir.join("deploy.toml"), &Default::default()).unwrap()
-}
-
 #[tokio::test]
 async fn the_instance_checks_hook_runs_on_the_local_target_passing_and_failing() {
     let image = demo_image().await;
@@ -1199,11 +807,7 @@ async fn the_instance_checks_hook_runs_on_the_local_target_passing_and_failing()
     let auth = services::env("REDIS_AUTH_URL");
     let with_password = auth.replacen("redis://", &format!("redis://:{password}@"), 1);
     std::env::set_var("HOOK_TEST_REDIS_URL", &with_password);
-    let options = local::LocalOptions {
-        release: Some("latest".into()),
-        skip_build: true,
-        ..Default::default()
-    };
+    let options = prebuilt_latest();
     assert_eq!(image, IMAGE);
 
     let dir = tempfile::tempdir().unwrap();

@@ -71,6 +71,7 @@ async fn two_instances_migrate_once_the_second_waits_then_finds_nothing_to_apply
     let a = MigrateWorld::finish("instance-a", a).await;
     let b = MigrateWorld::finish("instance-b", b).await;
     for run in [&a, &b] {
+        run.never_shows("the database password", &world.password());
         assert!(run.ok, "{} fails: {}", run.instance, run.output);
     }
 
@@ -156,6 +157,7 @@ async fn a_failing_migration_fails_the_hook_with_its_error_and_releases_the_lock
             &[("FIXTURE_FAIL", "ledger 0002 failed on purpose")],
         )
         .await;
+    failed.never_shows("the database password", &world.password());
     assert!(!failed.ok, "{}", failed.output);
     assert_eq!(failed.code, Some(1), "{}", failed.output);
     failed.says("RuntimeError: ledger 0002 failed on purpose");
@@ -174,6 +176,26 @@ async fn a_failing_migration_fails_the_hook_with_its_error_and_releases_the_lock
     next.never_says("waits for the migration lock");
     next.says("migrate: instance-b applies 1 migration(s)");
     assert_eq!(world.runs_recorded().await, 1);
+}
+
+/// A database the hook cannot open fails it with the driver's error, which names the database
+/// but not the password of the URL.
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_fails_the_hook_without_printing_its_password() {
+    let world = MigrateWorld::new().await;
+    let mut missing = url::Url::parse(&world.database_url).unwrap();
+    missing.set_path("no_such_database");
+    let refused = world
+        .run(
+            &hook(),
+            "instance-a",
+            &[("DATABASE_URL", missing.as_str()), ("FIXTURE_SLEEP", "0")],
+        )
+        .await;
+    refused.never_shows("the database password", &world.password());
+    assert_eq!(refused.code, Some(1), "{}", refused.output);
+    refused.says("\"no_such_database\" does not exist");
+    refused.says("postdeploy: the migration failed on instance-a (its error is above)");
 }
 
 #[tokio::test]

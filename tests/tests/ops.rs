@@ -108,7 +108,7 @@ async fn deploy(w: &World, release: &str, dockerrun: &str) -> String {
     let bundle = w.dir.path().join(format!("{release}.zip"));
     write_bundle(&bundle, dockerrun);
     let mut req = w.request(&Settings::default());
-    req.bundle = Some(bundle.clone());
+    req.options.bundle = Some(bundle.clone());
     req.release = Release::fixed(release, "0123456789abcdef0123456789abcdef01234567");
     let report = w.run(&req, None).await;
     assert!(report.ok, "{}", report.table());

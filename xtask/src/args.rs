@@ -25,6 +25,28 @@ impl EnvArg {
     }
 }
 
+/// `--env` and `--release`: the release of an environment that a command renders, builds or
+/// ships.
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseTarget {
+    #[command(flatten)]
+    pub env: EnvArg,
+    #[command(flatten)]
+    pub release: ReleaseArg,
+}
+
+impl ReleaseTarget {
+    /// The environment given, if any.
+    pub fn environment(&self) -> Option<String> {
+        self.env.env.clone()
+    }
+
+    /// The release given, if any (else the pipeline detects it).
+    pub fn release(&self) -> Option<String> {
+        self.release.release.clone()
+    }
+}
+
 /// `--release`: the release name.
 #[derive(clap::Args, Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReleaseArg {

@@ -4,32 +4,35 @@ use anyhow::Result;
 use pipeline::config::Config;
 use pipeline::image::ImagesRequest;
 
-use crate::args::{DryRunArg, EnvArg, ReleaseArg};
+use crate::args::{DryRunArg, ReleaseTarget};
 use crate::Global;
 
 /// Build the images this repository builds, with the Docker Engine (DOCKER_HOST).
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
-    env: EnvArg,
-    #[command(flatten)]
-    release: ReleaseArg,
+    target: ReleaseTarget,
     #[command(flatten)]
     dry_run: DryRunArg,
 }
 
 impl Cmd {
     pub fn request(&self, _config: &Config) -> ImagesRequest {
-        ImagesRequest {
-            environment: self.env.env.clone(),
-            release: self.release.release.clone(),
-            dry_run: self.dry_run.dry_run,
-            ..ImagesRequest::default()
-        }
+        images_request(&self.target, &self.dry_run)
     }
 
     pub async fn run(self, global: &Global) -> Result<()> {
         images(global, |config| self.request(config)).await
+    }
+}
+
+/// What `build` and `push` ask of every image: the release of the environment, maybe a dry run.
+pub fn images_request(target: &ReleaseTarget, dry_run: &DryRunArg) -> ImagesRequest {
+    ImagesRequest {
+        environment: target.environment(),
+        release: target.release(),
+        dry_run: dry_run.dry_run,
+        ..ImagesRequest::default()
     }
 }
 

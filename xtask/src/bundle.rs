@@ -6,16 +6,14 @@ use anyhow::Result;
 use pipeline::bundle::BundleCommand;
 use pipeline::config::Config;
 
-use crate::args::{DryRunArg, EnvArg, ReleaseArg};
+use crate::args::{DryRunArg, ReleaseTarget};
 use crate::Global;
 
 /// Render, lint and zip the source bundle (deploy.zip) reproducibly.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
-    env: EnvArg,
-    #[command(flatten)]
-    release: ReleaseArg,
+    target: ReleaseTarget,
     /// Directory for deploy.zip (default `<bundle.out_dir>/<env>`).
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -26,8 +24,8 @@ pub struct Cmd {
 impl Cmd {
     pub fn request(&self, _config: &Config) -> BundleCommand {
         BundleCommand {
-            environment: self.env.or_local(),
-            release: self.release.release.clone(),
+            environment: self.target.env.or_local(),
+            release: self.target.release(),
             out_dir: self.out_dir.clone(),
             dry_run: self.dry_run.dry_run,
         }

@@ -5,19 +5,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use pipeline::config::Config;
-use pipeline::deploy::{EnvChoice, Selection, ShipRequest, Shipped};
+use pipeline::deploy::{EnvChoice, RunOptions, Selection, ShipRequest, Shipped};
 use pipeline::stages::Stage;
 
-use crate::args::{DryRunArg, EnvArg, ReleaseArg};
+use crate::args::{DryRunArg, ReleaseTarget};
 use crate::Global;
 
 /// What `deploy`, `upload` and `version` share.
 #[derive(clap::Args, Debug)]
 pub struct ShipArgs {
     #[command(flatten)]
-    pub env: EnvArg,
-    #[command(flatten)]
-    pub release: ReleaseArg,
+    pub target: ReleaseTarget,
     /// The bundle zip to ship.
     #[arg(long)]
     pub bundle: Option<PathBuf>,
@@ -29,7 +27,7 @@ impl ShipArgs {
     /// Refuses a missing or local environment for a command that works on AWS only (the
     /// default `local` would run a whole local deploy instead).
     pub fn aws_environment(&self, config: &Config, command: &str) -> Result<()> {
-        match &self.env.env {
+        match &self.target.env.env {
             None => bail!(
                 "`{command}` works on Elastic Beanstalk environments only: pass --env NAME (or set DEPLOY_ENV){}",
                 match config.aws_environment_names().as_slice() {
@@ -44,15 +42,17 @@ impl ShipArgs {
         }
     }
 
-    /// The request for `selection` of the stages.
-    pub fn request(&self, selection: Selection) -> ShipRequest {
+    /// The request: `options` of the command with the shared `--bundle` and `--dry-run`.
+    pub fn request(&self, options: RunOptions) -> ShipRequest {
         ShipRequest {
-            environment: self.env.or_local(),
-            release: self.release.release.clone(),
-            bundle: self.bundle.clone(),
-            dry_run: self.dry_run.dry_run,
-            selection,
-            ..ShipRequest::default()
+            environment: self.target.env.or_local(),
+            release: self.target.release(),
+            force: false,
+            options: RunOptions {
+                bundle: self.bundle.clone(),
+                dry_run: self.dry_run.dry_run,
+                ..options
+            },
         }
     }
 
@@ -155,20 +155,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 impl Cmd {
     pub fn request(&self, _config: &Config) -> ShipRequest {
         ShipRequest {
-            label: self.label.clone(),
-            lock_wait: self.lock_wait,
-            deadline: self.deadline,
-            rollback: self.no_rollback.then_some(false),
             force: self.force,
-            skip_preflight: self.skip_preflight,
-            env: EnvChoice {
-                apply: self.apply_env,
-                prune: self.prune,
-                confirmed: self.yes,
-            },
-            ..self.common.request(Selection {
-                from: self.from,
-                only: self.only.clone().map(|s| s.0).unwrap_or_default(),
+            ..self.common.request(RunOptions {
+                label: self.label.clone(),
+                selection: Selection {
+                    from: self.from,
+                    only: self.only.clone().map(|s| s.0).unwrap_or_default(),
+                },
+                lock_wait: self.lock_wait,
+                deadline: self.deadline,
+                rollback: self.no_rollback.then_some(false),
+                env: EnvChoice {
+                    apply: self.apply_env,
+                    prune: self.prune,
+                    confirmed: self.yes,
+                },
+                skip_preflight: self.skip_preflight,
+                ..RunOptions::default()
             })
         }
     }
@@ -224,12 +227,15 @@ mod tests {
         };
         let req = cmd.request(&config());
         assert_eq!(req.environment, "staging");
-        assert_eq!(req.selection.only, vec![Stage::Deploy, Stage::Verify]);
-        assert_eq!(req.label.as_deref(), Some("v1-abc"));
-        assert_eq!(req.deadline, Some(Duration::from_secs(600)));
-        assert_eq!(req.rollback, Some(false));
-        assert_eq!(req.lock_wait, None);
-        assert_eq!(req.env, EnvChoice::default());
+        assert_eq!(
+            req.options.selection.only,
+            vec![Stage::Deploy, Stage::Verify]
+        );
+        assert_eq!(req.options.label.as_deref(), Some("v1-abc"));
+        assert_eq!(req.options.deadline, Some(Duration::from_secs(600)));
+        assert_eq!(req.options.rollback, Some(false));
+        assert_eq!(req.options.lock_wait, None);
+        assert_eq!(req.options.env, EnvChoice::default());
         let Command::Deploy(cmd) = parse(&[
             "deploy",
             "--env",
@@ -240,7 +246,7 @@ mod tests {
         ]) else {
             panic!("not deploy")
         };
-        let env = cmd.request(&config()).env;
+        let env = cmd.request(&config()).options.env;
         assert!(env.apply && env.prune && env.confirmed);
         let err = crate::Cli::try_parse_from_args(&["deploy", "--prune", "--yes"]).unwrap_err();
         assert!(err.to_string().contains("--apply-env"), "{err}");

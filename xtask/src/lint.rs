@@ -5,16 +5,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use pipeline::bundle::LintRequest;
 
-use crate::args::{EnvArg, ReleaseArg};
+use crate::args::ReleaseTarget;
 use crate::Global;
 
 /// Lint the bundle's inputs for an environment, or the files given.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
-    env: EnvArg,
-    #[command(flatten)]
-    release: ReleaseArg,
+    target: ReleaseTarget,
     /// Files to lint instead (a rendered Dockerrun.aws.json or an .ebextensions .config).
     files: Vec<PathBuf>,
 }
@@ -22,8 +20,8 @@ pub struct Cmd {
 impl Cmd {
     pub fn request(&self) -> LintRequest {
         LintRequest {
-            environment: self.env.or_local(),
-            release: self.release.release.clone(),
+            environment: self.target.env.or_local(),
+            release: self.target.release(),
             files: self.files.clone(),
         }
     }

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use pipeline::config::Config;
 use pipeline::preview::{Against, PreviewCommand};
 
-use crate::args::{EnvArg, ReleaseArg};
+use crate::args::ReleaseTarget;
 use crate::Global;
 
 /// Render and lint the bundle, diff it against the running version (or the base commit)
@@ -12,9 +12,7 @@ use crate::Global;
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
-    env: EnvArg,
-    #[command(flatten)]
-    release: ReleaseArg,
+    target: ReleaseTarget,
     /// The base commit to compare with when the running version cannot be read.
     #[arg(long, value_name = "REV")]
     base: Option<String>,
@@ -42,8 +40,8 @@ enum AgainstArg {
 impl Cmd {
     pub fn request(&self, _config: &Config) -> Result<PreviewCommand> {
         Ok(PreviewCommand {
-            environment: self.env.required("preview")?,
-            release: self.release.release.clone(),
+            environment: self.target.env.required("preview")?,
+            release: self.target.release(),
             base: self.base.clone(),
             against: match self.against {
                 AgainstArg::Auto => Against::Auto,

@@ -4,16 +4,14 @@ use anyhow::Result;
 use pipeline::config::Config;
 use pipeline::image::ImagesRequest;
 
-use crate::args::{DryRunArg, EnvArg, ReleaseArg};
+use crate::args::{DryRunArg, ReleaseTarget};
 use crate::Global;
 
 /// Build and push the images to ECR; skipped when ECR has this release of this commit.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
-    env: EnvArg,
-    #[command(flatten)]
-    release: ReleaseArg,
+    target: ReleaseTarget,
     /// Push over a release tag that exists with another revision.
     #[arg(long)]
     force: bool,
@@ -27,12 +25,10 @@ pub struct Cmd {
 impl Cmd {
     pub fn request(&self, _config: &Config) -> ImagesRequest {
         ImagesRequest {
-            environment: self.env.env.clone(),
-            release: self.release.release.clone(),
             push: true,
             force: self.force,
             create_repository: self.create_repository,
-            dry_run: self.dry_run.dry_run,
+            ..crate::build::images_request(&self.target, &self.dry_run)
         }
     }
 

@@ -6,16 +6,14 @@ use anyhow::Result;
 use pipeline::bundle::RenderRequest;
 use pipeline::config::Config;
 
-use crate::args::{EnvArg, ReleaseArg};
+use crate::args::ReleaseTarget;
 use crate::Global;
 
 /// Render Dockerrun.template.json into Dockerrun.aws.json for an environment.
 #[derive(clap::Args, Debug)]
 pub struct Cmd {
     #[command(flatten)]
-    env: EnvArg,
-    #[command(flatten)]
-    release: ReleaseArg,
+    target: ReleaseTarget,
     /// Write here instead of `<bundle.out_dir>/<env>/Dockerrun.aws.json`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -30,8 +28,8 @@ pub struct Cmd {
 impl Cmd {
     pub fn request(&self, _config: &Config) -> RenderRequest {
         RenderRequest {
-            environment: self.env.or_local(),
-            release: self.release.release.clone(),
+            environment: self.target.env.or_local(),
+            release: self.target.release(),
             out: self.out.clone(),
             dry_run: self.dry_run || self.stdout,
         }

@@ -2,7 +2,7 @@
 //! the EB application version.
 
 use anyhow::Result;
-use pipeline::deploy::{Selection, ShipRequest};
+use pipeline::deploy::{RunOptions, Selection, ShipRequest};
 use pipeline::stages::Stage;
 
 use crate::deploy::ShipArgs;
@@ -22,7 +22,10 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn request(&self, stages: &[Stage]) -> ShipRequest {
-        self.common.request(Selection::only(stages))
+        self.common.request(RunOptions {
+            selection: Selection::only(stages),
+            ..RunOptions::default()
+        })
     }
 
     /// Runs `stages` (`command` names the subcommand in messages).
@@ -46,8 +49,8 @@ mod tests {
             panic!("not upload")
         };
         let req = cmd.request(UPLOAD);
-        assert_eq!(req.selection.only, vec![Stage::Upload]);
-        assert!(req.bundle.is_some());
+        assert_eq!(req.options.selection.only, vec![Stage::Upload]);
+        assert!(req.options.bundle.is_some());
     }
 
     #[test]
@@ -56,7 +59,10 @@ mod tests {
             panic!("not version")
         };
         let req = cmd.request(VERSION);
-        assert_eq!(req.selection.only, vec![Stage::Upload, Stage::Version]);
-        assert!(req.dry_run);
+        assert_eq!(
+            req.options.selection.only,
+            vec![Stage::Upload, Stage::Version]
+        );
+        assert!(req.options.dry_run);
     }
 }

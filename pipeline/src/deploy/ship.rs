@@ -2,14 +2,11 @@
 //! or Elastic Beanstalk), the account resolved once, the GitHub deployment started and
 //! finished around the run, and Ctrl-C turned into an error that says what to do.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use anyhow::Result;
 use serde::Serialize;
 
 use super::reporter::DeployReporter;
-use super::{RunReport, RunRequest, Selection};
+use super::{RunOptions, RunReport, RunRequest};
 use crate::config::{Config, Target};
 use crate::eb::{Clients, Pacing};
 use crate::local::{LocalDeployment, LocalOptions};
@@ -24,22 +21,11 @@ pub struct ShipRequest {
     pub environment: String,
     /// The release name; `None`: the git tag of HEAD, else its short commit.
     pub release: Option<String>,
-    /// A bundle zip built earlier (skips render and bundle).
-    pub bundle: Option<PathBuf>,
-    /// The version label to deploy when no bundle is at hand (`--only deploy`).
-    pub label: Option<String>,
-    pub dry_run: bool,
-    pub selection: Selection,
-    pub lock_wait: Option<Duration>,
-    pub deadline: Option<Duration>,
-    /// Override of the environment's `rollback` setting.
-    pub rollback: Option<bool>,
     /// Local target: restart the stack even when it already runs this version.
     pub force: bool,
-    /// The environment properties: apply them with the version (`--apply-env`), prune.
-    pub env: super::EnvChoice,
-    /// `--skip-preflight`: do not run doctor's checks before the upload.
-    pub skip_preflight: bool,
+    /// What is asked of the stages, handed on to the AWS target's [`RunRequest`]; a local
+    /// environment takes only `dry_run` (see [`ShipRequest::check`]).
+    pub options: RunOptions,
 }
 
 impl ShipRequest {
@@ -47,33 +33,34 @@ impl ShipRequest {
     /// a local environment (which runs every stage on the Docker Engine), `--from` with
     /// `--only`, and `--label` with a stage that makes a new bundle.
     pub fn check(&self, environment: &str, target: Target) -> Result<()> {
+        let asked = &self.options;
         if target == Target::Local {
             let mut given = Vec::new();
-            if self.selection.from.is_some() {
+            if asked.selection.from.is_some() {
                 given.push("--from");
             }
-            if !self.selection.only.is_empty() {
+            if !asked.selection.only.is_empty() {
                 given.push("--only");
             }
-            if self.label.is_some() {
+            if asked.label.is_some() {
                 given.push("--label");
             }
-            if self.bundle.is_some() {
+            if asked.bundle.is_some() {
                 given.push("--bundle");
             }
-            if self.rollback.is_some() {
+            if asked.rollback.is_some() {
                 given.push("--no-rollback");
             }
-            if self.lock_wait.is_some() {
+            if asked.lock_wait.is_some() {
                 given.push("--lock-wait");
             }
-            if self.deadline.is_some() {
+            if asked.deadline.is_some() {
                 given.push("--deadline");
             }
-            if self.env.apply {
+            if asked.env.apply {
                 given.push("--apply-env");
             }
-            if self.skip_preflight {
+            if asked.skip_preflight {
                 given.push("--skip-preflight");
             }
             if !given.is_empty() {
@@ -89,20 +76,20 @@ impl ShipRequest {
                 "--force restarts a local stack that already runs this version; `{environment}` is an Elastic Beanstalk environment, where a deploy of the version it already runs does nothing: deploy a new release, or `cargo xtask rollback`"
             );
         }
-        if self.selection.from.is_some() && !self.selection.only.is_empty() {
+        if asked.selection.from.is_some() && !asked.selection.only.is_empty() {
             anyhow::bail!("--from and --only together are ambiguous: give one of them (--only lists every stage to run)");
         }
-        if self.label.is_some() {
+        if asked.label.is_some() {
             let new_bundle: Vec<&str> =
                 [Stage::Render, Stage::Bundle, Stage::Upload, Stage::Version]
                     .into_iter()
-                    .filter(|s| self.selection.includes(*s))
+                    .filter(|s| asked.selection.includes(*s))
                     .map(|s| s.name())
                     .collect();
-            if !new_bundle.is_empty() || self.bundle.is_some() {
+            if !new_bundle.is_empty() || asked.bundle.is_some() {
                 anyhow::bail!(
                     "--label deploys an existing application version, but this run would also {}: use --label with --only deploy (or --only deploy,verify); to ship a new bundle leave the label out (it is the release and the bundle's hash)",
-                    if self.bundle.is_some() {
+                    if asked.bundle.is_some() {
                         "upload the bundle given with --bundle".to_string()
                     } else {
                         format!("run {}", new_bundle.join(", "))
@@ -142,7 +129,7 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         // The local target runs the same stages on the local Docker Engine.
         let options = LocalOptions {
             release: req.release.clone(),
-            dry_run: req.dry_run,
+            dry_run: req.options.dry_run,
             force: req.force,
             ..Default::default()
         };
@@ -168,21 +155,21 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
     let mut config = config;
     if [Stage::Build, Stage::Push, Stage::Version]
         .iter()
-        .any(|s| req.selection.includes(*s))
+        .any(|s| req.options.selection.includes(*s))
     {
-        crate::image::source::prepare(&mut config, &mut release, req.dry_run)?;
+        crate::image::source::prepare(&mut config, &mut release, req.options.dry_run)?;
     }
     let aws = crate::aws::Aws::load(&config.region).await;
-    let renders = req.bundle.is_none()
+    let renders = req.options.bundle.is_none()
         && [Stage::Render, Stage::Bundle]
             .iter()
-            .any(|s| req.selection.includes(*s));
+            .any(|s| req.options.selection.includes(*s));
     // `${account}` in the template (only when rendering).
     let account = if renders {
         match crate::aws::resolve_account(&config, target, Some(&aws)).await {
             Ok(a) => a,
             // A dry run still shows the plan, with a visible stand-in for the account.
-            Err(e) if req.dry_run => {
+            Err(e) if req.options.dry_run => {
                 if !crate::aws::lacks_credentials(&e) {
                     tracing::warn!("{e:#}");
                 }
@@ -198,16 +185,8 @@ pub async fn ship(config: Config, req: &ShipRequest) -> Result<Shipped> {
         account,
         aws: Some(aws.clone()),
         release,
-        bundle: req.bundle.clone(),
-        label: req.label.clone(),
-        dry_run: req.dry_run,
-        selection: req.selection.clone(),
-        lock_wait: req.lock_wait,
-        deadline: req.deadline,
-        rollback: req.rollback,
-        env: req.env,
         pacing: Pacing::default(),
-        skip_preflight: req.skip_preflight,
+        options: req.options.clone(),
         config,
     };
     let clients = Clients::from_aws(&aws);

@@ -11,6 +11,7 @@
 //! real ECR already knows it, so nothing is written twice.
 
 pub mod ecr;
+pub mod reference;
 pub mod registry;
 pub mod source;
 
@@ -620,11 +621,14 @@ async fn check_external(
             found_in: "ECR".into(),
         });
     }
-    let r = registry::ImageRef::parse(&image.repository, tag);
-    let creds = (r.host == auth.registry).then(|| (auth.username.clone(), auth.password.clone()));
-    let client = registry::Registry::new(&r.host, creds)?;
+    let r = reference::ImageRef::parse(&format!("{}:{tag}", image.repository)).map_err(|e| {
+        anyhow::anyhow!("images.{name}: {e}: fix `repository` or `tag` in the configuration")
+    })?;
+    let host = r.registry_host().to_string();
+    let creds = (host == auth.registry).then(|| (auth.username.clone(), auth.password.clone()));
+    let client = registry::Registry::new(&host, creds)?;
     let found = client
-        .manifest_exists(&r.path, tag)
+        .manifest_exists(&r.registry_path(), tag)
         .await
         .with_context(|| {
             format!(
@@ -636,13 +640,13 @@ async fn check_external(
         bail!(
             "external image {name} ({}:{tag}) does not exist in the registry {}: push it, or fix `images.{name}` in the configuration",
             image.repository,
-            r.host
+            host
         );
     }
     Ok(ExternalCheck {
         name: name.to_string(),
         reference: format!("{}:{tag}", image.repository),
-        found_in: r.host,
+        found_in: host,
     })
 }
 

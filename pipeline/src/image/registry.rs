@@ -438,33 +438,6 @@ fn split_params(s: &str) -> Vec<String> {
     out
 }
 
-/// An image reference split into registry host, repository path and tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    pub host: String,
-    pub path: String,
-    pub tag: String,
-}
-
-impl ImageRef {
-    /// Splits `repository` (with a registry host) and `tag`; Docker Hub names get `library/`.
-    pub fn parse(repository: &str, tag: &str) -> Self {
-        let (host, path) = repository
-            .split_once('/')
-            .unwrap_or(("docker.io", repository));
-        let path = if host == "docker.io" && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path.to_string()
-        };
-        Self {
-            host: host.to_string(),
-            path,
-            tag: tag.to_string(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,26 +514,6 @@ mod tests {
         assert_eq!(
             err,
             format!("the registry {host} refused access to a/b:v1 (401 Unauthorized) with the credentials of user \"AWS\"")
-        );
-    }
-
-    #[test]
-    fn references_split() {
-        assert_eq!(
-            ImageRef::parse("ghcr.io/org/ml", "v1"),
-            ImageRef {
-                host: "ghcr.io".into(),
-                path: "org/ml".into(),
-                tag: "v1".into()
-            }
-        );
-        assert_eq!(
-            ImageRef::parse("docker.io/redis", "7").path,
-            "library/redis"
-        );
-        assert_eq!(
-            ImageRef::parse("127.0.0.1:5000/x/y", "t").host,
-            "127.0.0.1:5000"
         );
     }
 }

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::image_ref::ImageRef;
 use super::secrets::secret_reason;
 use super::*;
 use crate::dockerrun::{Dockerrun, DEPENDS_ON_CONDITIONS};
+use crate::image::reference::ImageRef;
 
 /// Lints a Dockerrun model read from `file`; `text` (the template or the rendered file) is used
 /// to find line numbers.

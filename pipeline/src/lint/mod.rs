@@ -9,7 +9,6 @@ use serde::Serialize;
 
 mod dockerrun;
 mod ebext;
-pub mod image_ref;
 mod memory;
 #[cfg(test)]
 mod rule_tests;

@@ -216,39 +216,35 @@ mod tests {
 
     #[test]
     fn names_and_values() {
-        assert_eq!(
-            secret_reason("DJANGO_SECRET_KEY", "x").unwrap(),
-            "its name contains SECRET"
-        );
-        assert_eq!(
-            secret_reason("POSTGRES_PASSWORD", "x").unwrap(),
-            "its name ends with PASSWORD"
-        );
-        assert_eq!(
-            secret_reason("AWS_ACCESS_KEY_ID", "x").unwrap(),
-            "its name ends with _KEY"
-        );
-        assert_eq!(
-            secret_reason("GITHUB_TOKEN", "x").unwrap(),
-            "its name contains TOKEN"
-        );
-        assert_eq!(
-            secret_reason("SENTRY_DSN", "https://k@o.example/1").unwrap(),
-            "it is a DSN"
-        );
-        assert_eq!(
-            secret_reason("DATABASE_URL", "postgres://u:p@db:5432/x").unwrap(),
-            "its value is a URL with a password"
-        );
-        assert_eq!(secret_reason("POSTGRES_PASSWORD", ""), None);
-        assert_eq!(
-            secret_reason("REDIS_URL", "rediss://cache:6379/0?ssl_cert_reqs=none"),
-            None
-        );
-        assert_eq!(secret_reason("USE_DOCKER", "yes"), None);
-        assert_eq!(
-            secret_reason("DJANGO_SETTINGS_MODULE", "config.settings.production"),
-            None
-        );
+        for (name, value, reason) in [
+            ("DJANGO_SECRET_KEY", "x", Some("its name contains SECRET")),
+            (
+                "POSTGRES_PASSWORD",
+                "x",
+                Some("its name ends with PASSWORD"),
+            ),
+            ("AWS_ACCESS_KEY_ID", "x", Some("its name ends with _KEY")),
+            ("GITHUB_TOKEN", "x", Some("its name contains TOKEN")),
+            ("SENTRY_DSN", "https://k@o.example/1", Some("it is a DSN")),
+            (
+                "DATABASE_URL",
+                "postgres://u:p@db:5432/x",
+                Some("its value is a URL with a password"),
+            ),
+            ("POSTGRES_PASSWORD", "", None),
+            (
+                "REDIS_URL",
+                "rediss://cache:6379/0?ssl_cert_reqs=none",
+                None,
+            ),
+            ("USE_DOCKER", "yes", None),
+            ("DJANGO_SETTINGS_MODULE", "config.settings.production", None),
+        ] {
+            assert_eq!(
+                secret_reason(name, value).as_deref(),
+                reason,
+                "{name}={value}"
+            );
+        }
     }
 }

@@ -163,7 +163,7 @@ async fn missing_images(session: &Session, version: &Version) -> Result<Vec<Stri
         if !seen.insert(image.to_string()) {
             continue;
         }
-        let Ok(r) = crate::lint::image_ref::ImageRef::parse(image) else {
+        let Ok(r) = crate::image::reference::ImageRef::parse(image) else {
             continue;
         };
         let ecr = r

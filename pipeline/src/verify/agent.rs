@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::{CheckSpec, Config, Where};
+use crate::config::{Config, Where};
 use crate::instance::{Arch, InstanceType};
 
 pub use checks::agent::{find_report, render_output, AgentChecks, REPORT_MARKER};
@@ -48,7 +48,7 @@ pub fn instance_checks(config: &Config, env_name: &str) -> Result<Option<AgentCh
     let checks: Vec<_> = env
         .checks
         .iter()
-        .filter(|c| c.place() == Where::Instance)
+        .filter(|c| c.place == Where::Instance)
         .cloned()
         .collect();
     if checks.is_empty() {
@@ -246,18 +246,8 @@ pub fn variable_names(list: &AgentChecks) -> Vec<String> {
     let mut names: Vec<String> = list
         .checks
         .iter()
-        .flat_map(|c| match c {
-            CheckSpec::Http { .. } => vec![],
-            CheckSpec::Redis { url_env, .. } | CheckSpec::Nats { url_env, .. } => {
-                vec![url_env.clone()]
-            }
-            CheckSpec::Celery { broker_url_env, .. } => vec![broker_url_env.clone()],
-            CheckSpec::Flower {
-                user_env,
-                password_env,
-                ..
-            } => vec![user_env.clone(), password_env.clone()],
-        })
+        .flat_map(|c| c.kind.variables())
+        .map(|(_, name)| name.to_string())
         .collect();
     names.sort();
     names.dedup();

@@ -8,7 +8,7 @@ mod stage;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::{CheckSpec, Config, Where};
+use crate::config::{CheckKind, Config, Where};
 
 pub use checks::*;
 pub use stage::{EnvironmentChecks, Verifier, VerifyTarget};
@@ -51,8 +51,8 @@ pub fn for_environment_at(
         .environment(env_name)?
         .checks
         .iter()
-        .filter(|spec| spec.place() != place)
-        .map(CheckSpec::kind)
+        .filter(|spec| spec.place != place)
+        .map(|spec| spec.kind.name())
         .collect();
     if !elsewhere.is_empty() {
         tracing::warn!(
@@ -79,12 +79,12 @@ pub fn for_environment_with(
         .checks
         .iter()
         .enumerate()
-        .filter(|(_, spec)| spec.place() == place)
+        .filter(|(_, spec)| spec.place == place)
         .map(|(i, spec)| {
             let mut check = Check::from_spec(spec, base, env).with_context(|| {
                 format!(
                     "environments.{env_name}.checks[{i}] ({}) in {}",
-                    spec.kind(),
+                    spec.kind.name(),
                     config.path.display()
                 )
             })?;
@@ -205,8 +205,8 @@ pub fn mask_config_secrets(
         .chain(environment.url.as_deref())
         .collect();
     for check in &environment.checks {
-        match check {
-            CheckSpec::Http { url, headers, .. } => {
+        match &check.kind {
+            CheckKind::Http { url, headers, .. } => {
                 urls.extend(url.as_deref());
                 for (name, value) in headers {
                     let lower = name.to_ascii_lowercase();
@@ -222,7 +222,7 @@ pub fn mask_config_secrets(
                     }
                 }
             }
-            CheckSpec::Flower { url, .. } => urls.extend(url.as_deref()),
+            CheckKind::Flower { url, .. } => urls.extend(url.as_deref()),
             _ => {}
         }
     }
@@ -242,8 +242,8 @@ fn secret_variables(config: &Config, env_name: &str) -> Vec<String> {
     environment
         .checks
         .iter()
-        .filter_map(|c| match c {
-            CheckSpec::Flower { password_env, .. } => Some(password_env.clone()),
+        .filter_map(|c| match &c.kind {
+            CheckKind::Flower { password_env, .. } => Some(password_env.clone()),
             _ => None,
         })
         .collect()

@@ -86,6 +86,23 @@ impl Step {
         self.last_instance_health = Some((color.into(), status.into()));
         self
     }
+    /// EB's events after a command failed on the (last) instance: the summary, the abort,
+    /// the failed deploy.
+    fn aborted(self) -> Self {
+        self.event("INFO", "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].")
+            .event("ERROR", "Unsuccessful command execution on instance id(s) '{instance}'. Aborting the operation.")
+            .event("ERROR", "Failed to deploy application.")
+    }
+}
+
+/// EB's revert after a command failed on all instances, at `ms`: the health warning, Ready, the
+/// previous version, health Red (Degraded).
+fn reverted(ms: u64) -> Step {
+    Step::at_ms(ms)
+        .event("WARN", "Environment health has transitioned from Ok to Degraded. Command failed on all instances. Incorrect application version found on all instances. Expected version \"{previous}\".")
+        .status("Ready")
+        .env_version(Which::Previous)
+        .health("Red", "Degraded")
 }
 
 /// A timeline of steps.
@@ -144,14 +161,8 @@ impl Script {
             Step::at_ms(ms / 3).event("INFO", "Deploying new version to instance(s)."),
             Step::at_ms(ms)
                 .event("ERROR", "[Instance: {instance}] Command failed on instance. Return code: 1 Output: (TRUNCATED)...failed to pull image. Hook /opt/elasticbeanstalk/hooks/appdeploy/enact/00run.sh failed. For more detail, check /var/log/eb-activity.log using console or EB CLI.")
-                .event("INFO", "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].")
-                .event("ERROR", "Unsuccessful command execution on instance id(s) '{instance}'. Aborting the operation.")
-                .event("ERROR", "Failed to deploy application."),
-            Step::at_ms(ms + 10)
-                .event("WARN", "Environment health has transitioned from Ok to Degraded. Command failed on all instances. Incorrect application version found on all instances. Expected version \"{previous}\".")
-                .status("Ready")
-                .env_version(Which::Previous)
-                .health("Red", "Degraded"),
+                .aborted(),
+            reverted(ms + 10),
         ])
     }
 
@@ -181,14 +192,8 @@ impl Script {
                 .last_instance_log("/var/log/eb-engine.log", &engine)
                 .event("ERROR", &format!("[Instance: {{instance}}] Command failed on instance. Return code: 1 Output: (TRUNCATED)...ommand [app-deploy] - [RunAppDeployPostDeployHooks]. Stop running the command. Error: Command {hook} failed with error exit status 1. Stderr: "))
                 .event("ERROR", "Instance deployment failed. For details, see 'eb-engine.log'.")
-                .event("INFO", "Command execution completed on all instances. Summary: [Successful: 0, Failed: 1].")
-                .event("ERROR", "Unsuccessful command execution on instance id(s) '{instance}'. Aborting the operation.")
-                .event("ERROR", "Failed to deploy application."),
-            Step::at_ms(ms + 10)
-                .event("WARN", "Environment health has transitioned from Ok to Degraded. Command failed on all instances. Incorrect application version found on all instances. Expected version \"{previous}\".")
-                .status("Ready")
-                .env_version(Which::Previous)
-                .health("Red", "Degraded"),
+                .aborted(),
+            reverted(ms + 10),
         ])
     }
 

@@ -1,5 +1,12 @@
 //! Parsing Docker image references: `[host[:port]/]path[:tag][@algo:hex]`.
 
+/// The registry host a repository name starts with, if any: Docker's rule, a first component
+/// with a `.` or a `:`, or `localhost` (`ghcr.io/org/ml`, `127.0.0.1:5000/x`; not `org/ml`).
+pub fn registry_of(repository: &str) -> Option<&str> {
+    let (first, _) = repository.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
+}
+
 /// The parts of an image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -52,13 +59,7 @@ impl ImageRef {
             }
         }
         let mut parts: Vec<&str> = path.split('/').collect();
-        let registry = if parts.len() > 1
-            && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost")
-        {
-            Some(parts.remove(0).to_string())
-        } else {
-            None
-        };
+        let registry = registry_of(path).map(|_| parts.remove(0).to_string());
         for p in &parts {
             let ok = !p.is_empty()
                 && p.chars()
@@ -75,6 +76,23 @@ impl ImageRef {
             tag: tag.map(str::to_string),
             digest,
         })
+    }
+}
+
+impl ImageRef {
+    /// The registry to ask for it: its host, or Docker Hub's.
+    pub fn registry_host(&self) -> &str {
+        self.registry.as_deref().unwrap_or("docker.io")
+    }
+
+    /// The repository's path on that registry's API: Docker Hub's official images live under
+    /// `library/` (`redis` is `library/redis`).
+    pub fn registry_path(&self) -> String {
+        if self.registry_host() == "docker.io" && !self.repository.contains('/') {
+            format!("library/{}", self.repository)
+        } else {
+            self.repository.clone()
+        }
     }
 }
 
@@ -97,6 +115,33 @@ mod tests {
         assert_eq!(r.tag, None);
         let d = format!("busybox@sha256:{}", "a".repeat(64));
         assert!(ImageRef::parse(&d).unwrap().digest.is_some());
+    }
+
+    #[test]
+    fn registry_host_and_path() {
+        let r = ImageRef::parse("ghcr.io/org/ml:v1").unwrap();
+        assert_eq!(
+            (r.registry_host(), r.registry_path()),
+            ("ghcr.io", "org/ml".into())
+        );
+        let r = ImageRef::parse("docker.io/redis:7").unwrap();
+        assert_eq!(
+            (r.registry_host(), r.registry_path()),
+            ("docker.io", "library/redis".into())
+        );
+        let r = ImageRef::parse("redis:7").unwrap();
+        assert_eq!(
+            (r.registry_host(), r.registry_path()),
+            ("docker.io", "library/redis".into())
+        );
+        let r = ImageRef::parse("127.0.0.1:5000/x/y:t").unwrap();
+        assert_eq!(
+            (r.registry_host(), r.registry_path()),
+            ("127.0.0.1:5000", "x/y".into())
+        );
+        assert_eq!(registry_of("localhost/a"), Some("localhost"));
+        assert_eq!(registry_of("org/ml"), None);
+        assert_eq!(registry_of("redis"), None);
     }
 
     #[test]
