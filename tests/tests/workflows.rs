@@ -4,14 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use integration::services;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
+use integration::{services, workspace_root as root};
 
 fn text(out: &Output) -> String {
     format!(
