@@ -4,9 +4,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use aws_sdk_elasticbeanstalk::error::ProvideErrorMetadata;
-use aws_sdk_elasticbeanstalk::types::{
-    EnvironmentHealthAttribute, InstancesHealthAttribute, S3Location,
+use aws_sdk_elasticbeanstalk::operation::update_environment::builders::UpdateEnvironmentFluentBuilder;
+use aws_sdk_elasticbeanstalk::operation::update_environment::{
+    UpdateEnvironmentError, UpdateEnvironmentOutput,
 };
+use aws_sdk_elasticbeanstalk::types::{
+    Deployment, EnvironmentHealthAttribute, EventDescription, InstancesHealthAttribute, S3Location,
+};
+use aws_sdk_elasticbeanstalk::Client;
 use integration::eb_emulator::{EbEmulator, Fault, Script, Step, ACTIONS};
 use integration::{aws, services};
 
@@ -28,6 +33,68 @@ fn zip_with(dockerrun: &str) -> Vec<u8> {
     z.write_all(dockerrun.as_bytes()).unwrap();
     z.finish().unwrap();
     buf.into_inner()
+}
+
+/// Uploads `body` to `bucket` under `key`, as the deploy uploads a bundle.
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Where a version's source bundle lies in S3.
+fn bundle(bucket: &str, key: &str) -> S3Location {
+    S3Location::builder().s3_bucket(bucket).s3_key(key).build()
+}
+
+/// UpdateEnvironment of `env` to `version`, which the emulator accepts.
+async fn deploy(eb: &Client, env: &str, version: &str) -> UpdateEnvironmentOutput {
+    update(eb, env, version).send().await.unwrap()
+}
+
+/// UpdateEnvironment of `env` to `version`, which the emulator refuses.
+async fn update_refused(eb: &Client, env: &str, version: &str) -> UpdateEnvironmentError {
+    update(eb, env, version)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error()
+}
+
+fn update(eb: &Client, env: &str, version: &str) -> UpdateEnvironmentFluentBuilder {
+    eb.update_environment()
+        .environment_name(env)
+        .version_label(version)
+}
+
+/// Every event of `env`, newest first.
+async fn events(eb: &Client, env: &str) -> Vec<EventDescription> {
+    let out = eb
+        .describe_events()
+        .environment_name(env)
+        .send()
+        .await
+        .unwrap();
+    out.events().to_vec()
+}
+
+/// The deployment each instance of `env` reports (asked for with the `Deployment` attribute).
+async fn deployments(eb: &Client, env: &str) -> Vec<Deployment> {
+    let out = eb
+        .describe_instances_health()
+        .environment_name(env)
+        .attribute_names(InstancesHealthAttribute::Deployment)
+        .send()
+        .await
+        .unwrap();
+    out.instance_health_list()
+        .iter()
+        .map(|i| i.deployment().unwrap().clone())
+        .collect()
 }
 
 async fn setup() -> (EbEmulator, aws_sdk_s3::Client, String) {
@@ -56,22 +123,9 @@ async fn describes_environments_and_rejects_updates_unless_ready() {
     assert_eq!(env.health().unwrap().as_str(), "Green");
 
     emu.script_next_deploy("env-a", Script::success(Duration::from_millis(300)));
-    let up = eb
-        .update_environment()
-        .environment_name("env-a")
-        .version_label("v1")
-        .send()
-        .await
-        .unwrap();
+    let up = deploy(&eb, "env-a", "v1").await;
     assert_eq!(up.status().unwrap().as_str(), "Updating");
-    let err = eb
-        .update_environment()
-        .environment_name("env-a")
-        .version_label("v1")
-        .send()
-        .await
-        .unwrap_err();
-    let err = err.into_service_error();
+    let err = update_refused(&eb, "env-a", "v1").await;
     assert_eq!(err.code(), Some("InvalidParameterValue"));
     assert_eq!(
         err.message(),
@@ -81,13 +135,8 @@ async fn describes_environments_and_rejects_updates_unless_ready() {
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].param("VersionLabel"), Some("v1"));
 
-    let events = eb
-        .describe_events()
-        .environment_name("env-a")
-        .send()
-        .await
-        .unwrap();
-    let first = events.events().last().unwrap();
+    let events = events(&eb, "env-a").await;
+    let first = events.last().unwrap();
     assert_eq!(first.message(), Some("Environment update is starting."));
     let rid = first.request_id().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -102,17 +151,10 @@ async fn describes_environments_and_rejects_updates_unless_ready() {
         events.events()[0].message(),
         Some("Environment update completed successfully.")
     );
-    let h = eb
-        .describe_instances_health()
-        .environment_name("env-a")
-        .attribute_names(InstancesHealthAttribute::Deployment)
-        .send()
+    assert!(deployments(&eb, "env-a")
         .await
-        .unwrap();
-    assert!(h
-        .instance_health_list()
         .iter()
-        .all(|i| i.deployment().unwrap().version_label() == Some("v1")));
+        .all(|d| d.version_label() == Some("v1")));
 }
 
 #[tokio::test]
@@ -144,13 +186,7 @@ async fn processing_checks_the_bundle_from_s3() {
     let bad = zip_with(r#"{"AWSEBDockerrunVersion": "1", "containerDefinitions": []}"#);
     emu.add_application("app");
     for (key, body) in [("app/good.zip", good), ("app/bad.zip", bad)] {
-        s3.put_object()
-            .bucket(&bucket)
-            .key(key)
-            .body(body.into())
-            .send()
-            .await
-            .unwrap();
+        put(&s3, &bucket, key, body).await;
     }
     let eb = eb(&emu);
     for label in ["good", "bad"] {
@@ -159,12 +195,7 @@ async fn processing_checks_the_bundle_from_s3() {
             .application_name("app")
             .version_label(label)
             .process(true)
-            .source_bundle(
-                S3Location::builder()
-                    .s3_bucket(&bucket)
-                    .s3_key(format!("app/{label}.zip"))
-                    .build(),
-            )
+            .source_bundle(bundle(&bucket, &format!("app/{label}.zip")))
             .send()
             .await
             .unwrap();
@@ -211,12 +242,7 @@ async fn processing_checks_the_bundle_from_s3() {
         .create_application_version()
         .application_name("app")
         .version_label("good")
-        .source_bundle(
-            S3Location::builder()
-                .s3_bucket(&bucket)
-                .s3_key("app/good.zip")
-                .build(),
-        )
+        .source_bundle(bundle(&bucket, "app/good.zip"))
         .send()
         .await
         .unwrap_err()
@@ -564,14 +590,7 @@ async fn a_failed_version_cannot_be_deployed() {
     let (emu, _, _) = setup().await;
     emu.add_environment("app", "env-f", Some("v0"), 1);
     emu.add_version("app", "bad", "b", "k", "FAILED");
-    let err = eb(&emu)
-        .update_environment()
-        .environment_name("env-f")
-        .version_label("bad")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = update_refused(&eb(&emu), "env-f", "bad").await;
     assert_eq!(err.code(), Some("InvalidParameterValue"));
     assert!(err.message().unwrap().contains("'bad' failed processing"));
     assert_eq!(emu.environment("env-f").status, "Ready");
@@ -584,20 +603,9 @@ async fn events_page_with_max_records_next_token_and_end_time() {
     emu.add_version("app", "v1", "b", "k", "PROCESSED");
     let eb = eb(&emu);
     emu.script_next_deploy("env-p", Script::success(Duration::from_millis(90)));
-    eb.update_environment()
-        .environment_name("env-p")
-        .version_label("v1")
-        .send()
-        .await
-        .unwrap();
+    deploy(&eb, "env-p", "v1").await;
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let all = eb
-        .describe_events()
-        .environment_name("env-p")
-        .send()
-        .await
-        .unwrap();
-    let all: Vec<_> = all.events().to_vec();
+    let all = events(&eb, "env-p").await;
     assert_eq!(all.len(), 5, "{all:?}");
     // Two by two, newest first, until no token is left.
     let mut paged = vec![];
@@ -660,22 +668,12 @@ async fn late_events_are_dated_before_events_already_seen() {
         ]),
     );
     let eb = eb(&emu);
-    eb.update_environment()
-        .environment_name("env-l")
-        .version_label("v1")
-        .send()
-        .await
-        .unwrap();
+    deploy(&eb, "env-l", "v1").await;
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let first = eb
-        .describe_events()
-        .environment_name("env-l")
-        .send()
-        .await
-        .unwrap();
-    let newest = *first.events()[0].event_date().unwrap();
+    let first = events(&eb, "env-l").await;
+    let newest = *first[0].event_date().unwrap();
     assert_eq!(
-        first.events()[0].message(),
+        first[0].message(),
         Some("Deploying new version to instance(s).")
     );
     tokio::time::sleep(Duration::from_millis(120)).await;
@@ -692,14 +690,8 @@ async fn late_events_are_dated_before_events_already_seen() {
         .iter()
         .all(|e| !e.message().unwrap().contains("Command failed")));
     // ...though it is there, dated before the event already seen, and names the instance.
-    let all = eb
-        .describe_events()
-        .environment_name("env-l")
-        .send()
-        .await
-        .unwrap();
+    let all = events(&eb, "env-l").await;
     let late = all
-        .events()
         .iter()
         .find(|e| e.message().unwrap().contains("Command failed"))
         .unwrap();
@@ -786,22 +778,9 @@ async fn deployment_ids_count_the_environments_deployments() {
     emu.add_version("app", "v1", "b", "k", "PROCESSED");
     emu.script_next_deploy("env-n", Script::success(Duration::from_millis(30)));
     let eb = eb(&emu);
-    eb.update_environment()
-        .environment_name("env-n")
-        .version_label("v1")
-        .send()
-        .await
-        .unwrap();
+    deploy(&eb, "env-n", "v1").await;
     tokio::time::sleep(Duration::from_millis(60)).await;
-    let h = eb
-        .describe_instances_health()
-        .environment_name("env-n")
-        .attribute_names(InstancesHealthAttribute::Deployment)
-        .send()
-        .await
-        .unwrap();
-    for i in h.instance_health_list() {
-        let d = i.deployment().unwrap();
+    for d in deployments(&eb, "env-n").await {
         assert_eq!(
             (d.version_label(), d.deployment_id()),
             (Some("v1"), Some(2))
@@ -813,24 +792,19 @@ async fn deployment_ids_count_the_environments_deployments() {
 async fn a_version_can_fail_processing_with_no_reason() {
     let (emu, s3, bucket) = setup().await;
     emu.add_application("app");
-    s3.put_object()
-        .bucket(&bucket)
-        .key("app/good.zip")
-        .body(zip_with(integration::deploy_world::GOOD_DOCKERRUN).into())
-        .send()
-        .await
-        .unwrap();
+    put(
+        &s3,
+        &bucket,
+        "app/good.zip",
+        zip_with(integration::deploy_world::GOOD_DOCKERRUN),
+    )
+    .await;
     emu.fail_next_processing_silently(1);
     let eb = eb(&emu);
     eb.create_application_version()
         .application_name("app")
         .version_label("v1")
-        .source_bundle(
-            S3Location::builder()
-                .s3_bucket(&bucket)
-                .s3_key("app/good.zip")
-                .build(),
-        )
+        .source_bundle(bundle(&bucket, "app/good.zip"))
         .process(true)
         .send()
         .await
@@ -854,22 +828,11 @@ async fn events_are_dated_when_they_happen_not_when_someone_looks() {
     emu.script_next_deploy("env-t", Script::success(Duration::from_millis(60)));
     let eb = eb(&emu);
     let start = std::time::SystemTime::now();
-    eb.update_environment()
-        .environment_name("env-t")
-        .version_label("v1")
-        .send()
-        .await
-        .unwrap();
+    deploy(&eb, "env-t", "v1").await;
     // Nobody looks for 400 ms; the deploy ended at 60 ms.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let out = eb
-        .describe_events()
-        .environment_name("env-t")
-        .send()
-        .await
-        .unwrap();
+    let out = events(&eb, "env-t").await;
     let done = out
-        .events()
         .iter()
         .find(|e| e.message() == Some("Environment update completed successfully."))
         .unwrap();
