@@ -13,7 +13,7 @@ use pipeline::release::Release;
 use pipeline::verify::{Verifier, VerifyTarget};
 
 use crate::deploy_tree::DeployToml;
-use crate::eb_emulator::EbEmulator;
+use crate::eb_emulator::{EbEmulator, Script};
 use crate::{aws, services};
 
 /// A valid multi-container `Dockerrun.aws.json`.
@@ -192,6 +192,33 @@ impl World {
         pipeline::deploy::run(req, &self.clients, verifier)
             .await
             .expect("the pipeline returned an error instead of a report")
+    }
+
+    /// Runs the pipeline with `s` and no verifier.
+    pub async fn deploy(&self, s: &Settings) -> RunReport {
+        self.run(&self.request(s), None).await
+    }
+
+    /// Scripts how the next deploy to this world's environment unfolds.
+    pub fn script_deploy(&self, script: Script) {
+        self.emu.script_next_deploy(&self.environment, script);
+    }
+
+    /// Runs `req` and drops the run's future (Ctrl-C) once it polls events, that is while it
+    /// waits for the deploy; panics if the run ends before.
+    pub async fn interrupt_while_waiting(&self, req: &RunRequest) {
+        let run = self.run(req, None);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                _ = &mut run => panic!("the first run should still be waiting"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {
+                    if !self.emu.calls_of("DescribeEvents").is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// The `xtask` binary with this world's `deploy.toml`, pointed at moto and the emulator

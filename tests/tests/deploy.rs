@@ -20,6 +20,14 @@ fn verdict(r: &RunReport) -> DeployVerdict {
     r.deploy.as_ref().expect("no deploy outcome").verdict
 }
 
+/// Settings with rollback off, so the deploy's own verdict ends the run.
+fn no_rollback() -> Settings {
+    Settings {
+        rollback: false,
+        ..Settings::default()
+    }
+}
+
 fn deploy_message(r: &RunReport) -> &str {
     &r.deploy.as_ref().expect("no deploy outcome").message
 }
@@ -28,7 +36,7 @@ fn deploy_message(r: &RunReport) -> &str {
 async fn success_uploads_creates_deploys_and_reports() {
     let w = World::new().await;
     let label = w.label();
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert!(r.ok, "{}", r.table());
     assert_eq!(verdict(&r), DeployVerdict::Succeeded);
     assert_eq!(
@@ -87,8 +95,7 @@ async fn success_after_slow_polls() {
     // Time compressed 20x here (so that the client's own time per call, slow when every test
     // runs at once, stays small next to the intervals): 12 s is a 4-minute deploy; quiet
     // polls 200-225 ms apart, finishing polls 100 ms.
-    w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_secs(12)));
+    w.script_deploy(Script::success(Duration::from_secs(12)));
     let s = Settings {
         deploy: "30s",
         ..Settings::default()
@@ -165,25 +172,18 @@ async fn a_late_failure_event_dated_before_the_newest_is_caught() {
     let w = World::new().await;
     let label = w.label();
     let failed = "[Instance: {instance}] Command failed on instance. Return code: 1 Output: container django exited.";
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::new(vec![
-            Step::at_ms(20).event("INFO", "Deploying new version to instance(s)."),
-            Step::at_ms(100).event("INFO", "Instance deployment completed successfully."),
-            // Recorded late: dated 50 ms in, listed only at 200 ms.
-            Step::at_ms(200).late_event("ERROR", failed, Duration::from_millis(150)),
-            Step::at_ms(400)
-                .event("ERROR", "Failed to deploy application.")
-                .status("Ready")
-                .env_version(Which::Previous)
-                .health("Red", "Degraded"),
-        ]),
-    );
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    w.script_deploy(Script::new(vec![
+        Step::at_ms(20).event("INFO", "Deploying new version to instance(s)."),
+        Step::at_ms(100).event("INFO", "Instance deployment completed successfully."),
+        // Recorded late: dated 50 ms in, listed only at 200 ms.
+        Step::at_ms(200).late_event("ERROR", failed, Duration::from_millis(150)),
+        Step::at_ms(400)
+            .event("ERROR", "Failed to deploy application.")
+            .status("Ready")
+            .env_version(Which::Previous)
+            .health("Red", "Degraded"),
+    ]));
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let instance = w.emu.environment(&w.environment).instances[1].id.clone();
     assert_eq!(
@@ -199,15 +199,8 @@ async fn a_late_failure_event_dated_before_the_newest_is_caught() {
 #[tokio::test]
 async fn ebs_command_failure_sequence_fails_with_the_instances_error() {
     let w = World::new().await;
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::command_failure(Duration::from_millis(200)),
-    );
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    w.script_deploy(Script::command_failure(Duration::from_millis(200)));
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     assert!(
@@ -221,15 +214,11 @@ async fn ebs_command_failure_sequence_fails_with_the_instances_error() {
 async fn completion_reported_after_an_instance_failed_is_a_failure() {
     let w = World::new().await;
     let label = w.label();
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::completed_after_instance_failure(Duration::from_millis(150), 2),
-    );
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    w.script_deploy(Script::completed_after_instance_failure(
+        Duration::from_millis(150),
+        2,
+    ));
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     let bad = w.emu.environment(&w.environment).instances[1].id.clone();
@@ -268,19 +257,13 @@ async fn each_failure_event_ends_the_wait_with_its_text() {
         let label = w.label();
         // WARN on purpose: the text alone must be enough. The environment would stay Updating
         // for 10 s: the verdict must come from the event, at once.
-        w.emu.script_next_deploy(
-            &w.environment,
-            Script::new(vec![
-                Step::at_ms(40).event("WARN", text),
-                Step::at_ms(10_000).status("Ready"),
-            ]),
-        );
-        let s = Settings {
-            rollback: false,
-            ..Settings::default()
-        };
+        w.script_deploy(Script::new(vec![
+            Step::at_ms(40).event("WARN", text),
+            Step::at_ms(10_000).status("Ready"),
+        ]));
+        let s = no_rollback();
         let started = std::time::Instant::now();
-        let r = w.run(&w.request(&s), None).await;
+        let r = w.deploy(&s).await;
         assert!(
             started.elapsed() < Duration::from_secs(6),
             "{text}: took {:?}",
@@ -308,20 +291,13 @@ async fn each_failure_event_ends_the_wait_with_its_text() {
 async fn red_health_after_completed_is_a_failure() {
     let w = World::new().await;
     let label = w.label();
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::new(vec![Step::at_ms(60)
-            .event("INFO", "Environment update completed successfully.")
-            .status("Ready")
-            .instances(usize::MAX, Which::Deployed)
-            .health("Red", "Severe")
-            .causes(&["100.0 % of the requests are failing with HTTP 5xx."])]),
-    );
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    w.script_deploy(Script::new(vec![Step::at_ms(60)
+        .event("INFO", "Environment update completed successfully.")
+        .status("Ready")
+        .instances(usize::MAX, Which::Deployed)
+        .health("Red", "Severe")
+        .causes(&["100.0 % of the requests are failing with HTTP 5xx."])]));
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
@@ -348,17 +324,13 @@ async fn an_environment_settling_at_info_is_healthy_by_default() {
             ])])
     };
     let w = World::new().await;
-    w.emu.script_next_deploy(&w.environment, script());
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    w.script_deploy(script());
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
 
     let w = World::new().await;
-    w.emu.script_next_deploy(&w.environment, script());
-    let mut req = w.request(&s);
+    w.script_deploy(script());
+    let mut req = w.request(&no_rollback());
     req.config
         .environments
         .get_mut("staging")
@@ -377,8 +349,7 @@ async fn an_environment_settling_at_info_is_healthy_by_default() {
 async fn wrong_version_on_some_instances_is_a_failure() {
     let w = World::new().await;
     let label = w.label();
-    w.emu.script_next_deploy(
-        &w.environment,
+    w.script_deploy(
         Script::new(vec![Step::at_ms(60)
             .event("INFO", "Environment update completed successfully.")
             .status("Ready")
@@ -386,11 +357,7 @@ async fn wrong_version_on_some_instances_is_a_failure() {
             .instances(1, Which::Deployed)
             .causes(&["Incorrect application version found on 1 out of 2 instances. Expected version \"{version}\" (deployment 3)."])]),
     );
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     let m = deploy_message(&r);
     assert!(
@@ -412,15 +379,12 @@ async fn wrong_version_on_some_instances_is_a_failure() {
 async fn stuck_updating_past_the_deadline_says_how_to_look() {
     let w = World::new().await;
     let label = w.label();
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::new(vec![Step::at_ms(60_000).status("Ready")]),
-    );
+    w.script_deploy(Script::new(vec![Step::at_ms(60_000).status("Ready")]));
     let s = Settings {
         deploy: "400ms",
         ..Settings::default()
     };
-    let r = w.run(&w.request(&s), None).await;
+    let r = w.deploy(&s).await;
     assert_eq!(verdict(&r), DeployVerdict::TimedOut, "{}", r.table());
     let rid = r.deploy.as_ref().unwrap().request_id.clone().unwrap();
     let m = deploy_message(&r);
@@ -446,7 +410,7 @@ async fn not_ready_waits_for_the_lock_then_deploys() {
         "v-other",
         Script::success(Duration::from_millis(300)),
     );
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     assert!(deploy_message(&r).starts_with(&format!("{label} runs on {}", w.environment)));
     // Ours went out once, after the other deploy ended, and EB never refused it.
@@ -473,7 +437,7 @@ async fn not_ready_past_the_lock_wait_fails_without_touching_it() {
         lock_wait: "300ms",
         ..Settings::default()
     };
-    let r = w.run(&w.request(&s), None).await;
+    let r = w.deploy(&s).await;
     assert_eq!(verdict(&r), DeployVerdict::Locked, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
@@ -497,7 +461,7 @@ async fn throttling_bursts_are_retried() {
     w.emu.inject(Some("DescribeEvents"), Fault::Throttle, 6);
     w.emu
         .inject(Some("CreateApplicationVersion"), Fault::Throttle, 2);
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let throttled = w.emu.calls().iter().filter(|c| c.status == 400).count();
     assert_eq!(throttled, 14);
@@ -519,7 +483,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
     w.emu
         .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 2);
     w.emu.inject(Some("DescribeEvents"), Fault::Drop, 2);
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let calls = w.emu.calls();
     assert_eq!(calls.iter().filter(|c| c.status >= 500).count(), 5);
@@ -531,7 +495,7 @@ async fn persistent_server_errors_give_up_with_a_clear_message() {
     let w = World::new().await;
     w.emu
         .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 1000);
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert!(!r.ok);
     let out = &stage(&r, "deploy").output;
     assert_eq!(stage(&r, "deploy").outcome, Outcome::Failed);
@@ -554,7 +518,7 @@ async fn persistent_server_errors_give_up_with_a_clear_message() {
 async fn version_failed_on_processing_stops_before_deploy() {
     let w = World::with_dockerrun(r#"{"AWSEBDockerrunVersion": "1", "containerDefinitions": [{"name": "web", "image": "x", "memory": 256}]}"#).await;
     let label = w.label();
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert!(!r.ok);
     let v = stage(&r, "version");
     assert_eq!(v.outcome, Outcome::Failed);
@@ -573,7 +537,7 @@ async fn version_failed_with_no_reason_stops_and_says_where_to_look() {
     let w = World::new().await;
     let label = w.label();
     w.emu.fail_next_processing_silently(1);
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert!(!r.ok);
     let v = stage(&r, "version");
     assert_eq!(v.outcome, Outcome::Failed);
@@ -601,16 +565,12 @@ async fn version_failed_with_no_reason_stops_and_says_where_to_look() {
 async fn rollback_after_a_failed_deploy() {
     let w = World::new().await;
     let label = w.label();
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::failure(
-            Duration::from_millis(60),
-            "Instance deployment failed. For details, see 'eb-engine.log'.",
-        ),
-    );
-    w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(60)));
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    w.script_deploy(Script::failure(
+        Duration::from_millis(60),
+        "Instance deployment failed. For details, see 'eb-engine.log'.",
+    ));
+    w.script_deploy(Script::success(Duration::from_millis(60)));
+    let r = w.deploy(&Settings::default()).await;
     assert!(!r.ok);
     assert_eq!(verdict(&r), DeployVerdict::Failed);
     assert_eq!(
@@ -686,11 +646,11 @@ async fn never_rolls_back_to_an_unhealthy_version() {
         e.color = "Red".into();
         e.health_status = "Severe".into();
     });
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::failure(Duration::from_millis(40), "Failed to deploy application."),
-    );
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    w.script_deploy(Script::failure(
+        Duration::from_millis(40),
+        "Failed to deploy application.",
+    ));
+    let r = w.deploy(&Settings::default()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed);
     let rb = stage(&r, "rollback");
     assert_eq!(rb.outcome, Outcome::Skipped);
@@ -705,24 +665,10 @@ async fn never_rolls_back_to_an_unhealthy_version() {
 async fn interrupted_run_is_picked_up_without_a_second_deploy() {
     let w = World::new().await;
     let label = w.label();
-    w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(1500)));
+    w.script_deploy(Script::success(Duration::from_millis(1500)));
     let req = w.request(&Settings::default());
     // Ctrl-C while waiting for the deploy: the run's future is dropped once it polls events.
-    {
-        let first = w.run(&req, None);
-        tokio::pin!(first);
-        loop {
-            tokio::select! {
-                _ = &mut first => panic!("the first run should still be waiting"),
-                _ = tokio::time::sleep(Duration::from_millis(5)) => {
-                    if !w.emu.calls_of("DescribeEvents").is_empty() {
-                        break;
-                    }
-                }
-            }
-        }
-    }
+    w.interrupt_while_waiting(&req).await;
     assert_eq!(w.emu.environment(&w.environment).status, "Updating");
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
@@ -814,7 +760,7 @@ async fn existing_key_with_other_content_is_an_error() {
         .send()
         .await
         .unwrap();
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     let up = stage(&r, "upload");
     assert_eq!(up.outcome, Outcome::Failed);
     assert!(
@@ -844,7 +790,7 @@ async fn existing_label_pointing_elsewhere_is_an_error() {
         "elsewhere/other.zip",
         "PROCESSED",
     );
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     let v = stage(&r, "version");
     assert_eq!(v.outcome, Outcome::Failed);
     assert!(v.output.starts_with(&format!(
@@ -1263,16 +1209,10 @@ async fn without_a_url_verify_and_deploy_use_the_environment_cname() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_fails_with_the_event_text_and_status_1() {
     let w = World::new().await;
-    w.config(&Settings {
-        rollback: false,
-        ..Settings::default()
-    });
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::new(vec![
-            Step::at_ms(20).event("ERROR", "Failed to deploy application.")
-        ]),
-    );
+    w.config(&no_rollback());
+    w.script_deploy(Script::new(vec![
+        Step::at_ms(20).event("ERROR", "Failed to deploy application.")
+    ]));
     let bundle = w.bundle.display().to_string();
     let out = output(xtask_against(
         &w,
@@ -1361,18 +1301,11 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
     let w = World::new().await;
     let label = w.label();
     // EB quietly went back: Ready, the previous version, no failure event.
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::new(vec![Step::at_ms(60)
-            .status("Ready")
-            .env_version(Which::Previous)
-            .health("Green", "Ok")]),
-    );
-    let s = Settings {
-        rollback: false,
-        ..Settings::default()
-    };
-    let r = w.run(&w.request(&s), None).await;
+    w.script_deploy(Script::new(vec![Step::at_ms(60)
+        .status("Ready")
+        .env_version(Which::Previous)
+        .health("Green", "Ok")]));
+    let r = w.deploy(&no_rollback()).await;
     assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
     assert_eq!(
         deploy_message(&r),
@@ -1389,9 +1322,8 @@ async fn pacing_stays_under_ebs_own_throttle() {
     // EB's throttle (2 calls/s, burst 15, per account and action family), compressed like the
     // pipeline's pacing (1000x).
     w.emu.throttle_like_eb(1000.0);
-    w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(600)));
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    w.script_deploy(Script::success(Duration::from_millis(600)));
+    let r = w.deploy(&Settings::default()).await;
     assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let throttled = |calls: Vec<integration::eb_emulator::Call>| {
         calls.iter().filter(|c| c.status == 400).count()
@@ -1462,8 +1394,7 @@ async fn the_deploy_reuses_what_its_preflight_read() {
     // processing takes).
     async fn before_update(skip_preflight: bool) -> Vec<String> {
         let w = World::new().await;
-        w.emu
-            .script_next_deploy(&w.environment, Script::success(Duration::from_millis(200)));
+        w.script_deploy(Script::success(Duration::from_millis(200)));
         let mut req = w.request(&Settings::default());
         req.options.skip_preflight = skip_preflight;
         req.pacing.quick_interval = Duration::from_millis(50);
@@ -1526,25 +1457,12 @@ async fn the_deploy_reuses_what_its_preflight_read() {
 async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
     let w = World::new().await;
     let label = w.label();
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::failure(Duration::from_millis(300), "Failed to deploy application."),
-    );
+    w.script_deploy(Script::failure(
+        Duration::from_millis(300),
+        "Failed to deploy application.",
+    ));
     let req = w.request(&Settings::default());
-    {
-        let first = w.run(&req, None);
-        tokio::pin!(first);
-        loop {
-            tokio::select! {
-                _ = &mut first => panic!("the first run should still be waiting"),
-                _ = tokio::time::sleep(Duration::from_millis(5)) => {
-                    if !w.emu.calls_of("DescribeEvents").is_empty() {
-                        break;
-                    }
-                }
-            }
-        }
-    }
+    w.interrupt_while_waiting(&req).await;
     // The deploy fails while nobody watches; EB goes back to v0.
     tokio::time::sleep(Duration::from_millis(400)).await;
     w.emu.update_environment(&w.environment, |e| {
@@ -1569,7 +1487,7 @@ async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
         "v-other",
         Script::success(Duration::from_millis(200)),
     );
-    let r = w.run(&w.request(&Settings::default()), None).await;
+    let r = w.deploy(&Settings::default()).await;
     assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
     let updates = w.emu.calls_of("UpdateEnvironment");
     assert_eq!(updates.len(), 2);
@@ -1774,16 +1692,12 @@ async fn a_failed_postdeploy_hook_names_the_instance_check_and_rolls_back() {
     assert!(!report.passed(), "{}", report.render_table());
     let printed = pipeline::verify::agent::render_output(&list.environment, &report);
     let printed: Vec<String> = printed.lines().map(str::to_string).collect();
-    w.emu.script_next_deploy(
-        &w.environment,
-        Script::postdeploy_hook_failure(
-            Duration::from_millis(60),
-            pipeline::verify::agent::HOOK_ENTRY,
-            &printed,
-        ),
-    );
-    w.emu
-        .script_next_deploy(&w.environment, Script::success(Duration::from_millis(60)));
+    w.script_deploy(Script::postdeploy_hook_failure(
+        Duration::from_millis(60),
+        pipeline::verify::agent::HOOK_ENTRY,
+        &printed,
+    ));
+    w.script_deploy(Script::success(Duration::from_millis(60)));
     let instance = w.emu.environment(&w.environment).instances[1].id.clone();
 
     let (out, stderr) = ship(&w, &settings, &[]).await;
