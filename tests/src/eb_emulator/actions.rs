@@ -319,6 +319,17 @@ fn missing_env(name: &str) -> ApiError {
     )
 }
 
+/// The environment the health actions name in `EnvironmentName` (which they require).
+fn health_environment<'a>(s: &'a State, p: &Params) -> Result<&'a Environment, ApiError> {
+    let name = p.get("EnvironmentName").ok_or_else(|| {
+        sender(
+            "MissingParameter",
+            "The request must contain the parameter EnvironmentName",
+        )
+    })?;
+    s.environments.get(name).ok_or_else(|| missing_env(name))
+}
+
 /// `DescribeEnvironmentHealth`: the environment's name, plus only what `AttributeNames` asks
 /// for (nothing else without it).
 pub(crate) fn describe_environment_health(
@@ -326,16 +337,7 @@ pub(crate) fn describe_environment_health(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), ApiError> {
-    let name = p.get("EnvironmentName").cloned().ok_or_else(|| {
-        sender(
-            "MissingParameter",
-            "The request must contain the parameter EnvironmentName",
-        )
-    })?;
-    let e = s
-        .environments
-        .get(&name)
-        .ok_or_else(|| missing_env(&name))?;
+    let e = health_environment(s, p)?;
     let attrs = attributes(
         p,
         &[
@@ -393,16 +395,7 @@ pub(crate) fn describe_instances_health(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), ApiError> {
-    let name = p.get("EnvironmentName").cloned().ok_or_else(|| {
-        sender(
-            "MissingParameter",
-            "The request must contain the parameter EnvironmentName",
-        )
-    })?;
-    let e = s
-        .environments
-        .get(&name)
-        .ok_or_else(|| missing_env(&name))?;
+    let e = health_environment(s, p)?;
     let attrs = attributes(
         p,
         &[
