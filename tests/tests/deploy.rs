@@ -28,6 +28,11 @@ fn no_rollback() -> Settings {
     }
 }
 
+/// The deploy's verdict is `expected`; the message shows the run's table.
+fn assert_verdict(r: &RunReport, expected: DeployVerdict) {
+    assert_eq!(verdict(r), expected, "{}", r.table());
+}
+
 fn deploy_message(r: &RunReport) -> &str {
     &r.deploy.as_ref().expect("no deploy outcome").message
 }
@@ -38,7 +43,7 @@ async fn success_uploads_creates_deploys_and_reports() {
     let label = w.label();
     let r = w.deploy(&Settings::default()).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -103,7 +108,7 @@ async fn success_after_slow_polls() {
     let mut req = w.request(&s);
     req.pacing = Pacing::scaled(20.0);
     let r = w.run(&req, None).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert!(
         deploy_message(&r).contains(": Ready, health Green/Ok"),
         "{}",
@@ -184,7 +189,7 @@ async fn a_late_failure_event_dated_before_the_newest_is_caught() {
             .health("Red", "Degraded"),
     ]));
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     let instance = w.emu.environment(&w.environment).instances[1].id.clone();
     assert_eq!(
         deploy_message(&r),
@@ -201,7 +206,7 @@ async fn ebs_command_failure_sequence_fails_with_the_instances_error() {
     let w = World::new().await;
     w.script_deploy(Script::command_failure(Duration::from_millis(200)));
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     let m = deploy_message(&r);
     assert!(
         m.contains("Elastic Beanstalk reported \"[Instance: i-")
@@ -219,7 +224,7 @@ async fn completion_reported_after_an_instance_failed_is_a_failure() {
         2,
     ));
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     let m = deploy_message(&r);
     let bad = w.emu.environment(&w.environment).instances[1].id.clone();
     assert!(
@@ -298,7 +303,7 @@ async fn red_health_after_completed_is_a_failure() {
         .health("Red", "Severe")
         .causes(&["100.0 % of the requests are failing with HTTP 5xx."])]));
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -326,7 +331,7 @@ async fn an_environment_settling_at_info_is_healthy_by_default() {
     let w = World::new().await;
     w.script_deploy(script());
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
 
     let w = World::new().await;
     w.script_deploy(script());
@@ -337,7 +342,7 @@ async fn an_environment_settling_at_info_is_healthy_by_default() {
         .unwrap()
         .health_threshold = pipeline::config::HealthThreshold::Ok;
     let r = w.run(&req, None).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     assert!(
         deploy_message(&r).contains("health is Green/Info, below the threshold Ok"),
         "{}",
@@ -358,7 +363,7 @@ async fn wrong_version_on_some_instances_is_a_failure() {
             .causes(&["Incorrect application version found on 1 out of 2 instances. Expected version \"{version}\" (deployment 3)."])]),
     );
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     let m = deploy_message(&r);
     assert!(
         m.starts_with(&format!(
@@ -385,7 +390,7 @@ async fn stuck_updating_past_the_deadline_says_how_to_look() {
         ..Settings::default()
     };
     let r = w.deploy(&s).await;
-    assert_eq!(verdict(&r), DeployVerdict::TimedOut, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::TimedOut);
     let rid = r.deploy.as_ref().unwrap().request_id.clone().unwrap();
     let m = deploy_message(&r);
     assert!(m.starts_with(&format!("no verdict on the deploy of {label} to {} after 400ms (last seen: Updating Grey ({label}))", w.environment)), "{m}");
@@ -411,7 +416,7 @@ async fn not_ready_waits_for_the_lock_then_deploys() {
         Script::success(Duration::from_millis(300)),
     );
     let r = w.deploy(&Settings::default()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert!(deploy_message(&r).starts_with(&format!("{label} runs on {}", w.environment)));
     // Ours went out once, after the other deploy ended, and EB never refused it.
     let updates = w.emu.calls_of("UpdateEnvironment");
@@ -438,7 +443,7 @@ async fn not_ready_past_the_lock_wait_fails_without_touching_it() {
         ..Settings::default()
     };
     let r = w.deploy(&s).await;
-    assert_eq!(verdict(&r), DeployVerdict::Locked, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Locked);
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -462,7 +467,7 @@ async fn throttling_bursts_are_retried() {
     w.emu
         .inject(Some("CreateApplicationVersion"), Fault::Throttle, 2);
     let r = w.deploy(&Settings::default()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
     let throttled = w.emu.calls().iter().filter(|c| c.status == 400).count();
     assert_eq!(throttled, 14);
     // Throttled creates were retried; still one version.
@@ -484,7 +489,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
         .inject(Some("DescribeEnvironments"), Fault::ServerError(503), 2);
     w.emu.inject(Some("DescribeEvents"), Fault::Drop, 2);
     let r = w.deploy(&Settings::default()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
     let calls = w.emu.calls();
     assert_eq!(calls.iter().filter(|c| c.status >= 500).count(), 5);
     assert_eq!(calls.iter().filter(|c| c.status == 0).count(), 2);
@@ -572,7 +577,7 @@ async fn rollback_after_a_failed_deploy() {
     w.script_deploy(Script::success(Duration::from_millis(60)));
     let r = w.deploy(&Settings::default()).await;
     assert!(!r.ok);
-    assert_eq!(verdict(&r), DeployVerdict::Failed);
+    assert_verdict(&r, DeployVerdict::Failed);
     assert_eq!(
         deploy_message(&r),
         format!("the deploy of {label} to {} failed: Elastic Beanstalk reported \"Instance deployment failed. For details, see 'eb-engine.log'.\"", w.environment)
@@ -606,7 +611,7 @@ async fn rollback_after_a_failed_verify() {
     ));
     let r = w.run(&w.request(&Settings::default()), Some(&verify)).await;
     assert!(!r.ok);
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
+    assert_verdict(&r, DeployVerdict::Succeeded);
     let v = stage(&r, "verify");
     assert_eq!(v.outcome, Outcome::Failed);
     assert_eq!(
@@ -651,7 +656,7 @@ async fn never_rolls_back_to_an_unhealthy_version() {
         "Failed to deploy application.",
     ));
     let r = w.deploy(&Settings::default()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed);
+    assert_verdict(&r, DeployVerdict::Failed);
     let rb = stage(&r, "rollback");
     assert_eq!(rb.outcome, Outcome::Skipped);
     assert_eq!(
@@ -672,7 +677,7 @@ async fn interrupted_run_is_picked_up_without_a_second_deploy() {
     assert_eq!(w.emu.environment(&w.environment).status, "Updating");
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert!(r.deploy.as_ref().unwrap().resumed);
     assert_eq!(
         stage(&r, "deploy").output,
@@ -732,7 +737,7 @@ async fn second_run_makes_no_write_call() {
             stamp,
             "the S3 object was written again"
         );
-        assert_eq!(verdict(&second), DeployVerdict::AlreadyDeployed);
+        assert_verdict(&second, DeployVerdict::AlreadyDeployed);
         assert_eq!(
             deploy_message(&second),
             format!("{label} already runs on {} and is healthy (Green/Ok, 2/2 instances on {label}); nothing to do", w.environment)
@@ -854,7 +859,7 @@ async fn only_deploy_with_a_label() {
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
     assert_eq!(stage(&r, "upload").output, "not in --only");
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec!["v2".to_string()]);
     assert!(w.emu.calls_of("CreateApplicationVersion").is_empty());
 }
@@ -903,7 +908,7 @@ async fn whole_pipeline_from_the_repository_template() {
         w.emu.version("antenna", &label).unwrap().status,
         "PROCESSED"
     );
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert_eq!(w.deployed_labels(), vec![label.clone()]);
 
     // `--from upload` ships the bundle written above: same label, nothing uploaded again.
@@ -913,7 +918,7 @@ async fn whole_pipeline_from_the_repository_template() {
     assert!(r.ok, "{}", r.table());
     assert_eq!(r.label.as_deref(), Some(label.as_str()));
     assert_eq!(stage(&r, "bundle").output, "before the --from stage");
-    assert_eq!(verdict(&r), DeployVerdict::AlreadyDeployed);
+    assert_verdict(&r, DeployVerdict::AlreadyDeployed);
     assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
     // ... and refuses it for another release, whose label it would carry.
     again.release =
@@ -933,10 +938,13 @@ fn xtask_against(w: &World, args: &[&str]) -> std::process::Command {
     w.xtask(args)
 }
 
-async fn output(mut cmd: std::process::Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("cannot run xtask"))
+/// Runs `cmd` to its end; its output and its stderr as text.
+async fn output(mut cmd: std::process::Command) -> (std::process::Output, String) {
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("cannot run xtask"))
         .await
-        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1005,8 +1013,7 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
         integration::stand_in_agent(w.dir.path()),
     );
     let started = std::time::Instant::now();
-    let out = output(cmd).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = output(cmd).await;
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(60),
@@ -1073,8 +1080,7 @@ async fn a_dry_run_without_credentials_shows_every_stage() {
     );
     without_credentials(&mut cmd);
     cmd.env_remove("DEPLOY_ACCOUNT");
-    let out = output(cmd).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = output(cmd).await;
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.lines().any(|l| l.starts_with("render ")
@@ -1125,8 +1131,7 @@ async fn the_binary_reports_to_github_actions() {
         .env("GITHUB_OUTPUT", &outputs)
         .env("GITHUB_STEP_SUMMARY", &summary)
         .env_remove("GITHUB_TOKEN");
-    let out = output(cmd).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = output(cmd).await;
     assert!(out.status.success(), "{stderr}");
     assert!(out.stdout.is_empty(), "stdout is for --json only");
     for stage in ["upload", "version", "deploy", "verify"] {
@@ -1172,8 +1177,7 @@ async fn without_a_url_verify_and_deploy_use_the_environment_cname() {
         ..Settings::default()
     });
 
-    let out = output(xtask_against(&w, &["--json", "verify", "--env", "staging"])).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = output(xtask_against(&w, &["--json", "verify", "--env", "staging"])).await;
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
@@ -1198,8 +1202,7 @@ async fn without_a_url_verify_and_deploy_use_the_environment_cname() {
         .env("GITHUB_OUTPUT", &outputs)
         .env_remove("GITHUB_STEP_SUMMARY")
         .env_remove("GITHUB_TOKEN");
-    let out = output(cmd).await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, stderr) = output(cmd).await;
     assert!(out.status.success(), "{stderr}");
     let outputs = std::fs::read_to_string(&outputs).unwrap();
     assert!(outputs.contains(&format!("url=http://{host}")), "{outputs}");
@@ -1214,12 +1217,11 @@ async fn the_binary_fails_with_the_event_text_and_status_1() {
         Step::at_ms(20).event("ERROR", "Failed to deploy application.")
     ]));
     let bundle = w.bundle.display().to_string();
-    let out = output(xtask_against(
+    let (out, stderr) = output(xtask_against(
         &w,
         &["deploy", "--release", "v1.0.0", "--bundle", bundle.as_str()],
     ))
     .await;
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("failed: Elastic Beanstalk reported \"Failed to deploy application.\""),
@@ -1306,7 +1308,7 @@ async fn ready_on_another_version_without_an_event_is_a_failure() {
         .env_version(Which::Previous)
         .health("Green", "Ok")]));
     let r = w.deploy(&no_rollback()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Failed, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Failed);
     assert_eq!(
         deploy_message(&r),
         format!(
@@ -1324,7 +1326,7 @@ async fn pacing_stays_under_ebs_own_throttle() {
     w.emu.throttle_like_eb(1000.0);
     w.script_deploy(Script::success(Duration::from_millis(600)));
     let r = w.deploy(&Settings::default()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
     let throttled = |calls: Vec<integration::eb_emulator::Call>| {
         calls.iter().filter(|c| c.status == 400).count()
     };
@@ -1399,7 +1401,7 @@ async fn the_deploy_reuses_what_its_preflight_read() {
         req.options.skip_preflight = skip_preflight;
         req.pacing.quick_interval = Duration::from_millis(50);
         let r = w.run(&req, None).await;
-        assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+        assert_verdict(&r, DeployVerdict::Succeeded);
         let calls = w.emu.calls();
         let update = calls
             .iter()
@@ -1472,7 +1474,7 @@ async fn rerun_after_an_interrupted_deploy_that_failed_deploys_again() {
     });
     let r = w.run(&req, None).await;
     assert!(r.ok, "{}", r.table());
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded);
+    assert_verdict(&r, DeployVerdict::Succeeded);
     assert!(!r.deploy.as_ref().unwrap().resumed);
     assert_eq!(w.deployed_labels(), vec![label.clone(), label]);
     assert_eq!(w.emu.calls_of("CreateApplicationVersion").len(), 1);
@@ -1488,7 +1490,7 @@ async fn losing_the_race_to_another_deploy_waits_and_tries_again() {
         Script::success(Duration::from_millis(200)),
     );
     let r = w.deploy(&Settings::default()).await;
-    assert_eq!(verdict(&r), DeployVerdict::Succeeded, "{}", r.table());
+    assert_verdict(&r, DeployVerdict::Succeeded);
     let updates = w.emu.calls_of("UpdateEnvironment");
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].status, 400, "EB refused the first update");
@@ -1525,9 +1527,7 @@ async fn ship(w: &World, settings: &Settings, extra: &[&str]) -> (std::process::
     w.config(settings);
     let args = ship_args(w, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = output(xtask_against(w, &args)).await;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out, stderr)
+    output(xtask_against(w, &args)).await
 }
 
 /// The summary line of `stage` in `stderr` contains every one of `texts`.
@@ -1740,12 +1740,8 @@ async fn a_failed_postdeploy_hook_names_the_instance_check_and_rolls_back() {
     );
 
     // `logs` shows the hook's log of that instance, masked too.
-    let logs = output(w.xtask(&["logs", "--env", "staging"])).await;
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&logs.stdout),
-        String::from_utf8_lossy(&logs.stderr)
-    );
+    let (logs, stderr) = output(w.xtask(&["logs", "--env", "staging"])).await;
+    let all = format!("{}{stderr}", String::from_utf8_lossy(&logs.stdout));
     assert!(logs.status.success(), "{all}");
     assert!(
         all.contains(&format!("{instance} /var/log/eb-hooks.log")),
