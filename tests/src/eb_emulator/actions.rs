@@ -293,6 +293,15 @@ pub(crate) fn describe_events(s: &State, p: &Params, x: &mut Xml) -> Result<(), 
 }
 
 /// The `AttributeNames` asked for; `All` means every one of `all`.
+/// The attributes a health action was asked for.
+struct Asked(Vec<String>);
+
+impl Asked {
+    fn has(&self, attribute: &str) -> bool {
+        self.0.iter().any(|a| a == attribute)
+    }
+}
+
 fn attributes(p: &Params, all: &[&str]) -> Result<Vec<String>, ApiError> {
     let asked = members(p, "AttributeNames");
     for a in &asked {
@@ -319,15 +328,21 @@ fn missing_env(name: &str) -> ApiError {
     )
 }
 
-/// The environment the health actions name in `EnvironmentName` (which they require).
-fn health_environment<'a>(s: &'a State, p: &Params) -> Result<&'a Environment, ApiError> {
+/// What a health action reads: the environment it names in `EnvironmentName` (which it
+/// requires), then the attributes it asks for among `all`.
+fn health_request<'a>(
+    s: &'a State,
+    p: &Params,
+    all: &[&str],
+) -> Result<(&'a Environment, Asked), ApiError> {
     let name = p.get("EnvironmentName").ok_or_else(|| {
         sender(
             "MissingParameter",
             "The request must contain the parameter EnvironmentName",
         )
     })?;
-    s.environments.get(name).ok_or_else(|| missing_env(name))
+    let e = s.environments.get(name).ok_or_else(|| missing_env(name))?;
+    Ok((e, Asked(attributes(p, all)?)))
 }
 
 /// `DescribeEnvironmentHealth`: the environment's name, plus only what `AttributeNames` asks
@@ -337,8 +352,8 @@ pub(crate) fn describe_environment_health(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), ApiError> {
-    let e = health_environment(s, p)?;
-    let attrs = attributes(
+    let (e, asked) = health_request(
+        s,
         p,
         &[
             "Status",
@@ -350,29 +365,28 @@ pub(crate) fn describe_environment_health(
             "RefreshedAt",
         ],
     )?;
-    let has = |a: &str| attrs.iter().any(|x| x == a);
     x.leaf("EnvironmentName", &e.name);
-    if has("HealthStatus") {
+    if asked.has("HealthStatus") {
         x.leaf("HealthStatus", &e.health_status);
     }
-    if has("Status") {
+    if asked.has("Status") {
         x.leaf("Status", &e.status);
     }
-    if has("Color") {
+    if asked.has("Color") {
         x.leaf("Color", &e.color);
     }
-    if has("Causes") {
+    if asked.has("Causes") {
         x.open("Causes");
         for c in &e.causes {
             x.leaf("member", c);
         }
         x.close("Causes");
     }
-    if has("ApplicationMetrics") {
+    if asked.has("ApplicationMetrics") {
         x.open("ApplicationMetrics");
         x.close("ApplicationMetrics");
     }
-    if has("InstancesHealth") {
+    if asked.has("InstancesHealth") {
         let count = |c: &str| e.instances.iter().filter(|i| i.health_status == c).count();
         x.open("InstancesHealth");
         for st in [
@@ -382,7 +396,7 @@ pub(crate) fn describe_environment_health(
         }
         x.close("InstancesHealth");
     }
-    if has("RefreshedAt") {
+    if asked.has("RefreshedAt") {
         x.leaf("RefreshedAt", &fmt_time(SystemTime::now()));
     }
     Ok(())
@@ -395,8 +409,8 @@ pub(crate) fn describe_instances_health(
     p: &Params,
     x: &mut Xml,
 ) -> Result<(), ApiError> {
-    let e = health_environment(s, p)?;
-    let attrs = attributes(
+    let (e, asked) = health_request(
+        s,
         p,
         &[
             "HealthStatus",
@@ -411,25 +425,24 @@ pub(crate) fn describe_instances_health(
             "InstanceType",
         ],
     )?;
-    let has = |a: &str| attrs.iter().any(|x| x == a);
     x.open("InstanceHealthList");
     for i in &e.instances {
         x.open("member");
         x.leaf("InstanceId", &i.id);
-        if has("HealthStatus") {
+        if asked.has("HealthStatus") {
             x.leaf("HealthStatus", &i.health_status);
         }
-        if has("Color") {
+        if asked.has("Color") {
             x.leaf("Color", &i.color);
         }
-        if has("Causes") {
+        if asked.has("Causes") {
             x.open("Causes");
             x.close("Causes");
         }
-        if has("LaunchedAt") {
+        if asked.has("LaunchedAt") {
             x.leaf("LaunchedAt", &fmt_time(e.created));
         }
-        if has("Deployment") {
+        if asked.has("Deployment") {
             if let Some(v) = &i.version {
                 x.open("Deployment");
                 x.leaf("VersionLabel", v);
@@ -439,16 +452,16 @@ pub(crate) fn describe_instances_health(
                 x.close("Deployment");
             }
         }
-        if has("AvailabilityZone") {
+        if asked.has("AvailabilityZone") {
             x.leaf("AvailabilityZone", &format!("{REGION}a"));
         }
-        if has("InstanceType") {
+        if asked.has("InstanceType") {
             x.leaf("InstanceType", "t3.medium");
         }
         x.close("member");
     }
     x.close("InstanceHealthList");
-    if has("RefreshedAt") {
+    if asked.has("RefreshedAt") {
         x.leaf("RefreshedAt", &fmt_time(SystemTime::now()));
     }
     Ok(())
