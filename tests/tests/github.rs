@@ -256,6 +256,46 @@ impl Respond for Statuses {
     }
 }
 
+impl Statuses {
+    /// The deployment statuses posted so far.
+    fn posted(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Their states, in order.
+    fn states(&self) -> Vec<String> {
+        self.posted()
+            .iter()
+            .map(|v| v["state"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// The body of the first request GitHub received: the deployment it was asked to create.
+async fn created_deployment(server: &MockServer) -> Value {
+    server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap()
+}
+
+/// A deploy reporter of `release` to `environment` on the fake GitHub at `server`, linking
+/// the statuses to the workflow run.
+async fn reporter(
+    actions: Actions,
+    server: &MockServer,
+    release: &str,
+    environment: &str,
+) -> pipeline::deploy::reporter::DeployReporter {
+    pipeline::deploy::reporter::DeployReporter::with(
+        actions,
+        Some(client(server)),
+        release,
+        environment,
+        Some(RUN.into()),
+    )
+    .await
+}
+
 async fn fake_deployments(server: &MockServer) -> Statuses {
     let statuses = Statuses::default();
     Mock::given(method("POST"))
@@ -277,15 +317,24 @@ async fn fake_deployments(server: &MockServer) -> Statuses {
 
 const RUN: &str = "https://github.com/ami/antenna/actions/runs/99";
 
+/// A deployment of `release` to `environment` started on a fake GitHub at `server` that
+/// records its statuses.
+async fn started_deployment(
+    server: &MockServer,
+    release: &str,
+    environment: &str,
+) -> (DeploymentTracker, Statuses) {
+    let statuses = fake_deployments(server).await;
+    let d = DeploymentTracker::start(&client(server), release, environment, Some(RUN.into()))
+        .await
+        .unwrap();
+    (d, statuses)
+}
+
 #[tokio::test]
 async fn deployment_statuses_on_success() {
     let server = MockServer::start().await;
-    let statuses = fake_deployments(&server).await;
-    let gh = client(&server);
-
-    let d = DeploymentTracker::start(&gh, "v1.2.0", "staging", Some(RUN.into()))
-        .await
-        .unwrap();
+    let (d, statuses) = started_deployment(&server, "v1.2.0", "staging").await;
     assert_eq!(d.id, 42);
     d.succeeded(
         Some("https://staging.example.org"),
@@ -294,16 +343,13 @@ async fn deployment_statuses_on_success() {
     .await
     .unwrap();
 
-    let created: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let created = created_deployment(&server).await;
     assert_eq!(created["ref"], "v1.2.0");
     assert_eq!(created["environment"], "staging");
     assert_eq!(created["auto_merge"], false);
     assert_eq!(created["required_contexts"], json!([]));
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "success"]);
+    let s = statuses.posted();
+    assert_eq!(statuses.states(), ["in_progress", "success"]);
     assert_eq!(s[1]["environment_url"], "https://staging.example.org");
     assert_eq!(s[1]["log_url"], RUN);
     assert_eq!(s[1]["description"], "deployed v1.2.0-0123abcd");
@@ -312,23 +358,15 @@ async fn deployment_statuses_on_success() {
 #[tokio::test]
 async fn deployment_statuses_on_failure() {
     let server = MockServer::start().await;
-    let statuses = fake_deployments(&server).await;
-    let gh = client(&server);
-
-    let d = DeploymentTracker::start(&gh, "v1.2.1", "production", Some(RUN.into()))
-        .await
-        .unwrap();
+    let (d, statuses) = started_deployment(&server, "v1.2.1", "production").await;
     d.failed("deploy stage failed: Failed to deploy application.")
         .await
         .unwrap();
 
-    let created: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let created = created_deployment(&server).await;
     assert_eq!(created["production_environment"], true);
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "failure"]);
+    let s = statuses.posted();
+    assert_eq!(statuses.states(), ["in_progress", "failure"]);
     assert_eq!(s[1]["log_url"], RUN);
     assert!(s[1].get("environment_url").is_none(), "{}", s[1]);
     assert_eq!(
@@ -984,7 +1022,7 @@ impl Log {
 
 #[tokio::test]
 async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
-    use pipeline::deploy::reporter::{DeployOutputs, DeployReporter};
+    use pipeline::deploy::reporter::DeployOutputs;
     use pipeline::stages::Stage;
     let server = MockServer::start().await;
     let statuses = fake_deployments(&server).await;
@@ -992,14 +1030,7 @@ async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
     let output = files.path().join("output");
     let log = Log::default();
     let actions = Actions::new(true, Box::new(log.clone()), Some(output.clone()), None);
-    let r = DeployReporter::with(
-        actions,
-        Some(client(&server)),
-        "v1.2.0",
-        "staging",
-        Some(RUN.into()),
-    )
-    .await;
+    let r = reporter(actions, &server, "v1.2.0", "staging").await;
 
     r.mask("redis-password");
     {
@@ -1046,9 +1077,7 @@ async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
         "{out}"
     );
     assert!(out.ends_with("url=https://staging.example.org\n"), "{out}");
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(statuses.states(), ["in_progress", "success"]);
 }
 
 #[tokio::test]
@@ -1058,23 +1087,15 @@ async fn deploy_reporter_reports_failure_and_survives_github_errors() {
     let statuses = fake_deployments(&server).await;
     let log = Log::default();
     let actions = Actions::new(true, Box::new(log.clone()), None, None);
-    let r = DeployReporter::with(
-        actions,
-        Some(client(&server)),
-        "v1.2.1",
-        "production",
-        Some(RUN.into()),
-    )
-    .await;
+    let r = reporter(actions, &server, "v1.2.1", "production").await;
     r.failed(&anyhow::anyhow!("Failed to deploy application.").context("deploy stage failed"))
         .await;
     assert_eq!(
         log.text(),
         "::error title=deploy failed::deploy stage failed: Failed to deploy application.\n"
     );
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "failure"]);
+    let s = statuses.posted();
+    assert_eq!(statuses.states(), ["in_progress", "failure"]);
     assert_eq!(s[1]["log_url"], RUN);
 
     // GitHub refusing the deployment does not stop the deploy: the reporter goes on without it.
@@ -1223,7 +1244,6 @@ fn run_report(ok: bool) -> pipeline::deploy::RunReport {
 
 #[tokio::test]
 async fn deploy_reporter_finishes_a_run_report() {
-    use pipeline::deploy::reporter::DeployReporter;
     for ok in [true, false] {
         let server = MockServer::start().await;
         let statuses = fake_deployments(&server).await;
@@ -1236,14 +1256,7 @@ async fn deploy_reporter_finishes_a_run_report() {
             Some(output.clone()),
             Some(summary.clone()),
         );
-        let r = DeployReporter::with(
-            actions,
-            Some(client(&server)),
-            "v1.2.0",
-            "staging",
-            Some(RUN.into()),
-        )
-        .await;
+        let r = reporter(actions, &server, "v1.2.0", "staging").await;
         r.finish(&run_report(ok), Some("https://staging.example.org"))
             .await
             .unwrap();
@@ -1254,8 +1267,7 @@ async fn deploy_reporter_finishes_a_run_report() {
             "{summary}"
         );
         let out = std::fs::read_to_string(&output).unwrap();
-        let s = statuses.0.lock().unwrap().clone();
-        let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+        let (s, states) = (statuses.posted(), statuses.states());
         if ok {
             assert_eq!(log.text(), "");
             assert_eq!(
