@@ -122,6 +122,17 @@ fn resolve(f: &Fixture) -> (pipeline::config::Config, AwsEnvironment) {
     (config, env)
 }
 
+/// `env apply` as `req` asks, which must end with a deploy that succeeded.
+async fn apply_succeeds(config: &pipeline::config::Config, f: &Fixture, req: &ApplyRequest) {
+    let report = envprops::apply(config, &f.session, req).await.unwrap();
+    assert_eq!(
+        report.verdict,
+        Some(DeployVerdict::Succeeded),
+        "{}",
+        report.message
+    );
+}
+
 fn no_secret_in(text: &str) {
     for v in [SECRET_VALUE, CONSOLE_SECRET] {
         assert!(!text.contains(v), "a secret value leaked: {text}");
@@ -171,15 +182,7 @@ async fn diff_shows_each_kind_then_apply_makes_it_empty_and_a_second_apply_write
     no_secret_in(&d.table().render());
 
     let before = f.w.emu.write_calls().len();
-    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.verdict,
-        Some(DeployVerdict::Succeeded),
-        "{}",
-        report.message
-    );
+    apply_succeeds(&config, &f, &ApplyRequest::new(env.clone())).await;
     let updates = f.w.emu.calls_of("UpdateEnvironment");
     assert_eq!(f.w.emu.write_calls().len(), before + 1);
     let call = updates.last().unwrap();
@@ -238,13 +241,7 @@ async fn prune_removes_unmanaged_properties_only_with_confirmation() {
     assert!(err.contains("add --yes to confirm"), "{err}");
     assert!(f.w.emu.write_calls().is_empty());
     req.confirmed = true;
-    let report = envprops::apply(&config, &f.session, &req).await.unwrap();
-    assert_eq!(
-        report.verdict,
-        Some(DeployVerdict::Succeeded),
-        "{}",
-        report.message
-    );
+    apply_succeeds(&config, &f, &req).await;
     let plain = f.w.emu.options(&f.w.environment, ENVIRONMENT);
     assert!(!plain.contains_key("CONSOLE"));
     assert_eq!(plain["KEEP"], "1");
@@ -261,15 +258,7 @@ async fn apply_while_another_deploy_runs_waits_for_the_lock() {
         "v1",
         Script::success(Duration::from_millis(400)),
     );
-    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.verdict,
-        Some(DeployVerdict::Succeeded),
-        "{}",
-        report.message
-    );
+    apply_succeeds(&config, &f, &ApplyRequest::new(env)).await;
     let foreign_end = f.w.emu.finishes(&f.w.environment)[0];
     let update = f.w.emu.calls_of("UpdateEnvironment")[0].clone();
     assert!(

@@ -375,6 +375,24 @@ async fn deployment_statuses_on_failure() {
     );
 }
 
+/// A 403 that is no rate limit (requests remain), with GitHub's `message`.
+fn forbidden(message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(403)
+        .insert_header("x-ratelimit-remaining", "4999")
+        .set_body_json(json!({ "message": message }))
+}
+
+/// A fake GitHub whose every GET answers `response`, and is asked exactly `times` times.
+async fn every_get_answers(response: ResponseTemplate, times: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(response)
+        .expect(times)
+        .mount(&server)
+        .await;
+    server
+}
+
 #[tokio::test]
 async fn forbidden_says_which_permission_is_missing() {
     let server = MockServer::start().await;
@@ -385,11 +403,7 @@ async fn forbidden_says_which_permission_is_missing() {
         .await;
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/issues/7/comments"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "4999")
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
+        .respond_with(forbidden("Resource not accessible by integration"))
         .expect(1)
         .mount(&server)
         .await;
@@ -507,16 +521,11 @@ async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
     assert_eq!(found.map(|c| c.id), Some(5));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 
-    let refusing = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "4999")
-                .set_body_json(json!({"message": "API rate limit exceeded? no: Resource not accessible by integration"})),
-        )
-        .expect(1)
-        .mount(&refusing)
-        .await;
+    let refusing = every_get_answers(
+        forbidden("API rate limit exceeded? no: Resource not accessible by integration"),
+        1,
+    )
+    .await;
     let err = client(&refusing).find_comment(7, MARKER).await.unwrap_err();
     assert!(matches!(err, GitHubError::Forbidden { .. }), "{err:?}");
     assert!(
@@ -528,24 +537,19 @@ async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
 
 #[tokio::test]
 async fn rate_limit_reset_too_far_away_fails_at_once_with_the_wait() {
-    let server = MockServer::start().await;
     let reset = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "0")
-                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
-                .set_body_json(
-                    json!({"message": "API rate limit exceeded for installation ID 1."}),
-                ),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = every_get_answers(
+        ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+            .set_body_json(json!({"message": "API rate limit exceeded for installation ID 1."})),
+        1,
+    )
+    .await;
     let started = Instant::now();
     let err = client(&server).find_comment(7, MARKER).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -590,14 +594,11 @@ async fn server_errors_are_retried_then_reported() {
     assert_eq!(id, 9);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 
-    let down = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
-        )
-        .expect(3)
-        .mount(&down)
-        .await;
+    let down = every_get_answers(
+        ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
+        3,
+    )
+    .await;
     let err = client(&down).find_comment(7, MARKER).await.unwrap_err();
     assert_eq!(
         err.to_string(),
