@@ -93,6 +93,20 @@ async fn push_failure(config: Config, release: &str) -> String {
     failure(&req, Some(&moto().await)).await
 }
 
+/// Builds and pushes `release` at `commit` to moto's ECR.
+async fn push(
+    config: &Config,
+    release: &str,
+    commit: &str,
+    aws: &Aws,
+) -> anyhow::Result<image::ImageRun> {
+    image::run(
+        &request(config.clone(), Release::fixed(release, commit)),
+        Some(aws),
+    )
+    .await
+}
+
 fn request(config: Config, release: Release) -> ImageRequest {
     ImageRequest::new(config, release)
         .with_push(true)
@@ -151,12 +165,7 @@ async fn build_push_read_back_then_skip() {
     let cfg = config(dir.path(), &registry, &repo, "");
     let aws = moto().await;
 
-    let run = image::run(
-        &request(cfg.clone(), Release::fixed(&release, &commit)),
-        Some(&aws),
-    )
-    .await
-    .unwrap();
+    let run = push(&cfg, &release, &commit, &aws).await.unwrap();
     let reference = format!("{registry}/{repo}:{release}");
     let commit_ref = format!("{registry}/{repo}:{commit}");
     let report = &run.images[0];
@@ -303,12 +312,7 @@ async fn build_push_read_back_then_skip() {
         before >= 2,
         "the first push uploaded blobs ({before} logged)"
     );
-    let again = image::run(
-        &request(cfg.clone(), Release::fixed(&release, &commit)),
-        Some(&aws),
-    )
-    .await
-    .unwrap();
+    let again = push(&cfg, &release, &commit, &aws).await.unwrap();
     let report = &again.images[0];
     assert_eq!(report.outcome, Outcome::Skipped);
     assert_eq!(
@@ -320,13 +324,10 @@ async fn build_push_read_back_then_skip() {
 
     // Same release name, another commit: refused, naming both revisions.
     let other = random_commit();
-    let err = image::run(
-        &request(cfg.clone(), Release::fixed(&release, &other)),
-        Some(&aws),
-    )
-    .await
-    .unwrap_err();
-    let msg = format!("{err:#}");
+    let msg = format!(
+        "{:#}",
+        push(&cfg, &release, &other, &aws).await.unwrap_err()
+    );
     assert!(
         msg.starts_with(&format!(
             "the tag {release} already exists in ECR repository {repo} with revision {commit}"
@@ -354,9 +355,7 @@ async fn build_push_read_back_then_skip() {
         config["config"]["Labels"]["org.opencontainers.image.revision"],
         other.as_str()
     );
-    let again = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
-        .await
-        .unwrap();
+    let again = push(&cfg, &release, &other, &aws).await.unwrap();
     assert_eq!(again.images[0].outcome, Outcome::Skipped);
 }
 
