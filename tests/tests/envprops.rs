@@ -122,6 +122,17 @@ fn resolve(f: &Fixture) -> (pipeline::config::Config, AwsEnvironment) {
     (config, env)
 }
 
+/// `env apply` as `req` asks, which must end with a deploy that succeeded.
+async fn apply_succeeds(config: &pipeline::config::Config, f: &Fixture, req: &ApplyRequest) {
+    let report = envprops::apply(config, &f.session, req).await.unwrap();
+    assert_eq!(
+        report.verdict,
+        Some(DeployVerdict::Succeeded),
+        "{}",
+        report.message
+    );
+}
+
 fn no_secret_in(text: &str) {
     for v in [SECRET_VALUE, CONSOLE_SECRET] {
         assert!(!text.contains(v), "a secret value leaked: {text}");
@@ -171,15 +182,7 @@ async fn diff_shows_each_kind_then_apply_makes_it_empty_and_a_second_apply_write
     no_secret_in(&d.table().render());
 
     let before = f.w.emu.write_calls().len();
-    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.verdict,
-        Some(DeployVerdict::Succeeded),
-        "{}",
-        report.message
-    );
+    apply_succeeds(&config, &f, &ApplyRequest::new(env.clone())).await;
     let updates = f.w.emu.calls_of("UpdateEnvironment");
     assert_eq!(f.w.emu.write_calls().len(), before + 1);
     let call = updates.last().unwrap();
@@ -238,13 +241,7 @@ async fn prune_removes_unmanaged_properties_only_with_confirmation() {
     assert!(err.contains("add --yes to confirm"), "{err}");
     assert!(f.w.emu.write_calls().is_empty());
     req.confirmed = true;
-    let report = envprops::apply(&config, &f.session, &req).await.unwrap();
-    assert_eq!(
-        report.verdict,
-        Some(DeployVerdict::Succeeded),
-        "{}",
-        report.message
-    );
+    apply_succeeds(&config, &f, &req).await;
     let plain = f.w.emu.options(&f.w.environment, ENVIRONMENT);
     assert!(!plain.contains_key("CONSOLE"));
     assert_eq!(plain["KEEP"], "1");
@@ -261,15 +258,7 @@ async fn apply_while_another_deploy_runs_waits_for_the_lock() {
         "v1",
         Script::success(Duration::from_millis(400)),
     );
-    let report = envprops::apply(&config, &f.session, &ApplyRequest::new(env))
-        .await
-        .unwrap();
-    assert_eq!(
-        report.verdict,
-        Some(DeployVerdict::Succeeded),
-        "{}",
-        report.message
-    );
+    apply_succeeds(&config, &f, &ApplyRequest::new(env)).await;
     let foreign_end = f.w.emu.finishes(&f.w.environment)[0];
     let update = f.w.emu.calls_of("UpdateEnvironment")[0].clone();
     assert!(
@@ -384,6 +373,47 @@ async fn run(mut cmd: std::process::Command, stdin: Option<&str>) -> (bool, Stri
     .unwrap()
 }
 
+/// All that the commands of a test printed, which must never hold a secret value.
+#[derive(Default)]
+struct Transcript(String);
+
+impl Transcript {
+    /// Runs `cmd` (with `stdin`) and keeps what it printed.
+    async fn run(
+        &mut self,
+        cmd: std::process::Command,
+        stdin: Option<&str>,
+    ) -> (bool, String, String) {
+        let (ok, out, err) = run(cmd, stdin).await;
+        self.keep(&out);
+        self.keep(&err);
+        (ok, out, err)
+    }
+
+    /// Runs `cmd` (with `stdin`), which must succeed, and keeps what it printed.
+    async fn succeeds(
+        &mut self,
+        cmd: std::process::Command,
+        stdin: Option<&str>,
+    ) -> (String, String) {
+        let (ok, out, err) = self.run(cmd, stdin).await;
+        assert!(ok, "{err}");
+        (out, err)
+    }
+
+    fn keep(&mut self, text: &str) {
+        self.0.push_str(text);
+    }
+
+    /// Nothing the commands printed holds a secret value, nor anything EB was sent.
+    fn assert_no_secret(&self, w: &World) {
+        no_secret_in(&self.0);
+        for call in w.emu.calls() {
+            no_secret_in(&format!("{:?}", call.params));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_never_shows_a_secret_value() {
     let w = World::new().await;
@@ -393,29 +423,24 @@ async fn the_binary_never_shows_a_secret_value() {
     w.emu
         .set_environment_property(&w.environment, "USE_DOCKER", "yes");
     configure(&w, "");
-    let mut captured = String::new();
+    let mut captured = Transcript::default();
 
     // `env pull`: the console-held secret becomes a placeholder.
-    let (ok, out, err) = run(xtask(&w, &["env", "pull"]), None).await;
-    assert!(ok, "{err}");
+    let (out, _) = captured.succeeds(xtask(&w, &["env", "pull"]), None).await;
     assert!(out.contains("USE_DOCKER = \"yes\""), "{out}");
     assert!(out.contains(&format!(
         "DJANGO_SECRET_KEY = {{ secret = \"{app}/staging/DJANGO_SECRET_KEY\" }}"
     )));
-    captured.push_str(&out);
-    captured.push_str(&err);
 
     // `secrets put` from stdin: created, tagged, the declaration printed.
-    let (ok, out, err) = run(
-        xtask(&w, &["--json", "secrets", "put", "DJANGO_SECRET_KEY"]),
-        Some(&format!("{SECRET_VALUE}\n")),
-    )
-    .await;
-    assert!(ok, "{err}");
+    let (out, _) = captured
+        .succeeds(
+            xtask(&w, &["--json", "secrets", "put", "DJANGO_SECRET_KEY"]),
+            Some(&format!("{SECRET_VALUE}\n")),
+        )
+        .await;
     let stored: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(stored["created"], true);
-    captured.push_str(&out);
-    captured.push_str(&err);
     let stores = SecretStores::new(&Aws {
         sdk: aws::sdk_config(&services::env("MOTO_ENDPOINT")),
         custom_endpoint: true,
@@ -444,36 +469,32 @@ async fn the_binary_never_shows_a_secret_value() {
     assert!(tags.contains(&("application".into(), app.clone())));
     assert!(tags.contains(&("environment".into(), "staging".into())));
     // Again: a new version of the same secret.
-    let (ok, out, err) = run(
-        xtask(&w, &["secrets", "put", "DJANGO_SECRET_KEY"]),
-        Some(SECRET_VALUE),
-    )
-    .await;
-    assert!(ok, "{err}");
+    let (_, err) = captured
+        .succeeds(
+            xtask(&w, &["secrets", "put", "DJANGO_SECRET_KEY"]),
+            Some(SECRET_VALUE),
+        )
+        .await;
     assert!(err.contains("stored a new version of"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
     // From a file: the same, and the value is not echoed.
     let value_file = w.dir.path().join("django-secret-key");
     std::fs::write(&value_file, format!("{SECRET_VALUE}\n")).unwrap();
-    let (ok, out, err) = run(
-        xtask(
-            &w,
-            &[
-                "secrets",
-                "put",
-                "DJANGO_SECRET_KEY",
-                "--from-file",
-                value_file.to_str().unwrap(),
-            ],
-        ),
-        None,
-    )
-    .await;
-    assert!(ok, "{err}");
+    let (_, err) = captured
+        .succeeds(
+            xtask(
+                &w,
+                &[
+                    "secrets",
+                    "put",
+                    "DJANGO_SECRET_KEY",
+                    "--from-file",
+                    value_file.to_str().unwrap(),
+                ],
+            ),
+            None,
+        )
+        .await;
     assert!(err.contains("stored a new version of"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
 
     // `secrets import`: secrets by the detector, plain properties as lines to paste.
     let dotenv = w.dir.path().join(".django");
@@ -484,30 +505,19 @@ async fn the_binary_never_shows_a_secret_value() {
         ),
     )
     .unwrap();
-    let (ok, out, err) = run(
+    let import = || {
         xtask(
             &w,
             &["secrets", "import", "--from-file", dotenv.to_str().unwrap()],
-        ),
-        None,
-    )
-    .await;
-    assert!(ok, "{err}");
+        )
+    };
+    let (out, _) = captured.succeeds(import(), None).await;
     assert!(out.contains("USE_DOCKER = \"yes\"\nEMPTY = \"\""), "{out}");
     assert!(out.contains(&format!(
         "POSTGRES_PASSWORD = {{ secret = \"{app}/staging/POSTGRES_PASSWORD\" }}"
     )));
-    captured.push_str(&out);
-    captured.push_str(&err);
     std::fs::write(&dotenv, "A=1\nnot a line\n").unwrap();
-    let (ok, _, err) = run(
-        xtask(
-            &w,
-            &["secrets", "import", "--from-file", dotenv.to_str().unwrap()],
-        ),
-        None,
-    )
-    .await;
+    let (ok, _, err) = run(import(), None).await;
     assert!(!ok);
     assert!(err.contains(".django:line 2: expected NAME=value"), "{err}");
 
@@ -518,30 +528,22 @@ async fn the_binary_never_shows_a_secret_value() {
             "\n[environments.staging.properties]\nUSE_DOCKER = \"yes\"\n\n[environments.staging.secrets]\nDJANGO_SECRET_KEY = {{ secret = \"{name}\" }}\n"
         ),
     );
-    let (ok, out, err) = run(xtask(&w, &["--json", "env", "diff"]), None).await;
-    assert!(ok, "{err}");
+    let (out, err) = captured
+        .succeeds(xtask(&w, &["--json", "env", "diff"]), None)
+        .await;
     let diff: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(diff["changes"], 1, "{out}");
     assert!(err.contains("DJANGO_SECRET_KEY"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
-    let (ok, out, err) = run(xtask(&w, &["--json", "env", "apply"]), None).await;
-    assert!(ok, "{err}");
+    let (out, _) = captured
+        .succeeds(xtask(&w, &["--json", "env", "apply"]), None)
+        .await;
     let applied: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(applied["verdict"], "succeeded", "{out}");
-    captured.push_str(&out);
-    captured.push_str(&err);
-    let (ok, out, err) = run(xtask(&w, &["env", "diff"]), None).await;
-    assert!(ok, "{err}");
+    let (_, err) = captured.succeeds(xtask(&w, &["env", "diff"]), None).await;
     assert!(err.contains("0 added, 0 changed, 0 removed"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
 
     // Nothing the suite captured holds a secret value, nor anything EB was sent.
-    no_secret_in(&captured);
-    for call in w.emu.calls() {
-        no_secret_in(&format!("{:?}", call.params));
-    }
+    captured.assert_no_secret(&w);
 }
 
 /// The whole pipeline on the fixture (bundle given), with Secrets Manager and SSM from moto.
@@ -768,7 +770,7 @@ async fn the_deploy_binary_applies_the_env_and_never_shows_a_secret_value() {
     let outputs = w.dir.path().join("github_output");
     std::fs::write(&summary, "").unwrap();
     std::fs::write(&outputs, "").unwrap();
-    let mut captured = String::new();
+    let mut captured = Transcript::default();
     let deploy = |extra: &[&str]| {
         let mut args = vec![
             "--json",
@@ -788,54 +790,39 @@ async fn the_deploy_binary_applies_the_env_and_never_shows_a_secret_value() {
         cmd
     };
 
-    let (ok, out, err) = run(deploy(&["--dry-run"]), None).await;
-    assert!(ok, "{err}");
+    let (_, err) = captured.succeeds(deploy(&["--dry-run"]), None).await;
     assert!(err.contains("5 change(s) NOT applied"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
     assert!(w.emu.write_calls().is_empty());
 
-    let (ok, out, err) = run(deploy(&["--prune"]), None).await;
+    let (ok, _, err) = captured.run(deploy(&["--prune"]), None).await;
     assert!(!ok && err.contains("--apply-env"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
 
-    let (ok, out, err) = run(deploy(&["--apply-env"]), None).await;
-    assert!(ok, "{err}");
+    let (out, err) = captured.succeeds(deploy(&["--apply-env"]), None).await;
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["env"]["sent"], true, "{out}");
     assert_eq!(report["deploy"]["verdict"], "succeeded", "{out}");
     assert!(err.contains("5 change(s) sent with the version"), "{err}");
-    captured.push_str(&out);
-    captured.push_str(&err);
 
-    let (ok, out, err) = run(xtask(w, &["--json", "env", "diff"]), None).await;
-    assert!(ok, "{err}");
+    let (out, _) = captured
+        .succeeds(xtask(w, &["--json", "env", "diff"]), None)
+        .await;
     let diff: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(diff["changes"], 0, "{out}");
-    captured.push_str(&out);
-    captured.push_str(&err);
 
     let writes = w.emu.write_calls().len();
-    let (ok, out, err) = run(deploy(&["--apply-env"]), None).await;
-    assert!(ok, "{err}");
+    let (_, err) = captured.succeeds(deploy(&["--apply-env"]), None).await;
     assert!(err.contains("they match deploy.toml"), "{err}");
     assert_eq!(
         w.emu.write_calls().len(),
         writes,
         "a second deploy writes nothing"
     );
-    captured.push_str(&out);
-    captured.push_str(&err);
 
     let summary = std::fs::read_to_string(&summary).unwrap();
     assert!(summary.contains("environment properties"), "{summary}");
-    captured.push_str(&summary);
-    captured.push_str(&std::fs::read_to_string(&outputs).unwrap());
-    no_secret_in(&captured);
-    for call in w.emu.calls() {
-        no_secret_in(&format!("{:?}", call.params));
-    }
+    captured.keep(&summary);
+    captured.keep(&std::fs::read_to_string(&outputs).unwrap());
+    captured.assert_no_secret(w);
 }
 
 #[tokio::test]

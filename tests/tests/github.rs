@@ -256,6 +256,46 @@ impl Respond for Statuses {
     }
 }
 
+impl Statuses {
+    /// The deployment statuses posted so far.
+    fn posted(&self) -> Vec<Value> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Their states, in order.
+    fn states(&self) -> Vec<String> {
+        self.posted()
+            .iter()
+            .map(|v| v["state"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// The body of the first request GitHub received: the deployment it was asked to create.
+async fn created_deployment(server: &MockServer) -> Value {
+    server.received_requests().await.unwrap()[0]
+        .body_json()
+        .unwrap()
+}
+
+/// A deploy reporter of `release` to `environment` on the fake GitHub at `server`, linking
+/// the statuses to the workflow run.
+async fn reporter(
+    actions: Actions,
+    server: &MockServer,
+    release: &str,
+    environment: &str,
+) -> pipeline::deploy::reporter::DeployReporter {
+    pipeline::deploy::reporter::DeployReporter::with(
+        actions,
+        Some(client(server)),
+        release,
+        environment,
+        Some(RUN.into()),
+    )
+    .await
+}
+
 async fn fake_deployments(server: &MockServer) -> Statuses {
     let statuses = Statuses::default();
     Mock::given(method("POST"))
@@ -277,15 +317,24 @@ async fn fake_deployments(server: &MockServer) -> Statuses {
 
 const RUN: &str = "https://github.com/ami/antenna/actions/runs/99";
 
+/// A deployment of `release` to `environment` started on a fake GitHub at `server` that
+/// records its statuses.
+async fn started_deployment(
+    server: &MockServer,
+    release: &str,
+    environment: &str,
+) -> (DeploymentTracker, Statuses) {
+    let statuses = fake_deployments(server).await;
+    let d = DeploymentTracker::start(&client(server), release, environment, Some(RUN.into()))
+        .await
+        .unwrap();
+    (d, statuses)
+}
+
 #[tokio::test]
 async fn deployment_statuses_on_success() {
     let server = MockServer::start().await;
-    let statuses = fake_deployments(&server).await;
-    let gh = client(&server);
-
-    let d = DeploymentTracker::start(&gh, "v1.2.0", "staging", Some(RUN.into()))
-        .await
-        .unwrap();
+    let (d, statuses) = started_deployment(&server, "v1.2.0", "staging").await;
     assert_eq!(d.id, 42);
     d.succeeded(
         Some("https://staging.example.org"),
@@ -294,16 +343,13 @@ async fn deployment_statuses_on_success() {
     .await
     .unwrap();
 
-    let created: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let created = created_deployment(&server).await;
     assert_eq!(created["ref"], "v1.2.0");
     assert_eq!(created["environment"], "staging");
     assert_eq!(created["auto_merge"], false);
     assert_eq!(created["required_contexts"], json!([]));
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "success"]);
+    let s = statuses.posted();
+    assert_eq!(statuses.states(), ["in_progress", "success"]);
     assert_eq!(s[1]["environment_url"], "https://staging.example.org");
     assert_eq!(s[1]["log_url"], RUN);
     assert_eq!(s[1]["description"], "deployed v1.2.0-0123abcd");
@@ -312,29 +358,39 @@ async fn deployment_statuses_on_success() {
 #[tokio::test]
 async fn deployment_statuses_on_failure() {
     let server = MockServer::start().await;
-    let statuses = fake_deployments(&server).await;
-    let gh = client(&server);
-
-    let d = DeploymentTracker::start(&gh, "v1.2.1", "production", Some(RUN.into()))
-        .await
-        .unwrap();
+    let (d, statuses) = started_deployment(&server, "v1.2.1", "production").await;
     d.failed("deploy stage failed: Failed to deploy application.")
         .await
         .unwrap();
 
-    let created: Value = server.received_requests().await.unwrap()[0]
-        .body_json()
-        .unwrap();
+    let created = created_deployment(&server).await;
     assert_eq!(created["production_environment"], true);
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "failure"]);
+    let s = statuses.posted();
+    assert_eq!(statuses.states(), ["in_progress", "failure"]);
     assert_eq!(s[1]["log_url"], RUN);
     assert!(s[1].get("environment_url").is_none(), "{}", s[1]);
     assert_eq!(
         s[1]["description"],
         "deploy stage failed: Failed to deploy application."
     );
+}
+
+/// A 403 that is no rate limit (requests remain), with GitHub's `message`.
+fn forbidden(message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(403)
+        .insert_header("x-ratelimit-remaining", "4999")
+        .set_body_json(json!({ "message": message }))
+}
+
+/// A fake GitHub whose every GET answers `response`, and is asked exactly `times` times.
+async fn every_get_answers(response: ResponseTemplate, times: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(response)
+        .expect(times)
+        .mount(&server)
+        .await;
+    server
 }
 
 #[tokio::test]
@@ -347,11 +403,7 @@ async fn forbidden_says_which_permission_is_missing() {
         .await;
     Mock::given(method("POST"))
         .and(path("/repos/ami/antenna/issues/7/comments"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "4999")
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
+        .respond_with(forbidden("Resource not accessible by integration"))
         .expect(1)
         .mount(&server)
         .await;
@@ -469,16 +521,11 @@ async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
     assert_eq!(found.map(|c| c.id), Some(5));
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 
-    let refusing = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "4999")
-                .set_body_json(json!({"message": "API rate limit exceeded? no: Resource not accessible by integration"})),
-        )
-        .expect(1)
-        .mount(&refusing)
-        .await;
+    let refusing = every_get_answers(
+        forbidden("API rate limit exceeded? no: Resource not accessible by integration"),
+        1,
+    )
+    .await;
     let err = client(&refusing).find_comment(7, MARKER).await.unwrap_err();
     assert!(matches!(err, GitHubError::Forbidden { .. }), "{err:?}");
     assert!(
@@ -490,24 +537,19 @@ async fn rate_limits_are_told_by_status_and_headers_not_by_message() {
 
 #[tokio::test]
 async fn rate_limit_reset_too_far_away_fails_at_once_with_the_wait() {
-    let server = MockServer::start().await;
     let reset = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         + 3600;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "0")
-                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
-                .set_body_json(
-                    json!({"message": "API rate limit exceeded for installation ID 1."}),
-                ),
-        )
-        .expect(1)
-        .mount(&server)
-        .await;
+    let server = every_get_answers(
+        ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+            .set_body_json(json!({"message": "API rate limit exceeded for installation ID 1."})),
+        1,
+    )
+    .await;
     let started = Instant::now();
     let err = client(&server).find_comment(7, MARKER).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -552,14 +594,11 @@ async fn server_errors_are_retried_then_reported() {
     assert_eq!(id, 9);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 
-    let down = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
-        )
-        .expect(3)
-        .mount(&down)
-        .await;
+    let down = every_get_answers(
+        ResponseTemplate::new(503).set_body_json(json!({"message": "Service Unavailable"})),
+        3,
+    )
+    .await;
     let err = client(&down).find_comment(7, MARKER).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -984,7 +1023,7 @@ impl Log {
 
 #[tokio::test]
 async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
-    use pipeline::deploy::reporter::{DeployOutputs, DeployReporter};
+    use pipeline::deploy::reporter::DeployOutputs;
     use pipeline::stages::Stage;
     let server = MockServer::start().await;
     let statuses = fake_deployments(&server).await;
@@ -992,14 +1031,7 @@ async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
     let output = files.path().join("output");
     let log = Log::default();
     let actions = Actions::new(true, Box::new(log.clone()), Some(output.clone()), None);
-    let r = DeployReporter::with(
-        actions,
-        Some(client(&server)),
-        "v1.2.0",
-        "staging",
-        Some(RUN.into()),
-    )
-    .await;
+    let r = reporter(actions, &server, "v1.2.0", "staging").await;
 
     r.mask("redis-password");
     {
@@ -1046,9 +1078,7 @@ async fn deploy_reporter_groups_stages_annotates_and_reports_success() {
         "{out}"
     );
     assert!(out.ends_with("url=https://staging.example.org\n"), "{out}");
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "success"]);
+    assert_eq!(statuses.states(), ["in_progress", "success"]);
 }
 
 #[tokio::test]
@@ -1058,23 +1088,15 @@ async fn deploy_reporter_reports_failure_and_survives_github_errors() {
     let statuses = fake_deployments(&server).await;
     let log = Log::default();
     let actions = Actions::new(true, Box::new(log.clone()), None, None);
-    let r = DeployReporter::with(
-        actions,
-        Some(client(&server)),
-        "v1.2.1",
-        "production",
-        Some(RUN.into()),
-    )
-    .await;
+    let r = reporter(actions, &server, "v1.2.1", "production").await;
     r.failed(&anyhow::anyhow!("Failed to deploy application.").context("deploy stage failed"))
         .await;
     assert_eq!(
         log.text(),
         "::error title=deploy failed::deploy stage failed: Failed to deploy application.\n"
     );
-    let s = statuses.0.lock().unwrap().clone();
-    let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
-    assert_eq!(states, ["in_progress", "failure"]);
+    let s = statuses.posted();
+    assert_eq!(statuses.states(), ["in_progress", "failure"]);
     assert_eq!(s[1]["log_url"], RUN);
 
     // GitHub refusing the deployment does not stop the deploy: the reporter goes on without it.
@@ -1223,7 +1245,6 @@ fn run_report(ok: bool) -> pipeline::deploy::RunReport {
 
 #[tokio::test]
 async fn deploy_reporter_finishes_a_run_report() {
-    use pipeline::deploy::reporter::DeployReporter;
     for ok in [true, false] {
         let server = MockServer::start().await;
         let statuses = fake_deployments(&server).await;
@@ -1236,14 +1257,7 @@ async fn deploy_reporter_finishes_a_run_report() {
             Some(output.clone()),
             Some(summary.clone()),
         );
-        let r = DeployReporter::with(
-            actions,
-            Some(client(&server)),
-            "v1.2.0",
-            "staging",
-            Some(RUN.into()),
-        )
-        .await;
+        let r = reporter(actions, &server, "v1.2.0", "staging").await;
         r.finish(&run_report(ok), Some("https://staging.example.org"))
             .await
             .unwrap();
@@ -1254,8 +1268,7 @@ async fn deploy_reporter_finishes_a_run_report() {
             "{summary}"
         );
         let out = std::fs::read_to_string(&output).unwrap();
-        let s = statuses.0.lock().unwrap().clone();
-        let states: Vec<&str> = s.iter().map(|v| v["state"].as_str().unwrap()).collect();
+        let (s, states) = (statuses.posted(), statuses.states());
         if ok {
             assert_eq!(log.text(), "");
             assert_eq!(

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use integration::deploy_tree::DeployToml;
 use integration::services;
 use pipeline::aws::Aws;
 use pipeline::config::Config;
@@ -48,27 +49,62 @@ fn random_commit() -> String {
         .collect()
 }
 
-/// A configuration in a temporary directory building the fixture into `repository`.
+/// A configuration in a temporary directory building the fixture into `repository`, with
+/// `extra` (tables of their own) after its image.
 fn config(dir: &Path, registry: &str, repository: &str, extra: &str) -> Config {
-    let text = format!(
-        r#"
-region = "us-west-2"
-application = "antenna"
-registry = "{registry}"
+    DeployToml::new("antenna")
+        .raw(&format!("registry = \"{registry}\"\n"))
+        .built_image(
+            "backend",
+            repository,
+            &format!(
+                r#"context = "{ctx}", dockerfile = "{df}", target = "final", args = {{ GREETING = "hello" }}"#,
+                ctx = fixture().join("context").display(),
+                df = fixture().join("Dockerfile").display(),
+            ),
+        )
+        .raw(extra)
+        .environment("local", "target = \"local\"")
+        .load(dir)
+}
 
-[images.backend]
-repository = "{repository}"
-build = {{ context = "{ctx}", dockerfile = "{df}", target = "final", args = {{ GREETING = "hello" }} }}
-{extra}
-[environments.local]
-target = "local"
-"#,
-        ctx = fixture().join("context").display(),
-        df = fixture().join("Dockerfile").display(),
-    );
-    let path = dir.join("deploy.toml");
-    std::fs::write(&path, text).unwrap();
-    Config::load(&path, &Default::default()).unwrap()
+/// A configuration in `dir` with one image, `repository`, built from `context` (relative to
+/// `dir`), and no registry.
+fn backend_only(dir: &Path, repository: &str, context: &str) -> Config {
+    DeployToml::new("a")
+        .built_image("backend", repository, &format!("context = \"{context}\""))
+        .environment("local", "target = \"local\"")
+        .load(dir)
+}
+
+/// A build-only request (nothing pushed) of `release` at `commit`.
+fn build_request(config: Config, release: &str, commit: &str) -> ImageRequest {
+    ImageRequest::new(config, Release::fixed(release, commit)).with_output(OutputMode::Plain)
+}
+
+/// The error of a run that must fail, with its causes.
+async fn failure(req: &ImageRequest, aws: Option<&Aws>) -> String {
+    format!("{:#}", image::run(req, aws).await.unwrap_err())
+}
+
+/// The error of a push of `release` (from a fresh commit) to moto's ECR that must fail.
+async fn push_failure(config: Config, release: &str) -> String {
+    let req = request(config, Release::fixed(release, &random_commit()));
+    failure(&req, Some(&moto().await)).await
+}
+
+/// Builds and pushes `release` at `commit` to moto's ECR.
+async fn push(
+    config: &Config,
+    release: &str,
+    commit: &str,
+    aws: &Aws,
+) -> anyhow::Result<image::ImageRun> {
+    image::run(
+        &request(config.clone(), Release::fixed(release, commit)),
+        Some(aws),
+    )
+    .await
 }
 
 fn request(config: Config, release: Release) -> ImageRequest {
@@ -129,12 +165,7 @@ async fn build_push_read_back_then_skip() {
     let cfg = config(dir.path(), &registry, &repo, "");
     let aws = moto().await;
 
-    let run = image::run(
-        &request(cfg.clone(), Release::fixed(&release, &commit)),
-        Some(&aws),
-    )
-    .await
-    .unwrap();
+    let run = push(&cfg, &release, &commit, &aws).await.unwrap();
     let reference = format!("{registry}/{repo}:{release}");
     let commit_ref = format!("{registry}/{repo}:{commit}");
     let report = &run.images[0];
@@ -281,12 +312,7 @@ async fn build_push_read_back_then_skip() {
         before >= 2,
         "the first push uploaded blobs ({before} logged)"
     );
-    let again = image::run(
-        &request(cfg.clone(), Release::fixed(&release, &commit)),
-        Some(&aws),
-    )
-    .await
-    .unwrap();
+    let again = push(&cfg, &release, &commit, &aws).await.unwrap();
     let report = &again.images[0];
     assert_eq!(report.outcome, Outcome::Skipped);
     assert_eq!(
@@ -298,13 +324,10 @@ async fn build_push_read_back_then_skip() {
 
     // Same release name, another commit: refused, naming both revisions.
     let other = random_commit();
-    let err = image::run(
-        &request(cfg.clone(), Release::fixed(&release, &other)),
-        Some(&aws),
-    )
-    .await
-    .unwrap_err();
-    let msg = format!("{err:#}");
+    let msg = format!(
+        "{:#}",
+        push(&cfg, &release, &other, &aws).await.unwrap_err()
+    );
     assert!(
         msg.starts_with(&format!(
             "the tag {release} already exists in ECR repository {repo} with revision {commit}"
@@ -332,9 +355,7 @@ async fn build_push_read_back_then_skip() {
         config["config"]["Labels"]["org.opencontainers.image.revision"],
         other.as_str()
     );
-    let again = image::run(&request(cfg, Release::fixed(&release, &other)), Some(&aws))
-        .await
-        .unwrap();
+    let again = push(&cfg, &release, &other, &aws).await.unwrap();
     assert_eq!(again.images[0].outcome, Outcome::Skipped);
 }
 
@@ -346,8 +367,9 @@ async fn build_only_tags_locally_and_contacts_no_registry() {
     let _untag = Untag(format!("{registry}/{repo}"));
     let commit = random_commit();
     let cfg = config(dir.path(), &registry, &repo, "");
-    let req = ImageRequest::new(cfg, Release::fixed("v3", &commit)).with_output(OutputMode::Plain);
-    let run = image::run(&req, None).await.unwrap();
+    let run = image::run(&build_request(cfg, "v3", &commit), None)
+        .await
+        .unwrap();
     let report = &run.images[0];
     assert_eq!(report.outcome, Outcome::Built);
     assert_eq!(report.reference, format!("{registry}/{repo}:v3"));
@@ -389,16 +411,9 @@ async fn broken_dockerfile_fails_naming_the_step_and_tags_nothing() {
     )
     .unwrap();
     let repo = services::unique("it-broken");
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!("region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"{repo}\"\nbuild = {{ context = \"ctx\" }}\n[environments.local]\ntarget = \"local\"\n"),
-    )
-    .unwrap();
-    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
-    let req = ImageRequest::new(cfg, Release::fixed("v0", &random_commit()))
-        .with_output(OutputMode::Plain);
-    let err = image::run(&req, None).await.unwrap_err();
-    let msg = format!("{err:#}");
+    let cfg = backend_only(dir.path(), &repo, "ctx");
+    let req = build_request(cfg, "v0", &random_commit());
+    let msg = failure(&req, None).await;
     assert!(
         msg.starts_with(&format!(
             "cannot build image backend ({repo}:v0): the image build failed at `Step 3/7 : RUN"
@@ -427,7 +442,7 @@ async fn broken_dockerfile_fails_naming_the_step_and_tags_nothing() {
         "FROM scratch\nCOPPY busybox /bin/busybox\n",
     )
     .unwrap();
-    let msg = format!("{:#}", image::run(&req, None).await.unwrap_err());
+    let msg = failure(&req, None).await;
     assert!(
         msg.contains("the image build failed before the first step of "),
         "{msg}"
@@ -439,14 +454,8 @@ async fn broken_dockerfile_fails_naming_the_step_and_tags_nothing() {
 #[tokio::test]
 async fn missing_context_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        "region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"x\"\nbuild = { context = \"no-such-dir\" }\n[environments.local]\ntarget = \"local\"\n",
-    )
-    .unwrap();
-    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
-    let req = ImageRequest::new(cfg, Release::fixed("v0", "c")).with_output(OutputMode::Plain);
-    let msg = format!("{:#}", image::run(&req, None).await.unwrap_err());
+    let cfg = backend_only(dir.path(), "x", "no-such-dir");
+    let msg = failure(&build_request(cfg, "v0", "c"), None).await;
     assert!(
         msg.starts_with("cannot build image backend: build context "),
         "{msg}"
@@ -463,13 +472,7 @@ async fn wrong_registry_password_is_not_retried_and_names_the_user() {
     let release = services::unique("v1");
     let cfg = config(dir.path(), &other, &repo, "");
     let started = std::time::Instant::now();
-    let err = image::run(
-        &request(cfg, Release::fixed(&release, &random_commit())),
-        Some(&moto().await),
-    )
-    .await
-    .unwrap_err();
-    let msg = format!("{err:#}");
+    let msg = push_failure(cfg, &release).await;
     assert!(
         msg.starts_with(&format!(
             "the registry {other} refused the credentials of user \"AWS\" (from ECR GetAuthorizationToken) for pushing {other}/{repo}:{release}"
@@ -498,13 +501,7 @@ async fn registry_down_retries_then_fails_clearly() {
     let _untag = Untag(format!("{down}/{repo}"));
     let release = services::unique("v1");
     let cfg = config(dir.path(), &down, &repo, "");
-    let err = image::run(
-        &request(cfg, Release::fixed(&release, &random_commit())),
-        Some(&moto().await),
-    )
-    .await
-    .unwrap_err();
-    let msg = format!("{err:#}");
+    let msg = push_failure(cfg, &release).await;
     assert!(
         msg.starts_with(&format!(
             "pushing {down}/{repo}:{release} to {down} failed after 3 attempts: "
@@ -525,11 +522,8 @@ async fn unreachable_engine_names_the_socket() {
         "",
     );
     let host = format!("unix://{}/dead.sock", dir.path().display());
-    let req = ImageRequest::new(cfg, Release::fixed("v0", "c"))
-        .with_docker_host(Some(host.clone()))
-        .with_output(OutputMode::Plain);
-    let err = image::run(&req, None).await.unwrap_err();
-    let msg = format!("{err:#}");
+    let req = build_request(cfg, "v0", "c").with_docker_host(Some(host.clone()));
+    let msg = failure(&req, None).await;
     assert!(
         msg.starts_with(&format!("cannot reach the Docker Engine at {host}: ")),
         "{msg}"
@@ -567,7 +561,7 @@ async fn missing_external_image_fails_before_building() {
     let dead = format!("unix://{}/dead.sock", dir.path().display());
     let req =
         request(cfg, Release::fixed("v1", &random_commit())).with_docker_host(Some(dead.clone()));
-    let msg = format!("{:#}", image::run(&req, Some(&aws)).await.unwrap_err());
+    let msg = failure(&req, Some(&aws)).await;
     assert_eq!(
         msg,
         format!("external image ml ({absent}:v0.1.0) is not in the account's ECR: push it there, or fix `images.ml` in the configuration")
@@ -578,7 +572,7 @@ async fn missing_external_image_fails_before_building() {
     let cfg = config(dir.path(), &registry, &services::unique("it-ext"), &extra);
     let req =
         request(cfg, Release::fixed("v1", &random_commit())).with_docker_host(Some(dead.clone()));
-    let msg = format!("{:#}", image::run(&req, Some(&aws)).await.unwrap_err());
+    let msg = failure(&req, Some(&aws)).await;
     assert_eq!(
         msg,
         format!("external image ml ({registry}/{absent}:v0.1.0) does not exist in the registry {registry}: push it, or fix `images.ml` in the configuration")
@@ -762,20 +756,9 @@ fn cli_exits_non_zero_when_the_engine_is_unreachable() {
 async fn expired_ecr_token_is_refused_without_a_registry_override() {
     let dir = tempfile::tempdir().unwrap();
     let repo = services::unique("it-expired");
-    std::fs::write(
-        dir.path().join("deploy.toml"),
-        format!("region = \"us-west-2\"\napplication = \"a\"\n[images.backend]\nrepository = \"{repo}\"\nbuild = {{ context = \"ctx\" }}\n[environments.local]\ntarget = \"local\"\n"),
-    )
-    .unwrap();
-    let cfg = Config::load(&dir.path().join("deploy.toml"), &Default::default()).unwrap();
-    let err = image::run(
-        &request(cfg, Release::fixed("v1", &random_commit())),
-        Some(&moto().await),
-    )
-    .await
-    .unwrap_err();
+    let cfg = backend_only(dir.path(), &repo, "ctx");
     // moto's token expired in 2015; real ECR's lasts 12 hours.
-    let msg = format!("{err:#}");
+    let msg = push_failure(cfg, "v1").await;
     assert!(
         msg.starts_with("ECR returned an authorization token that expired at 2015-"),
         "{msg}"
