@@ -35,6 +35,13 @@ fn zip_with(dockerrun: &str) -> Vec<u8> {
     buf.into_inner()
 }
 
+/// The service error (EB's `<Error>` XML, as the SDK reads it) a call's builder ends with.
+macro_rules! refused {
+    ($call:expr) => {
+        $call.send().await.unwrap_err().into_service_error()
+    };
+}
+
 /// Uploads `body` to `bucket` under `key`, as the deploy uploads a bundle.
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
     s3.put_object()
@@ -58,11 +65,7 @@ async fn deploy(eb: &Client, env: &str, version: &str) -> UpdateEnvironmentOutpu
 
 /// UpdateEnvironment of `env` to `version`, which the emulator refuses.
 async fn update_refused(eb: &Client, env: &str, version: &str) -> UpdateEnvironmentError {
-    update(eb, env, version)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error()
+    refused!(update(eb, env, version))
 }
 
 fn update(eb: &Client, env: &str, version: &str) -> UpdateEnvironmentFluentBuilder {
@@ -164,12 +167,7 @@ async fn throttling_and_server_errors_use_eb_error_xml() {
     emu.inject(Some("DescribeEnvironments"), Fault::Throttle, 1);
     emu.inject(None, Fault::ServerError(503), 1);
     let eb = eb(&emu);
-    let err = eb
-        .describe_environments()
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = refused!(eb.describe_environments());
     assert_eq!(err.code(), Some("Throttling"));
     assert_eq!(err.message(), Some("Rate exceeded"));
     let err = eb.describe_environments().send().await.unwrap_err();
@@ -238,15 +236,11 @@ async fn processing_checks_the_bundle_from_s3() {
         ev.events()[0].message(),
         Some("Failed to process application version bad: ECS Application sourcebundle validation error: AWSEBDockerrunVersion must be 2 for a multi-container Docker environment.")
     );
-    let dup = eb
+    let dup = refused!(eb
         .create_application_version()
         .application_name("app")
         .version_label("good")
-        .source_bundle(bundle(&bucket, "app/good.zip"))
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+        .source_bundle(bundle(&bucket, "app/good.zip")));
     assert_eq!(
         dup.message(),
         Some("Application Version good already exists.")
@@ -261,12 +255,7 @@ async fn rate_limit_throttles_describe_calls_like_eb() {
     let eb = eb(&emu);
     assert!(eb.describe_environments().send().await.is_ok());
     assert!(eb.describe_events().send().await.is_ok());
-    let err = eb
-        .describe_environments()
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let err = refused!(eb.describe_environments());
     assert_eq!(err.code(), Some("Throttling"));
     assert_eq!(err.message(), Some("Rate exceeded"));
     // Other actions are not limited; after 250 ms one token is back.
@@ -458,14 +447,10 @@ async fn unknown_namespaces_and_options_get_eb_validation_errors() {
         ("aws:elasticbeanstalk:application:environmen", "FOO"),
         ("aws:autoscaling:trigger", " LowerThreshold"),
     ] {
-        let err = eb
+        let err = refused!(eb
             .update_environment()
             .environment_name("env-v")
-            .option_settings(option(ns, name, "1"))
-            .send()
-            .await
-            .unwrap_err()
-            .into_service_error();
+            .option_settings(option(ns, name, "1")));
         assert_eq!(err.code(), Some("ConfigurationValidationException"));
         assert_eq!(
             err.message().unwrap(),
@@ -474,14 +459,10 @@ async fn unknown_namespaces_and_options_get_eb_validation_errors() {
     }
     // Nothing started.
     assert_eq!(emu.environment("env-v").status, "Ready");
-    let err = eb
+    let err = refused!(eb
         .describe_configuration_settings()
         .application_name("app")
-        .environment_name("nope")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+        .environment_name("nope"));
     assert_eq!(
         err.message(),
         Some("No Environment found for EnvironmentName = 'nope'.")
@@ -526,13 +507,9 @@ async fn responses_carry_date_arns_and_creation_dates() {
         p.platform_branch_name(),
         Some("ECS running on 64bit Amazon Linux 2")
     );
-    let err = eb(&emu)
+    let err = refused!(eb(&emu)
         .describe_platform_version()
-        .platform_arn("arn:aws:elasticbeanstalk:us-west-2::platform/Nope/1.0")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+        .platform_arn("arn:aws:elasticbeanstalk:us-west-2::platform/Nope/1.0"));
     assert_eq!(err.code(), Some("InvalidParameterValue"));
 }
 
@@ -553,13 +530,7 @@ async fn applications_are_created_once_and_versions_need_one() {
         Some("arn:aws:elasticbeanstalk:us-west-2:123456789012:application/antenna")
     );
     assert!(app.date_created().is_some());
-    let dup = eb
-        .create_application()
-        .application_name("antenna")
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let dup = refused!(eb.create_application().application_name("antenna"));
     assert_eq!(dup.code(), Some("InvalidParameterValue"));
     assert_eq!(dup.message(), Some("Application antenna already exists."));
     let listed = eb.describe_applications().send().await.unwrap();
@@ -572,15 +543,11 @@ async fn applications_are_created_once_and_versions_need_one() {
         .await
         .unwrap();
     assert!(none.applications().is_empty());
-    let err = eb
+    let err = refused!(eb
         .create_application_version()
         .application_name("nope")
         .version_label("v1")
-        .source_bundle(S3Location::builder().s3_bucket("b").s3_key("k").build())
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+        .source_bundle(S3Location::builder().s3_bucket("b").s3_key("k").build()));
     assert_eq!(err.code(), Some("InvalidParameterValue"));
     assert_eq!(err.message(), Some("No Application named 'nope' found."));
 }
@@ -641,13 +608,7 @@ async fn events_page_with_max_records_next_token_and_end_time() {
         .iter()
         .all(|e| *e.event_date().unwrap() < end));
     assert!(!before.events().is_empty());
-    let bad = eb
-        .describe_events()
-        .max_records(0)
-        .send()
-        .await
-        .unwrap_err()
-        .into_service_error();
+    let bad = refused!(eb.describe_events().max_records(0));
     assert_eq!(bad.code(), Some("InvalidParameterValue"));
 }
 
