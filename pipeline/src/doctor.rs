@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::config::{CheckKind, Config};
+use crate::config::Config;
 use crate::image::{self, ecr::EcrError};
 use crate::ops::{AwsEnvironment, Session};
 use crate::output::Table;
@@ -1298,16 +1298,31 @@ pub async fn probe_health_path(base: &str, path: &str, matcher: &str) -> Item {
     }
 }
 
+/// What to do about a runner-side check's missing variables. deploy.yml passes Flower's
+/// credentials to the deploy step; a broker's URL it does not, and a GitHub runner is outside
+/// the VPC that ElastiCache, RabbitMQ and NATS live in.
+fn credentials_hint(kind: &str, missing: &[&str], environment: &str) -> String {
+    let exports = missing
+        .iter()
+        .map(|m| format!("{m}=..."))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match kind {
+        "redis" | "celery" | "nats" => format!(
+            "export {exports} in this shell (its server must be reachable from here); in GitHub Actions a runner is outside the VPC: `where = \"instance\"` runs the check on the instance with the environment's properties, or add them as secrets of the `{environment}` environment and to the deploy step's `env:` in deploy.yml"
+        ),
+        _ => format!(
+            "export {exports} in this shell; in GitHub Actions add them as secrets of the `{environment}` environment (deploy.yml passes them to the deploy step)"
+        ),
+    }
+}
+
 /// The variables the verify checks read must be set where deploy runs.
 fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
     for (i, check) in req.env.spec.checks.iter().enumerate() {
         // An instance check reads its variables on the instance (the environment's
         // properties), not where the pipeline runs.
         if check.place == crate::config::Where::Instance {
-            continue;
-        }
-        // The NATS check's URL variable is not looked at here (as before this list was shared).
-        if matches!(check.kind, CheckKind::Nats { .. }) {
             continue;
         }
         let names: Vec<&str> = check.kind.variables().into_iter().map(|(_, n)| n).collect();
@@ -1331,11 +1346,7 @@ fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
                 Subject::CheckCredentials,
                 what,
                 format!("{} not set where the deploy runs", missing.join(", ")),
-                format!(
-                    "export {} in this shell; in GitHub Actions add them as secrets of the `{}` environment (deploy.yml passes them to the deploy step)",
-                    missing.iter().map(|m| format!("{m}=...")).collect::<Vec<_>>().join(" "),
-                    req.env.name
-                ),
+                credentials_hint(check.kind.name(), &missing, &req.env.name),
             ));
         }
     }
@@ -1344,6 +1355,46 @@ fn check_credentials(req: &DoctorRequest<'_>, report: &mut DoctorReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runner_nats_check_needs_its_url_where_the_deploy_runs() {
+        let text = format!(
+            "{}\n[[environments.staging.checks]]\nkind = \"nats\"\n",
+            crate::config::test_config::MINIMAL
+        );
+        let config = Config::parse(std::path::Path::new("deploy.toml"), &text).unwrap();
+        let env = AwsEnvironment::resolve(&config, "staging", "doctor").unwrap();
+        let check = |nats_url: Option<&'static str>| {
+            let mut req = DoctorRequest::new(&config, env.clone());
+            req.vars = std::sync::Arc::new(move |k| (k == "NATS_URL").then_some(nats_url?.into()));
+            let mut report = DoctorReport::about(&req.env);
+            check_credentials(&req, &mut report);
+            report
+        };
+        let report = check(None);
+        let item = report
+            .items
+            .iter()
+            .find(|i| i.subject == Subject::CheckCredentials)
+            .expect("the nats check's credentials are looked at");
+        assert!(!item.ok, "{}", report.to_text());
+        assert!(
+            report
+                .to_text()
+                .contains("NATS_URL not set where the deploy runs"),
+            "{}",
+            report.to_text()
+        );
+        let fix = item.fix.as_deref().unwrap_or_default();
+        assert!(fix.contains("`where = \"instance\"`"), "{fix}");
+        let report = check(Some("nats://127.0.0.1:4222"));
+        assert!(report.ok(), "{}", report.to_text());
+        assert!(
+            report.to_text().contains("NATS_URL set"),
+            "{}",
+            report.to_text()
+        );
+    }
 
     #[test]
     fn permissions_are_verified_refused_or_not_verifiable() {
