@@ -15,6 +15,8 @@ use super::{uuid4, Attempt, UrlError};
 /// How long to wait for replies to one broadcast (Celery's `inspect` waits 1 s by default);
 /// the wait ends earlier once every expected worker has answered.
 const REPLY_WINDOW: Duration = Duration::from_secs(2);
+/// A shorter ping window than this is cut short by the deadline, not a verdict on the workers.
+const MIN_PING_WINDOW: Duration = Duration::from_millis(250);
 
 /// Celery's broker, from `CELERY_BROKER_URL`.
 #[derive(Debug, Clone)]
@@ -187,7 +189,9 @@ impl CeleryCheck {
                     workers.join(", ")
                 ),
             };
-            return Ok(Attempt::fail(detail));
+            // A ping squeezed into the deadline's last milliseconds says nothing about the
+            // workers: the verdict then keeps the last attempt that had time to hear them.
+            return Ok(Attempt::fail(detail).cut_short(ping_window < MIN_PING_WINDOW));
         }
         let mut consumed: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if !self.queues.is_empty() {
